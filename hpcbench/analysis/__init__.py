@@ -1,0 +1,1 @@
+"""Analysis of result records (reads records only)."""

@@ -1,0 +1,114 @@
+"""``hpcbench baseline create``: a baseline profile from golden-node result records.
+
+The expected value of each (check, metric) is the median, over every record and
+subject, of the measured values; only measurements whose check ran and passed
+its sanity check count. Provenance records the hosts, dates, number of nodes
+and the tool version.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from hpcbench import __version__, results
+from hpcbench.errors import ConfigError
+
+
+def _toml_str(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def expected_values(records: list[dict[str, Any]]) -> dict[str, dict[str, tuple[float, str, int]]]:
+    """check id -> metric -> (median value, unit, number of samples behind it)."""
+    values: dict[tuple[str, str], list[float]] = defaultdict(list)
+    units: dict[tuple[str, str], str] = {}
+    for rec in records:
+        for c in rec["checks"]:
+            if c["status"] != "ok":
+                continue
+            for m in c["measurements"]:
+                if m.get("sanity"):
+                    continue
+                key = (c["id"], m["metric"])
+                values[key].append(float(m["value"]))
+                units[key] = m["unit"]
+    out: dict[str, dict[str, tuple[float, str, int]]] = defaultdict(dict)
+    for (check, metric), vals in sorted(values.items()):
+        out[check][metric] = (statistics.median(vals), units[(check, metric)], len(vals))
+    return dict(out)
+
+
+def _match(records: list[dict[str, Any]], how: str | None) -> dict[str, str]:
+    cpus = {r["inventory"].get("cpu", {}).get("model") for r in records}
+    gpus = {((r["inventory"].get("gpus", {}).get("devices") or [{}])[0]).get("name") for r in records}
+    if how is None:
+        how = "gpu_name" if gpus - {None} else "cpu_model"
+    if how == "none":
+        return {}
+    found = gpus if how == "gpu_name" else cpus
+    if len(found) != 1 or None in found:
+        raise ConfigError(f"the records do not share one {how.replace('_', ' ')} ({sorted(map(str, found))}); "
+                          "pass --match none and choose the profile with --baseline")
+    return {how: found.pop()}
+
+
+def render(records: list[dict[str, Any]], name: str, source: str, match: dict[str, str]) -> str:
+    expected = expected_values(records)
+    if not expected:
+        raise ConfigError("the records contain no successful measurement to build a baseline from")
+    hosts = sorted({r["host"] for r in records})
+    dates = sorted(r["started"][:10] for r in records)
+    suites = sorted({r["suite"]["name"] for r in records})
+    lines = [
+        f"# Created by hpcbench {__version__} on {date.today().isoformat()} from {len(records)} record(s).",
+        f"name = {_toml_str(name)}",
+        f"description = {_toml_str(f'{source} baseline from {len(hosts)} node(s): suite(s) ' + ', '.join(suites))}",
+        "",
+        "[match]",
+    ]
+    lines += [f"{k} = {_toml_str(v)}" for k, v in match.items()]
+    lines += [
+        "",
+        "[provenance]",
+        f"source = {_toml_str(source)}",
+        f"date = {_toml_str(dates[-1])}",
+        f"first_date = {_toml_str(dates[0])}",
+        f"nodes = {len(hosts)}",
+        f"hosts = [{', '.join(_toml_str(h) for h in hosts)}]",
+        f"records = {len(records)}",
+        f"tool_version = {_toml_str(__version__)}",
+        "statistic = \"median over records and subjects of each measurement's value\"",
+    ]
+    for check, metrics in expected.items():
+        lines += ["", f"[expected.{check}]"]
+        for metric, (value, unit, n) in metrics.items():
+            lines.append(f"{metric} = {{ value = {value:.6g}, unit = {_toml_str(unit)} }}  # median of {n}")
+    return "\n".join(lines) + "\n"
+
+
+def create(paths: list[str], output: str, *, name: str | None = None, source: str = "golden-node",
+           match: str | None = None, force: bool = False) -> Path:
+    out = Path(output)
+    if out.exists() and not force:
+        raise ConfigError(f"{out} exists; pass --force to overwrite it")
+    files = results.find(paths)
+    if not files:
+        raise ConfigError(f"no result records found in {' '.join(paths)}")
+    records = [results.load(f) for f in files]
+    text = render(records, name or out.stem, source, _match(records, match))
+    from hpcbench import baselines, tomlfile
+
+    tmp = out.with_name(f".{out.name}.tmp")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp.write_text(text)
+    try:
+        baselines.parse(tomlfile.read(tmp, "baseline"))  # what we write must load back
+    except ConfigError:
+        tmp.unlink()
+        raise
+    tmp.replace(out)
+    return out

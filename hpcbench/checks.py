@@ -1,0 +1,168 @@
+"""Measurement + expectation -> verdict. Pure functions: no I/O, no hardware.
+
+Ratios are always "performance ratios": measured / expected where higher is
+better, expected / measured where lower is better, so a ratio below the warn
+or fail fraction is always a shortfall.
+"""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+from hpcbench.baselines import Baseline
+from hpcbench.hints import hint_for
+from hpcbench.model import Evaluation, Measurement, Verdict
+from hpcbench.results import CheckResult
+from hpcbench.suite import Band, CheckSpec
+
+NO_BASELINE_HINT = "record one from a known-good node: hpcbench baseline create RECORD.json -o FILE.toml"
+
+
+def performance_ratio(measured: float, expected: float, higher_is_better: bool) -> float:
+    if higher_is_better:
+        return measured / expected
+    return expected / measured if measured else float("inf")
+
+
+def band_verdict(ratio: float, band: Band) -> Verdict:
+    """PASS, WARN or FAIL for a performance ratio against fractional limits."""
+    if band.fail is not None and ratio < band.fail:
+        return Verdict.FAIL
+    if band.warn is not None and ratio < band.warn:
+        return Verdict.WARN
+    return Verdict.PASS
+
+
+def absolute_verdict(value: float, band: Band, higher_is_better: bool) -> Verdict:
+    """PASS, WARN or FAIL for a value against absolute limits in its own unit."""
+    def beyond(limit: float | None) -> bool:
+        if limit is None:
+            return False
+        return value < limit if higher_is_better else value > limit
+
+    if beyond(band.fail):
+        return Verdict.FAIL
+    if beyond(band.warn):
+        return Verdict.WARN
+    return Verdict.PASS
+
+
+def _fmt(value: float, unit: str) -> str:
+    return f"{value:.4g} {unit}".strip()
+
+
+def evaluate(
+    m: Measurement, check: CheckSpec, baseline: Baseline | None, inventory: dict[str, Any]
+) -> Evaluation:
+    """The verdict on one measurement: sanity first, then the baseline, then absolute limits."""
+    common = {"metric": m.metric, "measured": m.value, "unit": m.unit}
+    if m.sanity:
+        return Evaluation(**common, verdict=Verdict.FAIL, kind="sanity",
+                          reason=f"wrong result: {m.sanity}",
+                          hint="a wrong answer is a hardware fault (silent data corruption), not slowness")
+    exp = baseline.expectation(check.id, m.metric) if baseline else None
+    if exp is not None and baseline is not None:
+        ratio = performance_ratio(m.value, exp.value, m.higher_is_better)
+        verdict = band_verdict(ratio, check.thresholds)
+        reason = ""
+        if verdict is not Verdict.PASS:
+            limit = check.thresholds.fail if verdict is Verdict.FAIL else check.thresholds.warn
+            reason = (f"{_fmt(m.value, m.unit)} is {ratio:.0%} of the expected {_fmt(exp.value, exp.unit or m.unit)}"
+                      f" (below {limit:.0%})")
+        return Evaluation(**common, verdict=verdict, expected=exp.value, ratio=ratio,
+                          warn=check.thresholds.warn, fail=check.thresholds.fail, kind="baseline",
+                          provenance=baseline.provenance_text(exp), reason=reason,
+                          hint=hint_for(verdict, m, inventory))
+    band = check.absolute.get(m.metric)
+    if band is not None:
+        verdict = absolute_verdict(m.value, band, m.higher_is_better)
+        reason = ""
+        if verdict is not Verdict.PASS:
+            limit = band.fail if verdict is Verdict.FAIL else band.warn
+            side = "below" if m.higher_is_better else "above"
+            reason = f"{_fmt(m.value, m.unit)} is {side} the suite's absolute limit {_fmt(limit or 0, m.unit)}"
+        return Evaluation(**common, verdict=verdict, warn=band.warn, fail=band.fail, kind="absolute",
+                          provenance="suite absolute limit", reason=reason, hint=hint_for(verdict, m, inventory))
+    where = f"baseline {baseline.name!r}" if baseline else "no baseline matched this node"
+    return Evaluation(**common, verdict=Verdict.NOBASELINE, kind="none",
+                      reason=f"no expected value for {check.id}.{m.metric} ({where})", hint=NO_BASELINE_HINT)
+
+
+def selected(measurements: list[Measurement], check: CheckSpec) -> list[Measurement]:
+    """The measurements a check judges: those of its metrics (all, when it names none)."""
+    if check.metrics is None:
+        return list(measurements)
+    return [m for m in measurements if m.metric in check.metrics]
+
+
+def relative(
+    by_subject: dict[str, list[Measurement]], check: CheckSpec, inventory: dict[str, Any]
+) -> dict[str, list[Evaluation]]:
+    """Each subject against its siblings (no baseline needed): subject -> evaluations.
+
+    ``to = "median"`` compares with the median of the *other* subjects;
+    ``to = "best"`` with the best subject. Fewer than two subjects: SKIP.
+    """
+    assert check.relative is not None
+    out: dict[str, list[Evaluation]] = {s: [] for s in by_subject}
+    metrics = sorted({m.metric for ms in by_subject.values() for m in selected(ms, check)})
+    for metric in metrics:
+        values = {
+            s: m for s, ms in by_subject.items() for m in selected(ms, check) if m.metric == metric and not m.sanity
+        }
+        if len(values) < 2:
+            for s in values:
+                out[s].append(Evaluation(metric=metric, verdict=Verdict.SKIP, measured=values[s].value,
+                                         unit=values[s].unit, kind="relative",
+                                         reason=f"relative check needs 2 or more subjects; this node has {s} only"))
+            continue
+        for s, m in values.items():
+            others = [o.value for name, o in values.items() if name != s]
+            if check.relative.to == "best":
+                pool = [o.value for o in values.values()]
+                ref = max(pool) if m.higher_is_better else min(pool)
+                label = "the best subject"
+            else:
+                ref = statistics.median(others)
+                label = "the median of the others"
+            ratio = performance_ratio(m.value, ref, m.higher_is_better)
+            verdict = band_verdict(ratio, check.relative.band)
+            reason = ""
+            if verdict is not Verdict.PASS:
+                reason = f"{s} reaches {ratio:.0%} of {label} ({_fmt(ref, m.unit)})"
+            out[s].append(Evaluation(metric=metric, verdict=verdict, measured=m.value, unit=m.unit, expected=ref,
+                                     ratio=ratio, warn=check.relative.band.warn, fail=check.relative.band.fail,
+                                     kind="relative", provenance=f"relative to {label}", reason=reason,
+                                     hint=hint_for(verdict, m, inventory)))
+    return out
+
+
+def judge(check: CheckSpec, outcomes: list[Any], baseline: Baseline | None,
+          inventory: dict[str, Any]) -> list[CheckResult]:
+    """CheckResults (one per subject) for a check's outcomes, with every verdict decided.
+
+    ``outcomes`` are the runner's: objects with job.subject, status, started, duration,
+    reason, hint, params and measurements.
+    """
+    by_subject = {o.job.subject: o.measurements for o in outcomes if o.status == "ok"}
+    rel = relative(by_subject, check, inventory) if check.relative else {}
+    spec = check.as_dict()
+    results = []
+    for o in outcomes:
+        evaluations: list[Evaluation] = []
+        if o.status == "ok":
+            judged = selected(o.measurements, check)
+            evaluations = [evaluate(m, check, baseline, inventory) for m in judged]
+            evaluations += rel.get(o.job.subject, [])
+            if not judged:
+                evaluations = [Evaluation(metric="-", verdict=Verdict.ERROR, kind="none",
+                                          reason=f"the probe measured none of the metrics {spec['metrics']}")]
+        results.append(CheckResult(
+            id=check.id, probe=check.probe, subject=o.job.subject, status=o.status,
+            params=o.params or o.job.params, expand=check.expand,
+            thresholds={k: spec[k] for k in ("thresholds", "absolute", "relative")}, timeout=check.timeout,
+            started=o.started, duration=o.duration, reason=o.reason, hint=o.hint,
+            measurements=tuple(o.measurements), evaluations=tuple(evaluations),
+        ))
+    return results

@@ -1,0 +1,180 @@
+"""Argument parsing and dispatch only. Heavy modules are imported inside the commands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, NoReturn
+
+from hpcbench import __version__
+from hpcbench.errors import ConfigError, HpcbenchError, LockHeld
+from hpcbench.exitcodes import ExitCode
+
+EPILOG = """exit codes (Nagios-compatible): 0 OK, 1 WARN, 2 FAIL, 3 UNKNOWN (could not measure, or a
+required baseline is missing), 4 usage or configuration error. A run's code is its worst check's."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with usage errors as one line and exit code 4."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(ExitCode.USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--baseline", metavar="FILE|NAME", help="baseline profile to compare with (default: the "
+                   "bundled profile that matches this node's inventory)")
+    p.add_argument("--output", "-o", metavar="DIR", default="results",
+                   help="folder for result records: DIR/<host>/<UTC time>.json (default: results)")
+    p.add_argument("--format", choices=("table", "json"), default="table",
+                   help="stdout: the verdict table, or the result record as JSON and nothing else")
+    p.add_argument("--quiet", "-q", action="store_true",
+                   help="no progress and no table; one summary line on stdout only when the verdict is not OK")
+    p.add_argument("--lock-file", metavar="FILE", help="the node's run lock (default: /run/lock/hpcbench.lock, "
+                   "or $HPCBENCH_LOCK)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="hpcbench", description="Node-level hardware benchmark and validation for GPU/LLM "
+                     "clusters.", epilog=EPILOG)
+    parser.add_argument("--version", action="version", version=f"hpcbench {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    p = sub.add_parser("list", help="the installed probes, their descriptions and parameters")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+
+    p = sub.add_parser("inventory", help="what this node is: CPU, NUMA, memory, GPUs, disks, versions, tunables")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+
+    p = sub.add_parser("run", help="run a suite on this node and judge every check", epilog=EPILOG)
+    p.add_argument("suite", nargs="?", default="quick", help="suite file or bundled name: quick, nightly, "
+                   "acceptance (default: quick)")
+    _add_run_options(p)
+
+    p = sub.add_parser("probe", help="run one probe on this node (no suite needed)", epilog=EPILOG)
+    p.add_argument("name", help="probe name (see hpcbench list)")
+    p.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE", help="a probe parameter")
+    p.add_argument("--expand", choices=("none", "numa", "gpu", "mount"), default="none",
+                   help="run once per NUMA node, GPU or mount")
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds before the probe is killed (600)")
+    _add_run_options(p)
+
+    p = sub.add_parser("baseline", help="baseline profiles")
+    bsub = p.add_subparsers(dest="baseline_command", metavar="ACTION", parser_class=_Parser, required=True)
+    c = bsub.add_parser("create", help="a baseline profile from golden-node result records")
+    c.add_argument("records", nargs="+", metavar="RECORD", help="result record files or folders of them")
+    c.add_argument("-o", "--output", required=True, metavar="FILE", help="the baseline TOML to write")
+    c.add_argument("--name", help="profile name (default: the output file's stem)")
+    c.add_argument("--source", choices=("golden-node", "fleet-median"), default="golden-node")
+    c.add_argument("--match", choices=("cpu_model", "gpu_name", "none"), default=None,
+                   help="what the profile matches on (default: gpu_name on GPU nodes, else cpu_model)")
+    c.add_argument("--force", action="store_true", help="overwrite an existing output file")
+    return parser
+
+
+def _parse_kv(items: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"-p {item!r}: expected KEY=VALUE")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    import json
+
+    from hpcbench.probes import registry
+    from hpcbench.probes.base import param_specs
+
+    probes = registry.load_all()
+    if args.format == "json":
+        out = [{"name": n, "description": c.description, "requires": [r.kind + (f":{r.name}" if r.name else "")
+                for r in c.requires], "expands": sorted(c.expands),
+                "params": [s.__dict__ for s in param_specs(c.Params)]} for n, c in probes.items()]
+        print(json.dumps(out, indent=1, default=str))
+        return ExitCode.OK
+    for name, cls in probes.items():
+        print(f"{name}: {cls.description}")
+        reqs = ", ".join(r.kind + (f" {r.name}" if r.name else "") for r in cls.requires)
+        if reqs:
+            print(f"  requires: {reqs}")
+        if cls.expands:
+            print(f"  expands over: {', '.join(sorted(cls.expands))}")
+        for s in param_specs(cls.Params):
+            print(f"  -p {s.name}=<{s.type}>  default {s.default!r}" + (f"  {s.help}" if s.help else ""))
+    return ExitCode.OK
+
+
+def cmd_inventory(args: argparse.Namespace) -> int:
+    import json
+
+    from hpcbench import inventory
+
+    inv = inventory.collect()
+    if args.format == "json":
+        print(json.dumps(inv, indent=1))
+    else:
+        print("\n".join(inventory.summary_lines(inv)))
+    return ExitCode.OK
+
+
+def cmd_run(args: argparse.Namespace, suite: Any = None) -> int:
+    from hpcbench import suite as suite_mod
+    from hpcbench.probes import registry
+    from hpcbench.session import execute
+
+    probe_classes = registry.load_all()
+    if suite is None:
+        suite = suite_mod.load(args.suite, probe_classes)
+    return execute(suite, probe_classes, args)
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    from hpcbench import suite as suite_mod
+    from hpcbench.probes import registry
+    from hpcbench.probes.base import build_params
+
+    cls = registry.load(args.name)
+    values = _parse_kv(args.param)
+    typed = build_params(cls, values, from_text=True)
+    params = {k: getattr(typed, k) for k in values}
+    if args.expand != "none" and args.expand not in cls.expands:
+        raise ConfigError(f"probe {args.name!r} cannot expand over {args.expand!r}")
+    return cmd_run(args, suite_mod.single_check(args.name, params, args.timeout, args.expand))
+
+
+def cmd_baseline(args: argparse.Namespace) -> int:
+    from hpcbench.analysis.baseline_create import create
+
+    path = create(args.records, args.output, name=args.name, source=args.source, match=args.match,
+                  force=args.force)
+    print(f"wrote baseline profile {path}")
+    return ExitCode.OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return ExitCode.USAGE
+    handlers = {"list": cmd_list, "inventory": cmd_inventory, "run": cmd_run, "probe": cmd_probe,
+                "baseline": cmd_baseline}
+    try:
+        return int(handlers[args.command](args))
+    except ConfigError as exc:
+        print(f"hpcbench: error: {exc}", file=sys.stderr)
+        return ExitCode.USAGE
+    except LockHeld as exc:
+        print(f"hpcbench: {exc}", file=sys.stderr)
+        return ExitCode.UNKNOWN
+    except HpcbenchError as exc:
+        print(f"hpcbench: error: {exc}", file=sys.stderr)
+        return ExitCode.UNKNOWN
+    except KeyboardInterrupt:
+        print("hpcbench: interrupted", file=sys.stderr)
+        return ExitCode.UNKNOWN
+    except BrokenPipeError:
+        return ExitCode.OK

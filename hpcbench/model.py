@@ -1,0 +1,189 @@
+"""Data that crosses a boundary: measurements, verdicts and check outcomes.
+
+Frozen dataclasses with explicit ``as_dict`` / ``from_dict`` so that the JSON
+result record is the only serialisation, and its shape is visible here.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from hpcbench.exitcodes import ExitCode
+from hpcbench.stats import Stats, best, summarize
+
+_SNAKE = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+class Verdict(str, Enum):
+    """The outcome of one check on one subject (and metric)."""
+
+    PASS = "PASS"
+    WARN = "WARN"
+    FAIL = "FAIL"
+    ERROR = "ERROR"  # could not measure: crash, timeout, missing tool
+    SKIP = "SKIP"  # does not apply here
+    NOBASELINE = "NOBASELINE"  # measured, nothing to compare with
+
+    def exit_code(self, require_baseline: bool) -> ExitCode:
+        if self is Verdict.WARN:
+            return ExitCode.WARN
+        if self is Verdict.FAIL:
+            return ExitCode.FAIL
+        if self is Verdict.ERROR:
+            return ExitCode.UNKNOWN
+        if self is Verdict.NOBASELINE and require_baseline:
+            return ExitCode.UNKNOWN
+        return ExitCode.OK
+
+
+_RANK = {
+    Verdict.PASS: 0,
+    Verdict.SKIP: 1,
+    Verdict.NOBASELINE: 2,
+    Verdict.WARN: 3,
+    Verdict.ERROR: 4,
+    Verdict.FAIL: 5,
+}
+
+
+def worst_verdict(verdicts: list[Verdict]) -> Verdict:
+    """The most severe verdict; SKIP when there is none."""
+    if not verdicts:
+        return Verdict.SKIP
+    return max(verdicts, key=_RANK.__getitem__)
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One metric measured by a probe on one subject.
+
+    ``value`` is the number checks compare; ``statistic`` says which of the
+    samples' statistics it is (``best`` or ``median``). ``convention`` names the
+    way the work was counted (``STREAM``, ``nccl-tests busbw``, ``fio``).
+    ``sanity`` is None when the probe verified its result, else why the
+    computed result is wrong (a FAIL of its own, apart from slowness).
+    """
+
+    metric: str
+    value: float
+    unit: str
+    higher_is_better: bool
+    subject: str
+    samples: tuple[float, ...]
+    statistic: str = "best"
+    convention: str = ""
+    settings: dict[str, Any] = field(default_factory=dict)
+    sanity: str | None = None
+
+    def __post_init__(self) -> None:
+        if not _SNAKE.match(self.metric):
+            raise ValueError(f"metric name {self.metric!r} is not snake_case")
+        if self.statistic not in ("best", "median"):
+            raise ValueError(f"statistic must be 'best' or 'median', not {self.statistic!r}")
+
+    @classmethod
+    def from_samples(
+        cls,
+        metric: str,
+        samples: list[float],
+        unit: str,
+        subject: str,
+        *,
+        higher_is_better: bool = True,
+        statistic: str = "best",
+        convention: str = "",
+        settings: dict[str, Any] | None = None,
+        sanity: str | None = None,
+    ) -> Measurement:
+        stats = summarize(samples)
+        value = best(samples, higher_is_better) if statistic == "best" else stats.median
+        return cls(
+            metric=metric,
+            value=value,
+            unit=unit,
+            higher_is_better=higher_is_better,
+            subject=subject,
+            samples=tuple(float(s) for s in samples),
+            statistic=statistic,
+            convention=convention,
+            settings=dict(settings or {}),
+            sanity=sanity,
+        )
+
+    @property
+    def stats(self) -> Stats:
+        return summarize(self.samples)
+
+    def as_dict(self) -> dict[str, Any]:
+        stats = self.stats
+        return {
+            "metric": self.metric,
+            "value": self.value,
+            "unit": self.unit,
+            "higher_is_better": self.higher_is_better,
+            "subject": self.subject,
+            "statistic": self.statistic,
+            "convention": self.convention,
+            "best": best(self.samples, self.higher_is_better),
+            "median": stats.median,
+            "stats": stats.as_dict(),
+            "samples": list(self.samples),
+            "settings": self.settings,
+            "sanity": self.sanity,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Measurement:
+        return cls(
+            metric=data["metric"],
+            value=float(data["value"]),
+            unit=data["unit"],
+            higher_is_better=bool(data["higher_is_better"]),
+            subject=data["subject"],
+            samples=tuple(float(s) for s in data["samples"]),
+            statistic=data.get("statistic", "best"),
+            convention=data.get("convention", ""),
+            settings=dict(data.get("settings", {})),
+            sanity=data.get("sanity"),
+        )
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The verdict on one metric of one check on one subject."""
+
+    metric: str
+    verdict: Verdict
+    measured: float | None = None
+    unit: str = ""
+    expected: float | None = None
+    ratio: float | None = None
+    warn: float | None = None
+    fail: float | None = None
+    kind: str = "baseline"  # baseline | absolute | relative | sanity | none
+    provenance: str = ""
+    reason: str = ""
+    hint: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "metric": self.metric,
+            "verdict": self.verdict.value,
+            "measured": self.measured,
+            "unit": self.unit,
+            "expected": self.expected,
+            "ratio": self.ratio,
+            "warn": self.warn,
+            "fail": self.fail,
+            "kind": self.kind,
+            "provenance": self.provenance,
+            "reason": self.reason,
+            "hint": self.hint,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Evaluation:
+        return cls(**{**data, "verdict": Verdict(data["verdict"])})

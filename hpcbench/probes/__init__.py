@@ -1,0 +1,1 @@
+"""Probes: one module per probe, plus the contract (base) and the registry."""

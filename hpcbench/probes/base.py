@@ -1,0 +1,199 @@
+"""The probe contract: a name, a description, typed parameters, requirements, run().
+
+A probe measures one subsystem and returns measurements. It prints nothing,
+decides no verdict and writes nothing but its own subject (inside
+``ctx.workdir``, which the runner removes afterwards).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from hpcbench.errors import ParamError
+from hpcbench.model import Measurement
+
+
+@dataclass(frozen=True)
+class ProbeContext:
+    """What the runner hands a probe: its subject, the node's inventory, a scratch folder."""
+
+    subject: str = "node"
+    inventory: dict[str, Any] = field(default_factory=dict)
+    workdir: str = ""
+    timeout: float | None = None
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """Something a probe needs. Unmet, it becomes SKIP (not applicable) or ERROR (missing tool).
+
+    kind: ``gpu`` (a CUDA device; unmet is SKIP), ``binary`` (a program on PATH;
+    unmet is ERROR with ``install`` as the hint), ``ranks`` (at least ``count``
+    processes; informational for the runner).
+    """
+
+    kind: str
+    name: str = ""
+    install: str = ""
+    count: int = 1
+
+    def unmet(self, inventory: dict[str, Any]) -> tuple[str, str, str] | None:
+        """None when met, else (verdict name, reason, hint)."""
+        if self.kind == "gpu":
+            if not inventory.get("gpus", {}).get("count"):
+                return ("SKIP", "no GPU on this node", "")
+            return None
+        if self.kind == "binary":
+            if shutil.which(self.name) is None:
+                return ("ERROR", f"{self.name} not found on PATH", self.install)
+            return None
+        return None
+
+
+@runtime_checkable
+class Probe(Protocol):
+    """The protocol every probe class follows (built-in and third-party alike)."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    Params: ClassVar[type]
+    requires: ClassVar[tuple[Requirement, ...]]
+    #: expansion kind (``numa``, ``gpu``, ``mount``) -> parameter that receives the subject
+    expands: ClassVar[dict[str, str]]
+
+    def run(self, params: Any, ctx: ProbeContext) -> list[Measurement]: ...
+
+
+# ---------------------------------------------------------------------------
+# Parameters: a dataclass per probe; these helpers describe, coerce and build.
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    name: str
+    type: str
+    default: Any
+    help: str
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is list:
+        (arg,) = typing.get_args(tp)
+        return f"list[{_type_name(arg)}]"
+    if tp is type(None):
+        return "None"
+    return getattr(tp, "__name__", str(tp))
+
+
+def param_specs(params_cls: type) -> list[ParamSpec]:
+    """Name, type, default and help of every parameter of a probe."""
+    hints = typing.get_type_hints(params_cls)
+    specs = []
+    for f in dataclasses.fields(params_cls):
+        if f.default is not dataclasses.MISSING:
+            default: Any = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = None
+        specs.append(ParamSpec(f.name, _type_name(hints[f.name]), default, f.metadata.get("help", "")))
+    return specs
+
+
+def _coerce(probe: str, key: str, tp: Any, value: Any, from_text: bool) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None or (from_text and value in ("", "none", "None")):
+            if type(None) in args:
+                return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(probe, key, arg, value, from_text)
+            except ParamError as exc:
+                errors.append(str(exc))
+        raise ParamError(probe, key, f"expected {_type_name(tp)}, got {value!r}")
+    if origin is list:
+        (arg,) = typing.get_args(tp)
+        if from_text and isinstance(value, str):
+            value = [v for v in (p.strip() for p in value.split(",")) if v]
+        if not isinstance(value, list):
+            raise ParamError(probe, key, f"expected a list of {_type_name(arg)}, got {value!r}")
+        return [_coerce(probe, key, arg, v, from_text) for v in value]
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if from_text and isinstance(value, str) and value.lower() in ("true", "yes", "1", "on", "false", "no", "0", "off"):
+            return value.lower() in ("true", "yes", "1", "on")
+        raise ParamError(probe, key, f"expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool):
+            raise ParamError(probe, key, f"expected an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if from_text and isinstance(value, str):
+            try:
+                return int(value, 0)
+            except ValueError:
+                pass
+        raise ParamError(probe, key, f"expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, bool):
+            raise ParamError(probe, key, f"expected a number, got {value!r}")
+        if isinstance(value, (int, float)):
+            return float(value)
+        if from_text and isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ParamError(probe, key, f"expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ParamError(probe, key, f"expected a string, got {value!r}")
+    raise ParamError(probe, key, f"unsupported parameter type {_type_name(tp)}")
+
+
+def build_params(probe_cls: type, values: dict[str, Any], *, from_text: bool = False) -> Any:
+    """The probe's Params from a mapping (TOML values, or ``-p key=value`` text).
+
+    Unknown keys and values of the wrong type raise ParamError; the dataclass's
+    ``__post_init__`` validates ranges and raises ParamError itself.
+    """
+    params_cls = probe_cls.Params
+    hints = typing.get_type_hints(params_cls)
+    known = {f.name for f in dataclasses.fields(params_cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ParamError(
+            probe_cls.name, unknown[0], f"unknown parameter; known: {', '.join(sorted(known)) or 'none'}"
+        )
+    kwargs = {k: _coerce(probe_cls.name, k, hints[k], v, from_text) for k, v in values.items()}
+    try:
+        return params_cls(**kwargs)
+    except ParamError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ParamError(probe_cls.name, "?", str(exc)) from None
+
+
+def params_as_dict(params: Any) -> dict[str, Any]:
+    return dataclasses.asdict(params)
+
+
+def check(condition: bool, probe: str, key: str, message: str) -> None:
+    """Validation helper for Params.__post_init__."""
+    if not condition:
+        raise ParamError(probe, key, message)

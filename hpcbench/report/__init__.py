@@ -1,0 +1,1 @@
+"""Reporters: one module per output format. They only read result records."""

@@ -1,0 +1,35 @@
+"""Progress on stderr: a rewritten line on a terminal, plain lines otherwise, nothing with --quiet."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, TextIO
+
+
+class Progress:
+    def __init__(self, quiet: bool = False, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stderr
+        self.quiet = quiet
+        self.tty = self.stream.isatty()
+
+    def _say(self, text: str, final: bool) -> None:
+        if self.quiet:
+            return
+        if self.tty:
+            self.stream.write("\r\033[K" + text + ("\n" if final else ""))
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def start(self, job: Any, i: int, n: int) -> None:
+        if self.tty:
+            self._say(f"[{i}/{n}] {job.check.id} {job.subject}: running {job.check.probe} ...", final=False)
+
+    def finish(self, outcome: Any, i: int, n: int) -> None:
+        job = outcome.job
+        detail = f" ({outcome.reason})" if outcome.reason else ""
+        self._say(f"[{i}/{n}] {job.check.id} {job.subject}: {outcome.status} in {outcome.duration:.1f} s{detail}",
+                  final=True)
+
+    def message(self, text: str) -> None:
+        self._say(text, final=True)

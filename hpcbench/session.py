@@ -1,0 +1,96 @@
+"""One run on this node: inventory, baseline, lock, runner, verdicts, record, output.
+
+Everything that can be wrong with the configuration is found before the lock
+is taken and before anything runs; the record is written even when the run is
+interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+from hpcbench import __version__, baselines, checks, inventory, lock, results
+from hpcbench.errors import ConfigError
+from hpcbench.exitcodes import ExitCode, worst
+from hpcbench.report.progress import Progress
+from hpcbench.runner import Outcome, Runner, utcnow
+from hpcbench.suite import Suite
+
+
+def _check_output_dir(outdir: str) -> Path:
+    path = Path(outdir)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"--output {outdir}: exists and is not a folder")
+    probe = path
+    while not probe.exists():
+        probe = probe.parent
+    if not os.access(probe, os.W_OK):
+        raise ConfigError(f"--output {outdir}: {probe} is not writable")
+    return path
+
+
+def build_record(suite: Suite, baseline: baselines.Baseline | None, inv: dict[str, Any], run_id: str,
+                 started: str, outcomes: list[Outcome], not_run: list[str], interrupted: str | None) -> dict[str, Any]:
+    """The result record (a plain dict, as saved) from the run's outcomes."""
+    check_results = []
+    for check in suite.checks:
+        mine = [o for o in outcomes if o.job.check.id == check.id]
+        if mine:
+            check_results.extend(checks.judge(check, mine, baseline, inv))
+    codes = [c.verdict.exit_code(suite.require_baseline) for c in check_results]
+    if interrupted or not_run:
+        codes.append(ExitCode.UNKNOWN)
+    code = worst(codes)
+    verdict = {ExitCode.OK: "OK", ExitCode.WARN: "WARN", ExitCode.FAIL: "FAIL",
+               ExitCode.UNKNOWN: "UNKNOWN"}[code]
+    ended = utcnow()
+    return {
+        "schema_version": results.SCHEMA_VERSION,
+        "tool_version": __version__,
+        "run_id": run_id,
+        "host": inv.get("hostname") or socket.gethostname(),
+        "started": started,
+        "ended": ended,
+        "suite": suite.as_dict(),
+        "baseline": baseline.as_dict() if baseline else None,
+        "inventory": inv,
+        "checks": [c.as_dict() for c in check_results],
+        "not_run": not_run,
+        "interrupted": interrupted,
+        "verdict": verdict,
+        "exit_code": int(code),
+    }
+
+
+def execute(suite: Suite, probe_classes: dict[str, Any], args: Any) -> int:
+    outdir = _check_output_dir(args.output)
+    inv = inventory.collect()
+    baseline = baselines.choose(inv, args.baseline)
+    run_id = uuid.uuid4().hex[:12]
+    started = utcnow()
+    progress = Progress(quiet=args.quiet)
+    lock_path = Path(args.lock_file) if args.lock_file else lock.default_path()
+    holder = {"run_id": run_id, "suite": suite.name, "started": started}
+    with lock.RunLock(lock_path, holder):
+        runner = Runner(inv, on_start=progress.start, on_finish=progress.finish)
+        outcomes, not_run = runner.run(suite, probe_classes)
+        record = build_record(suite, baseline, inv, run_id, started, outcomes, not_run, runner.stopped)
+        path = results.save_atomic(record, results.record_path(outdir, record["host"], started))
+    if args.format == "json":
+        sys.stdout.write(json.dumps(record, indent=1) + "\n")
+    elif args.quiet:
+        if record["exit_code"] != ExitCode.OK:
+            bad = sorted({f"{c['id']}/{c['subject']}" for c in record["checks"]
+                          if c["verdict"] in ("WARN", "FAIL", "ERROR")})
+            print(f"hpcbench {suite.name}: {record['verdict']}: {', '.join(bad) or 'see record'} ({path})")
+    else:
+        from hpcbench.report.table import render
+
+        render(record, str(path))
+    return record["exit_code"]
