@@ -16,8 +16,6 @@ from hpcbench.model import Evaluation, Measurement, Verdict
 from hpcbench.results import CheckResult
 from hpcbench.suite import Band, CheckSpec
 
-NO_BASELINE_HINT = "record one from a known-good node: hpcbench baseline create RECORD.json -o FILE.toml"
-
 
 def performance_ratio(measured: float, expected: float, higher_is_better: bool) -> float:
     if higher_is_better:
@@ -84,9 +82,8 @@ def evaluate(
             reason = f"{_fmt(m.value, m.unit)} is {side} the suite's absolute limit {_fmt(limit or 0, m.unit)}"
         return Evaluation(**common, verdict=verdict, warn=band.warn, fail=band.fail, kind="absolute",
                           provenance="suite absolute limit", reason=reason, hint=hint_for(verdict, m, inventory))
-    where = f"baseline {baseline.name!r}" if baseline else "no baseline matched this node"
-    return Evaluation(**common, verdict=Verdict.NOBASELINE, kind="none",
-                      reason=f"no expected value for {check.id}.{m.metric} ({where})", hint=NO_BASELINE_HINT)
+    reason = f"baseline {baseline.name!r} has no {check.id}.{m.metric}" if baseline else "no baseline for this node"
+    return Evaluation(**common, verdict=Verdict.NOBASELINE, kind="none", reason=reason)
 
 
 def selected(measurements: list[Measurement], check: CheckSpec) -> list[Measurement]:

@@ -202,7 +202,8 @@ def parse(doc: tomlfile.TomlDoc, probe_classes: dict[str, Any] | None = None) ->
             to = rel.get("to", "median") if isinstance(rel, dict) else None
             if to not in ("median", "best"):
                 raise v.fail("relative.to", f"expected 'median' or 'best', got {to!r}", i, cid)
-            relative = Relative(to, v.band(rel, "relative", i, cid, True))
+            with_defaults = {"warn": DEFAULT_WARN, "fail": DEFAULT_FAIL, **rel}
+            relative = Relative(to, v.band(with_defaults, "relative", i, cid, True))
             if expand == "none":
                 raise v.fail("relative", "a relative check compares subjects: it needs expand = numa, gpu or mount",
                              i, cid)

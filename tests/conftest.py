@@ -1,0 +1,71 @@
+"""Shared fixtures: the installed CLI, and the test-probe plugin installed as its own package."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PLUGIN_SRC = ROOT / "tests" / "plugins" / "hpcbench-testprobes"
+
+
+def hpcbench_exe() -> str:
+    exe = Path(sys.executable).parent / "hpcbench"
+    if not exe.exists():
+        pytest.fail(f"the hpcbench console script is not installed beside {sys.executable}: run make test")
+    return str(exe)
+
+
+@pytest.fixture(scope="session")
+def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """pip-installs tests/plugins/hpcbench-testprobes into a folder of its own (a real distribution)."""
+    target = tmp_path_factory.mktemp("plugin-site")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+         "--target", str(target), str(PLUGIN_SRC)],
+        check=True, timeout=300, capture_output=True,
+    )
+    return target
+
+
+class Cli:
+    """Runs the installed ``hpcbench`` with the test plugin on its path and a private lock and TMPDIR."""
+
+    def __init__(self, workdir: Path, plugin_site: Path) -> None:
+        self.workdir = workdir
+        self.tmpdir = workdir / "tmp"
+        self.tmpdir.mkdir(exist_ok=True)
+        self.mark = uuid.uuid4().hex
+        self.env = {
+            **os.environ,
+            "PYTHONPATH": str(plugin_site),
+            "HPCBENCH_LOCK": str(workdir / "hpcbench.lock"),
+            "TMPDIR": str(self.tmpdir),
+            "HPCBENCH_TEST_MARK": self.mark,
+        }
+
+    def argv(self, *args: str) -> list[str]:
+        return [hpcbench_exe(), *args]
+
+    def __call__(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(self.argv(*args), cwd=self.workdir, env=self.env, capture_output=True, text=True,
+                              timeout=timeout, stdin=subprocess.DEVNULL)
+
+    def popen(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(self.argv(*args), cwd=self.workdir, env=self.env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+
+
+@pytest.fixture()
+def cli(tmp_path: Path, plugin_site: Path) -> Cli:
+    return Cli(tmp_path, plugin_site)
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
