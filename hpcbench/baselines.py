@@ -1,18 +1,18 @@
 """Baseline profiles: what a given kind of hardware should reach, and where that number came from.
 
-    name = "epyc-9654-2s"
-    description = "2 x AMD EPYC 9654, 24 x DDR5-4800"
-    [match]                      # all given keys must match the inventory
-    cpu_model = "AMD EPYC 9654"  # substring of the CPU model
-    # gpu_name = "NVIDIA H200"   # substring of the first GPU's name
-    # pci_device_id = "0x233510DE"
-    [provenance]
-    source = "golden-node"       # datasheet | golden-node | fleet-median | estimate
-    date = "2026-11-28"
-    nodes = 1
-    [expected.membw]             # check id
-    triad = 520.0                # metric = value, in the probe's unit
-    copy = { value = 480.0, unit = "GB/s", source = "STREAM on node a17", estimate = false }
+name = "epyc-9654-2s"
+description = "2 x AMD EPYC 9654, 24 x DDR5-4800"
+[match]                      # all given keys must match the inventory
+cpu_model = "AMD EPYC 9654"  # substring of the CPU model
+# gpu_name = "NVIDIA H200"   # substring of the first GPU's name
+# pci_device_id = "0x233510DE"
+[provenance]
+source = "golden-node"       # datasheet | golden-node | fleet-median | estimate
+date = "2026-11-28"
+nodes = 1
+[expected.membw]             # check id
+triad = 520.0                # metric = value, in the probe's unit
+copy = { value = 480.0, unit = "GB/s", source = "STREAM on node a17", estimate = false }
 """
 
 from __future__ import annotations
@@ -99,8 +99,11 @@ def parse(doc: tomlfile.TomlDoc) -> Baseline:
     if not isinstance(prov, dict):
         raise err("provenance", "expected a [provenance] table with source and date")
     if prov.get("source") not in SOURCES:
-        raise err("provenance.source", f"expected one of {', '.join(SOURCES)}, got {prov.get('source')!r}",
-                  "provenance")
+        raise err(
+            "provenance.source",
+            f"expected one of {', '.join(SOURCES)}, got {prov.get('source')!r}",
+            "provenance",
+        )
     if "date" not in prov:
         raise err("provenance.date", "expected the date the values were measured or published", "provenance")
     nodes = prov.get("nodes")
@@ -120,7 +123,11 @@ def parse(doc: tomlfile.TomlDoc) -> Baseline:
             if isinstance(value, dict):
                 extra = set(value) - {"value", "unit", "source", "estimate"}
                 if extra:
-                    raise err(key, f"unknown key {sorted(extra)[0]!r}; expected value, unit, source, estimate", table)
+                    raise err(
+                        key,
+                        f"unknown key {sorted(extra)[0]!r}; expected value, unit, source, estimate",
+                        table,
+                    )
                 number = value.get("value")
                 exp_kwargs = {k: value[k] for k in ("unit", "source", "estimate") if k in value}
             else:
@@ -128,8 +135,14 @@ def parse(doc: tomlfile.TomlDoc) -> Baseline:
             if isinstance(number, bool) or not isinstance(number, (int, float)) or number <= 0:
                 raise err(key, f"expected a positive number, got {number!r}", table)
             expected[check_id][metric] = Expectation(float(number), **exp_kwargs)
-    return Baseline(name=name, path=doc.path, match=dict(match), provenance=dict(prov), expected=expected,
-                    description=str(data.get("description", "")))
+    return Baseline(
+        name=name,
+        path=doc.path,
+        match=dict(match),
+        provenance=dict(prov),
+        expected=expected,
+        description=str(data.get("description", "")),
+    )
 
 
 def load(name_or_path: str) -> Baseline:
@@ -171,4 +184,3 @@ def choose(inventory: dict[str, Any], explicit: str | None = None) -> Baseline |
         return None
     keys = ", ".join(f"{k}={v!r}" for k, v in best[1].match.items())
     return Baseline(**{**best[1].__dict__, "matched_by": f"inventory matched {keys}"})
-

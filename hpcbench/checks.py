@@ -34,6 +34,7 @@ def band_verdict(ratio: float, band: Band) -> Verdict:
 
 def absolute_verdict(value: float, band: Band, higher_is_better: bool) -> Verdict:
     """PASS, WARN or FAIL for a value against absolute limits in its own unit."""
+
     def beyond(limit: float | None) -> bool:
         if limit is None:
             return False
@@ -56,9 +57,13 @@ def evaluate(
     """The verdict on one measurement: sanity first, then the baseline, then absolute limits."""
     common = {"metric": m.metric, "measured": m.value, "unit": m.unit}
     if m.sanity:
-        return Evaluation(**common, verdict=Verdict.FAIL, kind="sanity",
-                          reason=f"wrong result: {m.sanity}",
-                          hint="a wrong answer is a hardware fault (silent data corruption), not slowness")
+        return Evaluation(
+            **common,
+            verdict=Verdict.FAIL,
+            kind="sanity",
+            reason=f"wrong result: {m.sanity}",
+            hint="a wrong answer is a hardware fault (silent data corruption), not slowness",
+        )
     exp = baseline.expectation(check.id, m.metric) if baseline else None
     if exp is not None and baseline is not None:
         ratio = performance_ratio(m.value, exp.value, m.higher_is_better)
@@ -66,12 +71,23 @@ def evaluate(
         reason = ""
         if verdict is not Verdict.PASS:
             limit = check.thresholds.fail if verdict is Verdict.FAIL else check.thresholds.warn
-            reason = (f"{_fmt(m.value, m.unit)} is {ratio:.0%} of the expected {_fmt(exp.value, exp.unit or m.unit)}"
-                      f" (below {limit:.0%})")
-        return Evaluation(**common, verdict=verdict, expected=exp.value, ratio=ratio,
-                          warn=check.thresholds.warn, fail=check.thresholds.fail, kind="baseline",
-                          provenance=baseline.provenance_text(exp), reason=reason,
-                          hint=hint_for(verdict, m, inventory))
+            reason = (
+                f"{_fmt(m.value, m.unit)} is {ratio:.0%} of the expected "
+                f"{_fmt(exp.value, exp.unit or m.unit)}"
+                f" (below {limit:.0%})"
+            )
+        return Evaluation(
+            **common,
+            verdict=verdict,
+            expected=exp.value,
+            ratio=ratio,
+            warn=check.thresholds.warn,
+            fail=check.thresholds.fail,
+            kind="baseline",
+            provenance=baseline.provenance_text(exp),
+            reason=reason,
+            hint=hint_for(verdict, m, inventory),
+        )
     band = check.absolute.get(m.metric)
     if band is not None:
         verdict = absolute_verdict(m.value, band, m.higher_is_better)
@@ -79,10 +95,24 @@ def evaluate(
         if verdict is not Verdict.PASS:
             limit = band.fail if verdict is Verdict.FAIL else band.warn
             side = "below" if m.higher_is_better else "above"
-            reason = f"{_fmt(m.value, m.unit)} is {side} the suite's absolute limit {_fmt(limit or 0, m.unit)}"
-        return Evaluation(**common, verdict=verdict, warn=band.warn, fail=band.fail, kind="absolute",
-                          provenance="suite absolute limit", reason=reason, hint=hint_for(verdict, m, inventory))
-    reason = f"baseline {baseline.name!r} has no {check.id}.{m.metric}" if baseline else "no baseline for this node"
+            reason = (
+                f"{_fmt(m.value, m.unit)} is {side} the suite's absolute limit {_fmt(limit or 0, m.unit)}"
+            )
+        return Evaluation(
+            **common,
+            verdict=verdict,
+            warn=band.warn,
+            fail=band.fail,
+            kind="absolute",
+            provenance="suite absolute limit",
+            reason=reason,
+            hint=hint_for(verdict, m, inventory),
+        )
+    reason = (
+        f"baseline {baseline.name!r} has no {check.id}.{m.metric}"
+        if baseline
+        else "no baseline for this node"
+    )
     return Evaluation(**common, verdict=Verdict.NOBASELINE, kind="none", reason=reason)
 
 
@@ -106,13 +136,23 @@ def relative(
     metrics = sorted({m.metric for ms in by_subject.values() for m in selected(ms, check)})
     for metric in metrics:
         values = {
-            s: m for s, ms in by_subject.items() for m in selected(ms, check) if m.metric == metric and not m.sanity
+            s: m
+            for s, ms in by_subject.items()
+            for m in selected(ms, check)
+            if m.metric == metric and not m.sanity
         }
         if len(values) < 2:
             for s in values:
-                out[s].append(Evaluation(metric=metric, verdict=Verdict.SKIP, measured=values[s].value,
-                                         unit=values[s].unit, kind="relative",
-                                         reason=f"relative check needs 2 or more subjects; this node has {s} only"))
+                out[s].append(
+                    Evaluation(
+                        metric=metric,
+                        verdict=Verdict.SKIP,
+                        measured=values[s].value,
+                        unit=values[s].unit,
+                        kind="relative",
+                        reason=f"relative check needs 2 or more subjects; this node has {s} only",
+                    )
+                )
             continue
         for s, m in values.items():
             others = [o.value for name, o in values.items() if name != s]
@@ -128,15 +168,28 @@ def relative(
             reason = ""
             if verdict is not Verdict.PASS:
                 reason = f"{s} reaches {ratio:.0%} of {label} ({_fmt(ref, m.unit)})"
-            out[s].append(Evaluation(metric=metric, verdict=verdict, measured=m.value, unit=m.unit, expected=ref,
-                                     ratio=ratio, warn=check.relative.band.warn, fail=check.relative.band.fail,
-                                     kind="relative", provenance=f"relative to {label}", reason=reason,
-                                     hint=hint_for(verdict, m, inventory)))
+            out[s].append(
+                Evaluation(
+                    metric=metric,
+                    verdict=verdict,
+                    measured=m.value,
+                    unit=m.unit,
+                    expected=ref,
+                    ratio=ratio,
+                    warn=check.relative.band.warn,
+                    fail=check.relative.band.fail,
+                    kind="relative",
+                    provenance=f"relative to {label}",
+                    reason=reason,
+                    hint=hint_for(verdict, m, inventory),
+                )
+            )
     return out
 
 
-def judge(check: CheckSpec, outcomes: list[Any], baseline: Baseline | None,
-          inventory: dict[str, Any]) -> list[CheckResult]:
+def judge(
+    check: CheckSpec, outcomes: list[Any], baseline: Baseline | None, inventory: dict[str, Any]
+) -> list[CheckResult]:
     """CheckResults (one per subject) for a check's outcomes, with every verdict decided.
 
     ``outcomes`` are the runner's: objects with job.subject, status, started, duration,
@@ -153,13 +206,30 @@ def judge(check: CheckSpec, outcomes: list[Any], baseline: Baseline | None,
             evaluations = [evaluate(m, check, baseline, inventory) for m in judged]
             evaluations += rel.get(o.job.subject, [])
             if not judged:
-                evaluations = [Evaluation(metric="-", verdict=Verdict.ERROR, kind="none",
-                                          reason=f"the probe measured none of the metrics {spec['metrics']}")]
-        results.append(CheckResult(
-            id=check.id, probe=check.probe, subject=o.job.subject, status=o.status,
-            params=o.params or o.job.params, expand=check.expand,
-            thresholds={k: spec[k] for k in ("thresholds", "absolute", "relative")}, timeout=check.timeout,
-            started=o.started, duration=o.duration, reason=o.reason, hint=o.hint,
-            measurements=tuple(o.measurements), evaluations=tuple(evaluations),
-        ))
+                evaluations = [
+                    Evaluation(
+                        metric="-",
+                        verdict=Verdict.ERROR,
+                        kind="none",
+                        reason=f"the probe measured none of the metrics {spec['metrics']}",
+                    )
+                ]
+        results.append(
+            CheckResult(
+                id=check.id,
+                probe=check.probe,
+                subject=o.job.subject,
+                status=o.status,
+                params=o.params or o.job.params,
+                expand=check.expand,
+                thresholds={k: spec[k] for k in ("thresholds", "absolute", "relative")},
+                timeout=check.timeout,
+                started=o.started,
+                duration=o.duration,
+                reason=o.reason,
+                hint=o.hint,
+                measurements=tuple(o.measurements),
+                evaluations=tuple(evaluations),
+            )
+        )
     return results

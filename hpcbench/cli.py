@@ -22,40 +22,75 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--baseline", metavar="FILE|NAME", help="baseline profile to compare with (default: the "
-                   "bundled profile that matches this node's inventory)")
-    p.add_argument("--output", "-o", metavar="DIR", default="results",
-                   help="folder for result records: DIR/<host>/<UTC time>.json (default: results)")
-    p.add_argument("--format", choices=("table", "json"), default="table",
-                   help="stdout: the verdict table, or the result record as JSON and nothing else")
-    p.add_argument("--quiet", "-q", action="store_true",
-                   help="no progress and no table; one summary line on stdout only when the verdict is not OK")
-    p.add_argument("--lock-file", metavar="FILE", help="the node's run lock (default: /run/lock/hpcbench.lock, "
-                   "or $HPCBENCH_LOCK)")
+    p.add_argument(
+        "--baseline",
+        metavar="FILE|NAME",
+        help="baseline profile to compare with (default: the "
+        "bundled profile that matches this node's inventory)",
+    )
+    p.add_argument(
+        "--output",
+        "-o",
+        metavar="DIR",
+        default="results",
+        help="folder for result records: DIR/<host>/<UTC time>.json (default: results)",
+    )
+    p.add_argument(
+        "--format",
+        choices=("table", "json"),
+        default="table",
+        help="stdout: the verdict table, or the result record as JSON and nothing else",
+    )
+    p.add_argument(
+        "--quiet",
+        "-q",
+        action="store_true",
+        help="no progress and no table; one summary line on stdout only when the verdict is not OK",
+    )
+    p.add_argument(
+        "--lock-file",
+        metavar="FILE",
+        help="the node's run lock (default: /run/lock/hpcbench.lock, or $HPCBENCH_LOCK)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="hpcbench", description="Node-level hardware benchmark and validation for GPU/LLM "
-                     "clusters.", epilog=EPILOG)
+    parser = _Parser(
+        prog="hpcbench",
+        description="Node-level hardware benchmark and validation for GPU/LLM clusters.",
+        epilog=EPILOG,
+    )
     parser.add_argument("--version", action="version", version=f"hpcbench {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     p = sub.add_parser("list", help="the installed probes, their descriptions and parameters")
     p.add_argument("--format", choices=("table", "json"), default="table")
 
-    p = sub.add_parser("inventory", help="what this node is: CPU, NUMA, memory, GPUs, disks, versions, tunables")
+    p = sub.add_parser(
+        "inventory", help="what this node is: CPU, NUMA, memory, GPUs, disks, versions, tunables"
+    )
     p.add_argument("--format", choices=("table", "json"), default="table")
 
     p = sub.add_parser("run", help="run a suite on this node and judge every check", epilog=EPILOG)
-    p.add_argument("suite", nargs="?", default="quick", help="suite file or bundled name: quick, nightly, "
-                   "acceptance (default: quick)")
+    p.add_argument(
+        "suite",
+        nargs="?",
+        default="quick",
+        help="suite file or bundled name: quick, nightly, acceptance (default: quick)",
+    )
     _add_run_options(p)
 
     p = sub.add_parser("probe", help="run one probe on this node (no suite needed)", epilog=EPILOG)
     p.add_argument("name", help="probe name (see hpcbench list)")
-    p.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE", help="a probe parameter")
-    p.add_argument("--expand", choices=("none", "numa", "gpu", "mount"), default="none",
-                   help="run once per NUMA node, GPU or mount")
+    p.add_argument(
+        "-p", "--param", action="append", default=[], metavar="KEY=VALUE", help="a probe parameter"
+    )
+    p.add_argument(
+        "--expand",
+        choices=("none", "numa", "gpu", "mount"),
+        default="none",
+        help="run once per NUMA node, GPU or mount",
+    )
     p.add_argument("--timeout", type=float, default=600.0, help="seconds before the probe is killed (600)")
     _add_run_options(p)
 
@@ -66,8 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("-o", "--output", required=True, metavar="FILE", help="the baseline TOML to write")
     c.add_argument("--name", help="profile name (default: the output file's stem)")
     c.add_argument("--source", choices=("golden-node", "fleet-median"), default="golden-node")
-    c.add_argument("--match", choices=("cpu_model", "gpu_name", "none"), default=None,
-                   help="what the profile matches on (default: gpu_name on GPU nodes, else cpu_model)")
+    c.add_argument(
+        "--match",
+        choices=("cpu_model", "gpu_name", "none"),
+        default=None,
+        help="what the profile matches on (default: gpu_name on GPU nodes, else cpu_model)",
+    )
     c.add_argument("--force", action="store_true", help="overwrite an existing output file")
     return parser
 
@@ -90,9 +129,16 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     probes = registry.load_all()
     if args.format == "json":
-        out = [{"name": n, "description": c.description, "requires": [r.kind + (f":{r.name}" if r.name else "")
-                for r in c.requires], "expands": sorted(c.expands),
-                "params": [s.__dict__ for s in param_specs(c.Params)]} for n, c in probes.items()]
+        out = [
+            {
+                "name": n,
+                "description": c.description,
+                "requires": [r.kind + (f":{r.name}" if r.name else "") for r in c.requires],
+                "expands": sorted(c.expands),
+                "params": [s.__dict__ for s in param_specs(c.Params)],
+            }
+            for n, c in probes.items()
+        ]
         print(json.dumps(out, indent=1, default=str))
         return ExitCode.OK
     for name, cls in probes.items():
@@ -148,8 +194,9 @@ def cmd_probe(args: argparse.Namespace) -> int:
 def cmd_baseline(args: argparse.Namespace) -> int:
     from hpcbench.analysis.baseline_create import create
 
-    path = create(args.records, args.output, name=args.name, source=args.source, match=args.match,
-                  force=args.force)
+    path = create(
+        args.records, args.output, name=args.name, source=args.source, match=args.match, force=args.force
+    )
     print(f"wrote baseline profile {path}")
     return ExitCode.OK
 
@@ -160,8 +207,13 @@ def main(argv: list[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return ExitCode.USAGE
-    handlers = {"list": cmd_list, "inventory": cmd_inventory, "run": cmd_run, "probe": cmd_probe,
-                "baseline": cmd_baseline}
+    handlers = {
+        "list": cmd_list,
+        "inventory": cmd_inventory,
+        "run": cmd_run,
+        "probe": cmd_probe,
+        "baseline": cmd_baseline,
+    }
     try:
         return int(handlers[args.command](args))
     except ConfigError as exc:

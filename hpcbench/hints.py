@@ -15,19 +15,28 @@ def config_hints(settings: dict[str, Any], inventory: dict[str, Any]) -> list[st
     governors = cpu.get("governors") or ([cpu["governor"]] if cpu.get("governor") else [])
     slow = sorted(g for g in governors if g in ("powersave", "conservative", "ondemand"))
     if slow:
-        hints.append(f"CPU frequency governor is {'/'.join(slow)}: set performance "
-                     "(cpupower frequency-set -g performance)")
+        hints.append(
+            f"CPU frequency governor is {'/'.join(slow)}: set performance "
+            "(cpupower frequency-set -g performance)"
+        )
     threads = settings.get("threads")
     cpus = settings.get("cpus")
-    available = len(cpus) if isinstance(cpus, list) and settings.get("numa_node") is not None else cpu.get("threads")
+    available = (
+        len(cpus) if isinstance(cpus, list) and settings.get("numa_node") is not None else cpu.get("threads")
+    )
     if isinstance(threads, int) and isinstance(available, int) and 0 < threads < available:
         hints.append(f"ran {threads} threads where {available} CPUs are available: fewer threads than cores")
-    if inventory.get("tunables", {}).get("numa_balancing") and len(inventory.get("numa", {}).get("nodes", [])) > 1:
+    if (
+        inventory.get("tunables", {}).get("numa_balancing")
+        and len(inventory.get("numa", {}).get("nodes", [])) > 1
+    ):
         hints.append("numa_balancing is on and migrates pages during the run: sysctl kernel.numa_balancing=0")
     thp = inventory.get("memory", {}).get("thp", {}).get("enabled")
     if thp == "never":
-        hints.append("transparent huge pages are 'never': TLB misses cost bandwidth "
-                      "(echo madvise > /sys/kernel/mm/transparent_hugepage/enabled)")
+        hints.append(
+            "transparent huge pages are 'never': TLB misses cost bandwidth "
+            "(echo madvise > /sys/kernel/mm/transparent_hugepage/enabled)"
+        )
     return hints
 
 

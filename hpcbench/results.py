@@ -75,9 +75,17 @@ class CheckResult:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CheckResult:
         return cls(
-            id=d["id"], probe=d["probe"], subject=d["subject"], status=d["status"], params=d.get("params", {}),
-            expand=d.get("expand", "none"), thresholds=d.get("thresholds", {}), timeout=d.get("timeout"),
-            started=d.get("started", ""), duration=float(d.get("duration", 0.0)), reason=d.get("reason", ""),
+            id=d["id"],
+            probe=d["probe"],
+            subject=d["subject"],
+            status=d["status"],
+            params=d.get("params", {}),
+            expand=d.get("expand", "none"),
+            thresholds=d.get("thresholds", {}),
+            timeout=d.get("timeout"),
+            started=d.get("started", ""),
+            duration=float(d.get("duration", 0.0)),
+            reason=d.get("reason", ""),
             hint=d.get("hint", ""),
             measurements=tuple(Measurement.from_dict(m) for m in d.get("measurements", [])),
             evaluations=tuple(Evaluation.from_dict(e) for e in d.get("evaluations", [])),
@@ -123,7 +131,9 @@ def migrate(data: dict[str, Any], source: str) -> dict[str, Any]:
     version = data.get("schema_version")
     if version == SCHEMA_VERSION:
         return data
-    raise ConfigError(f"{source}: schema_version {version!r} is not supported (this hpcbench reads {SCHEMA_VERSION})")
+    raise ConfigError(
+        f"{source}: schema_version {version!r} is not supported (this hpcbench reads {SCHEMA_VERSION})"
+    )
 
 
 def load(path: str | Path) -> dict[str, Any]:
@@ -165,15 +175,33 @@ def to_dataframe(paths: list[str | Path]) -> Any:
         rec = load(path)
         for c in rec["checks"]:
             base = {
-                "file": str(path), "run_id": rec["run_id"], "host": rec["host"], "started": rec["started"],
-                "suite": rec["suite"]["name"], "check": c["id"], "probe": c["probe"], "subject": c["subject"],
+                "file": str(path),
+                "run_id": rec["run_id"],
+                "host": rec["host"],
+                "started": rec["started"],
+                "suite": rec["suite"]["name"],
+                "check": c["id"],
+                "probe": c["probe"],
+                "subject": c["subject"],
                 "status": c["status"],
             }
-            evals = c.get("evaluations") or [{"verdict": c["verdict"], "metric": None, "reason": c.get("reason")}]
+            evals = c.get("evaluations") or [
+                {"verdict": c["verdict"], "metric": None, "reason": c.get("reason")}
+            ]
             for e in evals:
-                rows.append({**base, "verdict": e["verdict"], "metric": e.get("metric"),
-                             "measured": e.get("measured"), "unit": e.get("unit"), "expected": e.get("expected"),
-                             "ratio": e.get("ratio"), "kind": e.get("kind"), "reason": e.get("reason")})
+                rows.append(
+                    {
+                        **base,
+                        "verdict": e["verdict"],
+                        "metric": e.get("metric"),
+                        "measured": e.get("measured"),
+                        "unit": e.get("unit"),
+                        "expected": e.get("expected"),
+                        "ratio": e.get("ratio"),
+                        "kind": e.get("kind"),
+                        "reason": e.get("reason"),
+                    }
+                )
     frame = pd.DataFrame(rows)
     if not frame.empty:
         frame["started"] = pd.to_datetime(frame["started"], utc=True)

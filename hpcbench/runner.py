@@ -8,6 +8,7 @@ SIGTERM stop the children; the caller still writes the record of what finished.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -123,7 +124,7 @@ class Runner:
                     continue
                 batch = len(jobs) if check.expand in CONCURRENT_EXPANSIONS else 1
                 for start in range(0, len(jobs), batch):
-                    group = jobs[start:start + batch]
+                    group = jobs[start : start + batch]
                     for k, job in enumerate(group):
                         self.on_start(job, done + k + 1, total)
                     for outcome in self._run_group(group, probe_classes[check.probe], tmp):
@@ -143,7 +144,9 @@ class Runner:
             found = req.unmet(self.inventory)
             if found:
                 verdict, reason, hint = found
-                return Outcome(job, "skip" if verdict == "SKIP" else "error", utcnow(), reason=reason, hint=hint)
+                return Outcome(
+                    job, "skip" if verdict == "SKIP" else "error", utcnow(), reason=reason, hint=hint
+                )
         return None
 
     def _run_group(self, jobs: list[Job], probe_cls: Any, tmp: Path) -> list[Outcome]:
@@ -155,17 +158,30 @@ class Runner:
             if unmet:
                 outcomes[i] = unmet
                 continue
-            workdir = Path(tempfile.mkdtemp(prefix=f"{job.check.id}-{job.subject}-".replace("/", "_"), dir=tmp))
+            workdir = Path(
+                tempfile.mkdtemp(prefix=f"{job.check.id}-{job.subject}-".replace("/", "_"), dir=tmp)
+            )
             job_file, out_file, log_file = workdir / "job.json", workdir / "out.json", workdir / "child.log"
-            job_file.write_text(json.dumps({
-                "probe": job.check.probe, "params": job.params, "subject": job.subject,
-                "inventory": self.inventory, "workdir": str(workdir / "scratch"), "timeout": job.check.timeout,
-            }))
+            job_file.write_text(
+                json.dumps(
+                    {
+                        "probe": job.check.probe,
+                        "params": job.params,
+                        "subject": job.subject,
+                        "inventory": self.inventory,
+                        "workdir": str(workdir / "scratch"),
+                        "timeout": job.check.timeout,
+                    }
+                )
+            )
             (workdir / "scratch").mkdir()
             with open(log_file, "wb") as log:
                 proc = subprocess.Popen(
                     [sys.executable, "-m", "hpcbench.worker", str(job_file), str(out_file)],
-                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
                 )
             started = time.monotonic()
             self._running[i] = proc
@@ -181,9 +197,13 @@ class Runner:
                 elif code is None and time.monotonic() > deadline:
                     _terminate_group(proc, signal.SIGTERM)
                     _reap(proc)
-                    outcome = Outcome(job, "error", stamp,
-                                      reason=f"timed out after {job.check.timeout:g} s and was killed",
-                                      hint="raise the check's timeout in the suite if the node is just slow")
+                    outcome = Outcome(
+                        job,
+                        "error",
+                        stamp,
+                        reason=f"timed out after {job.check.timeout:g} s and was killed",
+                        hint="raise the check's timeout in the suite if the node is just slow",
+                    )
                 elif code is None:
                     continue
                 else:
@@ -199,10 +219,8 @@ class Runner:
 
 
 def _terminate_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _reap(proc: subprocess.Popen[bytes]) -> int:
@@ -227,7 +245,11 @@ def _read_outcome(job: Job, code: int, workdir: Path, stamp: str, stopped: str |
         data = json.loads(out_file.read_text())
         status = data["status"]
         return Outcome(
-            job, status, stamp, reason=data.get("reason", ""), hint=data.get("hint", ""),
+            job,
+            status,
+            stamp,
+            reason=data.get("reason", ""),
+            hint=data.get("hint", ""),
             params=data.get("params", {}),
             measurements=[Measurement.from_dict(m) for m in data.get("measurements", [])],
         )

@@ -35,8 +35,16 @@ def _check_output_dir(outdir: str) -> Path:
     return path
 
 
-def build_record(suite: Suite, baseline: baselines.Baseline | None, inv: dict[str, Any], run_id: str,
-                 started: str, outcomes: list[Outcome], not_run: list[str], interrupted: str | None) -> dict[str, Any]:
+def build_record(
+    suite: Suite,
+    baseline: baselines.Baseline | None,
+    inv: dict[str, Any],
+    run_id: str,
+    started: str,
+    outcomes: list[Outcome],
+    not_run: list[str],
+    interrupted: str | None,
+) -> dict[str, Any]:
     """The result record (a plain dict, as saved) from the run's outcomes."""
     check_results = []
     for check in suite.checks:
@@ -47,8 +55,9 @@ def build_record(suite: Suite, baseline: baselines.Baseline | None, inv: dict[st
     if interrupted or not_run:
         codes.append(ExitCode.UNKNOWN)
     code = worst(codes)
-    verdict = {ExitCode.OK: "OK", ExitCode.WARN: "WARN", ExitCode.FAIL: "FAIL",
-               ExitCode.UNKNOWN: "UNKNOWN"}[code]
+    verdict = {ExitCode.OK: "OK", ExitCode.WARN: "WARN", ExitCode.FAIL: "FAIL", ExitCode.UNKNOWN: "UNKNOWN"}[
+        code
+    ]
     ended = utcnow()
     return {
         "schema_version": results.SCHEMA_VERSION,
@@ -86,8 +95,13 @@ def execute(suite: Suite, probe_classes: dict[str, Any], args: Any) -> int:
         sys.stdout.write(json.dumps(record, indent=1) + "\n")
     elif args.quiet:
         if record["exit_code"] != ExitCode.OK:
-            bad = sorted({f"{c['id']}/{c['subject']}" for c in record["checks"]
-                          if c["verdict"] in ("WARN", "FAIL", "ERROR")})
+            bad = sorted(
+                {
+                    f"{c['id']}/{c['subject']}"
+                    for c in record["checks"]
+                    if c["verdict"] in ("WARN", "FAIL", "ERROR")
+                }
+            )
             print(f"hpcbench {suite.name}: {record['verdict']}: {', '.join(bad) or 'see record'} ({path})")
     else:
         from hpcbench.report.table import render

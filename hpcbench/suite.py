@@ -34,7 +34,16 @@ EXPANSIONS = ("none", "numa", "gpu", "mount")
 _ID = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 _SUITE_KEYS = {"name", "description", "require_baseline", "default_timeout", "check"}
 _CHECK_KEYS = {
-    "id", "probe", "description", "params", "expand", "metrics", "thresholds", "absolute", "relative", "timeout",
+    "id",
+    "probe",
+    "description",
+    "params",
+    "expand",
+    "metrics",
+    "thresholds",
+    "absolute",
+    "relative",
+    "timeout",
 }
 DEFAULT_WARN = 0.90
 DEFAULT_FAIL = 0.80
@@ -109,26 +118,44 @@ class _Validator:
     def __init__(self, doc: tomlfile.TomlDoc) -> None:
         self.doc = doc
 
-    def fail(self, key: str, message: str, index: int | None = None, check_id: str | None = None) -> ConfigError:
+    def fail(
+        self, key: str, message: str, index: int | None = None, check_id: str | None = None
+    ) -> ConfigError:
         if index is None:
             return self.doc.error(f"key '{key}'", message, self.doc.line_of(key.split(".")[0]))
         line = self.doc.line_of(key.split(".")[0], "check", index)
         who = f"check[{index}]" + (f" ({check_id!r})" if check_id else "")
         return self.doc.error(f"{who} key '{key}'", message, line)
 
-    def number(self, value: Any, key: str, index: int | None, cid: str | None, positive: bool = False) -> float:
+    def number(
+        self, value: Any, key: str, index: int | None, cid: str | None, positive: bool = False
+    ) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise self.fail(key, f"expected a number, got {value!r}", index, cid)
         if positive and value <= 0:
             raise self.fail(key, f"expected a positive number, got {value!r}", index, cid)
         return float(value)
 
-    def band(self, value: Any, key: str, index: int, cid: str, fraction: bool) -> Band:
+    def band(
+        self,
+        value: Any,
+        key: str,
+        index: int,
+        cid: str,
+        fraction: bool,
+        allowed: tuple[str, ...] = (),
+        defaults: bool = False,
+    ) -> Band:
         if not isinstance(value, dict):
-            raise self.fail(key, f"expected a table like {{ warn = 0.9, fail = 0.8 }}, got {value!r}", index, cid)
-        extra = set(value) - {"warn", "fail", "to"}
+            raise self.fail(
+                key, f"expected a table like {{ warn = 0.9, fail = 0.8 }}, got {value!r}", index, cid
+            )
+        extra = set(value) - {"warn", "fail", *allowed}
         if extra:
-            raise self.fail(f"{key}.{sorted(extra)[0]}", "unknown key; expected warn and fail", index, cid)
+            expected = ", ".join(("warn", "fail", *allowed))
+            raise self.fail(f"{key}.{sorted(extra)[0]}", f"unknown key; expected {expected}", index, cid)
+        if defaults and "warn" not in value and "fail" not in value:
+            value = {**value, "warn": DEFAULT_WARN, "fail": DEFAULT_FAIL}
         warn = self.number(value["warn"], f"{key}.warn", index, cid) if "warn" in value else None
         fail = self.number(value["fail"], f"{key}.fail", index, cid) if "fail" in value else None
         if warn is None and fail is None:
@@ -136,8 +163,12 @@ class _Validator:
         if fraction:
             for name, v in (("warn", warn), ("fail", fail)):
                 if v is not None and not 0 < v <= 2:
-                    raise self.fail(f"{key}.{name}", f"expected a fraction of the expected value (0 < x <= 2), got {v}",
-                                    index, cid)
+                    raise self.fail(
+                        f"{key}.{name}",
+                        f"expected a fraction of the expected value (0 < x <= 2), got {v}",
+                        index,
+                        cid,
+                    )
             if warn is not None and fail is not None and fail > warn:
                 raise self.fail(key, f"fail ({fail}) must not be above warn ({warn})", index, cid)
         return Band(warn, fail)
@@ -165,13 +196,19 @@ def parse(doc: tomlfile.TomlDoc, probe_classes: dict[str, Any] | None = None) ->
     checks: list[CheckSpec] = []
     seen: set[str] = set()
     for i, raw in enumerate(raw_checks):
+        if not isinstance(raw, dict):
+            raise v.fail("check", f"expected [[check]] tables, got {raw!r}")
         cid = raw.get("id") if isinstance(raw.get("id"), str) else None
         for key in raw:
             if key not in _CHECK_KEYS:
                 raise v.fail(key, f"unknown key; expected one of {', '.join(sorted(_CHECK_KEYS))}", i, cid)
         if cid is None or not _ID.match(cid):
-            raise v.fail("id", f"expected an id of lower-case letters, digits, '_', '.', '-', got {raw.get('id')!r}",
-                         i, cid)
+            raise v.fail(
+                "id",
+                f"expected an id of lower-case letters, digits, '_', '.', '-', got {raw.get('id')!r}",
+                i,
+                cid,
+            )
         if cid in seen:
             raise v.fail("id", f"duplicate check id {cid!r}", i, cid)
         seen.add(cid)
@@ -189,12 +226,16 @@ def parse(doc: tomlfile.TomlDoc, probe_classes: dict[str, Any] | None = None) ->
             not isinstance(metrics, list) or not metrics or not all(isinstance(m, str) for m in metrics)
         ):
             raise v.fail("metrics", f"expected a list of metric names, got {metrics!r}", i, cid)
-        thresholds = v.band(raw["thresholds"], "thresholds", i, cid, True) if "thresholds" in raw else Band(
-            DEFAULT_WARN, DEFAULT_FAIL
+        thresholds = (
+            v.band(raw["thresholds"], "thresholds", i, cid, True)
+            if "thresholds" in raw
+            else Band(DEFAULT_WARN, DEFAULT_FAIL)
         )
         absolute_raw = raw.get("absolute", {})
         if not isinstance(absolute_raw, dict):
-            raise v.fail("absolute", f"expected a table of metric = {{ warn, fail }}, got {absolute_raw!r}", i, cid)
+            raise v.fail(
+                "absolute", f"expected a table of metric = {{ warn, fail }}, got {absolute_raw!r}", i, cid
+            )
         absolute = {m: v.band(b, f"absolute.{m}", i, cid, False) for m, b in absolute_raw.items()}
         relative = None
         if "relative" in raw:
@@ -202,11 +243,14 @@ def parse(doc: tomlfile.TomlDoc, probe_classes: dict[str, Any] | None = None) ->
             to = rel.get("to", "median") if isinstance(rel, dict) else None
             if to not in ("median", "best"):
                 raise v.fail("relative.to", f"expected 'median' or 'best', got {to!r}", i, cid)
-            with_defaults = {"warn": DEFAULT_WARN, "fail": DEFAULT_FAIL, **rel}
-            relative = Relative(to, v.band(with_defaults, "relative", i, cid, True))
+            relative = Relative(to, v.band(rel, "relative", i, cid, True, allowed=("to",), defaults=True))
             if expand == "none":
-                raise v.fail("relative", "a relative check compares subjects: it needs expand = numa, gpu or mount",
-                             i, cid)
+                raise v.fail(
+                    "relative",
+                    "a relative check compares subjects: it needs expand = numa, gpu or mount",
+                    i,
+                    cid,
+                )
         timeout = v.number(raw.get("timeout", default_timeout), "timeout", i, cid, positive=True)
         if probe_classes is not None:
             if probe not in probe_classes:
@@ -219,21 +263,41 @@ def parse(doc: tomlfile.TomlDoc, probe_classes: dict[str, Any] | None = None) ->
                 raise v.fail("params", str(exc), i, cid) from None
             if expand != "none" and expand not in getattr(cls, "expands", {}):
                 can = ", ".join(getattr(cls, "expands", {})) or "nothing"
-                raise v.fail("expand", f"probe {probe!r} cannot expand over {expand!r} (it expands over {can})",
-                             i, cid)
+                raise v.fail(
+                    "expand", f"probe {probe!r} cannot expand over {expand!r} (it expands over {can})", i, cid
+                )
             known_metrics = getattr(cls, "metrics", None)
             if known_metrics and metrics:
                 for m in metrics:
                     if m not in known_metrics:
-                        raise v.fail("metrics", f"probe {probe!r} has no metric {m!r}; it has "
-                                     f"{', '.join(known_metrics)}", i, cid)
-        checks.append(CheckSpec(
-            id=cid, probe=probe, params=dict(params), description=str(raw.get("description", "")),
-            expand=expand, metrics=tuple(metrics) if metrics else None, thresholds=thresholds,
-            absolute=absolute, relative=relative, timeout=timeout,
-        ))
-    return Suite(name=name, path=doc.path, sha256=doc.sha256, checks=tuple(checks),
-                 description=str(data.get("description", "")), require_baseline=require)
+                        raise v.fail(
+                            "metrics",
+                            f"probe {probe!r} has no metric {m!r}; it has {', '.join(known_metrics)}",
+                            i,
+                            cid,
+                        )
+        checks.append(
+            CheckSpec(
+                id=cid,
+                probe=probe,
+                params=dict(params),
+                description=str(raw.get("description", "")),
+                expand=expand,
+                metrics=tuple(metrics) if metrics else None,
+                thresholds=thresholds,
+                absolute=absolute,
+                relative=relative,
+                timeout=timeout,
+            )
+        )
+    return Suite(
+        name=name,
+        path=doc.path,
+        sha256=doc.sha256,
+        checks=tuple(checks),
+        description=str(data.get("description", "")),
+        require_baseline=require,
+    )
 
 
 def load(name_or_path: str, probe_classes: dict[str, Any] | None = None) -> Suite:

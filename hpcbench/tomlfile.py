@@ -45,6 +45,11 @@ class TomlDoc:
         for i in range(start, end):
             if pattern.match(lines[i]):
                 return i + 1
+        if table is None:  # a table of that name: [key], [[key]] or [key.sub]
+            header = re.compile(r"^\s*\[\[?\s*" + re.escape(key) + r"\s*[\].]")
+            for i, line in enumerate(lines):
+                if header.match(line):
+                    return i + 1
         return start + 1 if table is not None else None
 
     def error(self, where: str, message: str, line: int | None = None) -> ConfigError:
@@ -87,4 +92,6 @@ def resolve(name_or_path: str, subdir: str, what: str) -> Path:
     if candidate.is_file():
         return candidate
     known = sorted(f.stem for f in folder.glob("*.toml")) if folder.is_dir() else []
-    raise ConfigError(f"no {what} named {name_or_path!r}; bundled: {', '.join(known) or 'none'} (in {folder})")
+    raise ConfigError(
+        f"no {what} named {name_or_path!r}; bundled: {', '.join(known) or 'none'} (in {folder})"
+    )

@@ -32,11 +32,18 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     try:
         cls = registry.load(job["probe"])
         params = build_params(cls, job["params"])
-        ctx = ProbeContext(subject=job["subject"], inventory=job["inventory"], workdir=job["workdir"],
-                           timeout=job.get("timeout"))
+        ctx = ProbeContext(
+            subject=job["subject"],
+            inventory=job["inventory"],
+            workdir=job["workdir"],
+            timeout=job.get("timeout"),
+        )
         measurements = cls().run(params, ctx)
-        return {"status": "ok", "params": params_as_dict(params),
-                "measurements": [m.as_dict() for m in measurements]}
+        return {
+            "status": "ok",
+            "params": params_as_dict(params),
+            "measurements": [m.as_dict() for m in measurements],
+        }
     except ProbeSkip as exc:
         return {"status": "skip", "reason": str(exc)}
     except ProbeError as exc:
@@ -46,8 +53,11 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     except Exception as exc:  # a probe's bug is an ERROR verdict, never a lost run
         tb = traceback.extract_tb(exc.__traceback__)
         where = f" at {os.path.basename(tb[-1].filename)}:{tb[-1].lineno}" if tb else ""
-        return {"status": "error", "reason": f"probe raised {type(exc).__name__}: {exc}{where}",
-                "detail": traceback.format_exc()}
+        return {
+            "status": "error",
+            "reason": f"probe raised {type(exc).__name__}: {exc}{where}",
+            "detail": traceback.format_exc(),
+        }
 
 
 def main(argv: list[str]) -> int:

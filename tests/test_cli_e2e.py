@@ -18,13 +18,16 @@ def suite(tmp: Path, body: str, name: str = "t", require_baseline: bool = False)
 
 
 def baseline(tmp: Path, expected: str, name: str = "b") -> Path:
-    return write(tmp / f"{name}.toml", f"""name = "{name}"
+    return write(
+        tmp / f"{name}.toml",
+        f"""name = "{name}"
 [provenance]
 source = "golden-node"
 date = "2026-11-01"
 nodes = 1
 {expected}
-""")
+""",
+    )
 
 
 FIXED = '[[check]]\nid = "f"\nprobe = "fixed"\nparams = {{ value = {value} }}\n'
@@ -38,7 +41,9 @@ def test_help_and_version(cli: Cli) -> None:
     r = cli("--help")
     assert r.returncode == 0
     assert "exit codes" in r.stdout and "run" in r.stdout
-    r = subprocess.run([sys.executable, "-m", "hpcbench", "--version"], capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "hpcbench", "--version"], capture_output=True, text=True, timeout=60
+    )
     assert r.returncode == 0 and r.stdout.startswith("hpcbench ")
 
 
@@ -49,14 +54,18 @@ def test_list_shows_builtin_and_plugin_probes_with_params(cli: Cli) -> None:
     assert "-p repeats=<int>  default 10" in r.stdout
     data = json.loads(cli("list", "--format", "json").stdout)
     by_name = {p["name"]: p for p in data}
-    assert {"name": "how", "type": "str", "default": "segfault"}.items() <= by_name["crash"]["params"][0].items()
+    assert {"name": "how", "type": "str", "default": "segfault"}.items() <= by_name["crash"]["params"][
+        0
+    ].items()
     assert by_name["cpu_membw"]["expands"] == ["numa"]
 
 
 def test_cli_start_imports_no_torch_or_pandas() -> None:
-    code = ("import sys, contextlib, io\nfrom hpcbench.cli import main\n"
-            "with contextlib.redirect_stdout(io.StringIO()):\n    main(['list'])\n"
-            "print(sorted(m for m in ('torch', 'pandas', 'numpy', 'rich') if m in sys.modules))")
+    code = (
+        "import sys, contextlib, io\nfrom hpcbench.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n    main(['list'])\n"
+        "print(sorted(m for m in ('torch', 'pandas', 'numpy', 'rich') if m in sys.modules))"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[]"
@@ -72,7 +81,9 @@ def test_inventory_json(cli: Cli) -> None:
 
 
 def test_real_membw_run_writes_record_and_json_stdout(cli: Cli, tmp_path: Path) -> None:
-    s = suite(tmp_path, """
+    s = suite(
+        tmp_path,
+        """
 [[check]]
 id = "membw"
 probe = "cpu_membw"
@@ -84,7 +95,8 @@ params = { array_size = 1000000, repeats = 3, warmup = 1 }
 expand = "numa"
 metrics = ["triad"]
 relative = { to = "median" }
-""")
+""",
+    )
     r = cli("run", str(s), "--format", "json")
     assert r.returncode == ExitCode.OK, r.stderr
     rec = json.loads(r.stdout)  # stdout is the record and nothing else
@@ -118,7 +130,9 @@ def test_exit_codes_pass_warn_fail(cli: Cli, tmp_path: Path) -> None:
     cases = {100.0: ExitCode.OK, 85.0: ExitCode.WARN, 70.0: ExitCode.FAIL}
     for expected_value, code in cases.items():
         # measured 100 against expected 100/0.85/0.7 -> ratios 1.0, 1.18, 1.43: all PASS; so invert:
-        b = baseline(tmp_path, f"[expected.f]\nscore = {100 * 100 / expected_value}\n", name=f"b{int(expected_value)}")
+        b = baseline(
+            tmp_path, f"[expected.f]\nscore = {100 * 100 / expected_value}\n", name=f"b{int(expected_value)}"
+        )
         r = cli("run", str(s), "--baseline", str(b), "--format", "json")
         assert r.returncode == code, (expected_value, r.stdout, r.stderr)
         rec = json.loads(r.stdout)
@@ -186,8 +200,10 @@ probe = "needs_gpu"
 
 def test_relative_check_flags_the_slow_subject(cli: Cli, tmp_path: Path) -> None:
     # one NUMA node on this machine: the relative check must SKIP, not pass silently
-    body = ('[[check]]\nid = "n"\nprobe = "fixed"\nexpand = "numa"\n'
-            'relative = { to = "median", warn = 0.9, fail = 0.8 }\n')
+    body = (
+        '[[check]]\nid = "n"\nprobe = "fixed"\nexpand = "numa"\n'
+        'relative = { to = "median", warn = 0.9, fail = 0.8 }\n'
+    )
     rec = json.loads(cli("run", str(suite(tmp_path, body)), "--format", "json").stdout)
     rel = [e for c in rec["checks"] for e in c["evaluations"] if e["kind"] == "relative"]
     assert rel and all(e["verdict"] == "SKIP" for e in rel)
@@ -203,8 +219,18 @@ def test_quiet_prints_nothing_when_ok_and_one_line_otherwise(cli: Cli, tmp_path:
 
 
 def test_probe_command(cli: Cli) -> None:
-    r = cli("probe", "cpu_membw", "-p", "array_size=500000", "-p", "repeats=2", "-p", "warmup=0",
-            "--format", "json")
+    r = cli(
+        "probe",
+        "cpu_membw",
+        "-p",
+        "array_size=500000",
+        "-p",
+        "repeats=2",
+        "-p",
+        "warmup=0",
+        "--format",
+        "json",
+    )
     assert r.returncode == 0, r.stderr
     rec = json.loads(r.stdout)
     assert rec["suite"]["name"] == "probe:cpu_membw" and rec["checks"][0]["params"]["array_size"] == 500000
@@ -237,12 +263,18 @@ def test_bad_input_is_one_line_and_exit_4(cli: Cli, tmp_path: Path) -> None:
     r = cli("run", str(bad_toml))
     one_line_usage_error(r)
     assert str(bad_toml) in r.stderr and "line 2" in r.stderr
-    bad_key = suite(tmp_path, '[[check]]\nid = "a"\nprobe = "cpu_membw"\nparams = { repeats = "many" }\n', "k")
+    bad_key = suite(
+        tmp_path, '[[check]]\nid = "a"\nprobe = "cpu_membw"\nparams = { repeats = "many" }\n', "k"
+    )
     r = cli("run", str(bad_key))
     one_line_usage_error(r)
     assert "line 6" in r.stderr and "repeats" in r.stderr and "integer" in r.stderr
-    r = cli("run", str(suite(tmp_path, FIXED.format(value=1), "ok")), "--baseline", str(write(
-        tmp_path / "nb.toml", 'name = "nb"\n[expected.f]\nscore = 1\n')))
+    r = cli(
+        "run",
+        str(suite(tmp_path, FIXED.format(value=1), "ok")),
+        "--baseline",
+        str(write(tmp_path / "nb.toml", 'name = "nb"\n[expected.f]\nscore = 1\n')),
+    )
     one_line_usage_error(r)
     assert "provenance" in r.stderr
     one_line_usage_error(cli("run", "no-such-suite"))

@@ -53,10 +53,14 @@ def worker_running(mark: str) -> bool:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_signal_stops_children_and_still_writes_the_record(cli: Cli, tmp_path: Path, sig: signal.Signals) -> None:
+def test_signal_stops_children_and_still_writes_the_record(
+    cli: Cli, tmp_path: Path, sig: signal.Signals
+) -> None:
     proc = cli.popen("run", str(write(tmp_path / "sig.toml", SUITE)), "--format", "json")
     try:
-        wait_for(lambda: worker_running(cli.mark) and len(list(tmp_path.glob("tmp/hpcbench-run-*/stuck-*"))) == 1)
+        wait_for(
+            lambda: worker_running(cli.mark) and len(list(tmp_path.glob("tmp/hpcbench-run-*/stuck-*"))) == 1
+        )
         proc.send_signal(sig)
         out, err = proc.communicate(timeout=30)
     finally:
@@ -74,8 +78,10 @@ def test_signal_stops_children_and_still_writes_the_record(cli: Cli, tmp_path: P
 
 
 def test_second_concurrent_run_names_the_holder_and_exits(cli: Cli, tmp_path: Path) -> None:
-    slow = write(tmp_path / "slow.toml", 'name = "slow"\n[[check]]\nid = "s"\nprobe = "fixed"\n'
-                 "params = { sleep = 30 }\n")
+    slow = write(
+        tmp_path / "slow.toml",
+        'name = "slow"\n[[check]]\nid = "s"\nprobe = "fixed"\nparams = { sleep = 30 }\n',
+    )
     first = cli.popen("run", str(slow), "--quiet")
     lock_file = tmp_path / "hpcbench.lock"
     try:

@@ -8,6 +8,7 @@ and the tool version.
 
 from __future__ import annotations
 
+import re
 import statistics
 from collections import defaultdict
 from datetime import date
@@ -20,6 +21,11 @@ from hpcbench.errors import ConfigError
 
 def _toml_str(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _toml_key(key: str) -> str:
+    """A bare TOML key where allowed, else a quoted one (check ids may contain dots)."""
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else _toml_str(key)
 
 
 def expected_values(records: list[dict[str, Any]]) -> dict[str, dict[str, tuple[float, str, int]]]:
@@ -51,8 +57,10 @@ def _match(records: list[dict[str, Any]], how: str | None) -> dict[str, str]:
         return {}
     found = gpus if how == "gpu_name" else cpus
     if len(found) != 1 or None in found:
-        raise ConfigError(f"the records do not share one {how.replace('_', ' ')} ({sorted(map(str, found))}); "
-                          "pass --match none and choose the profile with --baseline")
+        raise ConfigError(
+            f"the records do not share one {how.replace('_', ' ')} ({sorted(map(str, found))}); "
+            "pass --match none and choose the profile with --baseline"
+        )
     return {how: found.pop()}
 
 
@@ -63,10 +71,11 @@ def render(records: list[dict[str, Any]], name: str, source: str, match: dict[st
     hosts = sorted({r["host"] for r in records})
     dates = sorted(r["started"][:10] for r in records)
     suites = sorted({r["suite"]["name"] for r in records})
+    description = f"{source} baseline from {len(hosts)} node(s): suite(s) {', '.join(suites)}"
     lines = [
         f"# Created by hpcbench {__version__} on {date.today().isoformat()} from {len(records)} record(s).",
         f"name = {_toml_str(name)}",
-        f"description = {_toml_str(f'{source} baseline from {len(hosts)} node(s): suite(s) ' + ', '.join(suites))}",
+        f"description = {_toml_str(description)}",
         "",
         "[match]",
     ]
@@ -81,17 +90,27 @@ def render(records: list[dict[str, Any]], name: str, source: str, match: dict[st
         f"hosts = [{', '.join(_toml_str(h) for h in hosts)}]",
         f"records = {len(records)}",
         f"tool_version = {_toml_str(__version__)}",
-        "statistic = \"median over records and subjects of each measurement's value\"",
+        'statistic = "median over records and subjects of each measurement\'s value"',
     ]
     for check, metrics in expected.items():
-        lines += ["", f"[expected.{check}]"]
+        lines += ["", f"[expected.{_toml_key(check)}]"]
         for metric, (value, unit, n) in metrics.items():
+            if value <= 0:
+                lines.append(f"# {metric}: median {value:g} {unit} of {n} is not a usable expected value")
+                continue
             lines.append(f"{metric} = {{ value = {value:.6g}, unit = {_toml_str(unit)} }}  # median of {n}")
     return "\n".join(lines) + "\n"
 
 
-def create(paths: list[str], output: str, *, name: str | None = None, source: str = "golden-node",
-           match: str | None = None, force: bool = False) -> Path:
+def create(
+    paths: list[str],
+    output: str,
+    *,
+    name: str | None = None,
+    source: str = "golden-node",
+    match: str | None = None,
+    force: bool = False,
+) -> Path:
     out = Path(output)
     if out.exists() and not force:
         raise ConfigError(f"{out} exists; pass --force to overwrite it")

@@ -112,17 +112,15 @@ def _coerce(probe: str, key: str, tp: Any, value: Any, from_text: bool) -> Any:
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)
-        if value is None or (from_text and value in ("", "none", "None")):
-            if type(None) in args:
-                return None
-        errors = []
+        if type(None) in args and (value is None or (from_text and value in ("", "none", "None"))):
+            return None
         for arg in args:
             if arg is type(None):
                 continue
             try:
                 return _coerce(probe, key, arg, value, from_text)
-            except ParamError as exc:
-                errors.append(str(exc))
+            except ParamError:
+                continue
         raise ParamError(probe, key, f"expected {_type_name(tp)}, got {value!r}")
     if origin is list:
         (arg,) = typing.get_args(tp)
@@ -134,7 +132,11 @@ def _coerce(probe: str, key: str, tp: Any, value: Any, from_text: bool) -> Any:
     if tp is bool:
         if isinstance(value, bool):
             return value
-        if from_text and isinstance(value, str) and value.lower() in ("true", "yes", "1", "on", "false", "no", "0", "off"):
+        if (
+            from_text
+            and isinstance(value, str)
+            and value.lower() in ("true", "yes", "1", "on", "false", "no", "0", "off")
+        ):
             return value.lower() in ("true", "yes", "1", "on")
         raise ParamError(probe, key, f"expected true or false, got {value!r}")
     if tp is int:
@@ -143,10 +145,11 @@ def _coerce(probe: str, key: str, tp: Any, value: Any, from_text: bool) -> Any:
         if isinstance(value, int):
             return value
         if from_text and isinstance(value, str):
-            try:
-                return int(value, 0)
-            except ValueError:
-                pass
+            for base in (10, 0):  # decimal first ("08"), then 0x.. / 0o.. / 0b..
+                try:
+                    return int(value, base)
+                except ValueError:
+                    pass
         raise ParamError(probe, key, f"expected an integer, got {value!r}")
     if tp is float:
         if isinstance(value, bool):

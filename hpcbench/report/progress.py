@@ -28,8 +28,10 @@ class Progress:
     def finish(self, outcome: Any, i: int, n: int) -> None:
         job = outcome.job
         detail = f" ({outcome.reason})" if outcome.reason else ""
-        self._say(f"[{i}/{n}] {job.check.id} {job.subject}: {outcome.status} in {outcome.duration:.1f} s{detail}",
-                  final=True)
+        self._say(
+            f"[{i}/{n}] {job.check.id} {job.subject}: {outcome.status} in {outcome.duration:.1f} s{detail}",
+            final=True,
+        )
 
     def message(self, text: str) -> None:
         self._say(text, final=True)

@@ -5,8 +5,14 @@ from __future__ import annotations
 import sys
 from typing import Any, TextIO
 
-_STYLE = {"PASS": "green", "WARN": "yellow", "FAIL": "bold red", "ERROR": "bold magenta", "SKIP": "dim",
-          "NOBASELINE": "cyan"}
+_STYLE = {
+    "PASS": "green",
+    "WARN": "yellow",
+    "FAIL": "bold red",
+    "ERROR": "bold magenta",
+    "SKIP": "dim",
+    "NOBASELINE": "cyan",
+}
 
 
 def _num(value: Any, unit: str = "") -> str:
@@ -31,8 +37,18 @@ def rows(record: dict[str, Any]) -> list[list[str]]:
             why = "; ".join(x for x in (e.get("reason"), e.get("hint")) if x)
             if e["verdict"] == "PASS" and e.get("kind") == "baseline":
                 why = e.get("provenance", "")
-            out.append([c["id"], c["subject"], label, _num(e.get("measured"), e.get("unit", "")), expected, ratio,
-                        e["verdict"], why])
+            out.append(
+                [
+                    c["id"],
+                    c["subject"],
+                    label,
+                    _num(e.get("measured"), e.get("unit", "")),
+                    expected,
+                    ratio,
+                    e["verdict"],
+                    why,
+                ]
+            )
     return out
 
 
@@ -45,11 +61,22 @@ def render(record: dict[str, Any], record_file: str | None, stream: TextIO | Non
     suite = record["suite"]["name"]
     baseline = record.get("baseline")
     title = f"hpcbench {suite} on {record['host']}"
-    caption = (f"baseline: {baseline['name']} ({baseline['matched_by']})" if baseline
-               else "baseline: none matched this node")
+    caption = (
+        f"baseline: {baseline['name']} ({baseline['matched_by']})"
+        if baseline
+        else "baseline: none matched this node"
+    )
     table = Table(title=title, caption=caption, caption_justify="left")
-    for name, justify in (("check", "left"), ("subject", "left"), ("metric", "left"), ("measured", "right"),
-                          ("expected", "right"), ("ratio", "right"), ("verdict", "left"), ("reason / hint", "left")):
+    for name, justify in (
+        ("check", "left"),
+        ("subject", "left"),
+        ("metric", "left"),
+        ("measured", "right"),
+        ("expected", "right"),
+        ("ratio", "right"),
+        ("verdict", "left"),
+        ("reason / hint", "left"),
+    ):
         table.add_column(name, justify=justify, overflow="fold")
     for row in rows(record):
         row[6] = f"[{_STYLE.get(row[6], '')}]{row[6]}[/]"
@@ -60,13 +87,17 @@ def render(record: dict[str, Any], record_file: str | None, stream: TextIO | Non
 
 
 def summary_lines(record: dict[str, Any], record_file: str | None) -> list[str]:
-    lines = [f"verdict: {record['verdict']} (exit {record['exit_code']})"
-             + (f"; interrupted by {record['interrupted']}" if record.get("interrupted") else "")]
+    lines = [
+        f"verdict: {record['verdict']} (exit {record['exit_code']})"
+        + (f"; interrupted by {record['interrupted']}" if record.get("interrupted") else "")
+    ]
     if record.get("not_run"):
         lines.append(f"not run: {', '.join(record['not_run'])}")
     if record_file:
         lines.append(f"record: {record_file}")
-    no_base = sum(1 for c in record["checks"] for e in c.get("evaluations", []) if e["verdict"] == "NOBASELINE")
+    no_base = sum(
+        1 for c in record["checks"] for e in c.get("evaluations", []) if e["verdict"] == "NOBASELINE"
+    )
     if no_base:
         req = record["suite"].get("require_baseline")
         lines.append(
@@ -74,6 +105,8 @@ def summary_lines(record: dict[str, Any], record_file: str | None) -> list[str]:
             + (" and this suite requires one (UNKNOWN)." if req else "; the relative checks above need none.")
         )
         if record_file:
-            lines.append(f"to record this node as the baseline once you trust it: "
-                         f"hpcbench baseline create {record_file} -o suites/baselines/<name>.toml")
+            lines.append(
+                f"to record this node as the baseline once you trust it: "
+                f"hpcbench baseline create {record_file} -o suites/baselines/<name>.toml"
+            )
     return lines

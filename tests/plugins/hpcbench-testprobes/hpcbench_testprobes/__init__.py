@@ -39,9 +39,17 @@ class Fixed:
         value = params.value
         if params.numa_node is not None and params.subject_values:
             value = params.subject_values[params.numa_node % len(params.subject_values)]
-        return [Measurement.from_samples(params.metric, [value, value * 0.99, value * 0.98], params.unit,
-                                         ctx.subject, higher_is_better=params.higher_is_better,
-                                         sanity=params.sanity or None, settings={"pid": os.getpid()})]
+        return [
+            Measurement.from_samples(
+                params.metric,
+                [value, value * 0.99, value * 0.98],
+                params.unit,
+                ctx.subject,
+                higher_is_better=params.higher_is_better,
+                sanity=params.sanity or None,
+                settings={"pid": os.getpid()},
+            )
+        ]
 
 
 @dataclass(frozen=True)
@@ -100,7 +108,9 @@ class NeedsTool:
     name = "needs_tool"
     description = "Needs a program that is not installed (for tests)"
     Params = NoParams
-    requires = (Requirement("binary", "hpcbench-no-such-tool", install="apt-get install hpcbench-no-such-tool"),)
+    requires = (
+        Requirement("binary", "hpcbench-no-such-tool", install="apt-get install hpcbench-no-such-tool"),
+    )
     expands: dict[str, str] = {}
 
     def run(self, params: NoParams, ctx: ProbeContext) -> list[Measurement]:
