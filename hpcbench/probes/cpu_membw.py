@@ -1,0 +1,262 @@
+"""CPU memory bandwidth: STREAM's four kernels (copy, scale, add, triad) in torch.
+
+The kernels run on float64 CPU tensors with in-place ``out=`` operations, so
+no temporaries are allocated in the timed loop; bytes are counted the way
+STREAM counts them (copy and scale move 16 B per element, add and triad 24 B)
+and GB/s is 1e9 B/s. After the timed loop the arrays are validated against
+STREAM's scalar recurrence (``checkSTREAMresults``); a wrong result sets
+``sanity`` on every measurement instead of raising.
+
+With ``numa_node`` set, the process is pinned to that node's CPUs before torch
+is imported (and every thread already running is pinned too), OpenMP binding
+is requested, and the arrays are first touched by torch's parallel fill, so
+their pages land on the pinned node.
+
+torch is imported inside ``run()`` only: ``hpcbench list`` imports this module
+and must start fast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from hpcbench.errors import ProbeError
+from hpcbench.model import Measurement
+from hpcbench.probes.base import ProbeContext, Requirement, check
+
+KERNELS: tuple[str, ...] = ("copy", "scale", "add", "triad")
+#: arrays each kernel reads plus writes (STREAM's counting)
+_ARRAYS_MOVED = {"copy": 2, "scale": 2, "add": 3, "triad": 3}
+ITEMSIZE = 8  # float64
+SCALAR = 3.0  # STREAM's scalar
+EPSILON = 1e-13  # STREAM's tolerance for float64
+FALLBACK_ARRAY_BYTES = 256 * 2**20  # per array, when the LLC size is unknown
+MIN_ARRAY_ELEMENTS = 1024
+#: the three arrays use at most this fraction of the node's memory by default
+MEMORY_FRACTION = 0.25
+#: beyond this many iterations STREAM's recurrence (x15 per iteration) overflows float64
+MAX_ITERATIONS = 250
+
+
+def stream_bytes(kernel: str, n: int, itemsize: int = ITEMSIZE) -> int:
+    """Bytes one kernel moves over ``n`` elements, counted as STREAM counts them."""
+    if kernel not in _ARRAYS_MOVED:
+        raise ValueError(f"unknown STREAM kernel {kernel!r}; known: {', '.join(KERNELS)}")
+    return _ARRAYS_MOVED[kernel] * itemsize * n
+
+
+def default_array_size(llc_bytes: int | None, mem_bytes: int | None, itemsize: int = ITEMSIZE) -> int:
+    """Elements per array: 4x the last-level cache (STREAM's rule), capped by memory.
+
+    Unknown LLC: 256 MiB per array. The three arrays never take more than a
+    quarter of the node's memory.
+    """
+    per_array = 4 * llc_bytes if llc_bytes else FALLBACK_ARRAY_BYTES
+    if mem_bytes:
+        per_array = min(per_array, int(mem_bytes * MEMORY_FRACTION / 3))
+    return max(MIN_ARRAY_ELEMENTS, per_array // itemsize)
+
+
+def expected_values(iterations: int, scalar: float = SCALAR) -> tuple[float, float, float]:
+    """The values of a, b, c after STREAM's init and ``iterations`` rounds of the four kernels."""
+    a, b, c = 1.0, 2.0, 0.0
+    a = 2.0 * a  # STREAM's init scales a once (its timer-granularity test)
+    for _ in range(iterations):
+        c = a
+        b = scalar * c
+        c = a + b
+        a = b + scalar * c
+    return a, b, c
+
+
+def validate_stream(arrays: dict[str, Any], iterations: int, scalar: float = SCALAR) -> str | None:
+    """None when each array's average relative error is below 1e-13, else a one-line reason.
+
+    ``arrays`` maps ``a``, ``b``, ``c`` to torch tensors or numpy arrays.
+    """
+    expected = dict(zip("abc", expected_values(iterations, scalar), strict=True))
+    failures = []
+    for name in "abc":
+        want = expected[name]
+        err = float(abs(arrays[name] - want).mean()) / abs(want) if want else float(abs(arrays[name]).mean())
+        if not err <= EPSILON:  # NaN fails too
+            failures.append(f"array {name} average relative error {err:.3g} (expected value {want:.6g})")
+    if not failures:
+        return None
+    return f"STREAM validation failed after {iterations} iterations: " + "; ".join(failures)
+
+
+def numa_cpus(inventory: dict[str, Any], node: int) -> list[int]:
+    """The CPUs of NUMA node ``node`` from the inventory; ProbeError when it is not there."""
+    nodes = (inventory.get("numa") or {}).get("nodes") or []
+    for index, entry in enumerate(nodes):
+        if entry.get("id", index) == node:
+            cpus = sorted({int(c) for c in entry.get("cpus") or []})
+            if not cpus:
+                raise ProbeError(f"NUMA node {node} has no CPUs in the inventory")
+            return cpus
+    known = ", ".join(str(e.get("id", i)) for i, e in enumerate(nodes)) or "none"
+    raise ProbeError(f"NUMA node {node} is not in this node's inventory (known NUMA nodes: {known})")
+
+
+def _pin(cpus: list[int]) -> list[int]:
+    """Pin every thread of this process to ``cpus``; the CPUs actually allowed afterwards."""
+    try:
+        os.sched_setaffinity(0, cpus)
+    except OSError as exc:
+        raise ProbeError(f"cannot pin to CPUs {cpus}: {exc}") from None
+    try:  # threads already running (e.g. an OpenMP pool) do not inherit the new mask
+        tids = [int(t) for t in os.listdir("/proc/self/task")]
+    except OSError:
+        tids = []
+    for tid in tids:
+        with contextlib.suppress(OSError):  # the thread has exited
+            os.sched_setaffinity(tid, cpus)
+    return sorted(os.sched_getaffinity(0))
+
+
+def _parallel_backend(torch: Any) -> str:
+    for line in torch.__config__.parallel_info().splitlines():
+        if line.startswith("ATen parallel backend:"):
+            return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
+def _time_kernels(torch: Any, a: Any, b: Any, c: Any, warmup: int, repeats: int) -> dict[str, list[float]]:
+    """Seconds per kernel for each timed iteration (CPU ops are synchronous)."""
+    kernels = (
+        lambda: c.copy_(a),
+        lambda: torch.mul(c, SCALAR, out=b),
+        lambda: torch.add(a, b, out=c),
+        lambda: torch.add(b, c, alpha=SCALAR, out=a),
+    )
+    times: dict[str, list[float]] = {k: [] for k in KERNELS}
+    for iteration in range(warmup + repeats):
+        for kernel, fn in zip(KERNELS, kernels, strict=True):
+            t0 = time.perf_counter()
+            fn()
+            elapsed = time.perf_counter() - t0
+            if iteration >= warmup:
+                times[kernel].append(max(elapsed, 1e-9))
+    return times
+
+
+@dataclass(frozen=True)
+class CpuMembwParams:
+    array_size: int = field(default=0, metadata={"help": "elements per array; 0 = 4x the last-level cache"})
+    threads: int = field(default=0, metadata={"help": "threads; 0 = all CPUs of the subject"})
+    repeats: int = field(default=10, metadata={"help": "timed iterations of the four kernels (>= 2)"})
+    warmup: int = field(default=2, metadata={"help": "untimed iterations before the timed ones"})
+    huge_pages: bool = field(
+        default=True,
+        metadata={"help": "back the arrays with transparent huge pages (torch's THP_MEM_ALLOC_ENABLE)"},
+    )
+    numa_node: int | None = field(
+        default=None,
+        metadata={"help": "pin to this NUMA node's CPUs and memory (first touch); None = no pinning"},
+    )
+
+    def __post_init__(self) -> None:
+        name = "cpu_membw"
+        check(self.array_size >= 0, name, "array_size", f"must be >= 0 (0 = auto), got {self.array_size}")
+        check(self.threads >= 0, name, "threads", f"must be >= 0 (0 = all CPUs), got {self.threads}")
+        check(self.repeats >= 2, name, "repeats", f"must be >= 2, got {self.repeats}")
+        check(self.warmup >= 0, name, "warmup", f"must be >= 0, got {self.warmup}")
+        check(
+            self.repeats + self.warmup <= MAX_ITERATIONS,
+            name,
+            "repeats",
+            f"repeats + warmup must be <= {MAX_ITERATIONS} (STREAM's check values overflow float64 beyond)",
+        )
+        node = self.numa_node
+        check(node is None or node >= 0, name, "numa_node", f"must be >= 0 or None, got {node}")
+
+
+class CpuMembw:
+    """STREAM copy/scale/add/triad bandwidth of the CPU memory, optionally per NUMA node."""
+
+    name: ClassVar[str] = "cpu_membw"
+    description: ClassVar[str] = "CPU memory bandwidth: STREAM copy, scale, add, triad (GB/s, torch float64)"
+    Params: ClassVar[type] = CpuMembwParams
+    requires: ClassVar[tuple[Requirement, ...]] = ()
+    expands: ClassVar[dict[str, str]] = {"numa": "numa_node"}
+    metrics: ClassVar[tuple[str, ...]] = KERNELS
+
+    def run(self, params: CpuMembwParams, ctx: ProbeContext) -> list[Measurement]:
+        inventory = ctx.inventory or {}
+        mem_bytes = (inventory.get("memory") or {}).get("total_bytes")
+        n = params.array_size or default_array_size((inventory.get("cpu") or {}).get("llc_bytes"), mem_bytes)
+        if mem_bytes and 3 * n * ITEMSIZE > 0.8 * mem_bytes:
+            raise ProbeError(
+                f"3 arrays of {n} float64 ({3 * n * ITEMSIZE / 2**30:.1f} GiB) do not fit in "
+                f"{mem_bytes / 2**30:.1f} GiB of memory",
+                hint="lower array_size",
+            )
+
+        torch_preloaded = "torch" in sys.modules
+        if params.numa_node is not None:
+            # before torch: its OpenMP pool inherits the mask and binds within it
+            cpus = _pin(numa_cpus(inventory, params.numa_node))
+            os.environ.setdefault("OMP_PROC_BIND", "close")
+            os.environ.setdefault("OMP_PLACES", "cores")
+        else:
+            cpus = sorted(os.sched_getaffinity(0))
+        threads = params.threads or len(cpus)
+
+        if params.huge_pages and not torch_preloaded:
+            # torch's CPU allocator then aligns large blocks to 2 MiB and madvises huge pages:
+            # fewer TLB misses, and on VMs a far steadier number
+            os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+
+        import torch
+
+        torch.set_num_threads(threads)
+        with torch.no_grad():
+            a = torch.empty(n, dtype=torch.float64)
+            b = torch.empty(n, dtype=torch.float64)
+            c = torch.empty(n, dtype=torch.float64)
+            # parallel first touch: each thread faults in its own pages on its own node
+            a.fill_(1.0)
+            b.fill_(2.0)
+            c.fill_(0.0)
+            a.mul_(2.0)
+            times = _time_kernels(torch, a, b, c, params.warmup, params.repeats)
+            sanity = validate_stream({"a": a, "b": b, "c": c}, params.warmup + params.repeats)
+            del a, b, c
+
+        settings = {
+            "array_elements": n,
+            "array_bytes_each": n * ITEMSIZE,
+            "threads": threads,
+            "cpus": cpus,
+            "numa_node": params.numa_node,
+            "dtype": "float64",
+            "torch_version": torch.__version__,
+            "torch_parallel_backend": _parallel_backend(torch),
+            "torch_threads": torch.get_num_threads(),
+            "torch_preloaded": torch_preloaded,
+            "huge_pages": params.huge_pages and os.environ.get("THP_MEM_ALLOC_ENABLE") == "1",
+            "omp_proc_bind": os.environ.get("OMP_PROC_BIND"),
+            "omp_places": os.environ.get("OMP_PLACES"),
+            "repeats": params.repeats,
+            "warmup": params.warmup,
+            "scalar": SCALAR,
+        }
+        return [
+            Measurement.from_samples(
+                kernel,
+                [stream_bytes(kernel, n) / t / 1e9 for t in times[kernel]],
+                "GB/s",
+                ctx.subject,
+                statistic="best",
+                convention="STREAM",
+                settings=settings,
+                sanity=sanity,
+            )
+            for kernel in KERNELS
+        ]

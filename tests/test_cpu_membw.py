@@ -1,0 +1,214 @@
+"""cpu_membw: pure helpers, parameter validation, and small real runs on the CPU (no timing asserts)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from hpcbench.errors import ParamError, ProbeError
+from hpcbench.probes import cpu_membw
+from hpcbench.probes.base import ProbeContext, build_params
+from hpcbench.probes.cpu_membw import (
+    KERNELS,
+    CpuMembw,
+    default_array_size,
+    expected_values,
+    numa_cpus,
+    stream_bytes,
+    validate_stream,
+)
+
+MiB = 2**20
+GiB = 2**30
+CPUS = sorted(os.sched_getaffinity(0))
+INVENTORY = {
+    "cpu": {"llc_bytes": 32 * MiB},
+    "memory": {"total_bytes": 16 * GiB},
+    "numa": {"nodes": [{"id": 0, "cpus": CPUS}]},
+}
+
+
+# ---------------------------------------------------------------- pure helpers
+
+
+def test_stream_bytes_counts_like_stream() -> None:
+    assert stream_bytes("copy", 10) == 160
+    assert stream_bytes("scale", 10) == 160
+    assert stream_bytes("add", 10) == 240
+    assert stream_bytes("triad", 10) == 240
+    assert stream_bytes("triad", 10, itemsize=4) == 120
+    with pytest.raises(ValueError, match="unknown STREAM kernel"):
+        stream_bytes("nstream", 10)
+
+
+def test_default_array_size_is_four_times_llc() -> None:
+    assert default_array_size(32 * MiB, 64 * GiB) == 4 * 32 * MiB // 8
+
+
+def test_default_array_size_without_llc_falls_back() -> None:
+    assert default_array_size(None, 64 * GiB) == 256 * MiB // 8
+    assert default_array_size(0, None) == 256 * MiB // 8
+
+
+def test_default_array_size_is_capped_by_memory() -> None:
+    n = default_array_size(1 * GiB, 4 * GiB)  # 4x LLC would be 4 GiB per array
+    assert 3 * n * 8 <= 4 * GiB // 4
+    assert default_array_size(None, 1 * MiB) == MiB // 4 // 3 // 8
+    assert default_array_size(None, 16 * 1024) == 1024  # the floor
+
+
+def test_expected_values_follow_streams_recurrence() -> None:
+    assert expected_values(0) == (2.0, 2.0, 0.0)
+    # c = a = 2; b = 3c = 6; c = a + b = 8; a = b + 3c = 30
+    assert expected_values(1) == (30.0, 6.0, 8.0)
+
+
+def _arrays(iterations: int, n: int = 1000) -> dict[str, np.ndarray]:
+    a, b, c = expected_values(iterations)
+    return {"a": np.full(n, a), "b": np.full(n, b), "c": np.full(n, c)}
+
+
+def test_validate_stream_accepts_correct_arrays() -> None:
+    assert validate_stream(_arrays(12), 12) is None
+
+
+def test_validate_stream_detects_a_corrupted_array() -> None:
+    arrays = _arrays(5)
+    arrays["b"][17] = 0.0
+    reason = validate_stream(arrays, 5)
+    assert reason is not None and "array b" in reason and "array a" not in reason
+    assert "\n" not in reason
+
+
+def test_validate_stream_detects_wrong_iteration_count_and_nan() -> None:
+    assert validate_stream(_arrays(4), 5) is not None
+    arrays = _arrays(3)
+    arrays["c"][0] = np.nan
+    reason = validate_stream(arrays, 3)
+    assert reason is not None and "array c" in reason
+
+
+def test_numa_cpus_from_inventory() -> None:
+    inv = {"numa": {"nodes": [{"id": 0, "cpus": "0-1"}, {"id": 2, "cpus": [4, 5]}]}}
+    assert numa_cpus(inv, 2) == [4, 5]
+    assert numa_cpus({"numa": {"nodes": [{"cpus": [0]}, {"cpus": [1]}]}}, 1) == [1]  # index when no id
+    with pytest.raises(ProbeError, match="NUMA node 1 is not in .*known NUMA nodes: 0, 2"):
+        numa_cpus(inv, 1)
+    with pytest.raises(ProbeError, match="known NUMA nodes: none"):
+        numa_cpus({}, 0)
+
+
+# ---------------------------------------------------------------- parameters
+
+
+def test_probe_attributes() -> None:
+    assert CpuMembw.name == "cpu_membw"
+    assert CpuMembw.requires == ()
+    assert CpuMembw.expands == {"numa": "numa_node"}
+    assert "\n" not in CpuMembw.description
+
+
+def test_default_params() -> None:
+    p = build_params(CpuMembw, {})
+    assert (p.array_size, p.threads, p.repeats, p.warmup, p.numa_node) == (0, 0, 10, 2, None)
+
+
+def test_params_from_text() -> None:
+    p = build_params(CpuMembw, {"numa_node": "1", "repeats": "5"}, from_text=True)
+    assert (p.numa_node, p.repeats) == (1, 5)
+    assert build_params(CpuMembw, {"numa_node": "none"}, from_text=True).numa_node is None
+
+
+@pytest.mark.parametrize(
+    ("values", "key"),
+    [
+        ({"repeats": 1}, "repeats"),
+        ({"repeats": 300}, "repeats"),
+        ({"warmup": -1}, "warmup"),
+        ({"threads": -2}, "threads"),
+        ({"array_size": -5}, "array_size"),
+        ({"numa_node": -1}, "numa_node"),
+        ({"repeats": "ten"}, "repeats"),
+        ({"bogus": 1}, "bogus"),
+    ],
+)
+def test_param_errors(values: dict[str, object], key: str) -> None:
+    with pytest.raises(ParamError) as info:
+        build_params(CpuMembw, values)
+    assert info.value.key == key
+
+
+def test_array_too_large_for_memory_is_a_probe_error() -> None:
+    inv = {**INVENTORY, "memory": {"total_bytes": 64 * MiB}}
+    with pytest.raises(ProbeError, match="do not fit"):
+        CpuMembw().run(build_params(CpuMembw, {"array_size": 10_000_000}), ProbeContext(inventory=inv))
+
+
+def test_unknown_numa_node_is_a_probe_error() -> None:
+    params = build_params(CpuMembw, {"array_size": 10_000, "numa_node": 7})
+    with pytest.raises(ProbeError, match="NUMA node 7"):
+        CpuMembw().run(params, ProbeContext(inventory=INVENTORY))
+
+
+# ---------------------------------------------------------------- real runs
+
+
+def _run(values: dict[str, object], subject: str = "node") -> list:
+    params = build_params(CpuMembw, {"array_size": 2_000_000, "repeats": 3, "warmup": 1, **values})
+    return CpuMembw().run(params, ProbeContext(subject=subject, inventory=INVENTORY))
+
+
+def test_small_real_run() -> None:
+    ms = _run({})
+    assert [m.metric for m in ms] == list(KERNELS)
+    for m in ms:
+        assert m.value > 0 and m.unit == "GB/s" and m.higher_is_better
+        assert len(m.samples) == 3 and all(s > 0 for s in m.samples)
+        assert m.value == max(m.samples)
+        assert m.statistic == "best" and m.convention == "STREAM"
+        assert m.sanity is None
+        assert m.subject == "node"
+    s = ms[0].settings
+    assert s["array_elements"] == 2_000_000 and s["array_bytes_each"] == 16_000_000
+    assert s["threads"] == len(CPUS) and s["cpus"] == CPUS
+    assert s["numa_node"] is None and s["dtype"] == "float64"
+    assert s["repeats"] == 3 and s["warmup"] == 1
+    assert s["torch_version"] and s["torch_parallel_backend"] and s["torch_threads"] >= 1
+    assert ms[0].as_dict()["median"] > 0
+
+
+def test_explicit_threads() -> None:
+    ms = _run({"threads": 1})
+    assert ms[0].settings["threads"] == 1 and ms[0].settings["torch_threads"] == 1
+
+
+def test_run_pinned_to_numa_node(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OMP_PROC_BIND", raising=False)  # restored by monkeypatch afterwards
+    monkeypatch.delenv("OMP_PLACES", raising=False)
+    before = os.sched_getaffinity(0)
+    try:
+        ms = _run({"numa_node": 0}, subject="numa0")
+        assert os.sched_getaffinity(0) == set(CPUS)
+    finally:
+        os.sched_setaffinity(0, before)
+    for m in ms:
+        assert m.subject == "numa0" and m.sanity is None
+        assert m.settings["numa_node"] == 0 and m.settings["cpus"] == CPUS
+        assert m.settings["threads"] == len(CPUS)
+        assert m.settings["omp_proc_bind"] == "close" and m.settings["omp_places"] == "cores"
+
+
+def test_failed_validation_sets_sanity_on_every_measurement(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cpu_membw, "validate_stream", lambda arrays, iterations: "array a is wrong")
+    ms = _run({})
+    assert [m.sanity for m in ms] == ["array a is wrong"] * 4
+
+
+def test_import_does_not_load_torch() -> None:
+    code = "import sys, hpcbench.probes.cpu_membw; sys.exit('torch' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
+    assert proc.returncode == 0, "importing the probe module imported torch"
