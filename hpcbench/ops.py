@@ -1,0 +1,227 @@
+"""Operations options of ``run``, ``probe`` and ``slurm-check``: --log-file, --max-age, --junit,
+--prometheus-textfile. Validated before anything runs (exit 4 with one line); the reports are
+written from the saved record, after it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from hpcbench import results
+from hpcbench.errors import ConfigError, HpcbenchError
+
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
+_NAME_TIME = re.compile(r"^(\d{8}T\d{6})Z(?:-(\d+))?\.json$")
+
+
+@dataclass(frozen=True)
+class Options:
+    log_file: Path | None = None
+    max_age_s: float | None = None
+    max_age_text: str = ""
+    junit: Path | None = None
+    prometheus_dir: Path | None = None
+
+
+def parse_duration(text: str) -> float:
+    """'20h', '90m', '1d', '1h30m', '45s' or plain seconds ('3600') to seconds; ConfigError if not."""
+    t = text.strip().lower()
+    seconds: float | None = None
+    if re.fullmatch(r"\d+(?:\.\d+)?", t):
+        seconds = float(t)
+    elif t and _PART.sub("", t) == "":
+        seconds = sum(float(n) * _UNIT_S[u] for n, u in _PART.findall(t))
+    if seconds is None or seconds <= 0:
+        raise ConfigError(
+            f"--max-age {text!r}: expected a duration such as 20h, 90m, 2d, 1h30m or seconds, above 0"
+        )
+    return seconds
+
+
+def _writable_dir(option: str, given: str, folder: Path) -> None:
+    where = "" if Path(given) == folder else f" {folder}"
+    if not folder.is_dir():
+        raise ConfigError(f"{option} {given}: no such folder{where}")
+    if not os.access(folder, os.W_OK):
+        raise ConfigError(f"{option} {given}: folder{where} not writable")
+
+
+def options(args: Any) -> Options:
+    """The operations options of a command line, checked; ConfigError names the bad one."""
+    max_age = getattr(args, "max_age", None)
+    junit = getattr(args, "junit", None)
+    prom = getattr(args, "prometheus_textfile", None)
+    log = getattr(args, "log_file", None)
+    if junit:
+        if Path(junit).is_dir():
+            raise ConfigError(f"--junit {junit}: is a folder")
+        _writable_dir("--junit", junit, Path(junit).parent)
+    if prom:
+        _writable_dir("--prometheus-textfile", prom, Path(prom))
+    if log:
+        if Path(log).is_dir():
+            raise ConfigError(f"--log-file {log}: is a folder")
+        _writable_dir("--log-file", log, Path(log).parent)
+    return Options(
+        log_file=Path(log) if log else None,
+        max_age_s=parse_duration(max_age) if max_age is not None else None,
+        max_age_text=max_age or "",
+        junit=Path(junit) if junit else None,
+        prometheus_dir=Path(prom) if prom else None,
+    )
+
+
+def _time(text: str) -> datetime | None:
+    try:
+        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except (TypeError, ValueError):
+        return None
+    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+
+
+def name_time(name: str) -> datetime | None:
+    """The UTC start time in a record's file name (20261128T020000Z.json, ...Z-1.json), or None."""
+    m = _NAME_TIME.match(name)
+    if not m:
+        return None
+    return datetime.strptime(m[1], "%Y%m%dT%H%M%S").replace(tzinfo=timezone.utc)
+
+
+def same_suite(record: dict[str, Any], suite: dict[str, Any]) -> bool:
+    got = record.get("suite") or {}
+    return got.get("name") == suite.get("name") and got.get("sha256") == suite.get("sha256")
+
+
+def fresh_pass(record: dict[str, Any], now: datetime, max_age_s: float) -> bool:
+    """Whether a record passed (OK, nothing left unrun, not interrupted) and started within max_age_s."""
+    started = _time(str(record.get("started", "")))
+    if started is None or record.get("verdict") != "OK" or record.get("exit_code") != 0:
+        return False
+    if record.get("interrupted") or record.get("not_run"):
+        return False
+    return timedelta(0) <= now - started <= timedelta(seconds=max_age_s)
+
+
+def newest_of_suite(
+    host_dir: Path, suite: dict[str, Any], since: datetime
+) -> tuple[Path, dict[str, Any]] | None:
+    """This host's newest readable record of ``suite`` that started after ``since`` (file names say
+    when; older files are not read), or None."""
+    if not host_dir.is_dir():
+        return None
+    newest: tuple[tuple[datetime, int], Path, dict[str, Any]] | None = None
+    for path in host_dir.glob("*.json"):
+        when = name_time(path.name)
+        if path.name.startswith(".") or (when is not None and when < since - timedelta(seconds=1)):
+            continue
+        try:
+            record = results.load(path)
+        except ConfigError:
+            continue  # a bad record does not stop the run; the run writes a good one
+        started = _time(str(record.get("started", "")))
+        if started is None or not same_suite(record, suite):
+            continue
+        m = _NAME_TIME.match(path.name)
+        order = (started, int(m[2] or 0) if m else 0)  # two runs in one second: name-1.json is the later
+        if newest is None or order > newest[0]:
+            newest = (order, path, record)
+    return (newest[1], newest[2]) if newest else None
+
+
+def age_text(seconds: float) -> str:
+    seconds = int(seconds)
+    d, rest = divmod(seconds, 86400)
+    h, rest = divmod(rest, 3600)
+    m, s = divmod(rest, 60)
+    parts = [f"{d}d" if d else "", f"{h}h" if h else "", f"{m}m" if m else ""]
+    return "".join(parts) or f"{s}s"
+
+
+def recent_pass(
+    outdir: Path, host: str, suite: dict[str, Any], opts: Options, now: datetime | None = None
+) -> tuple[Path, dict[str, Any], str] | None:
+    """With --max-age: the newest record of this suite for this host when it passed recently
+    enough, and the line that says so; else None (run)."""
+    if opts.max_age_s is None:
+        return None
+    now = now or datetime.now(timezone.utc)
+    found = newest_of_suite(Path(outdir) / host, suite, now - timedelta(seconds=opts.max_age_s))
+    if found is None or not fresh_pass(found[1], now, opts.max_age_s):
+        return None
+    path, record = found
+    started = _time(record["started"])
+    age = age_text((now - started).total_seconds()) if started else "?"
+    line = (
+        f"skipped: {path} passed (OK) {age} ago, within --max-age {opts.max_age_text}"
+        f" (run {record.get('run_id', '?')})"
+    )
+    return path, record, line
+
+
+def write_reports(record: dict[str, Any], opts: Options) -> list[Path]:
+    """The --junit and --prometheus-textfile files of a saved record; HpcbenchError if one fails."""
+    written: list[Path] = []
+    try:
+        if opts.junit:
+            from hpcbench.report import junit
+
+            written.append(junit.write(record, opts.junit))
+        if opts.prometheus_dir:
+            from hpcbench.report import prometheus
+
+            written.append(prometheus.write(record, opts.prometheus_dir))
+    except OSError as exc:
+        raise HpcbenchError(f"could not write a report: {exc}") from None
+    return written
+
+
+def open_log(opts: Options, suite: str) -> Any:
+    """The --log-file's RunLog, or None."""
+    if opts.log_file is None:
+        return None
+    from hpcbench.report.logfile import RunLog
+
+    return RunLog.open(opts.log_file, suite)
+
+
+def not_ok(record: dict[str, Any]) -> list[str]:
+    """``check/subject`` of every check that is WARN, FAIL or ERROR, sorted."""
+    return sorted(
+        {f"{c['id']}/{c['subject']}" for c in record["checks"] if c["verdict"] in ("WARN", "FAIL", "ERROR")}
+    )
+
+
+def summary(record: dict[str, Any], path: Path) -> str:
+    """The log's one-line summary: ``FAIL (exit 2) in 12 s: membw/node, ...; record results/...``."""
+    start, end = _time(record.get("started", "")), _time(record.get("ended", ""))
+    took = f" in {age_text((end - start).total_seconds())}" if start and end else ""
+    bad = not_ok(record)
+    what = ", ".join(bad) if bad else f"{len(record['checks'])} check(s) judged"
+    extra = f"; interrupted by {record['interrupted']}" if record.get("interrupted") else ""
+    if record.get("not_run"):
+        extra += f"; not run: {', '.join(record['not_run'])}"
+    return f"{record['verdict']} (exit {record['exit_code']}){took}: {what}{extra}; record {path}"
+
+
+def skipped(fresh: tuple[Path, dict[str, Any], str], args: Any, runlog: Any, on_record: Any) -> int:
+    """--max-age found a recent pass: say which record (stdout; stderr under --format json; only
+    the log under --quiet) and exit 0 without running."""
+    import sys
+
+    path, record, line = fresh
+    if runlog:
+        runlog.line(line)
+    if on_record is not None:
+        on_record(record, path)
+    text = f"hpcbench {record['suite']['name']}: {line}"
+    if args.format == "json":
+        print(text, file=sys.stderr)
+    elif not args.quiet:
+        print(text)
+    return 0

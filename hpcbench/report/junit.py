@@ -1,0 +1,129 @@
+"""JUnit XML from a result record (``--junit FILE``), for CI systems and test dashboards.
+
+One ``<testcase>`` per check and subject: ``classname`` = ``<suite>.<check>``, ``name`` = the
+subject, ``time`` = the check's duration. PASS (and NOBASELINE where the suite does not
+require a baseline) passes; FAIL and WARN are ``<failure type="FAIL|WARN">`` whose message
+holds measured, expected, the ratio and the reason, with every metric's evaluation in the body;
+ERROR (and NOBASELINE where a baseline is required) is ``<error>``; SKIP is ``<skipped>``.
+Checks that never started (an interrupted run) are errors named "not run". Reads the record only.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+
+def _num(value: Any, unit: str = "") -> str:
+    if value is None:
+        return "-"
+    return f"{value:.6g} {unit}".strip() if isinstance(value, (int, float)) else str(value)
+
+
+def evaluation_line(e: dict[str, Any]) -> str:
+    """``triad: measured 41.2 GB/s, expected 52 GB/s, ratio 0.79 (warn 0.9, fail 0.8): FAIL reason``."""
+    parts = [f"{e.get('metric')}: measured {_num(e.get('measured'), e.get('unit', ''))}"]
+    if e.get("expected") is not None:
+        parts.append(f"expected {_num(e.get('expected'), e.get('unit', ''))}")
+    if e.get("ratio") is not None:
+        limits = ", ".join(f"{k} {e[k]:g}" for k in ("warn", "fail") if e.get(k) is not None)
+        parts.append(f"ratio {e['ratio']:.3f}" + (f" ({limits})" if limits else ""))
+    text = ", ".join(parts) + f": {e.get('verdict')}"
+    why = "; ".join(x for x in (e.get("reason"), e.get("hint"), e.get("provenance")) if x)
+    return text + (f" {why}" if why else "")
+
+
+def _message(check: dict[str, Any]) -> str:
+    bad = [e for e in check.get("evaluations") or [] if e.get("verdict") == check["verdict"]]
+    lines = [evaluation_line(e) for e in bad]
+    if check.get("reason"):
+        lines.append(check["reason"])
+    return "; ".join(lines) or check["verdict"]
+
+
+def _body(check: dict[str, Any]) -> str:
+    lines = [evaluation_line(e) for e in check.get("evaluations") or []]
+    lines += [f"{k}: {check[k]}" for k in ("reason", "hint") if check.get(k)]
+    lines.append(f"probe {check.get('probe')}, params {check.get('params')}")
+    return "\n".join(lines)
+
+
+def to_xml(record: dict[str, Any]) -> ET.Element:
+    suite = record["suite"]["name"]
+    require = bool(record["suite"].get("require_baseline"))
+    root = ET.Element("testsuites", name="hpcbench")
+    ts = ET.SubElement(
+        root,
+        "testsuite",
+        name=suite,
+        hostname=str(record.get("host", "")),
+        timestamp=str(record.get("started", "")),
+        id=str(record.get("run_id", "")),
+    )
+    props = ET.SubElement(ts, "properties")
+    baseline = record.get("baseline") or {}
+    for key, value in (
+        ("verdict", record.get("verdict")),
+        ("exit_code", record.get("exit_code")),
+        ("baseline", baseline.get("name", "none")),
+        ("tool_version", record.get("tool_version")),
+        ("interrupted", record.get("interrupted") or ""),
+    ):
+        ET.SubElement(props, "property", name=key, value=str(value))
+    counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+    total_time = 0.0
+    for c in record["checks"]:
+        duration = float(c.get("duration") or 0.0)
+        total_time += duration
+        case = ET.SubElement(
+            ts, "testcase", classname=f"{suite}.{c['id']}", name=c["subject"], time=f"{duration:.3f}"
+        )
+        counts["tests"] += 1
+        verdict = c["verdict"]
+        if verdict in ("FAIL", "WARN"):
+            counts["failures"] += 1
+            el = ET.SubElement(case, "failure", type=verdict, message=_message(c))
+            el.text = _body(c)
+        elif verdict == "ERROR" or (verdict == "NOBASELINE" and require):
+            counts["errors"] += 1
+            why = _message(c) if verdict == "ERROR" else "no baseline value, and this suite requires one"
+            el = ET.SubElement(case, "error", type=verdict, message=why)
+            el.text = _body(c)
+        elif verdict == "SKIP":
+            counts["skipped"] += 1
+            ET.SubElement(case, "skipped", message=c.get("reason") or "does not apply here")
+        else:  # PASS, or NOBASELINE that the suite accepts
+            out = ET.SubElement(case, "system-out")
+            out.text = _body(c)
+    for check_id in record.get("not_run") or []:
+        case = ET.SubElement(ts, "testcase", classname=f"{suite}.{check_id}", name="not run", time="0")
+        counts["tests"] += 1
+        counts["errors"] += 1
+        why = f"not run: the run was interrupted by {record.get('interrupted') or 'a signal'}"
+        ET.SubElement(case, "error", type="NOTRUN", message=why)
+    for key, value in counts.items():
+        ts.set(key, str(value))
+        root.set(key, str(value))
+    ts.set("time", f"{total_time:.3f}")
+    root.set("time", f"{total_time:.3f}")
+    return root
+
+
+def write(record: dict[str, Any], path: Path) -> Path:
+    """Writes the JUnit XML atomically (temporary file beside it, then rename)."""
+    tree = ET.ElementTree(to_xml(record))
+    ET.indent(tree)
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            tree.write(fh, encoding="utf-8", xml_declaration=True)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

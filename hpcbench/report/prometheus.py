@@ -1,0 +1,194 @@
+"""Prometheus metrics of a result record for node_exporter's textfile collector.
+
+``--prometheus-textfile DIR`` writes ``DIR/hpcbench_<suite>.prom`` with prometheus_client's
+``write_to_textfile`` (a temporary file, then a rename: the collector never reads half a file).
+Names follow Prometheus' conventions: an ``hpcbench_`` prefix and base units in the name, with
+values converted to them (GB/s -> ``_bytes_per_second``, TFLOPS -> ``_flops_per_second``, us ->
+``_seconds``, IOPS -> ``_io_operations_per_second``, C -> ``_celsius``; a count has no suffix).
+
+Per measurement (labels suite, check, subject, metric, verdict):
+  hpcbench_measured_<unit>      the value hpcbench judged, in base units
+Per evaluation against an expectation (labels suite, check, subject, metric, kind, verdict):
+  hpcbench_expected_<unit>      the expected value (baseline, fleet or absolute limit)
+  hpcbench_performance_ratio    measured/expected, or expected/measured when lower is better
+Per check and subject, one series per verdict (1 for the check's verdict, else 0):
+  hpcbench_check_verdict{suite, check, subject, verdict}
+Per run (label suite):
+  hpcbench_last_run_timestamp_seconds, hpcbench_last_run_start_timestamp_seconds,
+  hpcbench_last_run_duration_seconds, hpcbench_last_run_exit_code,
+  hpcbench_last_run_verdict{verdict} (1 for the run's verdict), hpcbench_last_run_checks{verdict},
+  hpcbench_last_run_info{tool_version, baseline} = 1 (no run id: a label that changes every run
+  would make a new series every run)
+
+Reads the record only.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+PREFIX = "hpcbench"
+VERDICTS = ("PASS", "WARN", "FAIL", "ERROR", "SKIP", "NOBASELINE")
+RUN_VERDICTS = ("OK", "WARN", "FAIL", "UNKNOWN")
+
+# unit as probes write it -> (base-unit name suffix, factor to the base unit)
+UNITS: dict[str, tuple[str, float]] = {
+    "B/s": ("bytes_per_second", 1.0),
+    "kB/s": ("bytes_per_second", 1e3),
+    "KB/s": ("bytes_per_second", 1e3),
+    "MB/s": ("bytes_per_second", 1e6),
+    "GB/s": ("bytes_per_second", 1e9),
+    "TB/s": ("bytes_per_second", 1e12),
+    "KiB/s": ("bytes_per_second", 2.0**10),
+    "MiB/s": ("bytes_per_second", 2.0**20),
+    "GiB/s": ("bytes_per_second", 2.0**30),
+    "FLOPS": ("flops_per_second", 1.0),
+    "GFLOPS": ("flops_per_second", 1e9),
+    "TFLOPS": ("flops_per_second", 1e12),
+    "PFLOPS": ("flops_per_second", 1e15),
+    "ns": ("seconds", 1e-9),
+    "us": ("seconds", 1e-6),
+    "ms": ("seconds", 1e-3),
+    "s": ("seconds", 1.0),
+    "IOPS": ("io_operations_per_second", 1.0),
+    "B": ("bytes", 1.0),
+    "MB": ("bytes", 1e6),
+    "GB": ("bytes", 1e9),
+    "MiB": ("bytes", 2.0**20),
+    "GiB": ("bytes", 2.0**30),
+    "C": ("celsius", 1.0),
+    "W": ("watts", 1.0),
+    "Hz": ("hertz", 1.0),
+    "MHz": ("hertz", 1e6),
+    "GHz": ("hertz", 1e9),
+    "%": ("ratio", 0.01),
+    "count": ("", 1.0),
+    "": ("", 1.0),
+}
+
+
+def base_unit(unit: str) -> tuple[str, float]:
+    """(name suffix, factor) for a probe's unit; an unknown unit becomes a snake_case suffix, factor 1."""
+    if unit in UNITS:
+        return UNITS[unit]
+    words = re.sub(r"[^a-z0-9]+", "_", unit.lower().replace("/", " per ")).strip("_")
+    return words, 1.0
+
+
+def family(kind: str, unit: str) -> tuple[str, float]:
+    """``hpcbench_<kind>_<base unit>`` and the factor, e.g. ('hpcbench_measured_bytes_per_second', 1e9)."""
+    suffix, factor = base_unit(unit)
+    return "_".join(x for x in (PREFIX, kind, suffix) if x), factor
+
+
+def _unix(text: str | None) -> float | None:
+    if not text:
+        return None
+    try:
+        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def file_name(suite: str) -> str:
+    return f"{PREFIX}_{re.sub(r'[^A-Za-z0-9_-]+', '_', suite).strip('_') or 'suite'}.prom"
+
+
+def _worst(verdicts: list[str]) -> str:
+    rank = {"PASS": 0, "SKIP": 1, "NOBASELINE": 2, "WARN": 3, "ERROR": 4, "FAIL": 5}
+    return max(verdicts, key=lambda v: rank.get(v, 0))
+
+
+def build_registry(record: dict[str, Any]) -> Any:
+    """A prometheus_client CollectorRegistry holding the record's metrics."""
+    from prometheus_client import CollectorRegistry, Gauge
+
+    reg = CollectorRegistry()
+    gauges: dict[str, Any] = {}
+    suite = record["suite"]["name"]
+
+    def gauge(name: str, doc: str, labels: tuple[str, ...]) -> Any:
+        if name not in gauges:
+            gauges[name] = Gauge(name, doc, ("suite", *labels), registry=reg)
+        return gauges[name]
+
+    for c in record["checks"]:
+        evals = c.get("evaluations") or []
+        for m in c.get("measurements") or []:
+            mine = [e["verdict"] for e in evals if e.get("metric") == m["metric"]]
+            verdict = _worst(mine) if mine else "NOTJUDGED"
+            name, factor = family("measured", m.get("unit", ""))
+            g = gauge(
+                name,
+                "Value measured by an hpcbench check, converted to base units",
+                ("check", "subject", "metric", "verdict"),
+            )
+            g.labels(suite, c["id"], c["subject"], m["metric"], verdict).set(float(m["value"]) * factor)
+        for e in evals:
+            if e.get("expected") is None:
+                continue
+            name, factor = family("expected", e.get("unit", ""))
+            labels = (suite, c["id"], c["subject"], e["metric"], e.get("kind", ""), e["verdict"])
+            g = gauge(
+                name,
+                "Value the hpcbench check expected (baseline, fleet median or limit), in base units",
+                ("check", "subject", "metric", "kind", "verdict"),
+            )
+            g.labels(*labels).set(float(e["expected"]) * factor)
+            if e.get("ratio") is not None:
+                g = gauge(
+                    f"{PREFIX}_performance_ratio",
+                    "Measured/expected (expected/measured where lower is better): below 1 is worse",
+                    ("check", "subject", "metric", "kind", "verdict"),
+                )
+                g.labels(*labels).set(float(e["ratio"]))
+        g = gauge(
+            f"{PREFIX}_check_verdict",
+            "1 for the verdict of an hpcbench check on a subject, 0 for the other verdicts",
+            ("check", "subject", "verdict"),
+        )
+        for v in VERDICTS:
+            g.labels(suite, c["id"], c["subject"], v).set(1.0 if c["verdict"] == v else 0.0)
+
+    started, ended = _unix(record.get("started")), _unix(record.get("ended"))
+    run = {
+        "last_run_timestamp_seconds": ("Unix time the last hpcbench run of the suite ended", ended),
+        "last_run_start_timestamp_seconds": ("Unix time the last hpcbench run of the suite started", started),
+        "last_run_duration_seconds": (
+            "Wall time of the last hpcbench run of the suite (1 s resolution)",
+            (ended - started) if started is not None and ended is not None else None,
+        ),
+        "last_run_exit_code": (
+            "Exit code of the last run: 0 OK, 1 WARN, 2 FAIL, 3 UNKNOWN",
+            float(record["exit_code"]),
+        ),
+    }
+    for name, (doc, value) in run.items():
+        if value is not None:
+            gauge(f"{PREFIX}_{name}", doc, ()).labels(suite).set(value)
+    g = gauge(
+        f"{PREFIX}_last_run_verdict", "1 for the verdict of the last run, 0 for the others", ("verdict",)
+    )
+    for v in RUN_VERDICTS:
+        g.labels(suite, v).set(1.0 if record["verdict"] == v else 0.0)
+    g = gauge(f"{PREFIX}_last_run_checks", "Checks (per subject) of the last run by verdict", ("verdict",))
+    for v in VERDICTS:
+        g.labels(suite, v).set(float(sum(1 for c in record["checks"] if c["verdict"] == v)))
+    baseline = (record.get("baseline") or {}).get("name", "none")
+    gauge(
+        f"{PREFIX}_last_run_info", "The last run's tool version and baseline", ("tool_version", "baseline")
+    ).labels(suite, str(record.get("tool_version", "")), baseline).set(1.0)
+    return reg
+
+
+def write(record: dict[str, Any], directory: Path) -> Path:
+    """Writes ``directory/hpcbench_<suite>.prom`` atomically; returns its path."""
+    from prometheus_client import write_to_textfile
+
+    path = Path(directory) / file_name(record["suite"]["name"])
+    write_to_textfile(str(path), build_registry(record))
+    return path
