@@ -1,0 +1,388 @@
+"""GEMM throughput: torch.mm in nn.Linear's layout (y = x @ W^T) per dtype, on a GPU or the CPU.
+
+Each case (dtype x shape) gets fresh random inputs (normal, never zeros) from a seeded
+generator on the device, ``warmup`` untimed calls, then ``repeats`` timed calls back to back
+(a burst, as MAMF-finder times; ``warmup_s`` seconds of untimed calls before the first case
+measure the sustained, power-capped state instead), each timed alone (CUDA events on a GPU,
+``time.perf_counter`` on the CPU) after a buffer twice the L2 (GPU) or last-level (CPU) cache
+has been written, so no call finds its inputs in the cache. FLOPs are 2·m·n·k per call
+(MAMF-finder's count), TFLOPS 1e12 FLOP/s; the checked value is the median sample, the best
+and every sample are kept.
+
+The last timed call's output is checked against a float64 reference computed on the CPU for
+a random block of rows and columns; a wrong element sets ``sanity`` (a FAIL of its own).
+
+fp8 is e4m3 through ``torch._scaled_mm`` with per-tensor scales and a bf16 output. A dtype the
+device cannot do (fp8 below compute capability 8.9, TF32 on the CPU) is left out and named with
+its reason in every measurement's ``settings["skipped_dtypes"]``; only when no requested dtype
+can run does the probe SKIP.
+
+The sweep mode (``sweep = true``) measures every shape of the ranges ``sweep_m``, ``sweep_n``,
+``sweep_k`` as MAMF-finder does, and reports the best as ``<dtype>_sweep`` with its shape.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from hpcbench.errors import ParamError, ProbeSkip
+from hpcbench.model import Measurement
+from hpcbench.probes import gemm_math as gm
+from hpcbench.probes import torch_device as td
+from hpcbench.probes.base import ProbeContext, Requirement, check
+
+CONVENTION = "2*m*n*k FLOPs per GEMM (MAMF-finder); TFLOPS = 1e12 FLOP/s"
+LAYOUT = "nn.Linear: y (m x n) = x (m x k) @ W^T, W (n x k) row-major"
+
+
+@dataclass(frozen=True)
+class GemmParams:
+    device: int | str = field(
+        default="auto", metadata={"help": "auto (GPU 0, else CPU), cpu, or a GPU index (hpcbench inventory)"}
+    )
+    dtypes: list[str] = field(
+        default_factory=lambda: list(gm.DTYPES), metadata={"help": "of bf16, fp16, tf32, fp32, fp8"}
+    )
+    shapes: list[int | str] = field(
+        default_factory=list,
+        metadata={
+            "help": "N or MxNxK each; the first is the dtype's metric; [] = 8192 on a GPU, 512 on the CPU"
+        },
+    )
+    repeats: int = field(default=20, metadata={"help": "timed calls per case (>= 2)"})
+    warmup: int = field(default=10, metadata={"help": "untimed calls per case"})
+    warmup_s: float = field(
+        default=0.0,
+        metadata={"help": "seconds of untimed calls before the first case (> 1: sustained, power-capped)"},
+    )
+    sweep: bool = field(
+        default=False, metadata={"help": "also sweep shapes for the best TFLOPS (MAMF-finder)"}
+    )
+    sweep_m: list[int] = field(
+        default_factory=list,
+        metadata={"help": "[start, stop, step] or [value]; [] = 4096..16384/4096 (CPU 256..1024/256)"},
+    )
+    sweep_n: list[int] = field(default_factory=list, metadata={"help": "as sweep_m"})
+    sweep_k: list[int] = field(default_factory=list, metadata={"help": "as sweep_m"})
+    sweep_repeats: int = field(default=5, metadata={"help": "timed calls per sweep shape (>= 2)"})
+    flush_cache: bool = field(default=True, metadata={"help": "write 2x the L2/LLC before each call"})
+    check_size: int = field(
+        default=256, metadata={"help": "rows and columns of the output checked in float64"}
+    )
+    threads: int = field(default=0, metadata={"help": "CPU threads (CPU device); 0 = torch's default"})
+    telemetry_interval: float = field(default=0.1, metadata={"help": "NVML sampling period, s; 0 = off"})
+    seed: int = field(default=0, metadata={"help": "seed of the random inputs"})
+
+    def __post_init__(self) -> None:
+        name = "gemm"
+        problem = td.check_device_param(self.device)
+        check(problem is None, name, "device", problem or "")
+        check(bool(self.dtypes), name, "dtypes", "expected at least one dtype")
+        for d in self.dtypes:
+            check(d in gm.DTYPES, name, "dtypes", f"unknown dtype {d!r}; known: {', '.join(gm.DTYPES)}")
+        check(len(set(self.dtypes)) == len(self.dtypes), name, "dtypes", "a dtype is listed twice")
+        for s in self.shapes:
+            try:
+                gm.parse_shape(s)
+            except ValueError as exc:
+                raise ParamError(name, "shapes", str(exc)) from None
+        for key in ("sweep_m", "sweep_n", "sweep_k"):
+            try:
+                gm.parse_range(getattr(self, key), gm.GPU_SWEEP_RANGE)
+            except ValueError as exc:
+                raise ParamError(name, key, str(exc)) from None
+        check(self.repeats >= 2, name, "repeats", f"must be >= 2, got {self.repeats}")
+        check(self.sweep_repeats >= 2, name, "sweep_repeats", f"must be >= 2, got {self.sweep_repeats}")
+        check(self.warmup >= 0, name, "warmup", f"must be >= 0, got {self.warmup}")
+        check(self.warmup_s >= 0, name, "warmup_s", f"must be >= 0, got {self.warmup_s}")
+        check(self.check_size >= 1, name, "check_size", f"must be >= 1, got {self.check_size}")
+        check(self.threads >= 0, name, "threads", f"must be >= 0, got {self.threads}")
+        check(self.telemetry_interval >= 0, name, "telemetry_interval", "must be >= 0")
+
+
+@dataclass(frozen=True)
+class Case:
+    """One timed dtype x shape: its samples (TFLOPS), the correctness check and what it used."""
+
+    shape: gm.Shape
+    tflops: list[float]
+    check: dict[str, Any]
+    sanity: str | None
+    settings: dict[str, Any]
+
+
+def _operands(torch: Any, device: Any, dtype: str, shape: gm.Shape, gen: Any) -> tuple[Any, Any, Any, str]:
+    """The timed call and the exact float64-able inputs it multiplies (x: m×k, W: n×k)."""
+    m, n, k = shape.m, shape.n, shape.k
+    if dtype == "fp8":
+        xf = torch.randn(m, k, generator=gen, device=device, dtype=torch.float32)
+        wf = torch.randn(n, k, generator=gen, device=device, dtype=torch.float32)
+        sx = (xf.abs().max() / gm.FP8_MAX).reshape(())
+        sw = (wf.abs().max() / gm.FP8_MAX).reshape(())
+        a = (xf / sx).to(torch.float8_e4m3fn)
+        b = (wf / sw).to(torch.float8_e4m3fn)
+        del xf, wf
+
+        def fp8_call() -> Any:
+            out = torch._scaled_mm(a, b.t(), scale_a=sx, scale_b=sw, out_dtype=torch.bfloat16)
+            return out[0] if isinstance(out, tuple) else out  # torch < 2.4 also returned amax
+
+        return fp8_call, (a, sx), (b, sw), "torch._scaled_mm (float8_e4m3fn, per-tensor scales, bf16 out)"
+    dt = td.torch_dtype(torch, dtype)
+    x = torch.randn(m, k, generator=gen, device=device, dtype=dt)
+    w = torch.randn(n, k, generator=gen, device=device, dtype=dt)
+    return (lambda: torch.mm(x, w.t())), (x, None), (w, None), f"torch.mm ({dt})"
+
+
+def _rows64(torch: Any, operand: tuple[Any, Any], index: Any) -> Any:
+    """The chosen rows of an operand in float64 on the CPU, scale applied (fp8)."""
+    tensor, scale = operand
+    idx = index.to(tensor.device)
+    if scale is None:
+        return tensor.index_select(0, idx).to("cpu", torch.float64)
+    # fp8: gather the raw bytes (indexing float8 is not implemented everywhere), then convert exactly
+    rows = tensor.view(torch.uint8).index_select(0, idx).view(tensor.dtype).to(torch.float32)
+    return rows.to("cpu", torch.float64) * float(scale)
+
+
+def _verify(
+    torch: Any, out: Any, x: Any, w: Any, dtype: str, shape: gm.Shape, size: int, seed: int
+) -> tuple[dict[str, Any], str | None]:
+    """The output's random block against float64 on the CPU: (check details, sanity reason or None)."""
+    cpu_gen = torch.Generator().manual_seed(seed + 7919)
+    rows = torch.randperm(shape.m, generator=cpu_gen)[: min(size, shape.m)].sort().values
+    cols = torch.randperm(shape.n, generator=cpu_gen)[: min(size, shape.n)].sort().values
+    xb, wb = _rows64(torch, x, rows), _rows64(torch, w, cols)
+    ref = xb @ wb.T
+    scale = ((xb * xb) @ (wb * wb).T).sqrt()
+    block = (
+        out.index_select(0, rows.to(out.device)).index_select(1, cols.to(out.device)).to("cpu", torch.float64)
+    )
+    result = gm.block_errors(block.numpy(), ref.numpy(), scale.numpy(), gm.TOLERANCES[dtype])
+    result["block"] = [len(rows), len(cols)]
+    return result, gm.block_verdict(dtype, shape, result, rows.tolist(), cols.tolist())
+
+
+def measure_case(
+    torch: Any,
+    rt: td.Runtime,
+    dtype: str,
+    shape: gm.Shape,
+    *,
+    repeats: int,
+    warmup: int,
+    warmup_s: float,
+    flush: Any,
+    check_size: int,
+    seed: int,
+) -> Case:
+    """Time one dtype x shape and verify its last output."""
+    from contextlib import nullcontext
+
+    from hpcbench.probes import cuda_only
+
+    gen = torch.Generator(device=rt.device).manual_seed(seed)
+    call, x, w, op = _operands(torch, rt.device, dtype, shape, gen)
+    precision: dict[str, Any] = {}
+    ctx: Any = nullcontext(precision)
+    if rt.choice.is_cuda and dtype in ("fp32", "tf32"):
+        ctx = cuda_only.fp32_matmul(torch, tf32=dtype == "tf32")
+    with torch.no_grad(), ctx as used:
+        seconds, out = td.time_calls(
+            call, rt.clock, warmup=warmup, repeats=repeats, flush=flush, warmup_s=warmup_s
+        )
+        precision = dict(used)
+        checked, sanity = _verify(torch, out, x, w, dtype, shape, check_size, seed)
+    samples = [gm.tflops(shape, s) for s in seconds]
+    settings = {"op": op, "shape": shape.as_dict(), "flops_per_call": gm.gemm_flops(shape), "check": checked}
+    if precision:
+        settings["precision"] = precision
+    del x, w, out
+    return Case(shape, samples, checked, sanity, settings)
+
+
+def _shapes(params: GemmParams, rt: td.Runtime) -> list[gm.Shape]:
+    if params.shapes:
+        return [gm.parse_shape(s) for s in params.shapes]
+    return [gm.parse_shape(gm.GPU_DEFAULT_SIZE if rt.choice.is_cuda else gm.CPU_DEFAULT_SIZE)]
+
+
+def _sweep(params: GemmParams, rt: td.Runtime) -> list[gm.Shape]:
+    default = gm.GPU_SWEEP_RANGE if rt.choice.is_cuda else gm.CPU_SWEEP_RANGE
+    ms, ns, ks = (gm.parse_range(getattr(params, f"sweep_{d}"), default) for d in "mnk")
+    return gm.sweep_shapes(ms, ns, ks)
+
+
+def _fp8_fits(shape: gm.Shape) -> bool:
+    """torch._scaled_mm needs every dimension a multiple of 16."""
+    return shape.m % 16 == 0 and shape.n % 16 == 0 and shape.k % 16 == 0
+
+
+def unsupported_dtypes(torch: Any, rt: td.Runtime, dtypes: list[str]) -> dict[str, str]:
+    """dtype -> why it cannot run on this device (decided by gemm_math.dtype_unsupported)."""
+    has_fp8 = hasattr(torch, "_scaled_mm") and hasattr(torch, "float8_e4m3fn")
+    cc = tuple(rt.info["capability"]) if rt.choice.is_cuda else None
+    out = {}
+    for d in dtypes:
+        reason = gm.dtype_unsupported(d, rt.choice.kind, cc, has_fp8=has_fp8, torch_version=torch.__version__)
+        if reason:
+            out[d] = reason
+    return out
+
+
+class Gemm:
+    """GEMM TFLOPS per dtype (torch.mm, nn.Linear layout), float64-verified, with NVML telemetry."""
+
+    name: ClassVar[str] = "gemm"
+    description: ClassVar[str] = (
+        "GEMM throughput per dtype (TFLOPS, torch.mm in nn.Linear layout), verified in float64"
+    )
+    Params: ClassVar[type] = GemmParams
+    requires: ClassVar[tuple[Requirement, ...]] = (Requirement("idle_gpu"),)  # also runs on the CPU device
+    expands: ClassVar[dict[str, str]] = {"gpu": "device"}
+    metrics: ClassVar[tuple[str, ...]] = td.MetricNames(
+        (*gm.DTYPES, *(gm.sweep_metric(d) for d in gm.DTYPES), "<dtype>_<M>x<N>x<K>"),
+        r"(bf16|fp16|tf32|fp32|fp8)(_sweep|_\d+x\d+x\d+)?",
+    )
+
+    def run(self, params: GemmParams, ctx: ProbeContext) -> list[Measurement]:
+        os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")  # before CUDA starts: ordinals in bus order
+        import torch
+
+        from hpcbench import telemetry
+
+        rt = td.prepare(torch, params.device, ctx.inventory or {}, params.threads)
+        skipped = unsupported_dtypes(torch, rt, params.dtypes)
+        todo = [d for d in params.dtypes if d not in skipped]
+        if not todo:
+            raise ProbeSkip("; ".join(skipped.values()))
+        shapes = _shapes(params, rt)
+        sweep = _sweep(params, rt) if params.sweep else []
+        flush, flush_info = td.make_flush(torch, rt, params.flush_cache)
+        common = {
+            "device": rt.info,
+            "layout": LAYOUT,
+            "timer": rt.clock.name,
+            "cache_flush": flush_info,
+            "repeats": params.repeats,
+            "warmup": params.warmup,
+            "warmup_s": params.warmup_s,
+            "seed": params.seed,
+            "skipped_dtypes": skipped,
+            "reference": "float64 on the CPU, random block of check_size rows x columns",
+            "statistic": "median of the timed calls (best and every sample kept)",
+        }
+        if rt.choice.is_cuda:
+            from hpcbench.probes import cuda_only
+
+            common["cublas"] = cuda_only.reduced_precision_flags(torch)
+        unfit = [sh for sh in shapes if "fp8" in todo and not _fp8_fits(sh)]
+        if unfit:
+            common["skipped_shapes"] = {f"fp8 {sh.label}": "not a multiple of 16" for sh in unfit}
+        why = (
+            "the CPU device has no NVML telemetry"
+            if not rt.choice.is_cuda
+            else "GPU not in the NVML inventory"
+        )
+        index = rt.choice.nvml_index if rt.choice.is_cuda else None
+        out: list[Measurement] = []
+        warm = params.warmup_s
+        with telemetry.Sampler(index, params.telemetry_interval, why_none=why) as sampler:
+            for dtype in todo:
+                for i, shape in enumerate(shapes):
+                    if dtype == "fp8" and not _fp8_fits(shape):
+                        continue  # named in common["skipped_shapes"]
+                    t0 = time.monotonic()
+                    case = measure_case(
+                        torch,
+                        rt,
+                        dtype,
+                        shape,
+                        repeats=params.repeats,
+                        warmup=params.warmup,
+                        warmup_s=warm,
+                        flush=flush,
+                        check_size=params.check_size,
+                        seed=params.seed + i,
+                    )
+                    warm = 0.0
+                    tel = sampler.summary(t0, time.monotonic())
+                    out.append(
+                        self._measurement(gm.metric_name(dtype, shape, i == 0), dtype, case, ctx, common, tel)
+                    )
+                if sweep:
+                    out.append(self._sweep(torch, rt, dtype, sweep, params, flush, sampler, ctx, common))
+        return out
+
+    def _sweep(
+        self,
+        torch: Any,
+        rt: td.Runtime,
+        dtype: str,
+        shapes: list[gm.Shape],
+        params: GemmParams,
+        flush: Any,
+        sampler: Any,
+        ctx: ProbeContext,
+        common: dict[str, Any],
+    ) -> Measurement:
+        import statistics
+
+        t0 = time.monotonic()
+        table: list[dict[str, Any]] = []
+        best: Case | None = None
+        wrong: list[str] = []
+        for j, shape in enumerate(s for s in shapes if dtype != "fp8" or _fp8_fits(s)):
+            case = measure_case(
+                torch,
+                rt,
+                dtype,
+                shape,
+                repeats=params.sweep_repeats,
+                warmup=params.warmup,
+                warmup_s=0.0,
+                flush=flush,
+                check_size=min(params.check_size, 64),
+                seed=params.seed + 1000 + j,
+            )
+            median = statistics.median(case.tflops)
+            table.append(
+                {
+                    "shape": shape.label,
+                    "median": float(f"{median:.6g}"),
+                    "best": float(f"{max(case.tflops):.6g}"),
+                }
+            )
+            if case.sanity:
+                wrong.append(case.sanity)
+            if best is None or median > statistics.median(best.tflops):
+                best = case
+        if best is None:
+            raise ProbeSkip(f"{dtype}: no sweep shape is a multiple of 16 (fp8)")
+        extra = {"sweep": {"shapes": len(table), "best_shape": best.shape.label, "table": table}}
+        sanity = (
+            "; ".join(wrong[:3]) + (f" (and {len(wrong) - 3} more)" if len(wrong) > 3 else "")
+            if wrong
+            else None
+        )
+        case = Case(best.shape, best.tflops, best.check, sanity, {**best.settings, **extra})
+        tel = sampler.summary(t0, time.monotonic())
+        return self._measurement(gm.sweep_metric(dtype), dtype, case, ctx, common, tel)
+
+    @staticmethod
+    def _measurement(
+        metric: str, dtype: str, case: Case, ctx: ProbeContext, common: dict[str, Any], tel: dict[str, Any]
+    ) -> Measurement:
+        return Measurement.from_samples(
+            metric,
+            case.tflops,
+            "TFLOPS",
+            ctx.subject,
+            statistic="median",
+            convention=CONVENTION,
+            settings={**common, "dtype": dtype, **case.settings, "telemetry": tel},
+            sanity=case.sanity,
+        )

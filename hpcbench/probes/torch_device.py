@@ -1,0 +1,318 @@
+"""What the GPU compute probes (gemm, attention) share: the device they run on, the dtypes,
+the timing loop and the cache flush between timed calls.
+
+Everything here works on the CPU device as well, so the tests cover it without a GPU; the
+CUDA-only pieces (CUDA events, L2 size, device properties, TF32 switch) are in ``cuda_only``.
+
+The ``device`` parameter of both probes is ``"auto"`` (GPU 0 when torch sees CUDA, else the
+CPU), ``"cpu"``, or a GPU index as ``hpcbench inventory`` lists it (NVML's index, which a
+suite's ``expand = "gpu"`` passes). A GPU index is mapped to torch's CUDA ordinal through the
+GPU's UUID, so ``CUDA_VISIBLE_DEVICES`` and CUDA's device order cannot make a probe measure
+one GPU and report another.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from hpcbench.errors import ProbeError, ProbeSkip
+
+#: the probes' dtype names -> torch dtype attribute
+TORCH_DTYPES = {
+    "fp32": "float32",
+    "tf32": "float32",  # float32 tensors, multiplied in TF32 on the tensor cores
+    "fp16": "float16",
+    "bf16": "bfloat16",
+    "fp8": "float8_e4m3fn",
+}
+#: bytes per element of each dtype's inputs
+ITEMSIZE = {"fp32": 4, "tf32": 4, "fp16": 2, "bf16": 2, "fp8": 1}
+#: the flush buffer when the cache size is unknown
+FALLBACK_FLUSH_BYTES = 256 * 2**20
+MIN_FLUSH_BYTES = 8 * 2**20
+
+
+@dataclass(frozen=True)
+class DeviceChoice:
+    """Where a probe runs: ``cpu``, or ``cuda`` with torch's ordinal and NVML's index."""
+
+    kind: str
+    cuda_ordinal: int | None = None
+    nvml_index: int | None = None
+    how: str = ""
+
+    @property
+    def is_cuda(self) -> bool:
+        return self.kind == "cuda"
+
+
+def check_device_param(value: int | str) -> str | None:
+    """None when ``value`` is a valid ``device`` parameter, else what is wrong with it."""
+    if isinstance(value, bool):
+        return f"expected 'auto', 'cpu' or a GPU index, got {value!r}"
+    if isinstance(value, int):
+        return None if value >= 0 else f"a GPU index must be >= 0, got {value}"
+    if value in ("auto", "cpu"):
+        return None
+    return f"expected 'auto', 'cpu' or a GPU index (see hpcbench inventory), got {value!r}"
+
+
+def normalize_uuid(uuid: Any) -> str | None:
+    """NVML's ``GPU-6f1c...`` and torch's ``6f1c...`` as one comparable form."""
+    if uuid is None:
+        return None
+    text = str(uuid).strip().lower()
+    if text.startswith("gpu-"):
+        text = text[4:]
+    return text or None
+
+
+def choose_device(
+    device: int | str,
+    *,
+    inventory: dict[str, Any],
+    cuda_available: bool,
+    cuda_uuids: list[str | None],
+    torch_version: str = "",
+    visible_devices: str | None = None,
+) -> DeviceChoice:
+    """The device a probe runs on; ProbeSkip where it does not apply, ProbeError where it cannot run.
+
+    Pure: the caller passes what torch and the environment say. ``cuda_uuids`` is the UUID
+    of each CUDA ordinal torch sees (None where torch cannot tell).
+    """
+    devices = (inventory.get("gpus") or {}).get("devices") or []
+    if device == "cpu":
+        return DeviceChoice("cpu", how="device=cpu")
+    if device == "auto":
+        if cuda_available and cuda_uuids:
+            index = _nvml_index_of(cuda_uuids[0], devices)
+            return DeviceChoice("cuda", 0, index, how="device=auto: CUDA device 0")
+        return DeviceChoice("cpu", how="device=auto: torch sees no CUDA device")
+    assert isinstance(device, int)
+    if not cuda_available:
+        if not devices:
+            raise ProbeSkip("no GPU on this node")
+        raise ProbeError(
+            f"torch {torch_version or '?'} cannot use CUDA here, though NVML lists {len(devices)} GPU(s)",
+            hint="install a CUDA build of torch (make SYSTEM_TORCH=1 reuses the node's own torch)",
+        )
+    if not devices:  # NVML unavailable: the index can only be taken as torch's ordinal
+        if device < len(cuda_uuids):
+            return DeviceChoice(
+                "cuda", device, None, how="GPU index taken as CUDA ordinal (no NVML inventory)"
+            )
+        raise ProbeError(f"GPU {device} does not exist: torch sees {len(cuda_uuids)} CUDA device(s)")
+    entry = next((d for d in devices if d.get("index") == device), None)
+    if entry is None:
+        known = ", ".join(str(d.get("index")) for d in devices)
+        raise ProbeError(f"GPU {device} is not on this node (GPU indices: {known})")
+    want = normalize_uuid(entry.get("uuid"))
+    have = [normalize_uuid(u) for u in cuda_uuids]
+    if want is not None and want in have:
+        return DeviceChoice("cuda", have.index(want), device, how="GPU index -> CUDA ordinal by UUID")
+    if want is None or all(u is None for u in have):
+        if visible_devices is None and device < len(cuda_uuids):
+            return DeviceChoice(
+                "cuda", device, device, how="GPU index = CUDA ordinal (PCI bus order, no UUID)"
+            )
+        raise ProbeError(f"GPU {device}: cannot match it to a CUDA device (no UUID to compare)")
+    raise ProbeSkip(
+        f"GPU {device} ({entry.get('uuid')}) is not visible to this process "
+        f"(CUDA_VISIBLE_DEVICES={visible_devices if visible_devices is not None else 'unset'})"
+    )
+
+
+def _nvml_index_of(uuid: str | None, devices: list[dict[str, Any]]) -> int | None:
+    want = normalize_uuid(uuid)
+    for d in devices:
+        if want is not None and normalize_uuid(d.get("uuid")) == want:
+            return int(d["index"])
+    return None
+
+
+def flush_bytes(cache_bytes: int | None) -> int:
+    """Size of the buffer written between timed calls: twice the cache, so none of the inputs survive."""
+    if not cache_bytes or cache_bytes <= 0:
+        return FALLBACK_FLUSH_BYTES
+    return max(2 * int(cache_bytes), MIN_FLUSH_BYTES)
+
+
+class Clock(Protocol):
+    """Marks the start and end of each timed call; turns the marks into seconds."""
+
+    name: str
+
+    def start(self) -> Any: ...
+
+    def stop(self) -> Any: ...
+
+    def settle(self) -> None: ...
+
+    def seconds(self, marks: list[tuple[Any, Any]]) -> list[float]: ...
+
+
+class PerfCounterClock:
+    """The CPU device: operations are synchronous, so the wall clock around the call is its time."""
+
+    name = "time.perf_counter"
+
+    def start(self) -> float:
+        return time.perf_counter()
+
+    def stop(self) -> float:
+        return time.perf_counter()
+
+    def settle(self) -> None:
+        return None
+
+    def seconds(self, marks: list[tuple[Any, Any]]) -> list[float]:
+        return [max(float(b) - float(a), 1e-9) for a, b in marks]
+
+
+class CacheFlush:
+    """Writes a buffer larger than the cache before each timed call (as Triton's do_bench does)."""
+
+    def __init__(self, torch: Any, device: Any, nbytes: int, basis: str) -> None:
+        self.nbytes = nbytes
+        self.basis = basis
+        self._buf = torch.empty(max(nbytes // 4, 1), dtype=torch.int32, device=device)
+
+    def __call__(self) -> None:
+        self._buf.zero_()
+
+    def describe(self) -> dict[str, Any]:
+        return {"bytes": self.nbytes, "basis": self.basis}
+
+
+def no_flush() -> None:
+    return None
+
+
+def time_calls(
+    fn: Callable[[], Any],
+    clock: Clock,
+    *,
+    warmup: int,
+    repeats: int,
+    flush: Callable[[], None] = no_flush,
+    warmup_s: float = 0.0,
+) -> tuple[list[float], Any]:
+    """Seconds of each of ``repeats`` timed calls of ``fn``, and the last call's result.
+
+    ``warmup`` untimed calls first, then more until ``warmup_s`` seconds have passed (GPU
+    clocks ramp up under load). The cache is flushed before every call, timed or not, and the
+    flush itself is outside the timed interval.
+    """
+    for _ in range(warmup):
+        flush()
+        fn()
+    clock.settle()
+    deadline = time.monotonic() + warmup_s
+    while time.monotonic() < deadline:
+        flush()
+        fn()
+        clock.settle()
+    marks: list[tuple[Any, Any]] = []
+    result: Any = None
+    for _ in range(repeats):
+        flush()
+        begin = clock.start()
+        result = fn()
+        marks.append((begin, clock.stop()))
+    return clock.seconds(marks), result
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """The torch side of a DeviceChoice: the torch.device, its clock, the flush and a description."""
+
+    choice: DeviceChoice
+    device: Any
+    clock: Clock
+    info: dict[str, Any]
+    cache_bytes: int | None
+    cache_basis: str
+
+
+def prepare(torch: Any, device_param: int | str, inventory: dict[str, Any], threads: int = 0) -> Runtime:
+    """Resolve ``device_param`` with torch, select the device, and describe it."""
+    from hpcbench.probes import cuda_only
+
+    available = bool(torch.cuda.is_available())
+    uuids = cuda_only.cuda_uuids(torch) if available else []
+    choice = choose_device(
+        device_param,
+        inventory=inventory,
+        cuda_available=available,
+        cuda_uuids=uuids,
+        torch_version=torch.__version__,
+        visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"),
+    )
+    if choice.is_cuda:
+        assert choice.cuda_ordinal is not None
+        info = cuda_only.device_info(torch, choice.cuda_ordinal)
+        info.update({"how": choice.how, "nvml_index": choice.nvml_index})
+        return Runtime(
+            choice,
+            torch.device("cuda", choice.cuda_ordinal),
+            cuda_only.EventClock(torch, choice.cuda_ordinal),
+            info,
+            info.get("l2_cache_bytes"),
+            "2 x the GPU's L2 cache (cudaDeviceProp.l2CacheSize)",
+        )
+    if threads:
+        torch.set_num_threads(threads)
+    cpu = inventory.get("cpu") or {}
+    info = {
+        "kind": "cpu",
+        "name": cpu.get("model") or "cpu",
+        "threads": torch.get_num_threads(),
+        "how": choice.how,
+        "torch_version": torch.__version__,
+    }
+    return Runtime(
+        choice,
+        torch.device("cpu"),
+        PerfCounterClock(),
+        info,
+        cpu.get("llc_bytes"),
+        "2 x the CPU's last-level cache (inventory cpu.llc_bytes)",
+    )
+
+
+def make_flush(torch: Any, rt: Runtime, enabled: bool) -> tuple[Callable[[], None], dict[str, Any]]:
+    """The cache flush for this runtime and its description for the settings."""
+    if not enabled:
+        return no_flush, {"bytes": 0, "basis": "disabled (flush_cache=false)"}
+    nbytes = flush_bytes(rt.cache_bytes)
+    basis = rt.cache_basis if rt.cache_bytes else "cache size unknown: 256 MiB"
+    flush = CacheFlush(torch, rt.device, nbytes, basis)
+    return flush, flush.describe()
+
+
+def torch_dtype(torch: Any, name: str) -> Any:
+    return getattr(torch, TORCH_DTYPES[name])
+
+
+class MetricNames(tuple):  # type: ignore[type-arg]
+    """A probe's ``metrics``: the names listed (shown in suite errors, with a ``<pattern>`` entry),
+    and membership by a regular expression, for names built from parameters (shapes, lengths)."""
+
+    pattern: Any = None
+
+    def __new__(cls, names: tuple[str, ...], pattern: str) -> MetricNames:
+        import re
+
+        obj = super().__new__(cls, names)
+        obj.pattern = re.compile(pattern)
+        return obj
+
+    def __contains__(self, name: object) -> bool:
+        return tuple.__contains__(self, name) or (
+            isinstance(name, str) and bool(self.pattern.fullmatch(name))
+        )

@@ -1,0 +1,247 @@
+"""The gemm probe on the CPU device: every dtype path torch has on the CPU, the float64 check,
+a wrong answer caught, the sweep, per-dtype SKIP, and the CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import Cli
+
+from hpcbench.baselines import Baseline, Expectation
+from hpcbench.checks import evaluate
+from hpcbench.errors import ParamError, ProbeSkip
+from hpcbench.model import Verdict
+from hpcbench.probes import gemm
+from hpcbench.probes import gemm_math as gm
+from hpcbench.probes.base import ProbeContext, build_params
+from hpcbench.suite import CheckSpec
+
+INVENTORY = {"cpu": {"model": "test cpu", "threads": 2, "llc_bytes": 4 * 2**20}, "gpus": {"count": 0}}
+FAST = {"device": "cpu", "repeats": 2, "warmup": 0, "warmup_s": 0.0}
+
+
+def run(values: dict[str, Any], subject: str = "node") -> list:
+    params = build_params(gemm.Gemm, {**FAST, **values})
+    return gemm.Gemm().run(params, ProbeContext(subject=subject, inventory=INVENTORY))
+
+
+def test_probe_attributes() -> None:
+    assert gemm.Gemm.name == "gemm"
+    assert gemm.Gemm.expands == {"gpu": "device"}
+    assert [r.kind for r in gemm.Gemm.requires] == ["idle_gpu"]  # runs on the CPU device as well
+    assert build_params(gemm.Gemm, {}).dtypes == ["bf16", "fp16", "tf32", "fp32", "fp8"]
+
+
+@pytest.mark.parametrize(
+    ("values", "key"),
+    [
+        ({"dtypes": ["int4"]}, "dtypes"),
+        ({"dtypes": []}, "dtypes"),
+        ({"dtypes": ["bf16", "bf16"]}, "dtypes"),
+        ({"shapes": ["8x8"]}, "shapes"),
+        ({"sweep_m": [1, 2]}, "sweep_m"),
+        ({"sweep_k": [8, 4, 1]}, "sweep_k"),
+        ({"repeats": 1}, "repeats"),
+        ({"device": "cuda"}, "device"),
+        ({"device": -1}, "device"),
+        ({"check_size": 0}, "check_size"),
+    ],
+)
+def test_param_errors(values: dict[str, Any], key: str) -> None:
+    with pytest.raises(ParamError) as exc:
+        build_params(gemm.Gemm, values)
+    assert exc.value.key == key
+
+
+def test_params_from_text() -> None:
+    p = build_params(
+        gemm.Gemm, {"device": "3", "shapes": "8192,4096x8192x2048", "sweep_m": "1,9,4"}, from_text=True
+    )
+    assert p.device == 3 and p.shapes == [8192, "4096x8192x2048"] and p.sweep_m == [1, 9, 4]
+    assert build_params(gemm.Gemm, {"device": "cpu"}, from_text=True).device == "cpu"
+
+
+def test_cpu_run_every_dtype_torch_has_on_the_cpu() -> None:
+    ms = run({"shapes": ["64", "32x48x80", "30x48x80"]})
+    names = [m.metric for m in ms]
+    assert names == [
+        "bf16", "bf16_32x48x80", "bf16_30x48x80",
+        "fp16", "fp16_32x48x80", "fp16_30x48x80",
+        "fp32", "fp32_32x48x80", "fp32_30x48x80",
+        "fp8", "fp8_32x48x80",
+    ]  # fmt: skip
+    for m in ms:
+        s = m.settings
+        assert m.unit == "TFLOPS" and m.statistic == "median" and m.sanity is None
+        assert len(m.samples) == 2 and all(v > 0 for v in m.samples)
+        shape = gm.Shape(**s["shape"])
+        assert s["flops_per_call"] == 2 * shape.m * shape.n * shape.k
+        assert (
+            s["check"]["wrong"] == 0 and s["check"]["checked"] == shape.m * shape.n
+        )  # all of a small output
+        assert s["timer"] == "time.perf_counter" and s["device"]["kind"] == "cpu"
+        assert s["cache_flush"]["bytes"] == 8 * 2**20  # twice the 4 MiB LLC
+        assert s["telemetry"] == {"source": None, "reason": "the CPU device has no NVML telemetry"}
+        assert "tf32" in s["skipped_dtypes"] and "not of the CPU" in s["skipped_dtypes"]["tf32"]
+    fp8 = next(m for m in ms if m.metric == "fp8")
+    assert fp8.settings["op"].startswith("torch._scaled_mm")
+    assert fp8.settings["skipped_shapes"] == {"fp8 30x48x80": "not a multiple of 16"}
+
+
+def test_default_cpu_shape_is_small() -> None:
+    (m,) = run({"dtypes": ["fp32"], "repeats": 2})
+    assert m.settings["shape"] == {"m": 512, "n": 512, "k": 512}
+
+
+def test_only_unsupported_dtypes_is_skip_with_the_reason() -> None:
+    with pytest.raises(ProbeSkip, match="tf32: a tensor-core mode of NVIDIA GPUs"):
+        run({"dtypes": ["tf32"]})
+
+
+def test_inputs_are_fresh_random_never_zero() -> None:
+    import torch
+
+    shape = gm.Shape(64, 48, 32)
+    _, (x1, _), (w1, _), _ = gemm._operands(torch, "cpu", "bf16", shape, torch.Generator().manual_seed(0))
+    _, (x2, _), _, _ = gemm._operands(torch, "cpu", "bf16", shape, torch.Generator().manual_seed(1))
+    assert x1.shape == (64, 32) and w1.shape == (48, 32)  # x: m x k, W: n x k (nn.Linear)
+    assert 0.8 < float(x1.float().std()) < 1.2 and int((x1 == 0).sum()) < 5
+    assert not torch.equal(x1, x2)
+
+
+def _corrupting(monkeypatch: pytest.MonkeyPatch, row: int, col: int) -> None:
+    """Make every GEMM the probe times return one wrong element (a silent data corruption)."""
+    original = gemm._operands
+
+    def faulty(torch: Any, device: Any, dtype: str, shape: gm.Shape, gen: Any) -> Any:
+        call, x, w, op = original(torch, device, dtype, shape, gen)
+
+        def corrupt() -> Any:
+            out = call()
+            out[row, col] = out[row, col] * 2 + 1
+            return out
+
+        return corrupt, x, w, op
+
+    monkeypatch.setattr(gemm, "_operands", faulty)
+
+
+def test_wrong_answer_sets_sanity_and_fails_apart_from_slowness(monkeypatch: pytest.MonkeyPatch) -> None:
+    _corrupting(monkeypatch, 3, 5)
+    ms = run({"dtypes": ["fp32", "bf16"], "shapes": ["64"]})
+    for m in ms:
+        assert m.sanity is not None
+        assert m.sanity.startswith(f"gemm {m.metric} 64x64x64: 1 of 4096 sampled outputs differ")
+        assert "worst y[3, 5]" in m.sanity
+    fast = Baseline(
+        "b", "/b.toml", {}, {"source": "published", "date": "2026-01-01"}, {"g": {"fp32": Expectation(1e-9)}}
+    )
+    ev = evaluate(ms[0], CheckSpec(id="g", probe="gemm"), fast, {})
+    assert (
+        ev.verdict is Verdict.FAIL and ev.kind == "sanity" and ev.reason.startswith("wrong result: gemm fp32")
+    )
+
+
+def test_sampled_block_misses_nothing_it_covers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A block smaller than the output catches a corrupted element whose row and column it samples."""
+    import torch
+
+    gen = torch.Generator().manual_seed(0 + 7919)  # the rows the probe samples for seed 0
+    rows = torch.randperm(128, generator=gen)[:16].sort().values.tolist()
+    cols = torch.randperm(128, generator=gen)[:16].sort().values.tolist()
+    _corrupting(monkeypatch, rows[4], cols[9])
+    (m,) = run({"dtypes": ["fp32"], "shapes": ["128"], "check_size": 16})
+    assert m.settings["check"]["checked"] == 256 and m.settings["check"]["wrong"] == 1
+    assert f"worst y[{rows[4]}, {cols[9]}]" in (m.sanity or "")
+
+
+def test_sweep_measures_every_shape_and_reports_the_best() -> None:
+    ms = run(
+        {
+            "dtypes": ["fp32"],
+            "shapes": ["32"],
+            "sweep": True,
+            "sweep_m": [32, 96, 32],
+            "sweep_n": [48],
+            "sweep_k": [16, 32, 16],
+        }
+    )
+    assert [m.metric for m in ms] == ["fp32", "fp32_sweep"]
+    sweep = ms[1].settings["sweep"]
+    assert sweep["shapes"] == 6 and [r["shape"] for r in sweep["table"]] == [
+        "32x48x16", "32x48x32", "64x48x16", "64x48x32", "96x48x16", "96x48x32",
+    ]  # fmt: skip
+    row = {r["shape"]: r for r in sweep["table"]}[sweep["best_shape"]]
+    assert row["median"] == max(r["median"] for r in sweep["table"])
+    assert sweep["best_shape"] == gm.Shape(**ms[1].settings["shape"]).label
+    assert ms[1].value == pytest.approx(row["median"], rel=1e-4) and ms[1].sanity is None
+
+
+def test_sweep_picks_the_fastest_shape(monkeypatch: pytest.MonkeyPatch) -> None:
+    speed = {"32x32x32": 1.0, "64x32x32": 3.0, "96x32x32": 2.0}
+
+    def fake(torch: Any, rt: Any, dtype: str, shape: gm.Shape, **kw: Any) -> gemm.Case:
+        v = speed.get(shape.label, 0.5)
+        return gemm.Case(shape, [v, v * 0.9, v * 1.1], {"wrong": 0}, None, {"shape": shape.as_dict()})
+
+    monkeypatch.setattr(gemm, "measure_case", fake)
+    ms = run({"dtypes": ["fp32"], "sweep": True, "sweep_m": [32, 96, 32], "sweep_n": [32], "sweep_k": [32]})
+    assert ms[1].metric == "fp32_sweep" and ms[1].settings["sweep"]["best_shape"] == "64x32x32"
+    assert ms[1].value == 3.0
+
+
+def test_import_does_not_load_torch() -> None:
+    code = (
+        "import sys, hpcbench.probes.gemm, hpcbench.probes.attention, hpcbench.telemetry\n"
+        "print('torch' in sys.modules)"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == "False", r.stderr
+
+
+def _record(cli: Cli) -> dict[str, Any]:
+    (path,) = sorted(Path(cli.workdir).glob("results/*/*.json"))
+    return json.loads(path.read_text())
+
+
+def test_cli_probe_gemm_on_the_cpu(cli: Cli) -> None:
+    r = cli(
+        "probe",
+        "gemm",
+        "-p",
+        "device=cpu",
+        "-p",
+        "dtypes=fp32,bf16",
+        "-p",
+        "shapes=64",
+        "-p",
+        "repeats=3",
+        "-p",
+        "warmup_s=0",
+    )
+    assert r.returncode == 0, r.stderr
+    check = _record(cli)["checks"][0]
+    assert check["status"] == "ok" and [m["metric"] for m in check["measurements"]] == ["fp32", "bf16"]
+    assert all(m["sanity"] is None and len(m["samples"]) == 3 for m in check["measurements"])
+
+
+def test_cli_gpu_index_on_a_cpu_node_is_skip(cli: Cli) -> None:
+    r = cli("probe", "gemm", "-p", "device=0", "--format", "json")
+    assert r.returncode == 0, r.stderr
+    check = json.loads(r.stdout)["checks"][0]
+    assert check["verdict"] == "SKIP" and check["reason"] == "no GPU on this node"
+
+
+def test_cli_bad_parameter_is_one_line_and_exit_4(cli: Cli) -> None:
+    r = cli("probe", "gemm", "-p", "dtypes=int4")
+    assert r.returncode == 4
+    assert (
+        r.stderr.strip().count("\n") == 0
+        and "unknown dtype 'int4'" in r.stderr
+        and "Traceback" not in r.stderr
+    )
