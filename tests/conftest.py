@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
+import psutil
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,3 +99,23 @@ def cli(tmp_path: Path, plugin_site: Path) -> Cli:
 def write(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 60.0) -> None:
+    """Poll ``predicate`` until it holds; AssertionError after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not reached in time")
+
+
+def marked_processes(mark: str) -> list[psutil.Process]:
+    """The processes started by a ``Cli`` (they carry its HPCBENCH_TEST_MARK in their environment)."""
+    found = []
+    for proc in psutil.process_iter(["pid"]):
+        with contextlib.suppress(psutil.Error, OSError):
+            if proc.environ().get("HPCBENCH_TEST_MARK") == mark:
+                found.append(proc)
+    return found

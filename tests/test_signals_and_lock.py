@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 from pathlib import Path
 
-import psutil
 import pytest
-from conftest import Cli, write
+from conftest import Cli, marked_processes, wait_for, write
 
 from hpcbench.exitcodes import ExitCode
 
@@ -26,26 +24,6 @@ timeout = 120
 id = "never"
 probe = "fixed"
 """
-
-
-def wait_for(predicate, timeout: float = 60.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not reached in time")
-
-
-def marked_processes(mark: str) -> list[psutil.Process]:
-    found = []
-    for proc in psutil.process_iter(["pid"]):
-        try:
-            if proc.environ().get("HPCBENCH_TEST_MARK") == mark:
-                found.append(proc)
-        except (psutil.Error, OSError):
-            continue
-    return found
 
 
 def worker_running(mark: str) -> bool:

@@ -17,13 +17,13 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
-from conftest import Cli, write
+from conftest import Cli, marked_processes, wait_for, write
 
 from hpcbench.exitcodes import ExitCode
 from hpcbench.probes import storage_fs as sfs
@@ -44,26 +44,8 @@ LONG = [
 ]
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not reached in time")
-
-
-def marked(mark: str) -> list[psutil.Process]:
-    found = []
-    for proc in psutil.process_iter(["pid"]):
-        with contextlib.suppress(psutil.Error, OSError):
-            if proc.environ().get("HPCBENCH_TEST_MARK") == mark:
-                found.append(proc)
-    return found
-
-
 def fio_measuring(mark: str, profile: str = "randread") -> bool:
-    for p in marked(mark):
+    for p in marked_processes(mark):
         with contextlib.suppress(psutil.Error):
             if p.name() == "fio" and f"--name={profile}" in p.cmdline():
                 return True
@@ -186,7 +168,7 @@ def test_signal_mid_measurement_removes_the_test_folder(cli: Cli, target: Path, 
     rec = json.loads(out)
     assert rec["interrupted"] == sig.name and rec["checks"][0]["status"] == "interrupted"
     assert leftover_dirs(target) == []
-    wait_for(lambda: marked(cli.mark) == [], timeout=15)  # no fio left running
+    wait_for(lambda: marked_processes(cli.mark) == [], timeout=15)  # no fio left running
 
 
 def test_timeout_kills_fio_and_removes_the_test_folder(cli: Cli, target: Path) -> None:
@@ -195,14 +177,14 @@ def test_timeout_kills_fio_and_removes_the_test_folder(cli: Cli, target: Path) -
     check = rec["checks"][0]
     assert check["status"] == "error" and "timed out after 8 s" in check["reason"]
     assert leftover_dirs(target) == []
-    wait_for(lambda: marked(cli.mark) == [], timeout=15)
+    wait_for(lambda: marked_processes(cli.mark) == [], timeout=15)
 
 
 def test_probe_killed_outright_the_runner_removes_the_registered_folder(cli: Cli, target: Path) -> None:
     proc = cli.popen("probe", "storage", "-p", f"targets={target}", *LONG, "--format", "json")
     try:
         wait_for(lambda: fio_measuring(cli.mark))
-        workers = [p for p in marked(cli.mark) if "hpcbench.worker" in " ".join(p.cmdline())]
+        workers = [p for p in marked_processes(cli.mark) if "hpcbench.worker" in " ".join(p.cmdline())]
         assert len(workers) == 1 and len(leftover_dirs(target)) == 1
         workers[0].send_signal(signal.SIGKILL)  # no handler runs: the probe cannot clean up
         out, err = proc.communicate(timeout=60)
@@ -211,7 +193,7 @@ def test_probe_killed_outright_the_runner_removes_the_registered_folder(cli: Cli
     assert proc.returncode == ExitCode.UNKNOWN, err
     assert "killed by SIGKILL" in json.loads(out)["checks"][0]["reason"]
     assert leftover_dirs(target) == []
-    wait_for(lambda: marked(cli.mark) == [], timeout=15)
+    wait_for(lambda: marked_processes(cli.mark) == [], timeout=15)
 
 
 def test_fio_missing_is_unknown_with_the_install_hint(cli: Cli, target: Path) -> None:
