@@ -13,7 +13,7 @@ SUITE ?= suites/quick.toml
 BENCH_ARGS ?=
 PY := $(VENV)/bin/python
 
-.PHONY: bench test lint fidelity benchmarks install clean
+.PHONY: bench test lint fidelity benchmarks install clean gpu-check
 
 install: $(VENV)/.installed
 
@@ -33,6 +33,11 @@ $(VENV)/.installed: pyproject.toml
 
 bench: install
 	$(VENV)/bin/hpcbench run $(SUITE) $(BENCH_ARGS)
+
+# Every GPU code path once (GEMM per dtype incl. fp8, a shape sweep, SDPA forward/backward) with
+# its correctness checks, on every GPU at once; prints the verdict table. SKIPs on a node without GPU.
+gpu-check: install
+	$(VENV)/bin/hpcbench run suites/gpu-check.toml $(BENCH_ARGS)
 
 test: install
 	$(PY) -m pytest -q tests

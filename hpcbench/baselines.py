@@ -7,7 +7,7 @@ cpu_model = "AMD EPYC 9654"  # substring of the CPU model
 # gpu_name = "NVIDIA H200"   # substring of the first GPU's name
 # pci_device_id = "0x233510DE"
 [provenance]
-source = "golden-node"       # datasheet | golden-node | fleet-median | estimate
+source = "golden-node"       # datasheet | golden-node | fleet-median | estimate | published
 date = "2026-11-28"
 nodes = 1
 [expected.membw]             # check id
@@ -24,7 +24,7 @@ from typing import Any
 from hpcbench import tomlfile
 from hpcbench.errors import ConfigError
 
-SOURCES = ("datasheet", "golden-node", "fleet-median", "estimate")
+SOURCES = ("datasheet", "golden-node", "fleet-median", "estimate", "published")
 MATCH_KEYS = ("cpu_model", "gpu_name", "pci_device_id")
 _TOP_KEYS = {"name", "description", "match", "provenance", "expected"}
 

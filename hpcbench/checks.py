@@ -3,6 +3,12 @@
 Ratios are always "performance ratios": measured / expected where higher is
 better, expected / measured where lower is better, so a ratio below the warn
 or fail fraction is always a shortfall.
+
+Two optional keys of a measurement's settings take part: ``detail`` (the probe's
+one-line explanation of the value, e.g. which XIDs or which NVLink links) is appended
+to the reason of a WARN or FAIL; ``not_measured`` (metric -> why the probe could not
+measure it on this subject, e.g. a field NVML does not support) becomes a SKIP
+evaluation of kind ``not_measured`` for each such metric the check judges.
 """
 
 from __future__ import annotations
@@ -51,6 +57,24 @@ def _fmt(value: float, unit: str) -> str:
     return f"{value:.4g} {unit}".strip()
 
 
+def _with_detail(reason: str, m: Measurement) -> str:
+    detail = m.settings.get("detail")
+    return f"{reason}: {detail}" if reason and detail else reason
+
+
+def not_measured(measurements: list[Measurement], check: CheckSpec) -> list[Evaluation]:
+    """SKIP for each judged metric a probe lists in ``settings["not_measured"]``, with its reason."""
+    reasons: dict[str, str] = {}
+    for m in measurements:
+        for metric, why in (m.settings.get("not_measured") or {}).items():
+            reasons.setdefault(str(metric), str(why))
+    return [
+        Evaluation(metric=metric, verdict=Verdict.SKIP, kind="not_measured", reason=f"not measured: {why}")
+        for metric, why in sorted(reasons.items())
+        if check.metrics is None or metric in check.metrics
+    ]
+
+
 def evaluate(
     m: Measurement, check: CheckSpec, baseline: Baseline | None, inventory: dict[str, Any]
 ) -> Evaluation:
@@ -71,10 +95,11 @@ def evaluate(
         reason = ""
         if verdict is not Verdict.PASS:
             limit = check.thresholds.fail if verdict is Verdict.FAIL else check.thresholds.warn
-            reason = (
+            reason = _with_detail(
                 f"{_fmt(m.value, m.unit)} is {ratio:.0%} of the expected "
                 f"{_fmt(exp.value, exp.unit or m.unit)}"
-                f" (below {limit:.0%})"
+                f" (below {limit:.0%})",
+                m,
             )
         return Evaluation(
             **common,
@@ -95,8 +120,8 @@ def evaluate(
         if verdict is not Verdict.PASS:
             limit = band.fail if verdict is Verdict.FAIL else band.warn
             side = "below" if m.higher_is_better else "above"
-            reason = (
-                f"{_fmt(m.value, m.unit)} is {side} the suite's absolute limit {_fmt(limit or 0, m.unit)}"
+            reason = _with_detail(
+                f"{_fmt(m.value, m.unit)} is {side} the suite's absolute limit {_fmt(limit or 0, m.unit)}", m
             )
         return Evaluation(
             **common,
@@ -205,7 +230,9 @@ def judge(
             judged = selected(o.measurements, check)
             evaluations = [evaluate(m, check, baseline, inventory) for m in judged]
             evaluations += rel.get(o.job.subject, [])
-            if not judged:
+            missing = not_measured(o.measurements, check)
+            evaluations += missing
+            if not judged and not missing:
                 evaluations = [
                     Evaluation(
                         metric="-",

@@ -52,6 +52,27 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="the node's run lock (default: /run/lock/hpcbench.lock, or $HPCBENCH_LOCK)",
     )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="run GPU-loading probes even on GPUs another process uses (default: SKIP them as busy)",
+    )
+    ops = p.add_argument_group("operations (cron, CI, monitoring)")
+    ops.add_argument(
+        "--log-file", metavar="FILE", help="append timestamped progress lines and a one-line summary to FILE"
+    )
+    ops.add_argument(
+        "--max-age",
+        metavar="DURATION",
+        help="exit 0 without running when this host's newest record of the suite in --output passed "
+        "(OK) within DURATION (e.g. 20h, 90m, 2d)",
+    )
+    ops.add_argument("--junit", metavar="FILE", help="also write the verdicts as JUnit XML to FILE")
+    ops.add_argument(
+        "--prometheus-textfile",
+        metavar="DIR",
+        help="also write DIR/hpcbench_<suite>.prom for node_exporter's textfile collector",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -96,11 +117,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("baseline", help="baseline profiles")
     bsub = p.add_subparsers(dest="baseline_command", metavar="ACTION", parser_class=_Parser, required=True)
-    c = bsub.add_parser("create", help="a baseline profile from golden-node result records")
-    c.add_argument("records", nargs="+", metavar="RECORD", help="result record files or folders of them")
+    c = bsub.add_parser("create", help="a baseline profile from golden-node records, or from a fleet")
+    c.add_argument("records", nargs="*", metavar="RECORD", help="result record files or folders of them")
+    c.add_argument(
+        "--from-fleet",
+        action="append",
+        metavar="DIR",
+        help="the latest record of every node under DIR, outliers removed iteratively (fleet-median)",
+    )
+    c.add_argument("--suite", help="with --from-fleet: only this suite's records")
     c.add_argument("-o", "--output", required=True, metavar="FILE", help="the baseline TOML to write")
     c.add_argument("--name", help="profile name (default: the output file's stem)")
-    c.add_argument("--source", choices=("golden-node", "fleet-median"), default="golden-node")
+    c.add_argument(
+        "--source",
+        choices=("golden-node", "fleet-median"),
+        default=None,
+        help="provenance source (default: golden-node, or fleet-median with --from-fleet)",
+    )
     c.add_argument(
         "--match",
         choices=("cpu_model", "gpu_name", "none"),
@@ -108,6 +141,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="what the profile matches on (default: gpu_name on GPU nodes, else cpu_model)",
     )
     c.add_argument("--force", action="store_true", help="overwrite an existing output file")
+
+    from hpcbench.analysis.commands import add_parsers
+    from hpcbench.slurm import add_parser as add_slurm_parser
+
+    add_parsers(sub)
+    add_slurm_parser(sub, _add_run_options)
     return parser
 
 
@@ -194,11 +233,40 @@ def cmd_probe(args: argparse.Namespace) -> int:
 def cmd_baseline(args: argparse.Namespace) -> int:
     from hpcbench.analysis.baseline_create import create
 
+    if args.from_fleet:
+        from hpcbench.analysis.fleet_baseline import create_from_fleet
+
+        if args.records:
+            raise ConfigError("give either RECORD... or --from-fleet DIR, not both")
+        path = create_from_fleet(
+            args.from_fleet,
+            args.output,
+            name=args.name,
+            source=args.source or "fleet-median",
+            match=args.match,
+            force=args.force,
+            suite=args.suite,
+        )
+        print(f"wrote baseline profile {path}")
+        return ExitCode.OK
+    if not args.records:
+        raise ConfigError("baseline create: give RECORD... or --from-fleet DIR")
     path = create(
-        args.records, args.output, name=args.name, source=args.source, match=args.match, force=args.force
+        args.records,
+        args.output,
+        name=args.name,
+        source=args.source or "golden-node",
+        match=args.match,
+        force=args.force,
     )
     print(f"wrote baseline profile {path}")
     return ExitCode.OK
+
+
+def _slurm_check(args: argparse.Namespace) -> int:
+    from hpcbench.slurm import cmd_slurm_check
+
+    return cmd_slurm_check(args)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -214,6 +282,10 @@ def main(argv: list[str] | None = None) -> int:
         "probe": cmd_probe,
         "baseline": cmd_baseline,
     }
+    from hpcbench.analysis.commands import HANDLERS
+
+    handlers.update(HANDLERS)
+    handlers["slurm-check"] = _slurm_check
     try:
         return int(handlers[args.command](args))
     except ConfigError as exc:

@@ -6,11 +6,15 @@ from __future__ import annotations
 from typing import Any
 
 from hpcbench.model import Measurement, Verdict
+from hpcbench.telemetry import throttle_hint
 
 
 def config_hints(settings: dict[str, Any], inventory: dict[str, Any]) -> list[str]:
     """Every configuration fact that can lower a bandwidth or throughput number."""
-    hints: list[str] = []
+    hints: list[str] = [str(w) for w in settings.get("warnings") or [] if w]  # the probe's own
+    throttled = throttle_hint(settings.get("telemetry"))  # GPU clock event reasons during the run
+    if throttled:
+        hints.append(throttled)
     cpu = inventory.get("cpu", {})
     governors = cpu.get("governors") or ([cpu["governor"]] if cpu.get("governor") else [])
     slow = sorted(g for g in governors if g in ("powersave", "conservative", "ondemand"))

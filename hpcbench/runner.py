@@ -17,13 +17,16 @@ import subprocess
 import sys
 import tempfile
 import time
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from hpcbench import busy
 from hpcbench.model import Measurement
+from hpcbench.probes.base import CLEANUP_LIST
 from hpcbench.suite import CheckSpec, Suite
 
 KILL_GRACE_S = 3.0
@@ -55,8 +58,23 @@ def utcnow() -> str:
 
 
 def local_mounts(inventory: dict[str, Any]) -> list[str]:
-    mounts = inventory.get("storage", {}).get("mounts", [])
-    return [m["mountpoint"] for m in mounts if str(m.get("device", "")).startswith("/dev/")]
+    """Writable mounts of local block devices, one per device (the shallowest of its mount points):
+    read-only mounts, loop devices and further (bind) mounts of a device are left out."""
+    chosen: dict[str, str] = {}
+    for m in inventory.get("storage", {}).get("mounts", []):
+        device, point = str(m.get("device", "")), str(m.get("mountpoint", ""))
+        if not device.startswith("/dev/") or device.startswith("/dev/loop"):
+            continue
+        if "ro" in str(m.get("options", "")).split(","):
+            continue
+        if device not in chosen or point.rstrip("/").count("/") < chosen[device].rstrip("/").count("/"):
+            chosen[device] = point
+    return list(chosen.values())
+
+
+def _takes_list(probe_cls: Any, key: str) -> bool:
+    """Whether the probe's expansion parameter ``key`` is a list (then each subject is [value])."""
+    return typing.get_origin(typing.get_type_hints(probe_cls.Params).get(key)) is list
 
 
 def expand(check: CheckSpec, probe_cls: Any, inventory: dict[str, Any]) -> list[Job] | str:
@@ -72,8 +90,11 @@ def expand(check: CheckSpec, probe_cls: Any, inventory: dict[str, Any]) -> list[
         subjects = [(f"gpu{d['index']}", d["index"]) for d in devices]
         if not subjects:
             return "no GPU on this node"
-    else:
-        subjects = [(m, m) for m in local_mounts(inventory)]
+    else:  # mount: the targets the check names in a list parameter, else the local mounts
+        listed = _takes_list(probe_cls, key)
+        given = check.params.get(key) if listed else None
+        mounts = [str(m) for m in given] if given else local_mounts(inventory)
+        subjects = [(m, [m] if listed else m) for m in mounts]
         if not subjects:
             return "no local block-device mounts on this node"
     return [Job(check, name, {**check.params, key: value}) for name, value in subjects]
@@ -87,8 +108,14 @@ class Runner:
         inventory: dict[str, Any],
         on_start: Callable[[Job, int, int], None] | None = None,
         on_finish: Callable[[Outcome, int, int], None] | None = None,
+        force: bool = False,
+        gpu_processes: Callable[[list[int]], dict[int, list[Any]]] | None = None,
     ) -> None:
         self.inventory = inventory
+        #: run probes that require an idle GPU even on a GPU another process uses
+        self.force = force
+        self._gpu_processes = gpu_processes
+        self._own_pids: set[int] = {os.getpid()}
         self.on_start = on_start or (lambda job, i, n: None)
         self.on_finish = on_finish or (lambda outcome, i, n: None)
         self.stopped: str | None = None
@@ -122,7 +149,8 @@ class Runner:
                     self.on_finish(outcome, done, total)
                     outcomes.append(outcome)
                     continue
-                batch = len(jobs) if check.expand in CONCURRENT_EXPANSIONS else 1
+                concurrent = getattr(probe_classes[check.probe], "concurrent", True)
+                batch = len(jobs) if check.expand in CONCURRENT_EXPANSIONS and concurrent else 1
                 for start in range(0, len(jobs), batch):
                     group = jobs[start : start + batch]
                     for k, job in enumerate(group):
@@ -139,8 +167,26 @@ class Runner:
             shutil.rmtree(tmp, ignore_errors=True)
         return outcomes, not_run
 
+    def _busy(self, job: Job, probe_cls: Any) -> str | None:
+        """Why the job must not run now (another process holds one of its GPUs), or None."""
+        if self.force:
+            return None
+        gpus = busy.job_gpus(probe_cls, job.params, self.inventory, os.environ)
+        if not gpus:
+            return None
+        if self._gpu_processes is None:
+            from hpcbench.nvml import gpu_processes
+
+            self._gpu_processes = gpu_processes
+        return busy.busy_reason(self._gpu_processes(gpus), gpus, self._own_pids)
+
     def _unmet(self, job: Job, probe_cls: Any) -> Outcome | None:
         for req in getattr(probe_cls, "requires", ()):
+            if req.kind == "idle_gpu":
+                reason = self._busy(job, probe_cls)
+                if reason:
+                    return Outcome(job, "skip", utcnow(), reason=reason, hint=busy.HINT)
+                continue
             found = req.unmet(self.inventory)
             if found:
                 verdict, reason, hint = found
@@ -153,8 +199,9 @@ class Runner:
         """Start one child per job, wait for all with their timeouts."""
         outcomes: dict[int, Outcome] = {}
         live: dict[int, tuple[subprocess.Popen[bytes], float, float, Path, str]] = {}
+        unmets = [self._unmet(job, probe_cls) for job in jobs]  # all before any child loads a GPU
         for i, job in enumerate(jobs):
-            unmet = self._unmet(job, probe_cls)
+            unmet = unmets[i]
             if unmet:
                 outcomes[i] = unmet
                 continue
@@ -185,6 +232,7 @@ class Runner:
                 )
             started = time.monotonic()
             self._running[i] = proc
+            self._own_pids.add(proc.pid)
             live[i] = (proc, started, started + job.check.timeout, workdir, utcnow())
         while live:
             for i, (proc, started, deadline, workdir, stamp) in list(live.items()):
@@ -210,12 +258,24 @@ class Runner:
                     _terminate_group(proc, signal.SIGKILL)  # leftovers the probe started
                     outcome = _read_outcome(job, code, workdir, stamp, self.stopped)
                 outcome.duration = round(time.monotonic() - started, 3)
+                _remove_registered(workdir / "scratch" / CLEANUP_LIST)
                 outcomes[i] = outcome
                 del live[i]
                 self._running.pop(i, None)
             if live:
                 time.sleep(POLL_S)
         return [outcomes[i] for i in range(len(jobs))]
+
+
+def _remove_registered(listing: Path) -> None:
+    """Remove the folders a probe registered (``register_cleanup``) and left behind."""
+    try:
+        paths = [p for p in listing.read_text(encoding="utf-8").splitlines() if p.strip()]
+    except OSError:
+        return
+    for path in paths:
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _terminate_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
@@ -244,6 +304,8 @@ def _read_outcome(job: Job, code: int, workdir: Path, stamp: str, stopped: str |
     if code == 0 and out_file.is_file():
         data = json.loads(out_file.read_text())
         status = data["status"]
+        if stopped and status == "error":  # the probe stopped itself on the runner's SIGTERM
+            return Outcome(job, "interrupted", stamp, reason=f"interrupted by {stopped}")
         return Outcome(
             job,
             status,

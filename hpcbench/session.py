@@ -7,16 +7,18 @@ interrupted.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import sys
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from hpcbench import __version__, baselines, checks, inventory, lock, results
-from hpcbench.errors import ConfigError
+from hpcbench import __version__, baselines, checks, inventory, launch, lock, ops, results
+from hpcbench.errors import ConfigError, LockHeld
 from hpcbench.exitcodes import ExitCode, worst
 from hpcbench.report.progress import Progress
 from hpcbench.runner import Outcome, Runner, utcnow
@@ -77,20 +79,67 @@ def build_record(
     }
 
 
-def execute(suite: Suite, probe_classes: dict[str, Any], args: Any) -> int:
+def rank_lines(record: dict[str, Any], rank: int) -> list[str]:
+    """What a rank other than 0 of a distributed launch says: one line per check that is not OK."""
+    lines = []
+    for c in record["checks"]:
+        if c["verdict"] in ("WARN", "FAIL", "ERROR"):
+            why = [c["reason"]] + [e["reason"] for e in c["evaluations"] if e["verdict"] == c["verdict"]]
+            lines.append(f"hpcbench rank {rank}: {c['id']}: {c['verdict']} {next(filter(None, why), '')}")
+    return lines
+
+
+def execute(
+    suite: Suite,
+    probe_classes: dict[str, Any],
+    args: Any,
+    on_record: Callable[[dict[str, Any], Path], None] | None = None,
+) -> int:
+    """One run; ``on_record(record, path)`` sees the saved record (or the one --max-age reused)."""
     outdir = _check_output_dir(args.output)
+    opts = ops.options(args)
     inv = inventory.collect()
     baseline = baselines.choose(inv, args.baseline)
     run_id = uuid.uuid4().hex[:12]
     started = utcnow()
-    progress = Progress(quiet=args.quiet)
+    # under torchrun/srun every rank runs hpcbench: local rank 0 locks the node, rank 0 reports
+    job = launch.from_environ(os.environ)
+    if job is not None and opts.max_age_s is not None:
+        raise ConfigError("--max-age cannot be used under a distributed launch: every rank must run")
+    runlog = ops.open_log(opts, suite.name) if job is None or job.reports else None
+    fresh = ops.recent_pass(outdir, inv.get("hostname") or socket.gethostname(), suite.as_dict(), opts)
+    if fresh is not None:  # --max-age: this suite passed recently enough here
+        return ops.skipped(fresh, args, runlog, on_record)
+    progress = Progress(
+        quiet=args.quiet or (job is not None and not job.reports), log=runlog.line if runlog else None
+    )
     lock_path = Path(args.lock_file) if args.lock_file else lock.default_path()
     holder = {"run_id": run_id, "suite": suite.name, "started": started}
-    with lock.RunLock(lock_path, holder):
-        runner = Runner(inv, on_start=progress.start, on_finish=progress.finish)
+    node_lock = lock.RunLock(lock_path, holder) if job is None or job.locks else contextlib.nullcontext()
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(node_lock)
+        except LockHeld as exc:
+            if runlog:
+                runlog.line(f"not run: {exc}")
+            raise
+        if runlog:
+            runlog.line(f"run {run_id} started: {len(suite.checks)} check(s), records in {outdir}")
+        runner = Runner(
+            inv, on_start=progress.start, on_finish=progress.finish, force=getattr(args, "force", False)
+        )
         outcomes, not_run = runner.run(suite, probe_classes)
         record = build_record(suite, baseline, inv, run_id, started, outcomes, not_run, runner.stopped)
+        if job is not None and not job.reports:  # rank 0 writes the record and prints
+            for line in rank_lines(record, job.rank):
+                print(line, file=sys.stderr)
+            return int(record["exit_code"])
         path = results.save_atomic(record, results.record_path(outdir, record["host"], started))
+    if on_record is not None:
+        on_record(record, path)
+    ops.write_reports(record, opts)
+    if runlog:
+        runlog.line(ops.summary(record, path))
     if args.format == "json":
         sys.stdout.write(json.dumps(record, indent=1) + "\n")
     elif args.quiet:

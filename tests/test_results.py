@@ -338,3 +338,15 @@ def test_find_skips_hidden_files_and_sorts(tmp_path: Path) -> None:
     for name in ("b.json", "a.json", ".hidden.json", "notes.txt"):
         (tmp_path / name).write_text("{}")
     assert [p.name for p in results.find([tmp_path])] == ["a.json", "b.json"]
+
+
+def test_a_skipped_evaluation_hides_no_other_verdict() -> None:
+    single_gpu = (
+        Evaluation(metric="copy", verdict=Verdict.PASS, kind="baseline"),
+        Evaluation(metric="copy", verdict=Verdict.SKIP, kind="relative", reason="one subject only"),
+    )
+    assert CheckResult("m", "p", "gpu0", "ok", evaluations=single_gpu).verdict is Verdict.PASS
+    warned = (*single_gpu, Evaluation(metric="triad", verdict=Verdict.WARN))
+    assert CheckResult("m", "p", "gpu0", "ok", evaluations=warned).verdict is Verdict.WARN
+    only_skips = (single_gpu[1],)
+    assert CheckResult("m", "p", "gpu0", "ok", evaluations=only_skips).verdict is Verdict.SKIP

@@ -64,8 +64,17 @@ def _match(records: list[dict[str, Any]], how: str | None) -> dict[str, str]:
     return {how: found.pop()}
 
 
-def render(records: list[dict[str, Any]], name: str, source: str, match: dict[str, str]) -> str:
-    expected = expected_values(records)
+def render(
+    records: list[dict[str, Any]],
+    name: str,
+    source: str,
+    match: dict[str, str],
+    expected: dict[str, dict[str, tuple[float, str, int]]] | None = None,
+    extra: tuple[str, ...] = (),
+    statistic: str = "median over records and subjects of each measurement's value",
+) -> str:
+    """The profile's TOML. ``expected`` replaces the records' medians; ``extra``: more provenance lines."""
+    expected = expected if expected is not None else expected_values(records)
     if not expected:
         raise ConfigError("the records contain no successful measurement to build a baseline from")
     hosts = sorted({r["host"] for r in records})
@@ -90,7 +99,8 @@ def render(records: list[dict[str, Any]], name: str, source: str, match: dict[st
         f"hosts = [{', '.join(_toml_str(h) for h in hosts)}]",
         f"records = {len(records)}",
         f"tool_version = {_toml_str(__version__)}",
-        'statistic = "median over records and subjects of each measurement\'s value"',
+        f"statistic = {_toml_str(statistic)}",
+        *extra,
     ]
     for check, metrics in expected.items():
         lines += ["", f"[expected.{_toml_key(check)}]"]
@@ -119,6 +129,11 @@ def create(
         raise ConfigError(f"no result records found in {' '.join(paths)}")
     records = [results.load(f) for f in files]
     text = render(records, name or out.stem, source, _match(records, match))
+    return write_profile(text, out)
+
+
+def write_profile(text: str, out: Path) -> Path:
+    """Write a profile atomically, after checking that it loads back."""
     from hpcbench import baselines, tomlfile
 
     tmp = out.with_name(f".{out.name}.tmp")

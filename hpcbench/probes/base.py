@@ -28,13 +28,28 @@ class ProbeContext:
     timeout: float | None = None
 
 
+#: in ``ctx.workdir``: folders a probe created outside it, one per line; the runner removes
+#: them when the child has ended, however it ended (even killed with SIGKILL)
+CLEANUP_LIST = "cleanup.list"
+
+
+def register_cleanup(ctx: ProbeContext, path: Any) -> None:
+    """Ask the runner to remove ``path`` (a folder the probe created) should the probe not."""
+    if ctx.workdir:
+        with open(f"{ctx.workdir}/{CLEANUP_LIST}", "a", encoding="utf-8") as fh:
+            fh.write(f"{path}\n")
+            fh.flush()
+
+
 @dataclass(frozen=True)
 class Requirement:
     """Something a probe needs. Unmet, it becomes SKIP (not applicable) or ERROR (missing tool).
 
     kind: ``gpu`` (a CUDA device; unmet is SKIP), ``binary`` (a program on PATH;
     unmet is ERROR with ``install`` as the hint), ``ranks`` (at least ``count``
-    processes; informational for the runner).
+    processes; informational for the runner), ``idle_gpu`` (no other process may hold
+    the job's GPUs; evaluated by the runner with NVML per job, see ``hpcbench.busy``:
+    unmet is SKIP "busy: ...", unless ``--force``).
     """
 
     kind: str

@@ -377,7 +377,10 @@ class Collectives:
         "Collective bandwidth: all-reduce, all-gather, reduce-scatter busbw (torch.distributed, NCCL or gloo)"
     )
     Params: ClassVar[type] = CollectivesParams
-    requires: ClassVar[tuple[Requirement, ...]] = (Requirement("ranks", "2 or more", count=2), Requirement("idle_gpu"))
+    requires: ClassVar[tuple[Requirement, ...]] = (
+        Requirement("ranks", "2 or more", count=2),
+        Requirement("idle_gpu"),  # never disturbs another process's job on a GPU
+    )
     expands: ClassVar[dict[str, str]] = {}
 
     def run(self, params: CollectivesParams, ctx: ProbeContext) -> list[Measurement]:

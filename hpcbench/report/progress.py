@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Any, TextIO
 
 
 class Progress:
-    def __init__(self, quiet: bool = False, stream: TextIO | None = None) -> None:
+    def __init__(
+        self, quiet: bool = False, stream: TextIO | None = None, log: Callable[[str], None] | None = None
+    ) -> None:
         self.stream = stream or sys.stderr
         self.quiet = quiet
         self.tty = self.stream.isatty()
+        self.log = log  # --log-file: every plain line, whatever quiet says
 
     def _say(self, text: str, final: bool) -> None:
+        if final and self.log is not None:
+            self.log(text)
         if self.quiet:
             return
         if self.tty:

@@ -54,6 +54,7 @@ def rows(record: dict[str, Any]) -> list[list[str]]:
 
 def render(record: dict[str, Any], record_file: str | None, stream: TextIO | None = None) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     stream = stream or sys.stdout
@@ -79,8 +80,9 @@ def render(record: dict[str, Any], record_file: str | None, stream: TextIO | Non
     ):
         table.add_column(name, justify=justify, overflow="fold")
     for row in rows(record):
-        row[6] = f"[{_STYLE.get(row[6], '')}]{row[6]}[/]"
-        table.add_row(*row)
+        cells = [escape(cell) for cell in row]  # a reason may hold '[...]' (e.g. a library's source path)
+        cells[6] = f"[{_STYLE.get(row[6], '')}]{cells[6]}[/]"
+        table.add_row(*cells)
     console.print(table)
     for line in summary_lines(record, record_file):
         console.print(line, markup=False)
