@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import subprocess
 import time
@@ -235,9 +236,10 @@ def test_pass_does_not_resume_a_node_an_operator_drained(node: slurmcluster.Slur
     r = check(cli, "--baseline", str(baseline(cli.workdir, 100.0, 50.0)), "--log-file", "ops.log")
     assert r.returncode == ExitCode.OK, r.stderr
     assert node.state() == ("drained", "maintenance")
-    assert (
-        "IDLE+DRAIN with reason 'maintenance', not set by hpcbench; left as it is"
-        in (cli.workdir / "ops.log").read_text()
+    # the state may carry flags such as +NOT_RESPONDING when slurmd answers late under load
+    assert re.search(
+        r"is IDLE\+DRAIN[A-Z_+]* with reason 'maintenance', not set by hpcbench; left as it is",
+        (cli.workdir / "ops.log").read_text(),
     )
     # nor does a failing run overwrite the operator's reason
     r = check(cli, "--baseline", str(baseline(cli.workdir, 100.0, 500.0)))
