@@ -25,6 +25,32 @@
 static const char *names[NKERNELS] = {"copy", "scale", "add", "triad"};
 static const double moved[NKERNELS] = {2.0, 2.0, 3.0, 3.0};
 
+/* One kernel over n elements (0 copy, 1 scale, 2 add, 3 triad), exported so that a benchmark can
+ * load this file as a shared library and time it beside the probe's kernels on the same arrays. */
+void stream_kernel(int kernel, double *restrict a, double *restrict b, double *restrict c, long n, double s) {
+    switch (kernel) {
+    case 0:
+#pragma omp parallel for schedule(static)
+        for (long j = 0; j < n; j++)
+            c[j] = a[j];
+        break;
+    case 1:
+#pragma omp parallel for schedule(static)
+        for (long j = 0; j < n; j++)
+            b[j] = s * c[j];
+        break;
+    case 2:
+#pragma omp parallel for schedule(static)
+        for (long j = 0; j < n; j++)
+            c[j] = a[j] + b[j];
+        break;
+    default:
+#pragma omp parallel for schedule(static)
+        for (long j = 0; j < n; j++)
+            a[j] = b[j] + s * c[j];
+    }
+}
+
 static double avg_rel_err(const double *x, long n, double want) {
     double sum = 0.0;
 #pragma omp parallel for schedule(static) reduction(+ : sum)

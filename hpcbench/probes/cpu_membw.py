@@ -22,6 +22,7 @@ import contextlib
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -127,22 +128,32 @@ def _parallel_backend(torch: Any) -> str:
     return "unknown"
 
 
+def stream_kernels(torch: Any, a: Any, b: Any, c: Any) -> dict[str, Callable[[], Any]]:
+    """STREAM's four kernels on float64 tensors, in place (no temporaries), in STREAM's order."""
+    return {
+        "copy": lambda: c.copy_(a),
+        "scale": lambda: torch.mul(c, SCALAR, out=b),
+        "add": lambda: torch.add(a, b, out=c),
+        "triad": lambda: torch.add(b, c, alpha=SCALAR, out=a),
+    }
+
+
+def time_kernel(fn: Callable[[], Any]) -> float:
+    """Seconds one kernel call takes (CPU ops are synchronous)."""
+    t0 = time.perf_counter()
+    fn()
+    return max(time.perf_counter() - t0, 1e-9)
+
+
 def _time_kernels(torch: Any, a: Any, b: Any, c: Any, warmup: int, repeats: int) -> dict[str, list[float]]:
-    """Seconds per kernel for each timed iteration (CPU ops are synchronous)."""
-    kernels = (
-        lambda: c.copy_(a),
-        lambda: torch.mul(c, SCALAR, out=b),
-        lambda: torch.add(a, b, out=c),
-        lambda: torch.add(b, c, alpha=SCALAR, out=a),
-    )
+    """Seconds per kernel for each timed iteration."""
+    kernels = stream_kernels(torch, a, b, c)
     times: dict[str, list[float]] = {k: [] for k in KERNELS}
     for iteration in range(warmup + repeats):
-        for kernel, fn in zip(KERNELS, kernels, strict=True):
-            t0 = time.perf_counter()
-            fn()
-            elapsed = time.perf_counter() - t0
+        for kernel in KERNELS:
+            elapsed = time_kernel(kernels[kernel])
             if iteration >= warmup:
-                times[kernel].append(max(elapsed, 1e-9))
+                times[kernel].append(elapsed)
     return times
 
 
