@@ -143,14 +143,21 @@ def _unescape(field: str) -> str:
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
 
 
+def mount_fields(text: str) -> list[tuple[str, str, str, str]]:
+    """(device, mount point, fs type, options) of every line of /proc/self/mounts, octal escapes decoded."""
+    out = []
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) >= 4:
+            device, mountpoint, fstype, options = (_unescape(f) for f in fields[:4])
+            out.append((device, mountpoint, fstype, options))
+    return out
+
+
 def parse_mounts(text: str) -> list[dict[str, str]]:
     """/proc/self/mounts without pseudo file systems or system tmpfs; the last mount on a path wins."""
     mounts: dict[str, dict[str, str]] = {}
-    for line in text.splitlines():
-        fields = line.split()
-        if len(fields) < 4:
-            continue
-        device, mountpoint, fstype, options = (_unescape(f) for f in fields[:4])
+    for device, mountpoint, fstype, options in mount_fields(text):
         if fstype in PSEUDO_FS or fstype.startswith("cgroup"):
             continue
         if fstype == "tmpfs" and any(

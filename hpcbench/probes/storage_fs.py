@@ -12,7 +12,6 @@ import errno
 import json
 import mmap
 import os
-import re
 import shutil
 import socket
 import stat
@@ -23,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hpcbench.errors import ProbeError
+from hpcbench.inventory import mount_fields
 
 GiB = 2**30
 MiB = 2**20
@@ -67,18 +67,9 @@ class MountEntry:
         return "ro" in self.options.split(",")
 
 
-def _unescape(field: str) -> str:
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
-
-
 def parse_mounts(text: str) -> list[MountEntry]:
     """Every line of /proc/self/mounts (no filtering: /dev/shm counts here too)."""
-    out = []
-    for line in text.splitlines():
-        fields = line.split()
-        if len(fields) >= 4:
-            out.append(MountEntry(*(_unescape(f) for f in fields[:4])))
-    return out
+    return [MountEntry(*fields) for fields in mount_fields(text)]
 
 
 def mount_of(path: str, mounts: list[MountEntry]) -> MountEntry | None:
