@@ -255,8 +255,9 @@ class Runner:
                 elif code is None:
                     continue
                 else:
-                    _terminate_group(proc, signal.SIGKILL)  # leftovers the probe started
                     outcome = _read_outcome(job, code, workdir, stamp, self.stopped)
+                # whatever ended the child, processes it started (fio, ranks) do not outlive it
+                _terminate_group(proc, signal.SIGKILL)
                 outcome.duration = round(time.monotonic() - started, 3)
                 _remove_registered(workdir / "scratch" / CLEANUP_LIST)
                 outcomes[i] = outcome
