@@ -30,6 +30,9 @@ from hpcbench.probes.base import CLEANUP_LIST
 from hpcbench.suite import CheckSpec, Suite
 
 KILL_GRACE_S = 3.0
+#: each child's environment carries its own token, inherited by whatever it starts: processes that
+#: left its process group (setsid, double fork) are found by it and killed when the child ends
+JOB_TOKEN_ENV = "HPCBENCH_JOB_TOKEN"
 POLL_S = 0.05
 CONCURRENT_EXPANSIONS = ("gpu",)
 
@@ -198,7 +201,7 @@ class Runner:
     def _run_group(self, jobs: list[Job], probe_cls: Any, tmp: Path) -> list[Outcome]:
         """Start one child per job, wait for all with their timeouts."""
         outcomes: dict[int, Outcome] = {}
-        live: dict[int, tuple[subprocess.Popen[bytes], float, float, Path, str]] = {}
+        live: dict[int, tuple[subprocess.Popen[bytes], float, float, Path, str, str]] = {}
         unmets = [self._unmet(job, probe_cls) for job in jobs]  # all before any child loads a GPU
         for i, job in enumerate(jobs):
             unmet = unmets[i]
@@ -222,6 +225,7 @@ class Runner:
                 )
             )
             (workdir / "scratch").mkdir()
+            token = f"{os.getpid()}-{workdir.name}"
             with open(log_file, "wb") as log:
                 proc = subprocess.Popen(
                     [sys.executable, "-m", "hpcbench.worker", str(job_file), str(out_file)],
@@ -229,13 +233,14 @@ class Runner:
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
+                    env={**os.environ, JOB_TOKEN_ENV: token},
                 )
             started = time.monotonic()
             self._running[i] = proc
             self._own_pids.add(proc.pid)
-            live[i] = (proc, started, started + job.check.timeout, workdir, utcnow())
+            live[i] = (proc, started, started + job.check.timeout, workdir, utcnow(), token)
         while live:
-            for i, (proc, started, deadline, workdir, stamp) in list(live.items()):
+            for i, (proc, started, deadline, workdir, stamp, token) in list(live.items()):
                 job = jobs[i]
                 code = proc.poll()
                 if code is None and self.stopped:
@@ -258,6 +263,7 @@ class Runner:
                     outcome = _read_outcome(job, code, workdir, stamp, self.stopped)
                 # whatever ended the child, processes it started (fio, ranks) do not outlive it
                 _terminate_group(proc, signal.SIGKILL)
+                kill_tagged(token)
                 outcome.duration = round(time.monotonic() - started, 3)
                 _remove_registered(workdir / "scratch" / CLEANUP_LIST)
                 outcomes[i] = outcome
@@ -282,6 +288,19 @@ def _remove_registered(listing: Path) -> None:
 def _terminate_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, sig)
+
+
+def kill_tagged(token: str) -> list[int]:
+    """SIGKILL every process whose environment carries ``token``; their pids."""
+    import psutil
+
+    killed = []
+    for p in psutil.process_iter():
+        with contextlib.suppress(psutil.Error, OSError):
+            if p.pid != os.getpid() and p.environ().get(JOB_TOKEN_ENV) == token:
+                p.kill()
+                killed.append(p.pid)
+    return killed
 
 
 def _reap(proc: subprocess.Popen[bytes]) -> int:

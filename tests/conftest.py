@@ -111,6 +111,25 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 60.0) -> None:
     raise AssertionError("condition not reached in time")
 
 
+def describe(procs: list[psutil.Process]) -> str:
+    """One line per process: pid, parent, group, state and command line (for failure messages)."""
+    lines = []
+    for p in procs:
+        with contextlib.suppress(psutil.Error, OSError):
+            cmd = " ".join(p.cmdline())[:200]
+            lines.append(f"pid {p.pid} ppid {p.ppid()} pgid {os.getpgid(p.pid)} {p.status()}: {cmd}")
+    return "; ".join(lines) or "none"
+
+
+def no_marked_processes(mark: str, timeout: float = 15.0) -> None:
+    """Wait until no process started by the ``Cli`` with this mark is left; name those that are."""
+    try:
+        wait_for(lambda: marked_processes(mark) == [], timeout=timeout)
+    except AssertionError:
+        left = describe(marked_processes(mark))
+        raise AssertionError(f"still running after {timeout:g} s: {left}") from None
+
+
 def marked_processes(mark: str) -> list[psutil.Process]:
     """The processes started by a ``Cli`` (they carry its HPCBENCH_TEST_MARK in their environment)."""
     found = []

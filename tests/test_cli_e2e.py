@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import Cli, write
+from conftest import Cli, no_marked_processes, write
 
 from hpcbench.exitcodes import ExitCode
 
@@ -196,6 +196,24 @@ probe = "needs_gpu"
     assert by_id["gpu"]["verdict"] == "SKIP" and by_id["gpu"]["reason"] == "no GPU on this node"
     assert by_id["f"]["status"] == "ok" and by_id["f"]["measurements"][0]["value"] == 100
     assert list((tmp_path / "tmp").iterdir()) == []  # the runner's temporary files are gone
+
+
+def test_processes_that_left_the_probes_session_are_killed_when_it_ends(cli: Cli, tmp_path: Path) -> None:
+    body = """
+[[check]]
+id = "returns"
+probe = "detach"
+[[check]]
+id = "hangs"
+probe = "detach"
+params = { hang = true }
+timeout = 2
+"""
+    r = cli("run", str(suite(tmp_path, body)), "--format", "json")
+    assert r.returncode == ExitCode.UNKNOWN, r.stderr
+    by_id = {c["id"]: c for c in json.loads(r.stdout)["checks"]}
+    assert by_id["returns"]["status"] == "ok" and "timed out" in by_id["hangs"]["reason"]
+    no_marked_processes(cli.mark, timeout=10)  # the four sleepers, each in a session of its own
 
 
 def test_relative_check_flags_the_slow_subject(cli: Cli, tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from conftest import Cli, marked_processes, wait_for, write
+from conftest import Cli, marked_processes, no_marked_processes, wait_for, write
 
 from hpcbench.exitcodes import ExitCode
 
@@ -51,7 +51,7 @@ def test_signal_stops_children_and_still_writes_the_record(
     assert rec["not_run"] == ["never"] and rec["interrupted"] == sig.name
     saved = sorted(tmp_path.glob("results/*/*.json"))
     assert len(saved) == 1 and json.loads(saved[0].read_text()) == rec
-    wait_for(lambda: marked_processes(cli.mark) == [], timeout=10)  # no child left behind
+    no_marked_processes(cli.mark, timeout=10)  # no child left behind
     assert list((tmp_path / "tmp").iterdir()) == []  # temporary files removed
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import psutil
 import pytest
-from conftest import Cli, marked_processes, wait_for, write
+from conftest import Cli, marked_processes, no_marked_processes, wait_for, write
 
 from hpcbench.exitcodes import ExitCode
 from hpcbench.probes import storage_fs as sfs
@@ -109,7 +109,8 @@ def test_measures_every_profile_and_leaves_the_target_as_it_was(cli: Cli, target
     assert argv[0] == "fio" and "--rw=randread" in argv and "--direct=1" in argv
     assert f"--filename={s['test_dir']}/fio-test.dat" in argv and s["test_dir"].startswith(str(target))
     assert ms["seqwrite_bw"]["settings"]["fio_argv"] != argv
-    assert s["fill"]["fio_argv"][1] == "--name=fill" and s["fill"]["bw_bytes"] > 0
+    assert "--name=fill" in s["fill"]["fio_argv"] and s["fill"]["bw_bytes"] > 0
+    assert "--thread" in argv and "--thread" in s["fill"]["fio_argv"]  # killing fio kills its jobs
     run = s["runs"][0]
     assert run["read"]["iops"] == ms["randread_iops"]["samples"][0]
     # nothing left, nothing existing touched
@@ -168,7 +169,7 @@ def test_signal_mid_measurement_removes_the_test_folder(cli: Cli, target: Path, 
     rec = json.loads(out)
     assert rec["interrupted"] == sig.name and rec["checks"][0]["status"] == "interrupted"
     assert leftover_dirs(target) == []
-    wait_for(lambda: marked_processes(cli.mark) == [], timeout=15)  # no fio left running
+    no_marked_processes(cli.mark, timeout=15)  # no fio left running
 
 
 def test_timeout_kills_fio_and_removes_the_test_folder(cli: Cli, target: Path) -> None:
@@ -177,7 +178,7 @@ def test_timeout_kills_fio_and_removes_the_test_folder(cli: Cli, target: Path) -
     check = rec["checks"][0]
     assert check["status"] == "error" and "timed out after 8 s" in check["reason"]
     assert leftover_dirs(target) == []
-    wait_for(lambda: marked_processes(cli.mark) == [], timeout=15)
+    no_marked_processes(cli.mark, timeout=15)
 
 
 def test_probe_killed_outright_the_runner_removes_the_registered_folder(cli: Cli, target: Path) -> None:
@@ -193,7 +194,7 @@ def test_probe_killed_outright_the_runner_removes_the_registered_folder(cli: Cli
     assert proc.returncode == ExitCode.UNKNOWN, err
     assert "killed by SIGKILL" in json.loads(out)["checks"][0]["reason"]
     assert leftover_dirs(target) == []
-    wait_for(lambda: marked_processes(cli.mark) == [], timeout=15)
+    no_marked_processes(cli.mark, timeout=15)
 
 
 def test_fio_missing_is_unknown_with_the_install_hint(cli: Cli, target: Path) -> None:

@@ -42,6 +42,9 @@ FIO_SLACK_S = 60.0
 FILL_MIN_RATE = 20e6
 FILL_IODEPTH = 16
 ENGINE_CHECK_BYTES = 64 * 1024
+#: fio's jobs as threads of the fio process, not forked processes: fio puts each forked job in a
+#: session of its own, so killing fio (or the probe's process group) would leave the jobs running
+THREADS = "--thread"
 
 
 def fio_filename(path: str) -> str:
@@ -64,6 +67,7 @@ def fio_argv(
     """The fio command line of one profile on one file or device (``size`` bytes of it)."""
     argv = [
         "fio",
+        THREADS,
         f"--name={profile.name}",
         f"--filename={fio_filename(filename)}",
         f"--ioengine={engine}",
@@ -96,6 +100,7 @@ def fill_argv(filename: str, size: int, engine: str) -> list[str]:
     """Write the whole test file once (random data), so reads hit allocated blocks."""
     return [
         "fio",
+        THREADS,
         "--name=fill",
         f"--filename={fio_filename(filename)}",
         f"--ioengine={engine}",
@@ -113,6 +118,7 @@ def engine_check_argv(filename: str, engine: str, raw: bool) -> list[str]:
     """A tiny job that only succeeds where ``engine`` works with direct I/O on this target."""
     return [
         "fio",
+        THREADS,
         "--name=engine-check",
         f"--filename={fio_filename(filename)}",
         f"--ioengine={engine}",

@@ -1,9 +1,10 @@
-"""Test probes: a fixed value, a hang, a crash, an exception, unmet requirements."""
+"""Test probes: a fixed value, a hang, a crash, an exception, escaping children, unmet requirements."""
 
 from __future__ import annotations
 
 import ctypes
 import os
+import subprocess
 import time
 from dataclasses import dataclass, field
 
@@ -67,6 +68,26 @@ class Hang:
     def run(self, params: NoParams, ctx: ProbeContext) -> list[Measurement]:
         while True:
             time.sleep(1)
+
+
+@dataclass(frozen=True)
+class DetachParams:
+    hang: bool = field(default=False, metadata={"help": "hang after starting the children"})
+
+
+class Detach:
+    name = "detach"
+    description = "Starts two sleepers in sessions of their own, as fio does with its jobs (for tests)"
+    Params = DetachParams
+    requires: tuple[Requirement, ...] = ()
+    expands: dict[str, str] = {}
+
+    def run(self, params: DetachParams, ctx: ProbeContext) -> list[Measurement]:
+        for _ in range(2):
+            subprocess.Popen(["sleep", "600"], start_new_session=True, stdin=subprocess.DEVNULL)
+        while params.hang:
+            time.sleep(1)
+        return [Measurement.from_samples("score", [1.0], "GB/s", ctx.subject)]
 
 
 @dataclass(frozen=True)
