@@ -97,6 +97,43 @@ def test_cpu_fp32_gemm_against_torch_and_numpy() -> None:
     assert ratio >= MIN_RATIO
 
 
+def _interleaved(
+    shapes: dict[str, Any], device: int | str, inventory: dict[str, Any]
+) -> dict[str, list[float]]:
+    """Median TFLOPS of each shape per round, the shapes alternated round by round, timed as the
+    probe times them (fresh inputs, warm-up, cache flush, CUDA events)."""
+    import torch as t
+
+    from hpcbench.probes import gemm as g
+    from hpcbench.probes import gemm_math as gm
+    from hpcbench.probes import torch_device as td
+
+    rt = td.prepare(t, device, inventory)
+    flush, _ = td.make_flush(t, rt, True)
+    out: dict[str, list[float]] = {name: [] for name in shapes}
+    for r in range(GPU_ROUNDS):
+        order = list(shapes.items()) if r % 2 == 0 else list(reversed(shapes.items()))
+        for name, label in order:
+            case = g.measure_case(
+                t,
+                rt,
+                "bf16",
+                gm.parse_shape(label),
+                repeats=10,
+                warmup=10,
+                warmup_s=0.0,
+                flush=flush,
+                check_size=64,
+                seed=100 + r,
+            )
+            assert case.sanity is None, case.sanity
+            out[name].append(statistics.median(case.tflops))
+    return out
+
+
+GPU_ROUNDS = int(os.environ.get("HPCBENCH_GEMM_GPU_ROUNDS", "6"))
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_gpu_bf16_8192_against_the_sweep() -> None:
     inventory = collect()
@@ -108,11 +145,33 @@ def test_gpu_bf16_8192_against_the_sweep() -> None:
     fixed, sweep = ms["bf16"], ms["bf16_sweep"]
     assert fixed.sanity is None and sweep.sanity is None
     name = fixed.settings["device"]["name"]
-    ratio = fixed.value / sweep.value
     best_shape = sweep.settings["sweep"]["best_shape"]
+    table = sorted(sweep.settings["sweep"]["table"], key=lambda row: -row["median"])
     print(f"\nbf16 GEMM on {name}: 8192^3 {fixed.value:.1f} TFLOPS (median; best {max(fixed.samples):.1f})")
-    print(f"sweep best {sweep.value:.1f} TFLOPS at {best_shape}")
-    print(f"8192^3 / sweep best = {ratio:.3f} (target >= 0.97)")
+    print(
+        "sweep, top 5 of",
+        len(table),
+        "shapes (median TFLOPS):",
+        ", ".join(f"{row['shape']} {row['median']:.1f}" for row in table[:5]),
+    )
+    for label, m in (("8192^3", fixed), ("sweep", sweep)):
+        tel = m.settings.get("telemetry", {})
+        print(
+            f"  telemetry {label}: "
+            + ", ".join(f"{k} {v}" for k, v in tel.items() if k.startswith(("sm_clock", "power", "temp")))
+        )
+    in_sweep = fixed.value / sweep.value
+    print(
+        f"in one pass: 8192^3 / sweep best = {in_sweep:.3f} (the sweep's best of {len(table)} medians "
+        "is biased upwards, and the two ran minutes apart)"
+    )
+    # the sweep's winner re-measured against 8192^3, alternated round by round: same thermal state
+    rounds = _interleaved({"8192^3": "8192", "best": best_shape}, device, inventory)
+    print(f"interleaved, {GPU_ROUNDS} rounds (median TFLOPS per round):")
+    for key, row in rounds.items():
+        print(f"  {key:>7}: " + " ".join(f"{v:.1f}" for v in row))
+    ratio = statistics.median(rounds["8192^3"]) / statistics.median(rounds["best"])
+    print(f"interleaved: 8192^3 / {best_shape} = {ratio:.3f} (target >= 0.97)")
     if "H200" in name:
         print(f"8192^3 / 750 TFLOPS = {fixed.value / 750:.3f} (target >= 1.0 on an H200)")
         assert fixed.value >= 750
