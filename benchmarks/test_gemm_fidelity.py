@@ -132,6 +132,7 @@ def _interleaved(
 
 
 GPU_ROUNDS = int(os.environ.get("HPCBENCH_GEMM_GPU_ROUNDS", "6"))
+TELEMETRY_KEYS = ("sm_clock", "power", "temp", "throttle")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -158,7 +159,7 @@ def test_gpu_bf16_8192_against_the_sweep() -> None:
         tel = m.settings.get("telemetry", {})
         print(
             f"  telemetry {label}: "
-            + ", ".join(f"{k} {v}" for k, v in tel.items() if k.startswith(("sm_clock", "power", "temp")))
+            + ", ".join(f"{k} {v}" for k, v in tel.items() if k.startswith(TELEMETRY_KEYS))
         )
     in_sweep = fixed.value / sweep.value
     print(
