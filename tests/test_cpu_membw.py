@@ -15,10 +15,13 @@ from hpcbench.probes.base import ProbeContext, build_params
 from hpcbench.probes.cpu_membw import (
     KERNELS,
     CpuMembw,
+    choose_variants,
     default_array_size,
     expected_values,
+    kernel_variants,
     numa_cpus,
     stream_bytes,
+    time_variants,
     validate_stream,
 )
 
@@ -178,7 +181,71 @@ def test_small_real_run() -> None:
     assert s["numa_node"] is None and s["dtype"] == "float64"
     assert s["repeats"] == 3 and s["warmup"] == 1
     assert s["torch_version"] and s["torch_parallel_backend"] and s["torch_threads"] >= 1
+    impl = {m.metric: m.settings["implementation"] for m in ms}
+    assert impl["add"] == impl["triad"] == "plain" and {impl["copy"], impl["scale"]} <= {
+        "plain",
+        "complex128",
+    }
+    others = {m.metric: m.settings["other_implementations_gbs"] for m in ms}
+    assert others["add"] == {} and list(others["copy"]) == [
+        {"plain": "complex128"}.get(impl["copy"], "plain")
+    ]
+    assert all(len(v) == 3 and min(v) > 0 for v in others["scale"].values())
     assert ms[0].as_dict()["median"] > 0
+
+
+def test_choose_variants_takes_the_shorter_median_and_plain_on_ties() -> None:
+    times = {
+        "copy": {"plain": [0.020, 0.011, 0.012], "complex128": [0.010, 0.030, 0.011]},
+        "scale": {"plain": [0.010, 0.002], "complex128": [0.004, 0.008]},
+        "add": {"plain": [0.012]},
+        "triad": {"plain": []},
+    }
+    assert choose_variants(times) == {
+        "copy": "complex128",
+        "scale": "plain",
+        "add": "plain",
+        "triad": "plain",
+    }
+
+
+@pytest.mark.parametrize("n", [4097, 4096 * 3 + 1])
+def test_odd_arrays_have_plain_kernels_only(n: int) -> None:
+    import torch
+
+    a, b, c = (torch.ones(n, dtype=torch.float64) for _ in range(3))
+    assert {k: list(v) for k, v in kernel_variants(torch, a, b, c).items()} == {k: ["plain"] for k in KERNELS}
+
+
+def test_every_variant_writes_exactly_what_the_plain_kernel_writes() -> None:
+    import torch
+
+    gen = torch.Generator().manual_seed(3)
+    start = [torch.randn(10_000, dtype=torch.float64, generator=gen) * 1e3 for _ in range(3)]
+    variants = {k: list(v) for k, v in kernel_variants(torch, *(t.clone() for t in start)).items()}
+    assert variants["copy"] == ["plain", "complex128"] and variants["scale"] == ["plain", "complex128"]
+    for kernel, names in variants.items():
+        results = []
+        for name in names:
+            a, b, c = (t.clone() for t in start)
+            kernel_variants(torch, a, b, c)[kernel][name]()
+            results.append((a, b, c))
+        for other in results[1:]:
+            assert all(torch.equal(x, y) for x, y in zip(results[0], other, strict=True)), (kernel, names)
+
+
+def test_time_variants_times_every_variant_and_keeps_streams_values() -> None:
+    import torch
+
+    n = 100_000
+    a, b, c = (torch.empty(n, dtype=torch.float64) for _ in range(3))
+    a.fill_(2.0), b.fill_(2.0), c.fill_(0.0)
+    variants = kernel_variants(torch, a, b, c)
+    times = time_variants(variants, 2, 3)
+    assert {k: {name: len(ts) for name, ts in by.items()} for k, by in times.items()} == {
+        k: dict.fromkeys(variants[k], 3) for k in KERNELS
+    }
+    assert validate_stream({"a": a, "b": b, "c": c}, 5) is None  # each variant repeated in its slot
 
 
 def test_explicit_threads() -> None:
