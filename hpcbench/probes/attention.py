@@ -221,8 +221,6 @@ class Attention:
         os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
         import torch
 
-        from hpcbench import telemetry
-
         rt = td.prepare(torch, params.device, ctx.inventory or {}, params.threads)
         cc = tuple(rt.info["capability"]) if rt.choice.is_cuda else None
         skipped = {
@@ -258,14 +256,11 @@ class Attention:
             "sdpa_enabled": enabled_backends(torch),
             "statistic": "median of the timed calls (best and every sample kept)",
         }
-        why = "the CPU device has no NVML telemetry" if not gpu else "GPU not in the NVML inventory"
         checks: dict[tuple[str, int, bool], tuple[dict[str, Any], str | None]] = {}
         skipped_cases: dict[str, str] = {}
         out: list[Measurement] = []
         warm = params.warmup_s
-        with telemetry.Sampler(
-            rt.choice.nvml_index if gpu else None, params.telemetry_interval, why_none=why
-        ) as sampler:
+        with td.sampler(rt, params.telemetry_interval) as sampler:
             for i, case in enumerate(grid):
                 key = (case.dtype, case.head_dim, case.causal)
                 if key not in checks:

@@ -252,8 +252,6 @@ class Gemm:
         os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")  # before CUDA starts: ordinals in bus order
         import torch
 
-        from hpcbench import telemetry
-
         rt = td.prepare(torch, params.device, ctx.inventory or {}, params.threads)
         skipped = unsupported_dtypes(torch, rt, params.dtypes)
         todo = [d for d in params.dtypes if d not in skipped]
@@ -282,15 +280,9 @@ class Gemm:
         unfit = [sh for sh in shapes if "fp8" in todo and not _fp8_fits(sh)]
         if unfit:
             common["skipped_shapes"] = {f"fp8 {sh.label}": "not a multiple of 16" for sh in unfit}
-        why = (
-            "the CPU device has no NVML telemetry"
-            if not rt.choice.is_cuda
-            else "GPU not in the NVML inventory"
-        )
-        index = rt.choice.nvml_index if rt.choice.is_cuda else None
         out: list[Measurement] = []
         warm = params.warmup_s
-        with telemetry.Sampler(index, params.telemetry_interval, why_none=why) as sampler:
+        with td.sampler(rt, params.telemetry_interval) as sampler:
             for dtype in todo:
                 for i, shape in enumerate(shapes):
                     if dtype == "fp8" and not _fp8_fits(shape):

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 from hpcbench import nvml as seam
 from hpcbench.model import Measurement
 from hpcbench.probes.base import ProbeContext, Requirement, check
-from hpcbench.probes.torch_device import check_device_param, prepare, time_calls
+from hpcbench.probes.torch_device import check_device_param, prepare, sampler, time_calls
 
 NAME = "gpu_membw"
 KERNELS = ("copy", "triad")
@@ -154,15 +154,11 @@ class GpuMembw:
             free = ((ctx.inventory or {}).get("memory") or {}).get("total_bytes")
         nbytes = buffer_bytes(rt.cache_bytes, free, params.buffer_mib)
         n = nbytes // ITEMSIZE
-        from hpcbench import telemetry
-
-        index = rt.choice.nvml_index if rt.choice.is_cuda else None
-        why = "GPU not in the NVML inventory" if rt.choice.is_cuda else "the CPU device has no NVML telemetry"
         # clocks, power, temperature and throttle reasons while the kernels run (a hint on a shortfall)
-        with telemetry.Sampler(index, params.telemetry_interval, nvml=self.nvml, why_none=why) as sampler:
+        with sampler(rt, params.telemetry_interval, nvml=self.nvml) as nvml_sampler:
             with torch.no_grad():
                 seconds, sanity = measure(torch, rt.device, rt.clock, n, params.warmup, params.repeats)
-            tel = sampler.summary()
+            tel = nvml_sampler.summary()
         peak = (
             theoretical_peak(rt.choice.nvml_index, self.nvml)
             if rt.choice.is_cuda

@@ -295,6 +295,17 @@ def make_flush(torch: Any, rt: Runtime, enabled: bool) -> tuple[Callable[[], Non
     return flush, flush.describe()
 
 
+def sampler(rt: Runtime, interval: float, nvml: Any = None) -> Any:
+    """The NVML telemetry sampler of the runtime's GPU; on the CPU device (or a GPU NVML does not
+    list) one that samples nothing and says why."""
+    from hpcbench import telemetry
+
+    if rt.choice.is_cuda:
+        why = "GPU not in the NVML inventory"
+        return telemetry.Sampler(rt.choice.nvml_index, interval, nvml=nvml, why_none=why)
+    return telemetry.Sampler(None, interval, nvml=nvml, why_none="the CPU device has no NVML telemetry")
+
+
 def torch_dtype(torch: Any, name: str) -> Any:
     return getattr(torch, TORCH_DTYPES[name])
 
