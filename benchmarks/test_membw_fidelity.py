@@ -157,20 +157,17 @@ ptrs = (a.data_ptr(), b.data_ptr(), c.data_ptr())
 def c_kernel(lib, k):
     return lambda: lib.stream_kernel(k, *ptrs, n, SCALAR)
 rates = {side: {k: [] for k in KERNELS} for side in libs}
-for k in KERNELS:
-    for name in variants[k]:
-        rates.setdefault(name, {})[k] = []
+impls = {k: {impl: [] for impl in variants[k]} for k in KERNELS}
 for r in range(rounds):
     for k, name in enumerate(KERNELS):
-        order = [(side, c_kernel(lib, k)) for side, lib in libs.items()]
-        order += [(impl, fn) for impl, fn in variants[name].items()]
-        for side, fn in order if r % 2 == 0 else order[::-1]:
-            rates[side][name].append(stream_bytes(name, n) / time_kernel(fn) / 1e9)
-print(json.dumps({"capability": torch.backends.cpu.get_cpu_capability(), "rates": rates}))
+        order = [(rates[side][name], c_kernel(lib, k)) for side, lib in libs.items()]
+        order += [(impls[name][impl], fn) for impl, fn in variants[name].items()]
+        for into, fn in order if r % 2 == 0 else order[::-1]:
+            into.append(stream_bytes(name, n) / time_kernel(fn) / 1e9)
+cap = torch.backends.cpu.get_cpu_capability()
+print(json.dumps({"capability": cap, "rates": rates, "impls": impls}))
 """
 
-#: the probe's implementations (kernel_variants) among the sides of the same-arrays script
-IMPLS = ("plain", "complex128")
 #: gcc flags for the vector width of torch's CPU kernels (torch.backends.cpu.get_cpu_capability())
 WIDE_FLAGS = {"AVX512": ["-march=x86-64-v4", "-mprefer-vector-width=512"], "AVX2": ["-march=x86-64-v3"]}
 
@@ -218,13 +215,12 @@ def test_membw_kernels_on_the_same_arrays(tmp_path: Path) -> None:
     out = json.loads(proc.stdout)
     rates = out["rates"]
     # the probe's side: per kernel the implementation the probe would report (shorter median call)
+    impls = out["impls"]
     chosen = choose_variants(
-        {
-            k: {impl: [1 / r for r in per[k]] for impl, per in rates.items() if impl in IMPLS and k in per}
-            for k in KERNELS
-        }
+        {k: {impl: [1 / r for r in rs] for impl, rs in by.items()} for k, by in impls.items()}
     )
-    rates["probe"] = {k: rates[chosen[k]][k] for k in KERNELS}
+    rates["probe"] = {k: impls[k][chosen[k]] for k in KERNELS}
+    rates["plain"] = {k: impls[k]["plain"] for k in KERNELS}
     best = {side: {k: max(v) for k, v in per.items()} for side, per in rates.items()}
     ratios = {k: best["probe"][k] / best["c"][k] for k in KERNELS}
     paired = {

@@ -290,17 +290,14 @@ def _terminate_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None
         os.killpg(proc.pid, sig)
 
 
-def kill_tagged(token: str) -> list[int]:
-    """SIGKILL every process whose environment carries ``token``; their pids."""
+def kill_tagged(token: str) -> None:
+    """SIGKILL every process whose environment carries ``token``."""
     import psutil
 
-    killed = []
     for p in psutil.process_iter():
         with contextlib.suppress(psutil.Error, OSError):
             if p.pid != os.getpid() and p.environ().get(JOB_TOKEN_ENV) == token:
                 p.kill()
-                killed.append(p.pid)
-    return killed
 
 
 def _reap(proc: subprocess.Popen[bytes]) -> int:
