@@ -49,6 +49,16 @@ def best(samples: list[float] | tuple[float, ...], higher_is_better: bool) -> fl
     return max(samples) if higher_is_better else min(samples)
 
 
+def fastest(times: dict[str, list[float]], prefer: str | None = None) -> str:
+    """The name whose timings (seconds per call) have the shortest median; ``prefer`` on a tie, else
+    the first name. Names without timings are left out; ValueError when none has any."""
+    medians = {name: statistics.median(ts) for name, ts in times.items() if ts}
+    if not medians:
+        raise ValueError("no timings")
+    order = {name: i for i, name in enumerate(medians)}
+    return min(medians, key=lambda name: (medians[name], name != prefer, order[name]))
+
+
 def stability_warnings(stats: Stats) -> list[str]:
     """pyperf-style warnings: the samples are too noisy to trust a small difference."""
     warnings: list[str] = []

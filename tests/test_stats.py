@@ -102,3 +102,14 @@ def test_outlier_far_from_mean_warns_about_extreme() -> None:
 def test_too_few_samples_warn() -> None:
     warnings = stability_warnings(summarize([100.0, 100.0]))
     assert warnings == ["only 2 sample(s): too few to judge stability"]
+
+
+def test_fastest_is_the_shortest_median_with_a_preferred_name_on_ties() -> None:
+    from hpcbench.stats import fastest
+
+    assert fastest({"a": [3.0, 1.0, 2.0], "b": [1.5, 1.5, 9.0]}) == "b"
+    assert fastest({"a": [1.0], "b": [1.0]}) == "a"
+    assert fastest({"a": [1.0], "b": [1.0]}, prefer="b") == "b"
+    assert fastest({"a": [], "b": [5.0]}) == "b"
+    with pytest.raises(ValueError):
+        fastest({"a": []})

@@ -135,6 +135,30 @@ def test_time_calls_order_warmup_flush_and_result() -> None:
     assert log == ["flush", "call", "flush", "call", "settle", *timed, *timed, *timed]
 
 
+def test_time_alternating_interleaves_and_reverses_the_order_each_iteration() -> None:
+    log: list[str] = []
+    clock = TickClock(log)
+
+    def make(name: str, ticks: int) -> Any:
+        def fn() -> str:
+            clock.t += ticks
+            log.append(name)
+            return f"{name}{len(log)}"
+
+        return fn
+
+    seconds, last = td.time_alternating(
+        {"a": make("a", 1), "b": make("b", 5)}, clock, warmup=1, repeats=3, flush=lambda: log.append("f")
+    )
+    assert seconds == {"a": [1.0, 1.0, 1.0], "b": [5.0, 5.0, 5.0]}
+    calls = [entry for entry in log if entry in ("a", "b")]
+    assert calls == ["a", "b", "a", "b", "b", "a", "a", "b"]  # warm-up, then a b / b a / a b
+    assert log[:5] == ["f", "a", "f", "b", "settle"]
+    assert log[5:9] == ["f", "start", "a", "stop"]
+    assert last["a"].startswith("a") and last["b"].startswith("b")
+    assert int(last["a"][1:]) < int(last["b"][1:])  # the last (third) iteration ran a, then b
+
+
 def test_time_calls_warms_up_for_a_time() -> None:
     log: list[str] = []
     count = [0]

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -32,6 +31,7 @@ from typing import Any, ClassVar
 from hpcbench.errors import ProbeError
 from hpcbench.model import Measurement
 from hpcbench.probes.base import ProbeContext, Requirement, check
+from hpcbench.stats import fastest
 
 KERNELS: tuple[str, ...] = ("copy", "scale", "add", "triad")
 #: arrays each kernel reads plus writes (STREAM's counting)
@@ -162,11 +162,10 @@ def kernel_variants(torch: Any, a: Any, b: Any, c: Any) -> dict[str, dict[str, C
 
 def choose_variants(times: dict[str, dict[str, list[float]]]) -> dict[str, str]:
     """Per kernel, the implementation with the shortest median call; ``plain`` on a tie."""
-    chosen = {}
-    for kernel, by_name in times.items():
-        timed = {name: statistics.median(ts) for name, ts in by_name.items() if ts}
-        chosen[kernel] = min(timed, key=lambda name: (timed[name], name != "plain")) if timed else "plain"
-    return chosen
+    return {
+        kernel: fastest(by_name, prefer="plain") if any(by_name.values()) else "plain"
+        for kernel, by_name in times.items()
+    }
 
 
 def time_kernel(fn: Callable[[], Any]) -> float:

@@ -208,23 +208,50 @@ def time_calls(
     clocks ramp up under load). The cache is flushed before every call, timed or not, and the
     flush itself is outside the timed interval.
     """
-    for _ in range(warmup):
-        flush()
-        fn()
+    seconds, results = time_alternating(
+        {"": fn}, clock, warmup=warmup, repeats=repeats, flush=flush, warmup_s=warmup_s
+    )
+    return seconds[""], results[""]
+
+
+def time_alternating(
+    fns: dict[str, Callable[[], Any]],
+    clock: Clock,
+    *,
+    warmup: int,
+    repeats: int,
+    flush: Callable[[], None] = no_flush,
+    warmup_s: float = 0.0,
+) -> tuple[dict[str, list[float]], dict[str, Any]]:
+    """``time_calls`` for several implementations of one operation, interleaved: in every
+    iteration each runs once, in the listed order on even iterations and reversed on odd ones,
+    so all meet the same clocks, temperature and neighbours. Seconds of each one's timed calls,
+    and each one's last result."""
+    names = list(fns)
+
+    def order(iteration: int) -> list[str]:
+        return names if iteration % 2 == 0 else names[::-1]
+
+    for iteration in range(warmup):
+        for name in order(iteration):
+            flush()
+            fns[name]()
     clock.settle()
     deadline = time.monotonic() + warmup_s
     while time.monotonic() < deadline:
-        flush()
-        fn()
+        for name in names:
+            flush()
+            fns[name]()
         clock.settle()
-    marks: list[tuple[Any, Any]] = []
-    result: Any = None
-    for _ in range(repeats):
-        flush()
-        begin = clock.start()
-        result = fn()
-        marks.append((begin, clock.stop()))
-    return clock.seconds(marks), result
+    marks: dict[str, list[tuple[Any, Any]]] = {name: [] for name in names}
+    results: dict[str, Any] = dict.fromkeys(names)
+    for iteration in range(repeats):
+        for name in order(iteration):
+            flush()
+            begin = clock.start()
+            results[name] = fns[name]()
+            marks[name].append((begin, clock.stop()))
+    return {name: clock.seconds(marks[name]) for name in names}, results
 
 
 @dataclass(frozen=True)
