@@ -5,8 +5,12 @@ numpy loop at the same size (y = x @ W^T, float32), interleaved in one process (
 numpy, probe, ...) so a noisy neighbour hurts all alike; each side's best round median is
 compared and printed side by side. Target: the probe within 5% of the better reference.
 
-On a GPU (skipped without CUDA): bf16 at 8192^3 against the best shape of a bf16 shape sweep
-on the same GPU (target: within 3%), and on an H200 at least 750 TFLOPS. Both ratios printed.
+On a GPU (skipped without CUDA): bf16 at 8192^3 against the best shape of a 64-shape bf16 sweep
+on the same GPU (target: within 3%), and on an H200 at least 750 TFLOPS. The sweep's top three
+shapes are then re-measured against 8192^3, alternated round by round (HPCBENCH_GEMM_GPU_ROUNDS,
+default 6), in the probe's burst state and after HPCBENCH_GEMM_SUSTAIN_S (default 1) seconds of
+untimed calls of each shape (sustained, at the power cap); the assertion is on the burst ratio,
+every ratio is printed.
 
     .venv/bin/python -m pytest benchmarks/test_gemm_fidelity.py -s
 
@@ -15,9 +19,9 @@ HPCBENCH_GEMM_MIN_RATIO (CPU, default 0.95).
 
 The size: the probe flushes the cache before each timed call and the plain loops do not, so at
 sizes whose operands fit the last-level cache the loops run warm and the probe cold; at 1024
-(12 MiB of operands) the compute dominates. The probe can only be as fast as torch's own BLAS:
-where numpy's BLAS is faster than torch's (OpenBLAS against MKL on AMD CPUs, ~8% at 2048), the
-ratio to the better library says so; probe / torch is printed as well.
+(12 MiB of operands) the compute dominates. On the CPU the probe times torch.mm and oneDNN's
+linear and reports the faster (the round's implementation is printed): where numpy's BLAS beats
+torch's (OpenBLAS against MKL on AMD CPUs, ~8% at 2048), torch.mm alone could not reach it.
 """
 
 from __future__ import annotations
@@ -73,21 +77,24 @@ def test_cpu_fp32_gemm_against_torch_and_numpy() -> None:
     w_np = rng.standard_normal((n, n), dtype=np.float32)
     x_t, w_t = torch.from_numpy(x_np.copy()), torch.from_numpy(w_np.copy())
     rounds: dict[str, list[float]] = {"probe": [], "torch": [], "numpy": []}
+    chosen: list[str] = []
     for r in range(ROUNDS):
         (m,) = Gemm().run(
             build_params(Gemm, {**params.__dict__, "seed": r}), ProbeContext(inventory=inventory)
         )
         assert m.sanity is None, m.sanity
         rounds["probe"].append(m.value)  # the probe's checked value: the median of its timed calls
+        chosen.append(m.settings["implementation"])
         rounds["torch"].append(_median_tflops(lambda: torch.mm(x_t, w_t.t()), flops))
         rounds["numpy"].append(_median_tflops(lambda: x_np @ w_np.T, flops))
     best = {k: max(v) for k, v in rounds.items()}
     reference = max(best["torch"], best["numpy"])
     ratio = best["probe"] / reference
     print(f"\nfp32 GEMM {n}x{n}x{n} on the CPU ({torch.get_num_threads()} threads), GFLOPS, {ROUNDS} rounds:")
-    print(f"{'round':>6} {'probe':>10} {'torch':>10} {'numpy':>10}")
+    print(f"{'round':>6} {'probe':>10} {'torch':>10} {'numpy':>10}  probe's implementation")
     for i in range(ROUNDS):
-        print(f"{i:>6} " + " ".join(f"{rounds[k][i] * 1e3:>10.1f}" for k in ("probe", "torch", "numpy")))
+        row = " ".join(f"{rounds[k][i] * 1e3:>10.1f}" for k in ("probe", "torch", "numpy"))
+        print(f"{i:>6} {row}  {chosen[i]}")
     print(f"{'best':>6} " + " ".join(f"{best[k] * 1e3:>10.1f}" for k in ("probe", "torch", "numpy")))
     print(
         f"probe / torch = {best['probe'] / best['torch']:.3f}, "
@@ -98,10 +105,11 @@ def test_cpu_fp32_gemm_against_torch_and_numpy() -> None:
 
 
 def _interleaved(
-    shapes: dict[str, Any], device: int | str, inventory: dict[str, Any]
-) -> dict[str, list[float]]:
-    """Median TFLOPS of each shape per round, the shapes alternated round by round, timed as the
-    probe times them (fresh inputs, warm-up, cache flush, CUDA events)."""
+    shapes: dict[str, Any], device: int | str, inventory: dict[str, Any], warmup_s: float = 0.0
+) -> dict[str, dict[str, list[float]]]:
+    """Median TFLOPS per round of each shape as the probe reports it ("probe") and of each of its
+    implementations, the shapes alternated round by round, timed as the probe times them (fresh
+    inputs, warm-up, cache flush, CUDA events, implementations alternated call by call)."""
     import torch as t
 
     from hpcbench.probes import gemm as g
@@ -110,7 +118,7 @@ def _interleaved(
 
     rt = td.prepare(t, device, inventory)
     flush, _ = td.make_flush(t, rt, True)
-    out: dict[str, list[float]] = {name: [] for name in shapes}
+    out: dict[str, dict[str, list[float]]] = {name: {"probe": []} for name in shapes}
     for r in range(GPU_ROUNDS):
         order = list(shapes.items()) if r % 2 == 0 else list(reversed(shapes.items()))
         for name, label in order:
@@ -121,17 +129,22 @@ def _interleaved(
                 gm.parse_shape(label),
                 repeats=10,
                 warmup=10,
-                warmup_s=0.0,
+                warmup_s=warmup_s,
                 flush=flush,
                 check_size=64,
                 seed=100 + r,
             )
             assert case.sanity is None, case.sanity
-            out[name].append(statistics.median(case.tflops))
+            out[name]["probe"].append(statistics.median(case.tflops))
+            per_impl = {case.settings["implementation"]: case.tflops}
+            per_impl.update(case.settings.get("other_implementations_tflops", {}))
+            for impl, samples in per_impl.items():
+                out[name].setdefault(impl, []).append(statistics.median(samples))
     return out
 
 
 GPU_ROUNDS = int(os.environ.get("HPCBENCH_GEMM_GPU_ROUNDS", "6"))
+SUSTAIN_S = float(os.environ.get("HPCBENCH_GEMM_SUSTAIN_S", "1.0"))
 TELEMETRY_KEYS = ("sm_clock", "power", "temp", "throttle")
 
 
@@ -148,12 +161,22 @@ def test_gpu_bf16_8192_against_the_sweep() -> None:
     name = fixed.settings["device"]["name"]
     best_shape = sweep.settings["sweep"]["best_shape"]
     table = sorted(sweep.settings["sweep"]["table"], key=lambda row: -row["median"])
-    print(f"\nbf16 GEMM on {name}: 8192^3 {fixed.value:.1f} TFLOPS (median; best {max(fixed.samples):.1f})")
+
+    def impls(m: Any) -> str:
+        others = m.settings.get("other_implementations_tflops", {})
+        text = ", ".join(f"{k} {statistics.median(v):.1f}" for k, v in others.items())
+        return f"via {m.settings['implementation']}" + (f" (other: {text})" if text else "")
+
+    print(
+        f"\nbf16 GEMM on {name}: 8192^3 {fixed.value:.1f} TFLOPS (median; best {max(fixed.samples):.1f}) "
+        + impls(fixed)
+    )
+    print(f"sweep best {best_shape} {sweep.value:.1f} " + impls(sweep))
     print(
         "sweep, top 5 of",
         len(table),
         "shapes (median TFLOPS):",
-        ", ".join(f"{row['shape']} {row['median']:.1f}" for row in table[:5]),
+        ", ".join(f"{row['shape']} {row['median']:.1f} {row.get('implementation')}" for row in table[:5]),
     )
     for label, m in (("8192^3", fixed), ("sweep", sweep)):
         tel = m.settings.get("telemetry", {})
@@ -166,14 +189,27 @@ def test_gpu_bf16_8192_against_the_sweep() -> None:
         f"in one pass: 8192^3 / sweep best = {in_sweep:.3f} (the sweep's best of {len(table)} medians "
         "is biased upwards, and the two ran minutes apart)"
     )
-    # the sweep's winner re-measured against 8192^3, alternated round by round: same thermal state
-    rounds = _interleaved({"8192^3": "8192", "best": best_shape}, device, inventory)
-    print(f"interleaved, {GPU_ROUNDS} rounds (median TFLOPS per round):")
-    for key, row in rounds.items():
-        print(f"  {key:>7}: " + " ".join(f"{v:.1f}" for v in row))
-    ratio = statistics.median(rounds["8192^3"]) / statistics.median(rounds["best"])
-    print(f"interleaved: 8192^3 / {best_shape} = {ratio:.3f} (target >= 0.97)")
+    # the sweep's top three re-measured against 8192^3, alternated round by round: burst (as the
+    # probe measures) and sustained (after SUSTAIN_S s of untimed calls of the shape: the power cap)
+    top = {f"#{i + 1}": row["shape"] for i, row in enumerate(table[:3])}
+    ratios = {}
+    for state, warm in (("burst", 0.0), ("sustained", SUSTAIN_S)):
+        rounds = _interleaved({"8192^3": "8192", **top}, device, inventory, warm)
+        medians = {key: statistics.median(by_impl["probe"]) for key, by_impl in rounds.items()}
+        print(f"{state}, interleaved, {GPU_ROUNDS} rounds (median TFLOPS per round | median):")
+        for key, by_impl in rounds.items():
+            row = " ".join(f"{v:.1f}" for v in by_impl["probe"])
+            print(f"  {key:>7} {top.get(key, ''):>16}: {row} | {medians[key]:.1f}")
+        winner = max(top, key=lambda key: medians[key])
+        paired = [a / b for a, b in zip(rounds["8192^3"]["probe"], rounds[winner]["probe"], strict=True)]
+        ratios[state] = medians["8192^3"] / medians[winner]
+        print(
+            f"  {state}: 8192^3 / {top[winner]} = {ratios[state]:.3f} (medians of the rounds); "
+            "per round " + " ".join(f"{r:.3f}" for r in paired)
+        )
+    print(f"interleaved, 8192^3 / the best: burst {ratios['burst']:.3f}, sustained {ratios['sustained']:.3f}")
+    print("(target >= 0.97, asserted on the burst ratio: the probe's default state)")
     if "H200" in name:
         print(f"8192^3 / 750 TFLOPS = {fixed.value / 750:.3f} (target >= 1.0 on an H200)")
         assert fixed.value >= 750
-    assert ratio >= 0.97
+    assert ratios["burst"] >= 0.97

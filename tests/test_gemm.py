@@ -4,6 +4,7 @@ a wrong answer caught, the sweep, per-dtype SKIP, and the CLI."""
 from __future__ import annotations
 
 import json
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +24,15 @@ from hpcbench.suite import CheckSpec
 
 INVENTORY = {"cpu": {"model": "test cpu", "threads": 2, "llc_bytes": 4 * 2**20}, "gpus": {"count": 0}}
 FAST = {"device": "cpu", "repeats": 2, "warmup": 0, "warmup_s": 0.0}
+
+
+def _onednn() -> bool:
+    import torch
+
+    return gemm.has_onednn(torch)
+
+
+needs_onednn = pytest.mark.skipif(not _onednn(), reason="this torch has no oneDNN (mkldnn) linear")
 
 
 def run(values: dict[str, Any], subject: str = "node") -> list:
@@ -50,6 +60,7 @@ def test_probe_attributes() -> None:
         ({"device": "cuda"}, "device"),
         ({"device": -1}, "device"),
         ({"check_size": 0}, "check_size"),
+        ({"implementations": ["cutlass"]}, "implementations"),
     ],
 )
 def test_param_errors(values: dict[str, Any], key: str) -> None:
@@ -107,33 +118,39 @@ def test_inputs_are_fresh_random_never_zero() -> None:
     import torch
 
     shape = gm.Shape(64, 48, 32)
-    _, (x1, _), (w1, _), _ = gemm._operands(torch, "cpu", "bf16", shape, torch.Generator().manual_seed(0))
-    _, (x2, _), _, _ = gemm._operands(torch, "cpu", "bf16", shape, torch.Generator().manual_seed(1))
+    (x1, _), (w1, _) = gemm._operands(torch, "cpu", "bf16", shape, torch.Generator().manual_seed(0))
+    (x2, _), _ = gemm._operands(torch, "cpu", "bf16", shape, torch.Generator().manual_seed(1))
     assert x1.shape == (64, 32) and w1.shape == (48, 32)  # x: m x k, W: n x k (nn.Linear)
     assert 0.8 < float(x1.float().std()) < 1.2 and int((x1 == 0).sum()) < 5
     assert not torch.equal(x1, x2)
 
 
-def _corrupting(monkeypatch: pytest.MonkeyPatch, row: int, col: int) -> None:
-    """Make every GEMM the probe times return one wrong element (a silent data corruption)."""
-    original = gemm._operands
+def _corrupting(monkeypatch: pytest.MonkeyPatch, row: int, col: int, only: str | None = None) -> None:
+    """Make every GEMM the probe times (or only implementation ``only``'s) return one wrong
+    element: a silent data corruption."""
+    original = gemm._calls
 
-    def faulty(torch: Any, device: Any, dtype: str, shape: gm.Shape, gen: Any) -> Any:
-        call, x, w, op = original(torch, device, dtype, shape, gen)
+    def faulty(torch: Any, names: list[str], x: Any, w: Any) -> Any:
+        calls = original(torch, names, x, w)
 
-        def corrupt() -> Any:
-            out = call()
-            out[row, col] = out[row, col] * 2 + 1
-            return out
+        def corrupt(call: Any) -> Any:
+            def run() -> Any:
+                out = call()
+                if getattr(out, "is_mkldnn", False):
+                    out = out.to_dense()
+                out[row, col] = out[row, col] * 2 + 1
+                return out
 
-        return corrupt, x, w, op
+            return run
 
-    monkeypatch.setattr(gemm, "_operands", faulty)
+        return {name: corrupt(c) if only in (None, name) else c for name, c in calls.items()}
+
+    monkeypatch.setattr(gemm, "_calls", faulty)
 
 
 def test_wrong_answer_sets_sanity_and_fails_apart_from_slowness(monkeypatch: pytest.MonkeyPatch) -> None:
     _corrupting(monkeypatch, 3, 5)
-    ms = run({"dtypes": ["fp32", "bf16"], "shapes": ["64"]})
+    ms = run({"dtypes": ["fp32", "bf16"], "shapes": ["64"], "implementations": ["mm"]})
     for m in ms:
         assert m.sanity is not None
         assert m.sanity.startswith(f"gemm {m.metric} 64x64x64: 1 of 4096 sampled outputs differ")
@@ -147,6 +164,64 @@ def test_wrong_answer_sets_sanity_and_fails_apart_from_slowness(monkeypatch: pyt
     )
 
 
+@needs_onednn
+def test_a_wrong_answer_from_the_slower_implementation_still_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every implementation's output is verified, not only the reported one's: a corruption in
+    either names the implementation."""
+    for bad in ("mm", "onednn"):
+        _corrupting(monkeypatch, 2, 7, only=bad)
+        (m,) = run({"dtypes": ["fp32"], "shapes": ["64"]})
+        assert m.settings["implementation"] in ("mm", "onednn")
+        assert m.sanity is not None and m.sanity.startswith(f"gemm fp32 64x64x64 ({bad}): 1 of 4096")
+        assert "worst y[2, 7]" in m.sanity and m.sanity.count("sampled outputs differ") == 1
+        monkeypatch.undo()
+
+
+@needs_onednn
+def test_cpu_fp32_times_torch_mm_and_onednn_and_reports_the_faster(monkeypatch: pytest.MonkeyPatch) -> None:
+    (m,) = run({"dtypes": ["fp32"], "shapes": ["64"], "repeats": 4})
+    chosen = m.settings["implementation"]
+    (other,) = m.settings["other_implementations_tflops"]
+    assert {chosen, other} == {"mm", "onednn"} and len(m.settings["other_implementations_tflops"][other]) == 4
+    assert statistics.median(m.samples) >= statistics.median(
+        m.settings["other_implementations_tflops"][other]
+    )
+    assert m.settings["op"].startswith(gm.IMPLEMENTATIONS[chosen]) and m.sanity is None
+    # one named implementation: only it runs; bf16 has only torch.mm on the CPU
+    (only,) = run({"dtypes": ["fp32"], "shapes": ["64"], "implementations": ["onednn"]})
+    assert only.settings["implementation"] == "onednn" and "other_implementations_tflops" not in only.settings
+    (bf,) = run({"dtypes": ["bf16"], "shapes": ["64"], "implementations": ["onednn"]})
+    assert bf.settings["implementation"] == "mm" and "other_implementations_tflops" not in bf.settings
+
+
+def test_the_reported_implementation_is_the_one_with_the_faster_median(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With one implementation made slow, the probe reports the other and keeps the slow one's samples."""
+    import time as _time
+
+    original = gemm._calls
+
+    def slowed(torch: Any, names: list[str], x: Any, w: Any) -> Any:
+        calls = original(torch, names, x, w)
+        call = calls["mm"]
+
+        def slow() -> Any:
+            _time.sleep(0.002)
+            return call()
+
+        calls["mm"] = slow
+        calls["onednn"] = call  # the same fast work under the other name
+        return calls
+
+    monkeypatch.setattr(gemm, "available_implementations", lambda torch, rt, dtype: ["mm", "onednn"])
+    monkeypatch.setattr(gemm, "_calls", slowed)
+    (m,) = run({"dtypes": ["fp32"], "shapes": ["32"], "repeats": 5})
+    assert m.settings["implementation"] == "onednn"
+    slow = m.settings["other_implementations_tflops"]["mm"]
+    assert max(slow) < min(m.samples)
+
+
 def test_sampled_block_misses_nothing_it_covers(monkeypatch: pytest.MonkeyPatch) -> None:
     """A block smaller than the output catches a corrupted element whose row and column it samples."""
     import torch
@@ -155,7 +230,7 @@ def test_sampled_block_misses_nothing_it_covers(monkeypatch: pytest.MonkeyPatch)
     rows = torch.randperm(128, generator=gen)[:16].sort().values.tolist()
     cols = torch.randperm(128, generator=gen)[:16].sort().values.tolist()
     _corrupting(monkeypatch, rows[4], cols[9])
-    (m,) = run({"dtypes": ["fp32"], "shapes": ["128"], "check_size": 16})
+    (m,) = run({"dtypes": ["fp32"], "shapes": ["128"], "check_size": 16, "implementations": ["mm"]})
     assert m.settings["check"]["checked"] == 256 and m.settings["check"]["wrong"] == 1
     assert f"worst y[{rows[4]}, {cols[9]}]" in (m.sanity or "")
 
@@ -245,3 +320,18 @@ def test_cli_bad_parameter_is_one_line_and_exit_4(cli: Cli) -> None:
         and "unknown dtype 'int4'" in r.stderr
         and "Traceback" not in r.stderr
     )
+
+
+def test_implementations_per_device_and_dtype() -> None:
+    lt, dnn = {"has_cublaslt": True, "has_onednn": True}, {"has_cublaslt": False, "has_onednn": False}
+    assert gm.implementations("cuda", "bf16", **lt) == ["cublas", "cublaslt"]
+    assert gm.implementations("cuda", "tf32", **dnn) == ["cublas"]
+    assert gm.implementations("cuda", "fp8", **lt) == ["scaled_mm"]
+    assert gm.implementations("cpu", "fp32", **lt) == ["mm", "onednn"]
+    assert gm.implementations("cpu", "bf16", **lt) == ["mm"]
+    assert gm.implementations("cpu", "fp32", **dnn) == ["mm"]
+    assert gm.select_implementations(["cublas", "cublaslt"], []) == ["cublas"]  # cuBLASLt on request
+    assert gm.select_implementations(["cublas", "cublaslt"], ["cublas", "cublaslt"]) == ["cublas", "cublaslt"]
+    assert gm.select_implementations(["mm", "onednn"], []) == ["mm", "onednn"]
+    assert gm.select_implementations(["cublas", "cublaslt"], ["cublaslt", "onednn"]) == ["cublaslt"]
+    assert gm.select_implementations(["scaled_mm"], ["cublas"]) == ["scaled_mm"]  # fp8 has no other

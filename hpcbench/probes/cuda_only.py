@@ -101,3 +101,41 @@ def reduced_precision_flags(torch: Any) -> dict[str, Any]:
         value = getattr(matmul, name, None)
         out[name] = value if value is None or isinstance(value, (bool, int, float, str)) else str(value)
     return out
+
+
+def has_cublaslt(torch: Any) -> bool:
+    """Whether torch can route its matmuls through cuBLASLt (``preferred_blas_library``)."""
+    choose = getattr(torch.backends.cuda, "preferred_blas_library", None)
+    if choose is None:
+        return False
+    old = choose()
+    try:
+        choose("cublaslt")
+    except (RuntimeError, ValueError):  # a build without cuBLASLt
+        return False
+    finally:
+        choose(old)
+    return True
+
+
+def through_blas(torch: Any, library: str, call: Any) -> Any:
+    """``call`` with torch's preferred BLAS library set to ``library`` first (a host-side switch
+    read at each launch); ``preferred_blas_restored`` puts torch's own choice back."""
+    choose = torch.backends.cuda.preferred_blas_library
+
+    def run() -> Any:
+        choose(library)
+        return call()
+
+    return run
+
+
+@contextlib.contextmanager
+def preferred_blas_restored(torch: Any) -> Iterator[None]:
+    choose = getattr(torch.backends.cuda, "preferred_blas_library", None)
+    old = choose() if choose is not None else None
+    try:
+        yield
+    finally:
+        if choose is not None:
+            choose(old)

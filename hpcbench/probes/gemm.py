@@ -17,6 +17,10 @@ device cannot do (fp8 below compute capability 8.9, TF32 on the CPU) is left out
 its reason in every measurement's ``settings["skipped_dtypes"]``; only when no requested dtype
 can run does the probe SKIP.
 
+``implementations``: on a GPU torch.mm through cuBLAS (cuBLASLt when asked for), on the CPU
+torch.mm and oneDNN's linear for fp32; where several run they alternate call by call, the one
+with the shorter median call is reported and every one's output is verified.
+
 The sweep mode (``sweep = true``) measures every shape of the ranges ``sweep_m``, ``sweep_n``,
 ``sweep_k`` as MAMF-finder does, and reports the best as ``<dtype>_sweep`` with its shape.
 """
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -33,6 +38,7 @@ from hpcbench.model import Measurement
 from hpcbench.probes import gemm_math as gm
 from hpcbench.probes import torch_device as td
 from hpcbench.probes.base import ProbeContext, Requirement, check
+from hpcbench.stats import fastest
 
 CONVENTION = "2*m*n*k FLOPs per GEMM (MAMF-finder); TFLOPS = 1e12 FLOP/s"
 LAYOUT = "nn.Linear: y (m x n) = x (m x k) @ W^T, W (n x k) row-major"
@@ -68,6 +74,13 @@ class GemmParams:
     sweep_n: list[int] = field(default_factory=list, metadata={"help": "as sweep_m"})
     sweep_k: list[int] = field(default_factory=list, metadata={"help": "as sweep_m"})
     sweep_repeats: int = field(default=5, metadata={"help": "timed calls per sweep shape (>= 2)"})
+    implementations: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "of cublas, cublaslt (GPU), mm, onednn (CPU); [] = cublas on a GPU, mm and onednn "
+            "(fp32) on the CPU; several are timed alternately and the faster is reported"
+        },
+    )
     flush_cache: bool = field(default=True, metadata={"help": "write 2x the L2/LLC before each call"})
     check_size: int = field(
         default=256, metadata={"help": "rows and columns of the output checked in float64"}
@@ -94,6 +107,9 @@ class GemmParams:
                 gm.parse_range(getattr(self, key), gm.GPU_SWEEP_RANGE)
             except ValueError as exc:
                 raise ParamError(name, key, str(exc)) from None
+        for impl in self.implementations:
+            known = ", ".join(i for i in gm.IMPLEMENTATIONS if i != "scaled_mm")
+            check(impl in gm.IMPLEMENTATIONS, name, "implementations", f"unknown {impl!r}; known: {known}")
         check(self.repeats >= 2, name, "repeats", f"must be >= 2, got {self.repeats}")
         check(self.sweep_repeats >= 2, name, "sweep_repeats", f"must be >= 2, got {self.sweep_repeats}")
         check(self.warmup >= 0, name, "warmup", f"must be >= 0, got {self.warmup}")
@@ -114,8 +130,12 @@ class Case:
     settings: dict[str, Any]
 
 
-def _operands(torch: Any, device: Any, dtype: str, shape: gm.Shape, gen: Any) -> tuple[Any, Any, Any, str]:
-    """The timed call and the exact float64-able inputs it multiplies (x: m×k, W: n×k)."""
+Operand = tuple[Any, Any]
+
+
+def _operands(torch: Any, device: Any, dtype: str, shape: gm.Shape, gen: Any) -> tuple[Operand, Operand]:
+    """x (m×k) and W (n×k), fresh normal values, each as (tensor, per-tensor scale or None);
+    fp8 quantizes them to e4m3 with scales that map their largest magnitude to e4m3's."""
     m, n, k = shape.m, shape.n, shape.k
     if dtype == "fp8":
         xf = torch.randn(m, k, generator=gen, device=device, dtype=torch.float32)
@@ -125,19 +145,55 @@ def _operands(torch: Any, device: Any, dtype: str, shape: gm.Shape, gen: Any) ->
         a = (xf / sx).to(torch.float8_e4m3fn)
         b = (wf / sw).to(torch.float8_e4m3fn)
         del xf, wf
-
-        def fp8_call() -> Any:
-            out = torch._scaled_mm(a, b.t(), scale_a=sx, scale_b=sw, out_dtype=torch.bfloat16)
-            return out[0] if isinstance(out, tuple) else out  # torch < 2.4 also returned amax
-
-        return fp8_call, (a, sx), (b, sw), "torch._scaled_mm (float8_e4m3fn, per-tensor scales, bf16 out)"
+        return (a, sx), (b, sw)
     dt = td.torch_dtype(torch, dtype)
     x = torch.randn(m, k, generator=gen, device=device, dtype=dt)
     w = torch.randn(n, k, generator=gen, device=device, dtype=dt)
-    return (lambda: torch.mm(x, w.t())), (x, None), (w, None), f"torch.mm ({dt})"
+    return (x, None), (w, None)
 
 
-def _rows64(torch: Any, operand: tuple[Any, Any], index: Any) -> Any:
+def _calls(torch: Any, names: list[str], x: Operand, w: Operand) -> dict[str, Callable[[], Any]]:
+    """The timed call of each implementation: y = x @ W^T."""
+    from hpcbench.probes import cuda_only
+
+    (a, sx), (b, sw) = x, w
+    calls: dict[str, Callable[[], Any]] = {}
+    for name in names:
+        if name == "scaled_mm":
+
+            def fp8_call() -> Any:
+                out = torch._scaled_mm(a, b.t(), scale_a=sx, scale_b=sw, out_dtype=torch.bfloat16)
+                return out[0] if isinstance(out, tuple) else out  # torch < 2.4 also returned amax
+
+            calls[name] = fp8_call
+        elif name == "onednn":
+            am, bm = a.to_mkldnn(), b.to_mkldnn()  # oneDNN's own layout, made once (as a prepacked weight)
+            calls[name] = lambda am=am, bm=bm: torch._C._nn.mkldnn_linear(am, bm)
+        elif name == "mm":
+            calls[name] = lambda: torch.mm(a, b.t())
+        else:  # cublas, cublaslt
+            calls[name] = cuda_only.through_blas(torch, name, lambda: torch.mm(a, b.t()))
+    return calls
+
+
+def has_onednn(torch: Any) -> bool:
+    return bool(torch.backends.mkldnn.is_available()) and hasattr(torch._C._nn, "mkldnn_linear")
+
+
+def available_implementations(torch: Any, rt: td.Runtime, dtype: str) -> list[str]:
+    """What can run ``dtype`` on this runtime's device (gemm_math.implementations decides)."""
+    from hpcbench.probes import cuda_only
+
+    cuda = rt.choice.is_cuda
+    return gm.implementations(
+        rt.choice.kind,
+        dtype,
+        has_cublaslt=cuda and cuda_only.has_cublaslt(torch),
+        has_onednn=not cuda and has_onednn(torch),
+    )
+
+
+def _rows64(torch: Any, operand: Operand, index: Any) -> Any:
     """The chosen rows of an operand in float64 on the CPU, scale applied (fp8)."""
     tensor, scale = operand
     idx = index.to(tensor.device)
@@ -148,22 +204,32 @@ def _rows64(torch: Any, operand: tuple[Any, Any], index: Any) -> Any:
     return rows.to("cpu", torch.float64) * float(scale)
 
 
-def _verify(
-    torch: Any, out: Any, x: Any, w: Any, dtype: str, shape: gm.Shape, size: int, seed: int
-) -> tuple[dict[str, Any], str | None]:
-    """The output's random block against float64 on the CPU: (check details, sanity reason or None)."""
-    cpu_gen = torch.Generator().manual_seed(seed + 7919)
-    rows = torch.randperm(shape.m, generator=cpu_gen)[: min(size, shape.m)].sort().values
-    cols = torch.randperm(shape.n, generator=cpu_gen)[: min(size, shape.n)].sort().values
-    xb, wb = _rows64(torch, x, rows), _rows64(torch, w, cols)
-    ref = xb @ wb.T
-    scale = ((xb * xb) @ (wb * wb).T).sqrt()
-    block = (
-        out.index_select(0, rows.to(out.device)).index_select(1, cols.to(out.device)).to("cpu", torch.float64)
-    )
-    result = gm.block_errors(block.numpy(), ref.numpy(), scale.numpy(), gm.TOLERANCES[dtype])
-    result["block"] = [len(rows), len(cols)]
-    return result, gm.block_verdict(dtype, shape, result, rows.tolist(), cols.tolist())
+class Reference:
+    """The float64 reference of a random block of the output (rows and columns drawn from the seed)."""
+
+    def __init__(self, torch: Any, x: Operand, w: Operand, shape: gm.Shape, size: int, seed: int) -> None:
+        cpu_gen = torch.Generator().manual_seed(seed + 7919)
+        self.rows = torch.randperm(shape.m, generator=cpu_gen)[: min(size, shape.m)].sort().values
+        self.cols = torch.randperm(shape.n, generator=cpu_gen)[: min(size, shape.n)].sort().values
+        xb, wb = _rows64(torch, x, self.rows), _rows64(torch, w, self.cols)
+        self.ref = (xb @ wb.T).numpy()
+        self.scale = ((xb * xb) @ (wb * wb).T).sqrt().numpy()
+        self.shape = shape
+
+    def verify(
+        self, torch: Any, out: Any, dtype: str, implementation: str | None
+    ) -> tuple[dict[str, Any], str | None]:
+        """The output's block against the reference: (check details, sanity reason or None)."""
+        if getattr(out, "is_mkldnn", False):
+            out = out.to_dense()
+        rows, cols = self.rows.to(out.device), self.cols.to(out.device)
+        block = out.index_select(0, rows).index_select(1, cols).to("cpu", torch.float64)
+        result = gm.block_errors(block.numpy(), self.ref, self.scale, gm.TOLERANCES[dtype])
+        result["block"] = [len(self.rows), len(self.cols)]
+        reason = gm.block_verdict(
+            dtype, self.shape, result, self.rows.tolist(), self.cols.tolist(), implementation
+        )
+        return result, reason
 
 
 def measure_case(
@@ -178,30 +244,50 @@ def measure_case(
     flush: Any,
     check_size: int,
     seed: int,
+    implementations: list[str] | None = None,
 ) -> Case:
-    """Time one dtype x shape and verify its last output."""
+    """Time one dtype x shape with each implementation (None: the device's defaults),
+    alternated call by call, report the faster and verify every one's last output."""
     from contextlib import nullcontext
 
     from hpcbench.probes import cuda_only
 
+    if implementations is None:
+        implementations = gm.select_implementations(available_implementations(torch, rt, dtype), [])
+    names = implementations
     gen = torch.Generator(device=rt.device).manual_seed(seed)
-    call, x, w, op = _operands(torch, rt.device, dtype, shape, gen)
+    x, w = _operands(torch, rt.device, dtype, shape, gen)
+    calls = _calls(torch, names, x, w)
     precision: dict[str, Any] = {}
     ctx: Any = nullcontext(precision)
     if rt.choice.is_cuda and dtype in ("fp32", "tf32"):
         ctx = cuda_only.fp32_matmul(torch, tf32=dtype == "tf32")
-    with torch.no_grad(), ctx as used:
-        seconds, out = td.time_calls(
-            call, rt.clock, warmup=warmup, repeats=repeats, flush=flush, warmup_s=warmup_s
+    blas: Any = cuda_only.preferred_blas_restored(torch) if rt.choice.is_cuda else nullcontext()
+    with torch.no_grad(), ctx as used, blas:
+        seconds, outs = td.time_alternating(
+            calls, rt.clock, warmup=warmup, repeats=repeats, flush=flush, warmup_s=warmup_s
         )
         precision = dict(used)
-        checked, sanity = _verify(torch, out, x, w, dtype, shape, check_size, seed)
-    samples = [gm.tflops(shape, s) for s in seconds]
-    settings = {"op": op, "shape": shape.as_dict(), "flops_per_call": gm.gemm_flops(shape), "check": checked}
+        reference = Reference(torch, x, w, shape, check_size, seed)
+        several = len(names) > 1
+        checks = {n: reference.verify(torch, outs[n], dtype, n if several else None) for n in names}
+    chosen = fastest(seconds, prefer=names[0])
+    tflops = {name: [gm.tflops(shape, s) for s in seconds[name]] for name in names}
+    checked = checks[chosen][0]
+    reasons = [reason for _, reason in checks.values() if reason]
+    settings: dict[str, Any] = {
+        "op": f"{gm.IMPLEMENTATIONS[chosen]} ({x[0].dtype})",
+        "implementation": chosen,
+        "shape": shape.as_dict(),
+        "flops_per_call": gm.gemm_flops(shape),
+        "check": checked,
+    }
+    if several:
+        settings["other_implementations_tflops"] = {n: tflops[n] for n in names if n != chosen}
     if precision:
         settings["precision"] = precision
-    del x, w, out
-    return Case(shape, samples, checked, sanity, settings)
+    del x, w, outs, calls
+    return Case(shape, tflops[chosen], checked, "; ".join(reasons) or None, settings)
 
 
 def _shapes(params: GemmParams, rt: td.Runtime) -> list[gm.Shape]:
@@ -260,6 +346,10 @@ class Gemm:
         shapes = _shapes(params, rt)
         sweep = _sweep(params, rt) if params.sweep else []
         flush, flush_info = td.make_flush(torch, rt, params.flush_cache)
+        impls = {
+            d: gm.select_implementations(available_implementations(torch, rt, d), params.implementations)
+            for d in todo
+        }
         common = {
             "device": rt.info,
             "layout": LAYOUT,
@@ -299,6 +389,7 @@ class Gemm:
                         flush=flush,
                         check_size=params.check_size,
                         seed=params.seed + i,
+                        implementations=impls[dtype],
                     )
                     warm = 0.0
                     tel = sampler.summary(t0, time.monotonic())
@@ -306,7 +397,8 @@ class Gemm:
                         self._measurement(gm.metric_name(dtype, shape, i == 0), dtype, case, ctx, common, tel)
                     )
                 if sweep:
-                    out.append(self._sweep(torch, rt, dtype, sweep, params, flush, sampler, ctx, common))
+                    args = (sweep, params, impls[dtype], flush, sampler, ctx, common)
+                    out.append(self._sweep(torch, rt, dtype, *args))
         return out
 
     def _sweep(
@@ -316,6 +408,7 @@ class Gemm:
         dtype: str,
         shapes: list[gm.Shape],
         params: GemmParams,
+        impls: list[str],
         flush: Any,
         sampler: Any,
         ctx: ProbeContext,
@@ -339,6 +432,7 @@ class Gemm:
                 flush=flush,
                 check_size=min(params.check_size, 64),
                 seed=params.seed + 1000 + j,
+                implementations=impls,
             )
             median = statistics.median(case.tflops)
             table.append(
@@ -346,6 +440,7 @@ class Gemm:
                     "shape": shape.label,
                     "median": float(f"{median:.6g}"),
                     "best": float(f"{max(case.tflops):.6g}"),
+                    "implementation": case.settings.get("implementation"),
                 }
             )
             if case.sanity:

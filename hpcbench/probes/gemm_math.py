@@ -20,6 +20,17 @@ CPU_SWEEP_RANGE = (256, 1024, 256)
 MAX_SWEEP_SHAPES = 4096
 FP8_MAX = 448.0  # largest finite float8_e4m3fn
 
+#: How the probe can run one GEMM, each timed beside the others when several can run (the faster
+#: is reported): torch.mm through cuBLAS or cuBLASLt on a GPU (``preferred_blas_library``);
+#: torch.mm (torch's CPU BLAS) or oneDNN's linear on the CPU; ``torch._scaled_mm`` for fp8.
+IMPLEMENTATIONS: dict[str, str] = {
+    "cublas": "torch.mm through cuBLAS",
+    "cublaslt": "torch.mm through cuBLASLt",
+    "mm": "torch.mm (torch's CPU BLAS)",
+    "onednn": "oneDNN linear (torch._C._nn.mkldnn_linear, operands in oneDNN's layout)",
+    "scaled_mm": "torch._scaled_mm (float8_e4m3fn, per-tensor scales, bf16 out)",
+}
+
 
 @dataclass(frozen=True)
 class Shape:
@@ -170,16 +181,48 @@ def block_errors(out: Any, ref: Any, scale: Any, tol: Tolerance) -> dict[str, An
     }
 
 
+def implementations(kind: str, dtype: str, *, has_cublaslt: bool, has_onednn: bool) -> list[str]:
+    """The implementations that can run ``dtype`` on this kind of device, torch's default first."""
+    if dtype == "fp8":
+        return ["scaled_mm"]
+    if kind == "cpu":
+        return ["mm", "onednn"] if dtype == "fp32" and has_onednn else ["mm"]
+    return ["cublas", "cublaslt"] if has_cublaslt else ["cublas"]
+
+
+#: cuBLASLt is timed only when asked for: on an H200 (torch 2.11, CUDA 13.0) it ran the very kernels
+#: cuBLAS ran (bf16 8192³ 792.1 against 791.8 TFLOPS, six shapes within noise), so timing it by
+#: default would double the GPU time for nothing; oneDNN beat torch.mm by 7-10% on a Zen 4 CPU.
+ON_REQUEST = ("cublaslt",)
+
+
+def select_implementations(available: list[str], requested: list[str]) -> list[str]:
+    """Those of ``requested`` that are ``available`` ([] = all of them but those ``ON_REQUEST``);
+    where none of them is, the default (``available[0]``): fp8 has only ``scaled_mm``, the CPU no
+    cuBLAS."""
+    if not requested:
+        return [name for name in available if name not in ON_REQUEST] or available[:1]
+    chosen = [name for name in available if name in requested]
+    return chosen or available[:1]
+
+
 def block_verdict(
-    dtype: str, shape: Shape, check: dict[str, Any], rows: list[int], cols: list[int]
+    dtype: str,
+    shape: Shape,
+    check: dict[str, Any],
+    rows: list[int],
+    cols: list[int],
+    implementation: str | None = None,
 ) -> str | None:
-    """None when the sampled block is right, else the one-line reason for ``sanity``."""
+    """None when the sampled block is right, else the one-line reason for ``sanity`` (naming the
+    implementation, where several ran)."""
     if check["wrong"] == 0:
         return None
     r, c = check["worst_index"]
+    via = f" ({implementation})" if implementation else ""
     return (
-        f"gemm {dtype} {shape.label}: {check['wrong']} of {check['checked']} sampled outputs differ from "
-        f"the float64 reference beyond tolerance; worst y[{rows[r]}, {cols[c]}] = "
+        f"gemm {dtype} {shape.label}{via}: {check['wrong']} of {check['checked']} sampled outputs differ "
+        f"from the float64 reference beyond tolerance; worst y[{rows[r]}, {cols[c]}] = "
         f"{check['worst_value']:.6g}, "
         f"expected {check['worst_expected']:.6g}"
     )
