@@ -313,10 +313,36 @@ def _package_version(name: str) -> str | None:
         return None
 
 
+def _gpus(root: str, nvml: Any) -> dict[str, Any]:
+    """NVML's GPUs; where NVML lists none, also how many NVIDIA GPUs the PCI bus has (sysfs)."""
+    from hpcbench.nvml import gpu_inventory
+    from hpcbench.probes.gpu_health import pci_gpus
+
+    gpus = gpu_inventory(nvml)
+    if not gpus.get("count"):
+        gpus["pci_nvidia_gpus"] = len(pci_gpus(os.path.join(root, "sys/bus/pci/devices")) or [])
+    return gpus
+
+
+def gpu_absence(inv: dict[str, Any]) -> tuple[str, str, str]:
+    """Why a GPU check has no GPU to run on: (status, reason, hint). ``skip`` on a node without
+    NVIDIA GPUs; ``error`` where the PCI bus has NVIDIA GPUs that NVML does not list (driver,
+    libnvidia-ml or nvidia-ml-py missing): a broken GPU node must not pass as a CPU node."""
+    gpus = inv.get("gpus") or {}
+    on_bus = int(gpus.get("pci_nvidia_gpus") or 0)
+    if gpus.get("count") or not on_bus:
+        return ("skip", "no GPU on this node", "")
+    why = gpus.get("reason") or "NVML lists none"
+    return (
+        "error",
+        f"no usable GPU: {why}; the PCI bus has {_plural(on_bus, 'NVIDIA GPU')}",
+        "nvidia-smi shows whether the driver sees them; hpcbench reads them through nvidia-ml-py "
+        "(pip install nvidia-ml-py)",
+    )
+
+
 def collect(root: str = "/", *, nvml: Any = None) -> dict[str, Any]:
     """This node's inventory (see the module docstring); ``nvml`` is passed to hpcbench.nvml."""
-    from hpcbench.nvml import gpu_inventory
-
     cpuinfo = parse_cpuinfo(_read(root, "proc/cpuinfo") or "")
     meminfo = parse_meminfo(_read(root, "proc/meminfo") or "")
     cpus = _online_cpus(root, cpuinfo)
@@ -338,7 +364,7 @@ def collect(root: str = "/", *, nvml: Any = None) -> dict[str, Any]:
             "torch": _package_version("torch"),
             "nvidia_ml_py": _package_version("nvidia-ml-py"),
         },
-        "gpus": gpu_inventory(nvml),
+        "gpus": _gpus(root, nvml),
         "storage": {
             "block_devices": _block_devices(root),
             "mounts": parse_mounts(_read(root, "proc/self/mounts") or ""),
@@ -402,7 +428,10 @@ def summary_lines(inv: dict[str, Any]) -> list[str]:
                 f"at {dev.get('pci_bus_id')}, {human_bytes(dev.get('memory_bytes'))}{error}"
             )
     else:
-        lines.append(f"GPUs: none ({gpus.get('reason') or 'unknown'})")
+        status, reason, _ = gpu_absence(inv)
+        lines.append(
+            f"GPUs: {reason}" if status == "error" else f"GPUs: none ({gpus.get('reason') or 'unknown'})"
+        )
     storage = inv.get("storage") or {}
     for disk in storage.get("block_devices", []):
         kind = "rotational" if disk.get("rotational") else "non-rotational"

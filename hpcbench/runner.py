@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from hpcbench import busy
+from hpcbench.inventory import gpu_absence
 from hpcbench.model import Measurement
 from hpcbench.probes.base import CLEANUP_LIST
 from hpcbench.suite import CheckSpec, Suite
@@ -80,8 +81,17 @@ def _takes_list(probe_cls: Any, key: str) -> bool:
     return typing.get_origin(typing.get_type_hints(probe_cls.Params).get(key)) is list
 
 
-def expand(check: CheckSpec, probe_cls: Any, inventory: dict[str, Any]) -> list[Job] | str:
-    """The jobs of a check, one per subject; a string is why there are none (SKIP)."""
+@dataclass(frozen=True)
+class Unrunnable:
+    """Why a check has no subject to run on: ``skip`` (nothing to measure here) or ``error``."""
+
+    status: str
+    reason: str
+    hint: str = ""
+
+
+def expand(check: CheckSpec, probe_cls: Any, inventory: dict[str, Any]) -> list[Job] | Unrunnable:
+    """The jobs of a check, one per subject, or why there are none."""
     if check.expand == "none":
         return [Job(check, "node", dict(check.params))]
     key = probe_cls.expands[check.expand]
@@ -92,14 +102,14 @@ def expand(check: CheckSpec, probe_cls: Any, inventory: dict[str, Any]) -> list[
         devices = inventory.get("gpus", {}).get("devices") or []
         subjects = [(f"gpu{d['index']}", d["index"]) for d in devices]
         if not subjects:
-            return "no GPU on this node"
+            return Unrunnable(*gpu_absence(inventory))
     else:  # mount: the targets the check names in a list parameter, else the local mounts
         listed = _takes_list(probe_cls, key)
         given = check.params.get(key) if listed else None
         mounts = [str(m) for m in given] if given else local_mounts(inventory)
         subjects = [(m, [m] if listed else m) for m in mounts]
         if not subjects:
-            return "no local block-device mounts on this node"
+            return Unrunnable("skip", "no local block-device mounts on this node")
     return [Job(check, name, {**check.params, key: value}) for name, value in subjects]
 
 
@@ -146,8 +156,9 @@ class Runner:
                 if self.stopped:
                     not_run.append(check.id)
                     continue
-                if isinstance(jobs, str):
-                    outcome = Outcome(Job(check, "node", dict(check.params)), "skip", utcnow(), reason=jobs)
+                if isinstance(jobs, Unrunnable):
+                    job = Job(check, "node", dict(check.params))
+                    outcome = Outcome(job, jobs.status, utcnow(), reason=jobs.reason, hint=jobs.hint)
                     done += 1
                     self.on_finish(outcome, done, total)
                     outcomes.append(outcome)

@@ -9,6 +9,7 @@ import sys
 import time
 from collections import defaultdict
 from pathlib import Path
+from types import SimpleNamespace
 
 import pynvml
 import pytest
@@ -383,3 +384,40 @@ def test_summary_lines_vm_and_partial_records(tmp_path: Path) -> None:
     assert any(line.startswith("CPU: AMD EPYC, 1 socket, 2 cores, 2 threads, LLC 32 MiB") for line in lines)
     assert "GPUs: none (NVML unavailable: libnvidia-ml.so.1 not found)" in lines
     assert inv.summary_lines({})  # an old or partial record renders, it does not raise
+
+
+def _pci_function(root: Path, address: str, vendor: str, pci_class: str) -> None:
+    dev = root / "sys/bus/pci/devices" / address
+    dev.mkdir(parents=True)
+    (dev / "vendor").write_text(vendor + "\n")
+    (dev / "class").write_text(pci_class + "\n")
+
+
+def test_gpus_on_the_pci_bus_that_nvml_cannot_see_are_an_error_not_a_cpu_node(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A GPU node whose nvidia-ml-py is missing must not SKIP its GPU checks as a CPU node does."""
+    from hpcbench.probes.base import Requirement
+    from hpcbench.runner import Unrunnable, expand
+    from hpcbench.suite import CheckSpec
+
+    root = make_root(VM, tmp_path)
+    _pci_function(root, "0000:17:00.0", "0x10de", "0x030200")  # an NVIDIA 3D controller
+    _pci_function(root, "0000:00:02.0", "0x1af4", "0x010000")  # a virtio disk
+    monkeypatch.setitem(sys.modules, "pynvml", None)
+    data = inv.collect(str(root))
+    assert data["gpus"]["count"] == 0 and data["gpus"]["pci_nvidia_gpus"] == 1
+    status, reason, hint = inv.gpu_absence(data)
+    assert status == "error" and reason == (
+        "no usable GPU: NVML unavailable: nvidia-ml-py (pynvml) is not installed; "
+        "the PCI bus has 1 NVIDIA GPU"
+    )
+    assert "nvidia-ml-py" in hint
+    check = CheckSpec(id="g", probe="gemm", expand="gpu")
+    assert expand(check, SimpleNamespace(expands={"gpu": "device"}), data) == Unrunnable(status, reason, hint)
+    assert Requirement("gpu").unmet(data) == ("ERROR", reason, hint)
+    assert f"GPUs: {reason}" in inv.summary_lines(data)
+    # the same node without NVIDIA functions on the bus: a CPU node, SKIP
+    data["gpus"]["pci_nvidia_gpus"] = 0
+    assert inv.gpu_absence(data) == ("skip", "no GPU on this node", "")
+    assert Requirement("gpu").unmet(data) == ("SKIP", "no GPU on this node", "")

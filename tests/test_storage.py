@@ -18,7 +18,7 @@ from hpcbench.probes.base import CLEANUP_LIST, ProbeContext, build_params, regis
 from hpcbench.probes.fio_jobs import PROFILES, engine_check_argv, fill_argv, fio_argv, fio_filename
 from hpcbench.probes.fio_parse import parse_fio_json
 from hpcbench.probes.storage import ALL_METRICS, Storage, auto_numjobs, metric_names, profile_measurements
-from hpcbench.runner import _remove_registered, expand, local_mounts
+from hpcbench.runner import Unrunnable, _remove_registered, expand, local_mounts
 from hpcbench.suite import CheckSpec
 
 FIXTURES = Path(__file__).parent / "fixtures" / "fio"
@@ -235,7 +235,9 @@ def test_mount_expansion_uses_named_targets_or_local_mounts() -> None:
     jobs = expand(named, Storage, INVENTORY)
     assert isinstance(jobs, list)
     assert [(j.subject, j.params["targets"]) for j in jobs] == [("/a", ["/a"]), ("/b", ["/b"])]
-    assert expand(check, Storage, {"storage": {"mounts": []}}) == "no local block-device mounts on this node"
+    assert expand(check, Storage, {"storage": {"mounts": []}}) == Unrunnable(
+        "skip", "no local block-device mounts on this node"
+    )
 
 
 def test_registered_folders_are_removed(tmp_path: Path) -> None:

@@ -61,7 +61,10 @@ class Requirement:
         """None when met, else (verdict name, reason, hint)."""
         if self.kind == "gpu":
             if not inventory.get("gpus", {}).get("count"):
-                return ("SKIP", "no GPU on this node", "")
+                from hpcbench.inventory import gpu_absence
+
+                status, reason, hint = gpu_absence(inventory)
+                return (status.upper(), reason, hint)
             return None
         if self.kind == "binary":
             if shutil.which(self.name) is None:
