@@ -11,12 +11,21 @@ TORCH ?= torch==2.13.0
 SYSTEM_TORCH ?= auto
 SUITE ?= suites/quick.toml
 BENCH_ARGS ?=
+# e.g. "--no-index --find-links wheels" on a node without network (see `make wheels`)
+PIP_ARGS ?=
+WHEELS ?= wheels
+PY_VERSION ?=
 PY := $(VENV)/bin/python
 
-.PHONY: bench test lint fidelity benchmarks install clean gpu-check
+.PHONY: bench test lint fidelity benchmarks install clean gpu-check wheels
 
 install: $(VENV)/.installed
 
+# The runtime (bench, gpu-check). With the node's torch the venv also sees the node python's own
+# packages: where that python is itself a venv (uv, a vendor's image), --system-site-packages
+# reaches only its base interpreter, so a .pth file adds the venv's site-packages; the venv's own
+# setuptools (Python < 3.12 bundles an old one) goes, so that it cannot shadow the node's (torch
+# requires a recent one, and a node without network cannot fetch it).
 $(VENV)/.installed: pyproject.toml
 	@use_system=$(SYSTEM_TORCH); \
 	if [ "$$use_system" = auto ]; then \
@@ -24,12 +33,33 @@ $(VENV)/.installed: pyproject.toml
 	fi; \
 	if [ "$$use_system" = 1 ]; then \
 	  echo "make: using the node's torch ($$($(PYTHON) -c 'import torch; print(torch.__version__)'))"; \
-	  $(PYTHON) -m venv --system-site-packages $(VENV); \
+	  $(PYTHON) -m venv --system-site-packages $(VENV) && \
+	  $(PYTHON) -c 'import site, sys; sys.prefix != sys.base_prefix and print(*site.getsitepackages(), sep="\n")' \
+	    > "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/_hpcbench_node_site.pth" && \
+	  $(PY) -m pip uninstall --quiet --yes setuptools 2>/dev/null; \
 	else \
-	  $(PYTHON) -m venv $(VENV) && $(PY) -m pip install --quiet "$(TORCH)"; \
+	  $(PYTHON) -m venv $(VENV) && $(PY) -m pip install --quiet $(PIP_ARGS) "$(TORCH)"; \
 	fi
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet $(PIP_ARGS) -e .
 	@touch $@
+
+# The tests' tools on top (test, lint, fidelity).
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(PY) -m pip install --quiet $(PIP_ARGS) -e '.[test]'
+	@touch $@
+
+# On a machine with network: the wheels `make bench` and `make gpu-check` need besides torch
+# (the runtime dependencies, the build backend and its editable-install helper), for PY_VERSION (default: this python's), into
+# WHEELS; copy the folder to the nodes and pass PIP_ARGS="--no-index --find-links WHEELS".
+wheels:
+	@mkdir -p $(WHEELS)
+	$(PYTHON) -c 'import sys; t = __import__("tomllib" if sys.version_info >= (3, 11) else "tomli"); \
+	  d = t.load(open("pyproject.toml", "rb")); \
+	  reqs = d["project"]["dependencies"] + d["build-system"]["requires"] + ["editables"]; \
+	  print(*[r for r in reqs if not r.startswith("torch")], sep="\n")' > $(WHEELS)/requirements.txt
+	$(PYTHON) -m pip download --quiet --dest $(WHEELS) --only-binary=:all: \
+	  $(if $(PY_VERSION),--python-version $(PY_VERSION)) -r $(WHEELS)/requirements.txt
+	@echo "make: $$(ls $(WHEELS)/*.whl | wc -l) wheels in $(WHEELS) ($$(du -sh $(WHEELS) | cut -f1))"
 
 bench: install
 	$(VENV)/bin/hpcbench run $(SUITE) $(BENCH_ARGS)
@@ -39,15 +69,15 @@ bench: install
 gpu-check: install
 	$(VENV)/bin/hpcbench run suites/gpu-check.toml $(BENCH_ARGS)
 
-test: install
+test: $(VENV)/.installed-test
 	$(PY) -m pytest -q tests
 
-lint: install
+lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check hpcbench tests benchmarks
 
 # The project's own fidelity benchmarks (not part of make test): they print
 # measured ratios side by side, e.g. cpu_membw against a C STREAM reference.
-fidelity benchmarks: install
+fidelity benchmarks: $(VENV)/.installed-test
 	$(PY) -m pytest -s -q benchmarks
 
 clean:
