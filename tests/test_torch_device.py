@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -183,3 +184,44 @@ def test_cache_flush_writes_its_buffer() -> None:
     flush._buf.fill_(7)
     flush()
     assert int(flush._buf.abs().sum()) == 0 and flush.describe() == {"bytes": 4096, "basis": "test"}
+
+
+class FakeBlasTorch:
+    """torch.backends.cuda.preferred_blas_library's contract (a getter that returns an enum with
+    ``.name`` "Cublas"/"Cublaslt", a setter by lower-case name), counting the sets."""
+
+    def __init__(self, current: str = "Cublas") -> None:
+        self.current = SimpleNamespace(name=current)
+        self.sets: list[str] = []
+        self.backends = SimpleNamespace(cuda=SimpleNamespace(preferred_blas_library=self.choose))
+
+    def choose(self, backend: Any = None) -> Any:
+        if backend is not None:
+            name = backend if isinstance(backend, str) else backend.name.lower()
+            self.sets.append(name)
+            self.current = SimpleNamespace(name={"cublas": "Cublas", "cublaslt": "Cublaslt"}[name])
+        return self.current
+
+
+def test_through_blas_sets_the_library_only_when_it_differs_and_restores_torchs_choice() -> None:
+    from hpcbench.probes import cuda_only
+
+    torch = FakeBlasTorch("Cublas")
+    seen: list[str] = []
+    calls = {
+        name: cuda_only.through_blas(torch, name, lambda: seen.append(torch.current.name))
+        for name in ("cublas", "cublaslt")
+    }
+    with cuda_only.preferred_blas_restored(torch):
+        for name in ("cublas", "cublas", "cublaslt", "cublaslt", "cublas"):
+            calls[name]()
+    assert seen == ["Cublas", "Cublas", "Cublaslt", "Cublaslt", "Cublas"]  # each call ran on its library
+    assert torch.sets == ["cublaslt", "cublas"]  # set only on a change; torch's choice was cuBLAS already
+    only = FakeBlasTorch("Cublas")
+    with cuda_only.preferred_blas_restored(only):
+        cuda_only.through_blas(only, "cublas", lambda: None)()
+    assert only.sets == []  # the default (cuBLAS only) never touches torch's setting
+    lt = FakeBlasTorch("Cublaslt")  # e.g. TORCH_BLAS_PREFER_CUBLASLT=1
+    with cuda_only.preferred_blas_restored(lt):
+        cuda_only.through_blas(lt, "cublas", lambda: None)()
+    assert lt.sets == ["cublas", "cublaslt"] and lt.current.name == "Cublaslt"

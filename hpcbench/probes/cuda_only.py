@@ -124,7 +124,8 @@ def through_blas(torch: Any, library: str, call: Any) -> Any:
     choose = torch.backends.cuda.preferred_blas_library
 
     def run() -> Any:
-        choose(library)
+        if choose().name.lower() != library:  # reading is silent; setting makes torch warn
+            choose(library)
         return call()
 
     return run
@@ -137,5 +138,5 @@ def preferred_blas_restored(torch: Any) -> Iterator[None]:
     try:
         yield
     finally:
-        if choose is not None:
+        if choose is not None and choose() != old:
             choose(old)

@@ -180,17 +180,20 @@ def has_onednn(torch: Any) -> bool:
     return bool(torch.backends.mkldnn.is_available()) and hasattr(torch._C._nn, "mkldnn_linear")
 
 
-def available_implementations(torch: Any, rt: td.Runtime, dtype: str) -> list[str]:
-    """What can run ``dtype`` on this runtime's device (gemm_math.implementations decides)."""
+def choose_implementations(torch: Any, rt: td.Runtime, dtype: str, requested: list[str]) -> list[str]:
+    """The implementations to time for ``dtype`` on this runtime's device ([] = the defaults;
+    gemm_math decides). cuBLASLt's presence is only probed when it is asked for: probing sets
+    torch's preferred BLAS library, which torch warns about."""
     from hpcbench.probes import cuda_only
 
     cuda = rt.choice.is_cuda
-    return gm.implementations(
+    available = gm.implementations(
         rt.choice.kind,
         dtype,
-        has_cublaslt=cuda and cuda_only.has_cublaslt(torch),
+        has_cublaslt=cuda and "cublaslt" in requested and cuda_only.has_cublaslt(torch),
         has_onednn=not cuda and has_onednn(torch),
     )
+    return gm.select_implementations(available, requested)
 
 
 def _rows64(torch: Any, operand: Operand, index: Any) -> Any:
@@ -253,7 +256,7 @@ def measure_case(
     from hpcbench.probes import cuda_only
 
     if implementations is None:
-        implementations = gm.select_implementations(available_implementations(torch, rt, dtype), [])
+        implementations = choose_implementations(torch, rt, dtype, [])
     names = implementations
     gen = torch.Generator(device=rt.device).manual_seed(seed)
     x, w = _operands(torch, rt.device, dtype, shape, gen)
@@ -346,10 +349,7 @@ class Gemm:
         shapes = _shapes(params, rt)
         sweep = _sweep(params, rt) if params.sweep else []
         flush, flush_info = td.make_flush(torch, rt, params.flush_cache)
-        impls = {
-            d: gm.select_implementations(available_implementations(torch, rt, d), params.implementations)
-            for d in todo
-        }
+        impls = {d: choose_implementations(torch, rt, d, params.implementations) for d in todo}
         common = {
             "device": rt.info,
             "layout": LAYOUT,
