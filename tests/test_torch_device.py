@@ -225,3 +225,15 @@ def test_through_blas_sets_the_library_only_when_it_differs_and_restores_torchs_
     with cuda_only.preferred_blas_restored(lt):
         cuda_only.through_blas(lt, "cublas", lambda: None)()
     assert lt.sets == ["cublas", "cublaslt"] and lt.current.name == "Cublaslt"
+
+
+def test_through_blas_on_a_torch_without_the_switch_runs_the_call_as_it_is() -> None:
+    """torch 2.1-2.2 (pyproject allows >= 2.1) have no preferred_blas_library: cuBLAS only."""
+    from hpcbench.probes import cuda_only
+
+    old_torch = SimpleNamespace(backends=SimpleNamespace(cuda=SimpleNamespace()))
+    call = lambda: "ran"  # noqa: E731
+    assert not cuda_only.has_cublaslt(old_torch)
+    with cuda_only.preferred_blas_restored(old_torch):
+        assert cuda_only.through_blas(old_torch, "cublas", call) is call
+        assert call() == "ran"

@@ -120,8 +120,12 @@ def has_cublaslt(torch: Any) -> bool:
 
 def through_blas(torch: Any, library: str, call: Any) -> Any:
     """``call`` with torch's preferred BLAS library set to ``library`` first (a host-side switch
-    read at each launch); ``preferred_blas_restored`` puts torch's own choice back."""
-    choose = torch.backends.cuda.preferred_blas_library
+    read at each launch); ``preferred_blas_restored`` puts torch's own choice back. A torch
+    without the switch (< 2.3) runs its matmuls through cuBLAS only, and ``has_cublaslt`` says
+    False there, so ``call`` is returned as it is."""
+    choose = getattr(torch.backends.cuda, "preferred_blas_library", None)
+    if choose is None:
+        return call
 
     def run() -> Any:
         if choose().name.lower() != library:  # reading is silent; setting makes torch warn
