@@ -54,6 +54,13 @@ def test_no_gpu_on_this_node_is_skip() -> None:
         choose(0, NO_GPU, cuda_available=False, cuda_uuids=[])
 
 
+def test_a_gpu_index_where_nvml_cannot_see_the_pci_buss_gpus_is_an_error() -> None:
+    unseen = {"gpus": {**NO_GPU["gpus"], "pci_nvidia_gpus": 2, "reason": "NVML unavailable: x"}}
+    reason = "^no usable GPU: NVML unavailable: x; the PCI bus has 2 NVIDIA GPUs$"
+    with pytest.raises(ProbeError, match=reason):
+        choose(0, unseen, cuda_available=False, cuda_uuids=[])
+
+
 def test_cpu_torch_on_a_gpu_node_is_an_error_with_a_hint() -> None:
     with pytest.raises(ProbeError, match="torch 2.13.0 cannot use CUDA here, though NVML lists 4 GPU") as exc:
         choose(0, cuda_available=False, cuda_uuids=[])

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from hpcbench.errors import ProbeError, ProbeSkip
+from hpcbench.inventory import gpu_absence
 
 #: the probes' dtype names -> torch dtype attribute
 TORCH_DTYPES = {
@@ -96,7 +97,10 @@ def choose_device(
     assert isinstance(device, int)
     if not cuda_available:
         if not devices:
-            raise ProbeSkip("no GPU on this node")
+            status, reason, hint = gpu_absence(inventory)
+            if status == "error":  # NVIDIA GPUs on the PCI bus that NVML does not list
+                raise ProbeError(reason, hint=hint)
+            raise ProbeSkip(reason)
         raise ProbeError(
             f"torch {torch_version or '?'} cannot use CUDA here, though NVML lists {len(devices)} GPU(s)",
             hint="install a CUDA build of torch (make SYSTEM_TORCH=1 reuses the node's own torch)",
