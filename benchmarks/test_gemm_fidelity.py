@@ -106,10 +106,9 @@ def test_cpu_fp32_gemm_against_torch_and_numpy() -> None:
 
 def _interleaved(
     shapes: dict[str, Any], device: int | str, inventory: dict[str, Any], warmup_s: float = 0.0
-) -> dict[str, dict[str, list[float]]]:
-    """Median TFLOPS per round of each shape as the probe reports it ("probe") and of each of its
-    implementations, the shapes alternated round by round, timed as the probe times them (fresh
-    inputs, warm-up, cache flush, CUDA events, implementations alternated call by call)."""
+) -> dict[str, list[float]]:
+    """Median TFLOPS per round of each shape as the probe reports it, the shapes alternated round
+    by round, timed as the probe times them (fresh inputs, warm-up, cache flush, CUDA events)."""
     import torch as t
 
     from hpcbench.probes import gemm as g
@@ -118,7 +117,7 @@ def _interleaved(
 
     rt = td.prepare(t, device, inventory)
     flush, _ = td.make_flush(t, rt, True)
-    out: dict[str, dict[str, list[float]]] = {name: {"probe": []} for name in shapes}
+    out: dict[str, list[float]] = {name: [] for name in shapes}
     for r in range(GPU_ROUNDS):
         order = list(shapes.items()) if r % 2 == 0 else list(reversed(shapes.items()))
         for name, label in order:
@@ -135,11 +134,7 @@ def _interleaved(
                 seed=100 + r,
             )
             assert case.sanity is None, case.sanity
-            out[name]["probe"].append(statistics.median(case.tflops))
-            per_impl = {case.settings["implementation"]: case.tflops}
-            per_impl.update(case.settings.get("other_implementations_tflops", {}))
-            for impl, samples in per_impl.items():
-                out[name].setdefault(impl, []).append(statistics.median(samples))
+            out[name].append(statistics.median(case.tflops))
     return out
 
 
@@ -195,13 +190,13 @@ def test_gpu_bf16_8192_against_the_sweep() -> None:
     ratios = {}
     for state, warm in (("burst", 0.0), ("sustained", SUSTAIN_S)):
         rounds = _interleaved({"8192^3": "8192", **top}, device, inventory, warm)
-        medians = {key: statistics.median(by_impl["probe"]) for key, by_impl in rounds.items()}
+        medians = {key: statistics.median(values) for key, values in rounds.items()}
         print(f"{state}, interleaved, {GPU_ROUNDS} rounds (median TFLOPS per round | median):")
-        for key, by_impl in rounds.items():
-            row = " ".join(f"{v:.1f}" for v in by_impl["probe"])
+        for key, values in rounds.items():
+            row = " ".join(f"{v:.1f}" for v in values)
             print(f"  {key:>7} {top.get(key, ''):>16}: {row} | {medians[key]:.1f}")
         winner = max(top, key=lambda key: medians[key])
-        paired = [a / b for a, b in zip(rounds["8192^3"]["probe"], rounds[winner]["probe"], strict=True)]
+        paired = [a / b for a, b in zip(rounds["8192^3"], rounds[winner], strict=True)]
         ratios[state] = medians["8192^3"] / medians[winner]
         print(
             f"  {state}: 8192^3 / {top[winner]} = {ratios[state]:.3f} (medians of the rounds); "

@@ -255,9 +255,7 @@ def measure_case(
 
     from hpcbench.probes import cuda_only
 
-    if implementations is None:
-        implementations = choose_implementations(torch, rt, dtype, [])
-    names = implementations
+    names = implementations if implementations is not None else choose_implementations(torch, rt, dtype, [])
     gen = torch.Generator(device=rt.device).manual_seed(seed)
     x, w = _operands(torch, rt.device, dtype, shape, gen)
     calls = _calls(torch, names, x, w)
