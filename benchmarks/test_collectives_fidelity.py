@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from hpcbench.probes.base import ProbeContext, build_params
-from hpcbench.probes.collectives import Collectives
-from hpcbench.probes.collectives_math import bus_factor
+from hpcbench.probes.collectives.calc import bus_factor
+from hpcbench.probes.collectives.probe import Collectives
 
 ROOT = Path(__file__).resolve().parent.parent
 ROUNDS = int(os.environ.get("HPCBENCH_COLL_ROUNDS", "10"))

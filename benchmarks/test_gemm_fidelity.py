@@ -37,7 +37,7 @@ import torch
 
 from hpcbench.inventory import collect
 from hpcbench.probes.base import ProbeContext, build_params
-from hpcbench.probes.gemm import Gemm
+from hpcbench.probes.gemm.probe import Gemm
 
 SIZE = int(os.environ.get("HPCBENCH_GEMM_SIZE", "1024"))
 ROUNDS = int(os.environ.get("HPCBENCH_GEMM_ROUNDS", "8"))
@@ -111,9 +111,9 @@ def _interleaved(
     by round, timed as the probe times them (fresh inputs, warm-up, cache flush, CUDA events)."""
     import torch as t
 
-    from hpcbench.probes import gemm as g
-    from hpcbench.probes import gemm_math as gm
-    from hpcbench.probes import torch_device as td
+    from hpcbench.hw import torch_device as td
+    from hpcbench.probes.gemm import calc as gm
+    from hpcbench.probes.gemm import probe as g
 
     rt = td.prepare(t, device, inventory)
     flush, _ = td.make_flush(t, rt, True)

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from hpcbench.inventory import collect
-from hpcbench.probes.cpu_membw import KERNELS, choose_variants, default_array_size
+from hpcbench.probes.cpu_membw.probe import KERNELS, choose_variants, default_array_size
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -41,7 +41,7 @@ THREADS = len(os.sched_getaffinity(0))
 PROBE_SCRIPT = """
 import json, sys
 from hpcbench.probes.base import ProbeContext, build_params
-from hpcbench.probes.cpu_membw import CpuMembw
+from hpcbench.probes.cpu_membw.probe import CpuMembw
 cfg = json.loads(sys.argv[1])
 ctx = ProbeContext(subject="node", inventory=cfg["inventory"])
 print(json.dumps([m.as_dict() for m in CpuMembw().run(build_params(CpuMembw, cfg["params"]), ctx)]))
@@ -140,7 +140,7 @@ SAME_ARRAYS_SCRIPT = """
 import ctypes, json, os, sys
 os.environ["THP_MEM_ALLOC_ENABLE"] = "1"  # as the probe does by default (huge_pages)
 import torch
-from hpcbench.probes.cpu_membw import KERNELS, SCALAR, kernel_variants, stream_bytes, time_kernel
+from hpcbench.probes.cpu_membw.probe import KERNELS, SCALAR, kernel_variants, stream_bytes, time_kernel
 def load(path):
     lib = ctypes.CDLL(path)  # its libgomp is torch's (same soname): one OpenMP thread pool
     lib.stream_kernel.argtypes = [ctypes.c_int] + [ctypes.c_void_p] * 3 + [ctypes.c_long, ctypes.c_double]

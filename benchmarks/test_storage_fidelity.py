@@ -27,10 +27,10 @@ import subprocess
 
 import pytest
 
-from hpcbench.probes import storage_fs as sfs
 from hpcbench.probes.base import build_params
-from hpcbench.probes.fio_jobs import PROFILES, choose_engine, fill_argv, fio_argv, run_fio
-from hpcbench.probes.storage import Storage, Target, auto_numjobs, measure_profiles
+from hpcbench.probes.storage import fs as sfs
+from hpcbench.probes.storage.jobs import PROFILES, choose_engine, fill_argv, fio_argv, run_fio
+from hpcbench.probes.storage.probe import Storage, Target, auto_numjobs, measure_profiles
 
 TARGET = os.environ.get("HPCBENCH_STORAGE_DIR", ".")
 SIZE_MIB = int(os.environ.get("HPCBENCH_STORAGE_SIZE_MIB", "4096"))

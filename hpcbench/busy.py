@@ -53,11 +53,6 @@ def job_gpus(
     return [int(d["index"]) for d in devices]
 
 
-def describe(p: GpuProcess) -> str:
-    used = "?" if p.used_bytes is None else str(p.used_bytes // 2**20)
-    return f"pid {p.pid} ({p.name}) uses {used} MiB"
-
-
 def busy_reason(
     processes: Mapping[int, Sequence[GpuProcess]], gpus: Sequence[int], ignore_pids: Collection[int] = ()
 ) -> str | None:
@@ -69,5 +64,5 @@ def busy_reason(
     if not found:
         return None
     if len(gpus) == 1:
-        return "busy: " + ", ".join(describe(p) for _, p in found)
-    return "busy: " + ", ".join(f"gpu{g} {describe(p)}" for g, p in found)
+        return "busy: " + ", ".join(p.describe() for _, p in found)
+    return "busy: " + ", ".join(f"gpu{g} {p.describe()}" for g, p in found)

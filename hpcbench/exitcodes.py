@@ -29,14 +29,16 @@ class ExitCode(IntEnum):
     UNKNOWN = 3
     USAGE = 4
 
+    @property
+    def severity(self) -> int:
+        """The code's place in SEVERITY (USAGE, which no check yields, ranks above them all)."""
+        return SEVERITY.index(self) if self in SEVERITY else len(SEVERITY)
 
-_SEVERITY = {ExitCode.OK: 0, ExitCode.WARN: 1, ExitCode.UNKNOWN: 2, ExitCode.FAIL: 3}
+
+#: the one order of run codes, least severe first: OK < WARN < UNKNOWN < FAIL
+SEVERITY: tuple[ExitCode, ...] = (ExitCode.OK, ExitCode.WARN, ExitCode.UNKNOWN, ExitCode.FAIL)
 
 
 def worst(codes: list[ExitCode] | tuple[ExitCode, ...]) -> ExitCode:
     """The most severe of several run codes (OK when there are none)."""
-    result = ExitCode.OK
-    for code in codes:
-        if _SEVERITY[code] > _SEVERITY[result]:
-            result = code
-    return result
+    return max(codes, key=lambda c: c.severity, default=ExitCode.OK)

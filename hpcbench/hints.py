@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from hpcbench.hw.telemetry import throttle_hint
 from hpcbench.model import Measurement, Verdict
-from hpcbench.telemetry import throttle_hint
 
 
 def config_hints(settings: dict[str, Any], inventory: dict[str, Any]) -> list[str]:

@@ -20,6 +20,7 @@ from importlib import metadata
 from typing import Any
 
 from hpcbench import __version__
+from hpcbench.pci import pci_gpus
 
 #: file systems that hold no user data; never a storage subject
 PSEUDO_FS = frozenset(
@@ -316,7 +317,6 @@ def _package_version(name: str) -> str | None:
 def _gpus(root: str, nvml: Any) -> dict[str, Any]:
     """NVML's GPUs; where NVML lists none, also how many NVIDIA GPUs the PCI bus has (sysfs)."""
     from hpcbench.nvml import gpu_inventory
-    from hpcbench.probes.gpu_health import pci_gpus
 
     gpus = gpu_inventory(nvml)
     if not gpus.get("count"):

@@ -38,22 +38,29 @@ class Verdict(str, Enum):
             return ExitCode.UNKNOWN
         return ExitCode.OK
 
+    @property
+    def severity(self) -> int:
+        """The verdict's place in SEVERITY, least severe first: a run's verdict is its worst check's."""
+        return SEVERITY.index(self)
 
-_RANK = {
-    Verdict.PASS: 0,
-    Verdict.SKIP: 1,
-    Verdict.NOBASELINE: 2,
-    Verdict.WARN: 3,
-    Verdict.ERROR: 4,
-    Verdict.FAIL: 5,
-}
+
+#: the one order of verdicts, least severe first: PASS < SKIP < NOBASELINE < WARN < ERROR < FAIL
+#: (a proven failure outranks "could not measure", which outranks a shortfall worth a warning)
+SEVERITY: tuple[Verdict, ...] = (
+    Verdict.PASS,
+    Verdict.SKIP,
+    Verdict.NOBASELINE,
+    Verdict.WARN,
+    Verdict.ERROR,
+    Verdict.FAIL,
+)
 
 
 def worst_verdict(verdicts: list[Verdict]) -> Verdict:
     """The most severe verdict; SKIP when there is none."""
     if not verdicts:
         return Verdict.SKIP
-    return max(verdicts, key=_RANK.__getitem__)
+    return max(verdicts, key=lambda v: v.severity)
 
 
 @dataclass(frozen=True)

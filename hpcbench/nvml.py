@@ -261,6 +261,11 @@ class GpuProcess:
     name: str
     used_bytes: int | None  # None: NVML cannot say (e.g. under some virtualisation)
 
+    def describe(self) -> str:
+        """``pid 4242 (python3) uses 70000 MiB``."""
+        used = "?" if self.used_bytes is None else str(self.used_bytes // 2**20)
+        return f"pid {self.pid} ({self.name}) uses {used} MiB"
+
 
 def _process_name(nvml: Any, pid: int) -> str:
     r = read(nvml, nvml.nvmlSystemGetProcessName, pid)

@@ -12,11 +12,9 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from hpcbench import results
+from hpcbench import results, timeparse
 from hpcbench.errors import ConfigError, HpcbenchError
 
-_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
 _NAME_TIME = re.compile(r"^(\d{8}T\d{6})Z(?:-(\d+))?\.json$")
 
 
@@ -29,19 +27,12 @@ class Options:
     prometheus_dir: Path | None = None
 
 
-def parse_duration(text: str) -> float:
-    """'20h', '90m', '1d', '1h30m', '45s' or plain seconds ('3600') to seconds; ConfigError if not."""
-    t = text.strip().lower()
-    seconds: float | None = None
-    if re.fullmatch(r"\d+(?:\.\d+)?", t):
-        seconds = float(t)
-    elif t and _PART.sub("", t) == "":
-        seconds = sum(float(n) * _UNIT_S[u] for n, u in _PART.findall(t))
-    if seconds is None or seconds <= 0:
-        raise ConfigError(
-            f"--max-age {text!r}: expected a duration such as 20h, 90m, 2d, 1h30m or seconds, above 0"
-        )
-    return seconds
+def parse_duration(text: str, option: str = "--max-age") -> float:
+    """A duration option's seconds (hpcbench.timeparse's grammar); ConfigError naming the option."""
+    try:
+        return timeparse.parse_duration(text)
+    except ValueError as exc:
+        raise ConfigError(f"{option} {text!r}: {exc}") from None
 
 
 def _writable_dir(option: str, given: str, folder: Path) -> None:
@@ -77,14 +68,6 @@ def options(args: Any) -> Options:
     )
 
 
-def _time(text: str) -> datetime | None:
-    try:
-        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except (TypeError, ValueError):
-        return None
-    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
-
-
 def name_time(name: str) -> datetime | None:
     """The UTC start time in a record's file name (20261128T020000Z.json, ...Z-1.json), or None."""
     m = _NAME_TIME.match(name)
@@ -100,7 +83,7 @@ def same_suite(record: dict[str, Any], suite: dict[str, Any]) -> bool:
 
 def fresh_pass(record: dict[str, Any], now: datetime, max_age_s: float) -> bool:
     """Whether a record passed (OK, nothing left unrun, not interrupted) and started within max_age_s."""
-    started = _time(str(record.get("started", "")))
+    started = timeparse.try_time(record.get("started"))
     if started is None or record.get("verdict") != "OK" or record.get("exit_code") != 0:
         return False
     if record.get("interrupted") or record.get("not_run"):
@@ -124,7 +107,7 @@ def newest_of_suite(
             record = results.load(path)
         except ConfigError:
             continue  # a bad record does not stop the run; the run writes a good one
-        started = _time(str(record.get("started", "")))
+        started = timeparse.try_time(record.get("started"))
         if started is None or not same_suite(record, suite):
             continue
         m = _NAME_TIME.match(path.name)
@@ -132,15 +115,6 @@ def newest_of_suite(
         if newest is None or order > newest[0]:
             newest = (order, path, record)
     return (newest[1], newest[2]) if newest else None
-
-
-def age_text(seconds: float) -> str:
-    seconds = int(seconds)
-    d, rest = divmod(seconds, 86400)
-    h, rest = divmod(rest, 3600)
-    m, s = divmod(rest, 60)
-    parts = [f"{d}d" if d else "", f"{h}h" if h else "", f"{m}m" if m else ""]
-    return "".join(parts) or f"{s}s"
 
 
 def recent_pass(
@@ -155,8 +129,8 @@ def recent_pass(
     if found is None or not fresh_pass(found[1], now, opts.max_age_s):
         return None
     path, record = found
-    started = _time(record["started"])
-    age = age_text((now - started).total_seconds()) if started else "?"
+    started = timeparse.try_time(record["started"])
+    age = timeparse.format_duration((now - started).total_seconds()) if started else "?"
     line = (
         f"skipped: {path} passed (OK) {age} ago, within --max-age {opts.max_age_text}"
         f" (run {record.get('run_id', '?')})"
@@ -199,8 +173,8 @@ def not_ok(record: dict[str, Any]) -> list[str]:
 
 def summary(record: dict[str, Any], path: Path) -> str:
     """The log's one-line summary: ``FAIL (exit 2) in 12 s: membw/node, ...; record results/...``."""
-    start, end = _time(record.get("started", "")), _time(record.get("ended", ""))
-    took = f" in {age_text((end - start).total_seconds())}" if start and end else ""
+    start, end = timeparse.try_time(record.get("started", "")), timeparse.try_time(record.get("ended", ""))
+    took = f" in {timeparse.format_duration((end - start).total_seconds())}" if start and end else ""
     bad = not_ok(record)
     what = ", ".join(bad) if bad else f"{len(record['checks'])} check(s) judged"
     extra = f"; interrupted by {record['interrupted']}" if record.get("interrupted") else ""

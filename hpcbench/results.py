@@ -14,12 +14,11 @@ Shape (schema_version 1):
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hpcbench.atomic import write_json
 from hpcbench.errors import ConfigError
 from hpcbench.model import Evaluation, Measurement, Verdict, worst_verdict
 
@@ -96,25 +95,8 @@ class CheckResult:
 
 
 def save_atomic(record: dict[str, Any], path: Path) -> Path:
-    """Write JSON to a temporary file beside ``path``, fsync it, rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(record, fh, indent=1, sort_keys=False, allow_nan=False)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-    return path
+    """Write the record as JSON atomically (hpcbench.atomic)."""
+    return write_json(path, record, indent=1)
 
 
 def record_path(outdir: str | Path, host: str, started: str) -> Path:

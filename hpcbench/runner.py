@@ -20,7 +20,6 @@ import time
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ from hpcbench.inventory import gpu_absence
 from hpcbench.model import Measurement
 from hpcbench.probes.base import CLEANUP_LIST
 from hpcbench.suite import CheckSpec, Suite
+from hpcbench.timeparse import utc_stamp
 
 KILL_GRACE_S = 3.0
 #: each child's environment carries its own token, inherited by whatever it starts: processes that
@@ -55,10 +55,6 @@ class Outcome:
     hint: str = ""
     params: dict[str, Any] = field(default_factory=dict)
     measurements: list[Measurement] = field(default_factory=list)
-
-
-def utcnow() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def local_mounts(inventory: dict[str, Any]) -> list[str]:
@@ -158,7 +154,7 @@ class Runner:
                     continue
                 if isinstance(jobs, Unrunnable):
                     job = Job(check, "node", dict(check.params))
-                    outcome = Outcome(job, jobs.status, utcnow(), reason=jobs.reason, hint=jobs.hint)
+                    outcome = Outcome(job, jobs.status, utc_stamp(), reason=jobs.reason, hint=jobs.hint)
                     done += 1
                     self.on_finish(outcome, done, total)
                     outcomes.append(outcome)
@@ -199,13 +195,13 @@ class Runner:
             if req.kind == "idle_gpu":
                 reason = self._busy(job, probe_cls)
                 if reason:
-                    return Outcome(job, "skip", utcnow(), reason=reason, hint=busy.HINT)
+                    return Outcome(job, "skip", utc_stamp(), reason=reason, hint=busy.HINT)
                 continue
             found = req.unmet(self.inventory)
             if found:
                 verdict, reason, hint = found
                 return Outcome(
-                    job, "skip" if verdict == "SKIP" else "error", utcnow(), reason=reason, hint=hint
+                    job, "skip" if verdict == "SKIP" else "error", utc_stamp(), reason=reason, hint=hint
                 )
         return None
 
@@ -249,7 +245,7 @@ class Runner:
             started = time.monotonic()
             self._running[i] = proc
             self._own_pids.add(proc.pid)
-            live[i] = (proc, started, started + job.check.timeout, workdir, utcnow(), token)
+            live[i] = (proc, started, started + job.check.timeout, workdir, utc_stamp(), token)
         while live:
             for i, (proc, started, deadline, workdir, stamp, token) in list(live.items()):
                 job = jobs[i]

@@ -21,8 +21,9 @@ from hpcbench import __version__, baselines, checks, inventory, launch, lock, op
 from hpcbench.errors import ConfigError, LockHeld
 from hpcbench.exitcodes import ExitCode, worst
 from hpcbench.report.progress import Progress
-from hpcbench.runner import Outcome, Runner, utcnow
+from hpcbench.runner import Outcome, Runner
 from hpcbench.suite import Suite
+from hpcbench.timeparse import utc_stamp
 
 
 def _check_output_dir(outdir: str) -> Path:
@@ -60,7 +61,7 @@ def build_record(
     verdict = {ExitCode.OK: "OK", ExitCode.WARN: "WARN", ExitCode.FAIL: "FAIL", ExitCode.UNKNOWN: "UNKNOWN"}[
         code
     ]
-    ended = utcnow()
+    ended = utc_stamp()
     return {
         "schema_version": results.SCHEMA_VERSION,
         "tool_version": __version__,
@@ -101,7 +102,7 @@ def execute(
     inv = inventory.collect()
     baseline = baselines.choose(inv, args.baseline)
     run_id = uuid.uuid4().hex[:12]
-    started = utcnow()
+    started = utc_stamp()
     # under torchrun/srun every rank runs hpcbench: local rank 0 locks the node, rank 0 reports
     job = launch.from_environ(os.environ)
     if job is not None and opts.max_age_s is not None:

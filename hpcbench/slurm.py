@@ -31,7 +31,6 @@ from hpcbench.exitcodes import ExitCode
 PREFIX = "hpcbench:"
 REASON_LIMIT = 120  # characters: scontrol and sinfo show the reason on one line
 TIMEOUT_S = 30.0
-_SEVERITY = {ExitCode.OK: 0, ExitCode.WARN: 1, ExitCode.UNKNOWN: 2, ExitCode.FAIL: 3}
 DRAIN_ON = {"FAIL": ExitCode.FAIL, "UNKNOWN": ExitCode.UNKNOWN, "WARN": ExitCode.WARN}
 
 
@@ -100,9 +99,9 @@ def failing_checks(record: dict[str, Any], threshold: ExitCode) -> dict[str, lis
     out: dict[str, list[str]] = {}
     for c in record.get("checks", []):
         code = code_of.get(c.get("verdict", ""), ExitCode.OK)
-        if code != ExitCode.OK and _SEVERITY[code] >= _SEVERITY[threshold]:
+        if code != ExitCode.OK and code.severity >= threshold.severity:
             out.setdefault(c["id"], []).append(c["subject"])
-    if _SEVERITY[ExitCode.UNKNOWN] >= _SEVERITY[threshold]:
+    if ExitCode.UNKNOWN.severity >= threshold.severity:
         for check_id in record.get("not_run") or []:
             out.setdefault(check_id, []).append("not run")
     return out
@@ -141,7 +140,7 @@ class Action:
 
 def decide(code: ExitCode, node: NodeInfo, reason: str, drain_on: ExitCode = ExitCode.FAIL) -> Action:
     """The action for a run's exit code on a node in a given state (pure)."""
-    if _SEVERITY[code] >= _SEVERITY[drain_on]:
+    if code.severity >= drain_on.severity:
         if node.out_of_service and not node.drained_by_hpcbench:
             who = f" by {node.reason_by.split('@')[0]}" if node.reason_by else ""
             return Action(
@@ -277,4 +276,4 @@ def cmd_slurm_check(args: argparse.Namespace) -> int:
     elif action.kind == "resume":
         scontrol.update(name, "resume")
     _say(args, action.why, log, important=action.kind != "none")
-    return ExitCode.FAIL if _SEVERITY[code] >= _SEVERITY[drain_on] else ExitCode.OK
+    return ExitCode.FAIL if code.severity >= drain_on.severity else ExitCode.OK

@@ -15,15 +15,6 @@ import traceback
 from typing import Any
 
 
-def _write(path: str, outcome: dict[str, Any]) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(outcome, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 def run_job(job: dict[str, Any]) -> dict[str, Any]:
     from hpcbench.errors import HpcbenchError, ProbeError, ProbeSkip
     from hpcbench.probes import registry
@@ -64,7 +55,9 @@ def main(argv: list[str]) -> int:
     job_path, out_path = argv
     with open(job_path, encoding="utf-8") as fh:
         job = json.load(fh)
-    _write(out_path, run_job(job))
+    from hpcbench.atomic import write_json
+
+    write_json(out_path, run_job(job), allow_nan=True, durable=False)
     return 0
 
 

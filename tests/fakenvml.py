@@ -263,7 +263,7 @@ class FakeNvml(types.SimpleNamespace):
         self._check("nvmlDeviceGetInforomImageVersion", handle)
         return self._v(handle, "inforom_image")
 
-    # -- telemetry of the GPU compute probes (hpcbench.telemetry) ------------------------------
+    # -- telemetry of the GPU compute probes (hpcbench.hw.telemetry) ------------------------------
     # Current clocks, power and utilization of a GPU busy with a GEMM (typical nvidia-smi dmon
     # values): clocks at their maximum, power near the limit, full utilization. Override per GPU
     # with devices={i: {"clocks": {...}, "power_usage": mW, "utilization": (gpu %, memory %)}}.

@@ -10,8 +10,8 @@ import torch
 from conftest import Cli
 
 from hpcbench.errors import ParamError, ProbeSkip
-from hpcbench.probes import attention
-from hpcbench.probes import attention_math as am
+from hpcbench.probes.attention import calc as am
+from hpcbench.probes.attention import probe as attention
 from hpcbench.probes.base import ProbeContext, build_params
 
 INVENTORY = {"cpu": {"model": "test cpu", "threads": 2, "llc_bytes": 4 * 2**20}, "gpus": {"count": 0}}

@@ -12,9 +12,9 @@ from nvml_models import BROKEN, MIB
 from hpcbench import busy
 from hpcbench import nvml as seam
 from hpcbench.nvml import GpuProcess
-from hpcbench.probes.collectives import Collectives
-from hpcbench.probes.gpu_membw import GpuMembw
-from hpcbench.probes.pcie import Pcie
+from hpcbench.probes.collectives.probe import Collectives
+from hpcbench.probes.gpu_membw.probe import GpuMembw
+from hpcbench.probes.pcie.probe import Pcie
 from hpcbench.runner import Runner
 from hpcbench.suite import CheckSpec, Suite
 

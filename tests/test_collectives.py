@@ -20,7 +20,7 @@ import pytest
 from conftest import Cli
 
 from hpcbench.exitcodes import ExitCode
-from hpcbench.probes.collectives_math import OPS, sweep_sizes
+from hpcbench.probes.collectives.calc import OPS, sweep_sizes
 
 SMALL = ["-p", "max_bytes=4096", "-p", "iters=3", "-p", "warmup=1", "-p", "repeats=2"]
 

@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from hpcbench.errors import ParamError, ProbeError, ProbeSkip
-from hpcbench.probes import collectives_math as cm
 from hpcbench.probes.base import build_params
-from hpcbench.probes.collectives import (
+from hpcbench.probes.collectives import calc as cm
+from hpcbench.probes.collectives.probe import (
     Collectives,
     choose_backend,
     choose_ranks,
@@ -23,7 +23,7 @@ from hpcbench.probes.collectives import (
     measurements,
     spawn_failure,
 )
-from hpcbench.probes.collectives_rank import EXIT_CONFIG, EXIT_FAILED, fill_periodic, wrong_periodic
+from hpcbench.probes.collectives.rank import EXIT_CONFIG, EXIT_FAILED, fill_periodic, wrong_periodic
 
 FIXTURES = Path(__file__).parent / "fixtures" / "collectives"
 

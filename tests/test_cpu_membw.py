@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from hpcbench.errors import ParamError, ProbeError
-from hpcbench.probes import cpu_membw
 from hpcbench.probes.base import ProbeContext, build_params
-from hpcbench.probes.cpu_membw import (
+from hpcbench.probes.cpu_membw import probe as cpu_membw
+from hpcbench.probes.cpu_membw.probe import (
     KERNELS,
     CpuMembw,
     choose_variants,
@@ -276,6 +276,6 @@ def test_failed_validation_sets_sanity_on_every_measurement(monkeypatch: pytest.
 
 
 def test_import_does_not_load_torch() -> None:
-    code = "import sys, hpcbench.probes.cpu_membw; sys.exit('torch' in sys.modules)"
+    code = "import sys, hpcbench.probes.cpu_membw.probe; sys.exit('torch' in sys.modules)"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
     assert proc.returncode == 0, "importing the probe module imported torch"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from hpcbench.probes.fio_parse import (
+from hpcbench.probes.storage.fio import (
     FioOutputError,
     extract_json,
     parse_fio_json,

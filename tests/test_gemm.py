@@ -17,9 +17,9 @@ from hpcbench.baselines import Baseline, Expectation
 from hpcbench.checks import evaluate
 from hpcbench.errors import ParamError, ProbeSkip
 from hpcbench.model import Verdict
-from hpcbench.probes import gemm
-from hpcbench.probes import gemm_math as gm
 from hpcbench.probes.base import ProbeContext, build_params
+from hpcbench.probes.gemm import calc as gm
+from hpcbench.probes.gemm import probe as gemm
 from hpcbench.suite import CheckSpec
 
 INVENTORY = {"cpu": {"model": "test cpu", "threads": 2, "llc_bytes": 4 * 2**20}, "gpus": {"count": 0}}
@@ -272,7 +272,7 @@ def test_sweep_picks_the_fastest_shape(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_import_does_not_load_torch() -> None:
     code = (
-        "import sys, hpcbench.probes.gemm, hpcbench.probes.attention, hpcbench.telemetry\n"
+        "import sys, hpcbench.probes.gemm.probe, hpcbench.probes.attention.probe, hpcbench.hw.telemetry\n"
         "print('torch' in sys.modules)"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

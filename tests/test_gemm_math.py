@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hpcbench.probes import gemm_math as gm
-from hpcbench.probes.gemm import Gemm
+from hpcbench.probes.gemm import calc as gm
+from hpcbench.probes.gemm.probe import Gemm
 
 
 @pytest.mark.parametrize(
@@ -74,33 +74,6 @@ def test_probe_metric_names_accept_built_names_only() -> None:
     for bad in ("bf17", "bf16_sweeps", "bf16_4096x8192", "int8", 3):
         assert bad not in names
     assert "<dtype>_<M>x<N>x<K>" in ", ".join(names)  # what a suite error lists
-
-
-@pytest.mark.parametrize(
-    ("dtype", "kind", "cc", "has_fp8", "expect"),
-    [
-        ("fp8", "cuda", (9, 0), True, None),
-        ("fp8", "cuda", (8, 9), True, None),
-        ("fp8", "cuda", (8, 0), True, "compute capability >= 8.9"),
-        ("fp8", "cuda", (9, 0), False, "has no torch._scaled_mm"),
-        ("fp8", "cpu", None, True, None),
-        ("tf32", "cpu", None, True, "not of the CPU"),
-        ("tf32", "cuda", (8, 0), True, None),
-        ("tf32", "cuda", (7, 0), True, "compute capability >= 8.0"),
-        ("bf16", "cuda", (7, 5), True, "this GPU has 7.5"),
-        ("bf16", "cpu", None, False, None),
-        ("fp32", "cuda", (6, 0), False, None),
-        ("fp16", "cuda", (7, 0), False, None),
-    ],
-)
-def test_dtype_unsupported(
-    dtype: str, kind: str, cc: tuple[int, int] | None, has_fp8: bool, expect: str | None
-) -> None:
-    reason = gm.dtype_unsupported(dtype, kind, cc, has_fp8=has_fp8, torch_version="2.13.0")
-    if expect is None:
-        assert reason is None
-    else:
-        assert reason is not None and expect in reason and reason.startswith(f"{dtype}:")
 
 
 def _block(

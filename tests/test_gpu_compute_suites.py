@@ -16,9 +16,10 @@ from hpcbench import baselines, nvml
 from hpcbench import suite as suite_mod
 from hpcbench.checks import judge
 from hpcbench.model import Measurement, Verdict
-from hpcbench.probes import gemm, registry
-from hpcbench.probes.attention import Attention
+from hpcbench.probes import registry
+from hpcbench.probes.attention.probe import Attention
 from hpcbench.probes.base import ProbeContext, build_params
+from hpcbench.probes.gemm import probe as gemm
 from hpcbench.runner import CONCURRENT_EXPANSIONS, Unrunnable, expand
 
 GPU_SUITES = ("quick", "nightly", "acceptance", "gpu-check")

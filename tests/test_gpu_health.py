@@ -16,8 +16,9 @@ from hpcbench import checks
 from hpcbench import suite as suite_mod
 from hpcbench.errors import ParamError, ProbeError, ProbeSkip
 from hpcbench.model import Evaluation, Verdict
-from hpcbench.probes import gpu_health as gh
+from hpcbench.pci import is_nvidia_gpu
 from hpcbench.probes.base import ProbeContext, build_params
+from hpcbench.probes.gpu_health import probe as gh
 from hpcbench.results import CheckResult
 from hpcbench.runner import Job, Outcome
 
@@ -361,8 +362,8 @@ def test_pure_helpers() -> None:
         "driver 570.124.06 (NVML library and kernel module)"
     ]
     assert gh.driver_mismatches(None, None, "12.8", None) == ([], [])
-    assert gh.is_nvidia_gpu("0x10de\n", "0x030200\n") and gh.is_nvidia_gpu("0x10de", "0x030000")
-    assert not gh.is_nvidia_gpu("0x10de", "0x068000") and not gh.is_nvidia_gpu("0x15b3", "0x030200")
+    assert is_nvidia_gpu("0x10de\n", "0x030200\n") and is_nvidia_gpu("0x10de", "0x030000")
+    assert not is_nvidia_gpu("0x10de", "0x068000") and not is_nvidia_gpu("0x15b3", "0x030200")
 
 
 def test_params_are_validated() -> None:

@@ -12,9 +12,9 @@ import torch
 from fakenvml import FakeNvml
 
 from hpcbench.errors import ParamError
-from hpcbench.probes import gpu_membw as gm
+from hpcbench.hw.torch_device import PerfCounterClock
 from hpcbench.probes.base import ProbeContext, build_params
-from hpcbench.probes.torch_device import PerfCounterClock
+from hpcbench.probes.gpu_membw import probe as gm
 
 MIB = 2**20
 

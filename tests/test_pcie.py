@@ -21,8 +21,9 @@ from hpcbench import nvml as seam
 from hpcbench import suite as suite_mod
 from hpcbench.errors import ParamError, ProbeError
 from hpcbench.model import Verdict
-from hpcbench.probes import pcie
 from hpcbench.probes.base import ProbeContext, build_params
+from hpcbench.probes.pcie import probe as pcie
+from hpcbench.probes.pcie.cuda import verify_copies
 from hpcbench.runner import Job, Outcome
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,7 +69,7 @@ class CpuEngine:
         self.in_flight = 0
 
     def verify(self) -> str | None:
-        return pcie.verify_copies(
+        return verify_copies(
             torch,
             [("host->device", self.dev_dst, self.host_src), ("device->host", self.host_dst, self.dev_src)],
         )

@@ -13,11 +13,17 @@ from pathlib import Path
 import pytest
 
 from hpcbench.errors import ParamError, ProbeError
-from hpcbench.probes import storage_fs as sfs
 from hpcbench.probes.base import CLEANUP_LIST, ProbeContext, build_params, register_cleanup
-from hpcbench.probes.fio_jobs import PROFILES, engine_check_argv, fill_argv, fio_argv, fio_filename
-from hpcbench.probes.fio_parse import parse_fio_json
-from hpcbench.probes.storage import ALL_METRICS, Storage, auto_numjobs, metric_names, profile_measurements
+from hpcbench.probes.storage import fs as sfs
+from hpcbench.probes.storage.fio import parse_fio_json
+from hpcbench.probes.storage.jobs import PROFILES, engine_check_argv, fill_argv, fio_argv, fio_filename
+from hpcbench.probes.storage.probe import (
+    ALL_METRICS,
+    Storage,
+    auto_numjobs,
+    metric_names,
+    profile_measurements,
+)
 from hpcbench.runner import Unrunnable, _remove_registered, expand, local_mounts
 from hpcbench.suite import CheckSpec
 

@@ -26,8 +26,8 @@ import pytest
 from conftest import Cli, marked_processes, no_marked_processes, wait_for, write
 
 from hpcbench.exitcodes import ExitCode
-from hpcbench.probes import storage_fs as sfs
-from hpcbench.probes.storage import ALL_METRICS
+from hpcbench.probes.storage import fs as sfs
+from hpcbench.probes.storage.probe import ALL_METRICS
 
 SMALL = ["-p", "size_mib=16", "-p", "runtime_s=1", "-p", "ramp_s=0", "-p", "repeats=1"]
 LONG = [

@@ -10,9 +10,10 @@ import pytest
 from fakenvml import FakeNvml
 from nvml_models import GPU_IS_LOST, NOT_SUPPORTED
 
-from hpcbench import nvml, telemetry
+from hpcbench import nvml
 from hpcbench.baselines import Baseline, Expectation
 from hpcbench.checks import evaluate, relative
+from hpcbench.hw import telemetry
 from hpcbench.model import Measurement, Verdict
 from hpcbench.suite import Band, CheckSpec, Relative
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from hpcbench.errors import ProbeError, ProbeSkip
-from hpcbench.probes import torch_device as td
+from hpcbench.hw import torch_device as td
 
 UUIDS = [f"6f1c2a7e-94b3-5d0e-8c1a-2b9e0f4d7a{i:02d}" for i in range(4)]
 INVENTORY = {
@@ -211,7 +211,7 @@ class FakeBlasTorch:
 
 
 def test_through_blas_sets_the_library_only_when_it_differs_and_restores_torchs_choice() -> None:
-    from hpcbench.probes import cuda_only
+    from hpcbench.hw import cuda_only
 
     torch = FakeBlasTorch("Cublas")
     seen: list[str] = []
@@ -236,7 +236,7 @@ def test_through_blas_sets_the_library_only_when_it_differs_and_restores_torchs_
 
 def test_through_blas_on_a_torch_without_the_switch_runs_the_call_as_it_is() -> None:
     """torch 2.1-2.2 (pyproject allows >= 2.1) have no preferred_blas_library: cuBLAS only."""
-    from hpcbench.probes import cuda_only
+    from hpcbench.hw import cuda_only
 
     old_torch = SimpleNamespace(backends=SimpleNamespace(cuda=SimpleNamespace()))
     call = lambda: "ran"  # noqa: E731
@@ -244,3 +244,30 @@ def test_through_blas_on_a_torch_without_the_switch_runs_the_call_as_it_is() -> 
     with cuda_only.preferred_blas_restored(old_torch):
         assert cuda_only.through_blas(old_torch, "cublas", call) is call
         assert call() == "ran"
+
+
+@pytest.mark.parametrize(
+    ("dtype", "kind", "cc", "has_fp8", "expect"),
+    [
+        ("fp8", "cuda", (9, 0), True, None),
+        ("fp8", "cuda", (8, 9), True, None),
+        ("fp8", "cuda", (8, 0), True, "compute capability >= 8.9"),
+        ("fp8", "cuda", (9, 0), False, "has no torch._scaled_mm"),
+        ("fp8", "cpu", None, True, None),
+        ("tf32", "cpu", None, True, "not of the CPU"),
+        ("tf32", "cuda", (8, 0), True, None),
+        ("tf32", "cuda", (7, 0), True, "compute capability >= 8.0"),
+        ("bf16", "cuda", (7, 5), True, "this GPU has 7.5"),
+        ("bf16", "cpu", None, False, None),
+        ("fp32", "cuda", (6, 0), False, None),
+        ("fp16", "cuda", (7, 0), False, None),
+    ],
+)
+def test_dtype_unsupported(
+    dtype: str, kind: str, cc: tuple[int, int] | None, has_fp8: bool, expect: str | None
+) -> None:
+    reason = td.dtype_unsupported(dtype, kind, cc, has_fp8=has_fp8, torch_version="2.13.0")
+    if expect is None:
+        assert reason is None
+    else:
+        assert reason is not None and expect in reason and reason.startswith(f"{dtype}:")

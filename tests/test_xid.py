@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from hpcbench.probes import xid
+from hpcbench.hw import kernel_log, xid
+from hpcbench.pci import normalize_bus
 
 FIXTURES = Path(__file__).parent / "fixtures" / "xid"
 
@@ -76,19 +77,7 @@ def test_no_xid_in_an_ordinary_boot_log() -> None:
     ],
 )
 def test_normalize_bus_makes_nvml_and_kernel_addresses_comparable(given: str, want: str | None) -> None:
-    assert xid.normalize_bus(given) == want
-
-
-def test_since_durations_iso_and_boot() -> None:
-    now = 1_800_000_000.0
-    assert xid.parse_since("boot", now) is None and xid.parse_since("", now) is None
-    assert xid.parse_since("24h", now) == now - 86400
-    assert xid.parse_since("30m", now) == now - 1800
-    assert xid.parse_since("7d", now) == now - 7 * 86400
-    assert xid.parse_since("2026-11-28T00:00:00Z", now) == epoch("2026-11-28T00:00:00")
-    assert xid.parse_since("2026-11-28T00:00:00", now) == epoch("2026-11-28T00:00:00")  # UTC
-    with pytest.raises(ValueError, match="24h"):
-        xid.parse_since("yesterday", now)
+    assert normalize_bus(given) == want
 
 
 def test_since_filter_keeps_events_of_unknown_time() -> None:
@@ -127,7 +116,7 @@ def test_auto_prefers_the_journal(bindir: Path) -> None:
     fixture = FIXTURES / "journal_short_iso.txt"
     tool(bindir, "journalctl", f'echo "$@" > {bindir}/argv; cat {fixture}\n')
     tool(bindir, "dmesg", "echo dmesg must not run >&2; exit 1\n")
-    log = xid.read_kernel_log("auto")
+    log = kernel_log.read_kernel_log("auto")
     assert log.unsupported is None and log.text == fixture.read_text()
     assert (bindir / "argv").read_text().split() == ["-k", "-b", "-o", "short-iso", "--no-pager", "-q"]
 
@@ -138,7 +127,7 @@ def test_auto_falls_back_to_dmesg_when_the_journal_keeps_no_kernel_messages(
 ) -> None:
     tool(bindir, "journalctl", journal)  # no journald (containers): no files, or nothing at all
     tool(bindir, "dmesg", f"cat {FIXTURES / 'dmesg_iso.txt'}\n")
-    log = xid.read_kernel_log("auto")
+    log = kernel_log.read_kernel_log("auto")
     assert log.source == "dmesg --time-format iso" and "NVRM: Xid" in (log.text or "")
 
 
@@ -149,7 +138,7 @@ def test_no_permission_is_unsupported_not_a_failure(bindir: Path) -> None:
         "echo 'Hint: You are currently not seeing messages from other users and the system.' >&2\n",
     )
     tool(bindir, "dmesg", "echo 'dmesg: read kernel buffer failed: Operation not permitted' >&2; exit 1\n")
-    log = xid.read_kernel_log("auto")
+    log = kernel_log.read_kernel_log("auto")
     assert log.text is None
     assert "no permission to read the journal" in (log.unsupported or "")
     assert "no permission to read the kernel log (dmesg: read kernel buffer failed" in (log.unsupported or "")
@@ -164,13 +153,13 @@ def test_busybox_dmesg_without_time_format(bindir: Path) -> None:
         "fi\n"
         f"cat {FIXTURES / 'dmesg_plain.txt'}\n",
     )
-    log = xid.read_kernel_log("dmesg")
+    log = kernel_log.read_kernel_log("dmesg")
     assert log.source == "dmesg" and "Xid" in (log.text or "")
 
 
 def test_a_hanging_tool_times_out(bindir: Path) -> None:
     tool(bindir, "dmesg", "exec sleep 30\n")
-    log = xid.read_kernel_log("dmesg", timeout=0.5)
+    log = kernel_log.read_kernel_log("dmesg", timeout=0.5)
     assert log.text is None and "timed out after 0.5 s" in (log.unsupported or "")
 
 
@@ -178,16 +167,16 @@ def test_missing_tools_file_source_and_none(
     bindir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PATH", str(bindir))  # neither journalctl nor dmesg
-    log = xid.read_kernel_log("auto")
+    log = kernel_log.read_kernel_log("auto")
     assert log.unsupported == "journalctl not found; dmesg not found"
-    assert xid.read_kernel_log(str(FIXTURES / "dmesg_plain.txt")).text == text("dmesg_plain.txt")
-    missing = xid.read_kernel_log(str(tmp_path / "kern.log"))
+    assert kernel_log.read_kernel_log(str(FIXTURES / "dmesg_plain.txt")).text == text("dmesg_plain.txt")
+    missing = kernel_log.read_kernel_log(str(tmp_path / "kern.log"))
     assert missing.text is None and "No such file" in (missing.unsupported or "")
-    assert "turned off" in (xid.read_kernel_log("none").unsupported or "")
+    assert "turned off" in (kernel_log.read_kernel_log("none").unsupported or "")
 
 
 def test_boot_time_from_proc_stat(tmp_path: Path) -> None:
     stat_file = tmp_path / "stat"
     stat_file.write_text("cpu  1 2 3\nbtime 1764316800\nprocesses 42\n")
-    assert xid.boot_time(str(stat_file)) == 1764316800.0
-    assert xid.boot_time(str(tmp_path / "none")) is None
+    assert kernel_log.boot_time(str(stat_file)) == 1764316800.0
+    assert kernel_log.boot_time(str(tmp_path / "none")) is None

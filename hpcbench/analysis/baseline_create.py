@@ -135,14 +135,9 @@ def create(
 def write_profile(text: str, out: Path) -> Path:
     """Write a profile atomically, after checking that it loads back."""
     from hpcbench import baselines, tomlfile
+    from hpcbench.atomic import write_atomic
 
-    tmp = out.with_name(f".{out.name}.tmp")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp.write_text(text)
-    try:
-        baselines.parse(tomlfile.read(tmp, "baseline"))  # what we write must load back
-    except ConfigError:
-        tmp.unlink()
-        raise
-    tmp.replace(out)
-    return out
+    def loads_back(tmp: Path) -> None:  # what we write must load back
+        baselines.parse(tomlfile.read(tmp, "baseline"))
+
+    return write_atomic(out, text, check=loads_back)

@@ -259,9 +259,10 @@ def dump_json(h: History, stream: TextIO | None = None) -> None:
 def write_csv(h: History, path: str) -> Path:
     import csv
 
+    from hpcbench.atomic import atomic_open
+
     out = Path(path)
-    tmp = out.with_name(f".{out.name}.tmp")
-    with open(tmp, "w", newline="") as fh:
+    with atomic_open(out, newline="") as fh:
         w = csv.writer(fh)
         w.writerow(
             [
@@ -293,5 +294,4 @@ def write_csv(h: History, path: str) -> Path:
                         p.degraded,
                     ]
                 )
-    tmp.replace(out)
     return out

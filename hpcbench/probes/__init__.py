@@ -1,1 +1,2 @@
-"""Probes: one module per probe, plus the contract (base) and the registry."""
+"""Probes: base.py (the contract), registry.py (discovery and the contract's check), and one
+package per probe holding everything only that probe uses."""

@@ -203,8 +203,6 @@ def write(
     sources: list[str] | None = None,
 ) -> Path:
     text = render(fleets, loaded, opts, max_nodes, sources)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(out)
-    return out
+    from hpcbench.atomic import write_atomic
+
+    return write_atomic(out, text)

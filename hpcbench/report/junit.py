@@ -10,11 +10,11 @@ Checks that never started (an interrupted run) are errors named "not run". Reads
 
 from __future__ import annotations
 
-import os
-import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
+
+from hpcbench.atomic import atomic_open
 
 
 def _num(value: Any, unit: str = "") -> str:
@@ -116,14 +116,6 @@ def write(record: dict[str, Any], path: Path) -> Path:
     """Writes the JUnit XML atomically (temporary file beside it, then rename)."""
     tree = ET.ElementTree(to_xml(record))
     ET.indent(tree)
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            tree.write(fh, encoding="utf-8", xml_declaration=True)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, binary=True) as fh:
+        tree.write(fh, encoding="utf-8", xml_declaration=True)
     return path

@@ -8,20 +8,16 @@ share one file. The verdict table never goes here.
 from __future__ import annotations
 
 import os
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 from hpcbench.errors import ConfigError
-
-
-def stamp(now: datetime | None = None) -> str:
-    now = now or datetime.now(timezone.utc)
-    return now.astimezone(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+from hpcbench.timeparse import utc_stamp
 
 
 def format_line(text: str, suite: str, pid: int, now: datetime | None = None) -> str:
     one = " ".join(text.split())  # a reason with a newline stays one line
-    return f"{stamp(now)} hpcbench[{pid}] {suite}: {one}\n"
+    return f"{utc_stamp(now)} hpcbench[{pid}] {suite}: {one}\n"
 
 
 class RunLog:

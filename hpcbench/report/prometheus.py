@@ -26,9 +26,11 @@ Reads the record only.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from hpcbench import timeparse
+from hpcbench.model import Verdict, worst_verdict
 
 PREFIX = "hpcbench"
 VERDICTS = ("PASS", "WARN", "FAIL", "ERROR", "SKIP", "NOBASELINE")
@@ -85,13 +87,8 @@ def family(kind: str, unit: str) -> tuple[str, float]:
 
 
 def _unix(text: str | None) -> float | None:
-    if not text:
-        return None
-    try:
-        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).timestamp()
+    t = timeparse.try_time(text)
+    return t.timestamp() if t else None
 
 
 def file_name(suite: str) -> str:
@@ -99,8 +96,7 @@ def file_name(suite: str) -> str:
 
 
 def _worst(verdicts: list[str]) -> str:
-    rank = {"PASS": 0, "SKIP": 1, "NOBASELINE": 2, "WARN": 3, "ERROR": 4, "FAIL": 5}
-    return max(verdicts, key=lambda v: rank.get(v, 0))
+    return worst_verdict([Verdict(v) for v in verdicts]).value
 
 
 def build_registry(record: dict[str, Any]) -> Any:

@@ -5,7 +5,7 @@ on all of them (per-rank times and wrong-element counts of every op and size,
 gathered with a collective at the end). The probe turns it into the table and
 the measurements (``collectives_math``).
 
-Spawned by the probe, a rank is ``python -m hpcbench.probes.collectives_rank
+Spawned by the probe, a rank is ``python -m hpcbench.probes.collectives.rank
 CONFIG.json OUTDIR``: RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and
 MASTER_PORT come from the environment, rank 0 writes OUTDIR/result.json, and
 a rank that fails writes OUTDIR/error-RANK.json naming what went wrong and
@@ -30,8 +30,9 @@ from dataclasses import asdict, dataclass
 from datetime import timedelta
 from typing import Any
 
+from hpcbench.atomic import write_json
 from hpcbench.launch import LaunchEnv, from_environ
-from hpcbench.probes import collectives_math as cm
+from hpcbench.probes.collectives import calc as cm
 
 EXIT_FAILED = 3
 EXIT_CONFIG = 4
@@ -284,7 +285,7 @@ def run_rank(cfg: RankConfig, launch: LaunchEnv) -> dict[str, Any]:
     import torch
     import torch.distributed as dist
 
-    from hpcbench.probes.collectives_rdzv import RankFailure, Rendezvous
+    from hpcbench.probes.collectives.rdzv import RankFailure, Rendezvous
 
     torch.set_num_threads(
         max(1, len(os.sched_getaffinity(0)) // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
@@ -359,15 +360,12 @@ def run_rank(cfg: RankConfig, launch: LaunchEnv) -> dict[str, Any]:
 
 
 def _write(path: str, data: dict[str, Any]) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh)
-    os.replace(tmp, path)
+    write_json(path, data, allow_nan=True, durable=False)
 
 
 def main(argv: list[str]) -> int:
     config_path, outdir = argv
-    from hpcbench.probes.collectives_rdzv import RankFailure
+    from hpcbench.probes.collectives.rdzv import RankFailure
 
     launch = from_environ(os.environ)
     assert launch is not None, "RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT must be set"

@@ -1,4 +1,4 @@
-"""Pure helpers of the gemm probe: shapes, sweeps, FLOP counting, dtype support and the
+"""Pure helpers of the gemm probe: shapes, sweeps, FLOP counting and the
 correctness check of a computed block against a float64 reference.
 
 FLOPs are counted as MAMF-finder and cuBLAS benchmarks count them: 2·m·n·k per GEMM of an
@@ -107,30 +107,6 @@ def metric_name(dtype: str, shape: Shape, primary: bool) -> str:
 
 def sweep_metric(dtype: str) -> str:
     return f"{dtype}_sweep"
-
-
-def dtype_unsupported(
-    dtype: str, kind: str, capability: tuple[int, int] | None, *, has_fp8: bool, torch_version: str = ""
-) -> str | None:
-    """Why ``dtype`` cannot be measured on this device (a one-line reason), or None.
-
-    fp8 is e4m3 through ``torch._scaled_mm``: on CUDA it needs compute capability >= 8.9
-    (Ada, Hopper, Blackwell); on the CPU torch's own implementation runs where it exists.
-    TF32 is a tensor-core mode: NVIDIA GPUs of compute capability >= 8.0 only.
-    """
-    if dtype == "fp8" and not has_fp8:
-        return f"fp8: torch {torch_version or '?'} has no torch._scaled_mm or float8_e4m3fn"
-    if kind == "cpu":
-        if dtype == "tf32":
-            return "tf32: a tensor-core mode of NVIDIA GPUs (compute capability >= 8.0), not of the CPU"
-        return None
-    cc = capability or (0, 0)
-    text = f"{cc[0]}.{cc[1]}"
-    if dtype == "fp8" and cc < (8, 9):
-        return f"fp8: e4m3 GEMM needs compute capability >= 8.9 (Ada/Hopper or newer); this GPU has {text}"
-    if dtype in ("tf32", "bf16") and cc < (8, 0):
-        return f"{dtype}: needs compute capability >= 8.0 (Ampere or newer); this GPU has {text}"
-    return None
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ Two ways to get ranks:
 
 - **Spawned** (the default): the probe starts one rank per GPU with NCCL on a
   GPU node, or ``ranks`` (default 2) gloo ranks on a CPU node, as child
-  processes (``python -m hpcbench.probes.collectives_rank``) meeting on
+  processes (``python -m hpcbench.probes.collectives.rank``) meeting on
   127.0.0.1 at a free port. It watches them: when one dies, the others get a
   few seconds to report, then are killed, and the probe's ERROR names the
   rank that died.
@@ -36,9 +36,9 @@ from typing import Any, ClassVar
 from hpcbench.errors import ConfigError, ProbeError, ProbeSkip
 from hpcbench.launch import LaunchEnv, from_environ
 from hpcbench.model import Measurement
-from hpcbench.probes import collectives_math as cm
 from hpcbench.probes.base import ProbeContext, Requirement, check
-from hpcbench.probes.collectives_rank import EXIT_CONFIG, EXIT_FAILED, RankConfig
+from hpcbench.probes.collectives import calc as cm
+from hpcbench.probes.collectives.rank import EXIT_CONFIG, EXIT_FAILED, RankConfig
 
 NAME = "collectives"
 CONVENTION = "nccl-tests busbw"
@@ -203,7 +203,7 @@ def _spawn(cfg: RankConfig, world: int, workdir: str, deadline_s: float) -> dict
                     [
                         sys.executable,
                         "-m",
-                        "hpcbench.probes.collectives_rank",
+                        "hpcbench.probes.collectives.rank",
                         str(root / "config.json"),
                         str(root),
                     ],
@@ -275,8 +275,8 @@ def _watch(
 
 
 def _join(cfg: RankConfig, launch: LaunchEnv) -> dict[str, Any]:
-    from hpcbench.probes.collectives_rank import RankConfigError, run_rank
-    from hpcbench.probes.collectives_rdzv import RankFailure
+    from hpcbench.probes.collectives.rank import RankConfigError, run_rank
+    from hpcbench.probes.collectives.rdzv import RankFailure
 
     try:
         return run_rank(cfg, launch)

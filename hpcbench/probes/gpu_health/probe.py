@@ -16,18 +16,20 @@ other. A field NVML does not support, or a kernel log we may not read, is listed
 from __future__ import annotations
 
 import ctypes
-import os
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from hpcbench import nvml as seam
+from hpcbench import timeparse
 from hpcbench.errors import ProbeError, ProbeSkip
+from hpcbench.hw import xid
+from hpcbench.hw.kernel_log import KernelLog, boot_time, read_kernel_log
 from hpcbench.model import Measurement
-from hpcbench.probes import xid
+from hpcbench.pci import PCI_DEVICES, normalize_bus, pci_gpus, read_text
 from hpcbench.probes.base import ProbeContext, Requirement, check
-from hpcbench.probes.gpu_health_read import GPU_METRICS, Item, gpu_items, missing
+from hpcbench.probes.gpu_health.read import GPU_METRICS, Item, gpu_items, missing
 
 NAME = "gpu_health"
 NODE_METRICS = (
@@ -39,10 +41,6 @@ NODE_METRICS = (
     "xid_errors",
 )
 KERNEL_MODULE_VERSION = "/proc/driver/nvidia/version"
-PCI_DEVICES = "/sys/bus/pci/devices"
-#: PCI class codes of GPUs: VGA controller, 3D controller (NVSwitches are bridges: not counted)
-GPU_PCI_CLASSES = ("0x0300", "0x0302")
-NVIDIA_VENDOR = "0x10de"
 _MODULE_VERSION = re.compile(r"Kernel Module(?: for \S+)?\s+(\d+\.\d+(?:\.\d+)?)")
 #: NVML init errors that mean "no NVIDIA GPU driver here", not "the driver is broken"
 _NO_DRIVER = ("NVMLError_LibraryNotFound", "NVMLError_DriverNotLoaded")
@@ -74,7 +72,7 @@ class GpuHealthParams:
         check(bool(self.kernel_log.strip()), NAME, "kernel_log", "must not be empty")
         check(all(c >= 0 for c in self.xid_ignore), NAME, "xid_ignore", "XIDs are >= 0")
         try:
-            xid.parse_since(self.xid_since, now=0.0)
+            timeparse.since(self.xid_since, now=0.0)
         except ValueError as exc:
             check(False, NAME, "xid_since", str(exc))
 
@@ -123,26 +121,6 @@ def firmware_mismatches(gpus: list[dict[str, Any]]) -> tuple[list[str], int]:
     return bad, compared
 
 
-def is_nvidia_gpu(vendor: str, pci_class: str) -> bool:
-    """Whether a PCI function (sysfs ``vendor`` and ``class`` text) is an NVIDIA GPU."""
-    return vendor.strip().lower() == NVIDIA_VENDOR and pci_class.strip().lower()[:6] in GPU_PCI_CLASSES
-
-
-def pci_gpus(root: str = PCI_DEVICES) -> list[str] | None:
-    """Normalized PCI addresses of the NVIDIA GPUs on the PCI bus (sysfs), whatever the driver
-    sees; None when sysfs cannot be read."""
-    try:
-        entries = sorted(os.listdir(root))
-    except OSError:
-        return None
-    found = []
-    for entry in entries:
-        vendor, pci_class = _read_text(f"{root}/{entry}/vendor"), _read_text(f"{root}/{entry}/class")
-        if vendor and pci_class and is_nvidia_gpu(vendor, pci_class):
-            found.append(xid.normalize_bus(entry) or entry)
-    return found
-
-
 def libcuda_version() -> str | None:
     """The CUDA version of the libcuda.so.1 this process would load (cuDriverGetVersion), or None.
 
@@ -158,15 +136,7 @@ def libcuda_version() -> str | None:
     return seam.cuda_version(value.value)
 
 
-def _read_text(path: str) -> str | None:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            return fh.read()
-    except OSError:
-        return None
-
-
-def xid_item(events: list[xid.XidEvent] | None, log: xid.KernelLog, ignore: list[int], where: str) -> Item:
+def xid_item(events: list[xid.XidEvent] | None, log: KernelLog, ignore: list[int], where: str) -> Item:
     """The ``xid_errors`` count of ``events`` (XIDs in ``ignore`` listed but not counted)."""
     if events is None:
         return Item("xid_errors", not_measured=f"kernel log not readable: {log.unsupported}")
@@ -219,7 +189,7 @@ class GpuHealth:
         self.pci_root = pci_root
 
     def run(self, params: GpuHealthParams, ctx: ProbeContext) -> list[Measurement]:
-        start = xid.parse_since(params.xid_since)
+        start = timeparse.since(params.xid_since)
         settings: dict[str, Any] = {
             "kernel_log": params.kernel_log,
             "xid_since": params.xid_since,
@@ -235,11 +205,11 @@ class GpuHealth:
     def _xids(
         self, params: GpuHealthParams, start: float | None, settings: dict[str, Any]
     ) -> tuple[Any, Any]:
-        log = xid.read_kernel_log(params.kernel_log)
+        log = read_kernel_log(params.kernel_log)
         settings["kernel_log_source"] = log.source
         if log.text is None:
             return None, log
-        return xid.since(xid.parse_kernel_log(log.text, xid.boot_time()), start), log
+        return xid.since(xid.parse_kernel_log(log.text, boot_time()), start), log
 
     def _gpu(
         self, params: GpuHealthParams, ctx: ProbeContext, start: float | None, settings: dict[str, Any]
@@ -261,7 +231,7 @@ class GpuHealth:
         if bus is None:  # no handle: the inventory (taken before the run) still knows its address
             devices = (ctx.inventory.get("gpus") or {}).get("devices") or []
             bus = next((d.get("pci_bus_id") for d in devices if d.get("index") == params.gpu), None)
-        mine = xid.normalize_bus(bus)
+        mine = normalize_bus(bus)
         events, log = self._xids(params, start, settings)
         if events is not None:
             events = [e for e in events if e.bus is not None and e.bus == mine]
@@ -313,7 +283,7 @@ class GpuHealth:
             items.append(self._missing_item(gpus, expected, params.expected_gpus, on_pci, unavailable))
         else:
             items += missing(("gpus_missing",), "expected_gpus is 0 and sysfs lists no NVIDIA GPU")
-        kernel = kernel_module_version(_read_text(KERNEL_MODULE_VERSION))
+        kernel = kernel_module_version(read_text(KERNEL_MODULE_VERSION))
         bad, compared = driver_mismatches(driver, kernel, cuda, libcuda_version())
         if rm_mismatch:
             bad.insert(0, rm_mismatch)
@@ -329,7 +299,7 @@ class GpuHealth:
         else:
             items += missing(("firmware_version_mismatch",), "no firmware versions to compare")
         events, log = self._xids(params, start, settings)
-        visible = {xid.normalize_bus(g.get("pci_bus_id")) for g in gpus}
+        visible = {normalize_bus(g.get("pci_bus_id")) for g in gpus}
         if events is not None:
             events = [e for e in events if e.bus is None or e.bus not in visible]
         items.append(xid_item(events, log, params.xid_ignore, "on PCI addresses of no visible GPU"))
@@ -344,7 +314,7 @@ class GpuHealth:
         if not given and not on_pci:
             whose = "sysfs lists none: as many as NVML sees"
         detail = f"{len(gpus)} of {expected} GPUs ({whose}) visible to NVML"
-        seen = {xid.normalize_bus(g.get("pci_bus_id")) for g in gpus}
+        seen = {normalize_bus(g.get("pci_bus_id")) for g in gpus}
         lost = [a for a in on_pci or [] if a not in seen]
         if lost and len(gpus) < expected:
             detail += f"; not seen by NVML: {', '.join(lost)}"

@@ -26,9 +26,10 @@ from typing import Any, ClassVar
 
 from hpcbench.errors import ProbeError
 from hpcbench.model import Measurement
-from hpcbench.probes import storage_fs as sfs
 from hpcbench.probes.base import ProbeContext, Requirement, check, register_cleanup
-from hpcbench.probes.fio_jobs import (
+from hpcbench.probes.storage import fs as sfs
+from hpcbench.probes.storage.fio import FioRun
+from hpcbench.probes.storage.jobs import (
     FILL_MIN_RATE,
     FIO_SLACK_S,
     PROFILES,
@@ -39,7 +40,6 @@ from hpcbench.probes.fio_jobs import (
     fio_version,
     run_fio,
 )
-from hpcbench.probes.fio_parse import FioRun
 
 LATENCY_SUFFIX = {50.0: "p50", 99.0: "p99", 99.9: "p999"}
 MAX_AUTO_NUMJOBS = 4

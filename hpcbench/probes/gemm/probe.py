@@ -34,10 +34,10 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from hpcbench.errors import ParamError, ProbeSkip
+from hpcbench.hw import torch_device as td
 from hpcbench.model import Measurement
-from hpcbench.probes import gemm_math as gm
-from hpcbench.probes import torch_device as td
 from hpcbench.probes.base import ProbeContext, Requirement, check
+from hpcbench.probes.gemm import calc as gm
 from hpcbench.stats import fastest
 
 CONVENTION = "2*m*n*k FLOPs per GEMM (MAMF-finder); TFLOPS = 1e12 FLOP/s"
@@ -154,7 +154,7 @@ def _operands(torch: Any, device: Any, dtype: str, shape: gm.Shape, gen: Any) ->
 
 def _calls(torch: Any, names: list[str], x: Operand, w: Operand) -> dict[str, Callable[[], Any]]:
     """The timed call of each implementation: y = x @ W^T."""
-    from hpcbench.probes import cuda_only
+    from hpcbench.hw import cuda_only
 
     (a, sx), (b, sw) = x, w
     calls: dict[str, Callable[[], Any]] = {}
@@ -184,7 +184,7 @@ def choose_implementations(torch: Any, rt: td.Runtime, dtype: str, requested: li
     """The implementations to time for ``dtype`` on this runtime's device ([] = the defaults;
     gemm_math decides). cuBLASLt's presence is only probed when it is asked for: probing sets
     torch's preferred BLAS library, which torch warns about."""
-    from hpcbench.probes import cuda_only
+    from hpcbench.hw import cuda_only
 
     cuda = rt.choice.is_cuda
     available = gm.implementations(
@@ -253,7 +253,7 @@ def measure_case(
     alternated call by call, report the faster and verify every one's last output."""
     from contextlib import nullcontext
 
-    from hpcbench.probes import cuda_only
+    from hpcbench.hw import cuda_only
 
     names = implementations if implementations is not None else choose_implementations(torch, rt, dtype, [])
     gen = torch.Generator(device=rt.device).manual_seed(seed)
@@ -309,12 +309,12 @@ def _fp8_fits(shape: gm.Shape) -> bool:
 
 
 def unsupported_dtypes(torch: Any, rt: td.Runtime, dtypes: list[str]) -> dict[str, str]:
-    """dtype -> why it cannot run on this device (decided by gemm_math.dtype_unsupported)."""
+    """dtype -> why it cannot run on this device (decided by torch_device.dtype_unsupported)."""
     has_fp8 = hasattr(torch, "_scaled_mm") and hasattr(torch, "float8_e4m3fn")
     cc = tuple(rt.info["capability"]) if rt.choice.is_cuda else None
     out = {}
     for d in dtypes:
-        reason = gm.dtype_unsupported(d, rt.choice.kind, cc, has_fp8=has_fp8, torch_version=torch.__version__)
+        reason = td.dtype_unsupported(d, rt.choice.kind, cc, has_fp8=has_fp8, torch_version=torch.__version__)
         if reason:
             out[d] = reason
     return out
@@ -362,7 +362,7 @@ class Gemm:
             "statistic": "median of the timed calls (best and every sample kept)",
         }
         if rt.choice.is_cuda:
-            from hpcbench.probes import cuda_only
+            from hpcbench.hw import cuda_only
 
             common["cublas"] = cuda_only.reduced_precision_flags(torch)
         unfit = [sh for sh in shapes if "fp8" in todo and not _fp8_fits(sh)]

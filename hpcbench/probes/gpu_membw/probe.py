@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from hpcbench import nvml as seam
+from hpcbench.hw.torch_device import check_device_param, prepare, sampler, time_calls
 from hpcbench.model import Measurement
 from hpcbench.probes.base import ProbeContext, Requirement, check
-from hpcbench.probes.torch_device import check_device_param, prepare, sampler, time_calls
 
 NAME = "gpu_membw"
 KERNELS = ("copy", "triad")

@@ -37,6 +37,30 @@ FALLBACK_FLUSH_BYTES = 256 * 2**20
 MIN_FLUSH_BYTES = 8 * 2**20
 
 
+def dtype_unsupported(
+    dtype: str, kind: str, capability: tuple[int, int] | None, *, has_fp8: bool, torch_version: str = ""
+) -> str | None:
+    """Why ``dtype`` cannot be measured on this device (a one-line reason), or None.
+
+    fp8 is e4m3 through ``torch._scaled_mm``: on CUDA it needs compute capability >= 8.9
+    (Ada, Hopper, Blackwell); on the CPU torch's own implementation runs where it exists.
+    TF32 is a tensor-core mode: NVIDIA GPUs of compute capability >= 8.0 only.
+    """
+    if dtype == "fp8" and not has_fp8:
+        return f"fp8: torch {torch_version or '?'} has no torch._scaled_mm or float8_e4m3fn"
+    if kind == "cpu":
+        if dtype == "tf32":
+            return "tf32: a tensor-core mode of NVIDIA GPUs (compute capability >= 8.0), not of the CPU"
+        return None
+    cc = capability or (0, 0)
+    text = f"{cc[0]}.{cc[1]}"
+    if dtype == "fp8" and cc < (8, 9):
+        return f"fp8: e4m3 GEMM needs compute capability >= 8.9 (Ada/Hopper or newer); this GPU has {text}"
+    if dtype in ("tf32", "bf16") and cc < (8, 0):
+        return f"{dtype}: needs compute capability >= 8.0 (Ampere or newer); this GPU has {text}"
+    return None
+
+
 @dataclass(frozen=True)
 class DeviceChoice:
     """Where a probe runs: ``cpu``, or ``cuda`` with torch's ordinal and NVML's index."""
@@ -272,7 +296,7 @@ class Runtime:
 
 def prepare(torch: Any, device_param: int | str, inventory: dict[str, Any], threads: int = 0) -> Runtime:
     """Resolve ``device_param`` with torch, select the device, and describe it."""
-    from hpcbench.probes import cuda_only
+    from hpcbench.hw import cuda_only
 
     available = bool(torch.cuda.is_available())
     uuids = cuda_only.cuda_uuids(torch) if available else []
@@ -329,7 +353,7 @@ def make_flush(torch: Any, rt: Runtime, enabled: bool) -> tuple[Callable[[], Non
 def sampler(rt: Runtime, interval: float, nvml: Any = None) -> Any:
     """The NVML telemetry sampler of the runtime's GPU; on the CPU device (or a GPU NVML does not
     list) one that samples nothing and says why."""
-    from hpcbench import telemetry
+    from hpcbench.hw import telemetry
 
     if rt.choice.is_cuda:
         why = "GPU not in the NVML inventory"

@@ -29,8 +29,10 @@ from typing import Any, ClassVar, Protocol
 
 from hpcbench import nvml as seam
 from hpcbench.errors import ProbeError
+from hpcbench.hw.torch_device import prepare
 from hpcbench.model import Measurement
 from hpcbench.probes.base import ProbeContext, Requirement, check
+from hpcbench.probes.pcie.cuda import CudaEngine
 
 NAME = "pcie"
 METRICS = ("h2d", "d2h", "bidirectional", "link_gen_deficit", "link_width_deficit")
@@ -107,16 +109,6 @@ def measure(
     d2h = [engine.d2h() for _ in range(repeats)]
     bidir = [engine.bidir() for _ in range(repeats)]
     return Transfers(h2d, d2h, bidir, samples, engine.verify())
-
-
-def verify_copies(torch: Any, pairs: list[tuple[str, Any, Any]]) -> str | None:
-    """None when each (what, got, want) pair of CPU tensors is equal, else how many bytes differ."""
-    problems = [
-        f"{what}: {int((got != want).sum().item())} of {want.numel()} bytes differ"
-        for what, got, want in pairs
-        if not torch.equal(got, want)
-    ]
-    return "; ".join(problems) or None
 
 
 def bind_cpus(local: list[int], allowed: set[int]) -> list[int]:
@@ -289,9 +281,6 @@ class Pcie:
         read_link: Callable[[], tuple[int | None, int | None]],
     ) -> list[Measurement]:
         import torch
-
-        from hpcbench.probes.pcie_cuda import CudaEngine
-        from hpcbench.probes.torch_device import prepare
 
         rt = prepare(torch, params.gpu, ctx.inventory or {})
         assert rt.choice.cuda_ordinal is not None  # an int device is CUDA or raised

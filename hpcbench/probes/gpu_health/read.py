@@ -241,9 +241,7 @@ def process_items(nvml: Any, h: Any, errors: list[str]) -> list[Item]:
     r = seam.device_processes(nvml, h)
     if not r.ok:
         return [Item("processes", not_measured=_reason(r, errors))]
-    from hpcbench.busy import describe
-
-    detail = ", ".join(describe(p) for p in r.value) or "no process uses the GPU"
+    detail = ", ".join(p.describe() for p in r.value) or "no process uses the GPU"
     return [Item("processes", float(len(r.value)), detail=detail)]
 
 

@@ -12,7 +12,7 @@ import subprocess
 from dataclasses import dataclass
 
 from hpcbench.errors import ProbeError
-from hpcbench.probes.fio_parse import FioOutputError, FioRun, parse_fio_json, stderr_reason
+from hpcbench.probes.storage.fio import FioOutputError, FioRun, parse_fio_json, stderr_reason
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from typing import Any
 import torch.distributed as dist
 
 from hpcbench.launch import LaunchEnv
-from hpcbench.probes.collectives_math import behind_ranks, rank_list, stalled_ranks
+from hpcbench.probes.collectives.calc import behind_ranks, rank_list, stalled_ranks
 
 HEARTBEAT_S = 0.5
 #: a heartbeat counter that does not move for this long means the rank is gone or hung

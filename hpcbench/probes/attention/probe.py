@@ -29,10 +29,9 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from hpcbench.errors import ProbeSkip
+from hpcbench.hw import torch_device as td
 from hpcbench.model import Measurement
-from hpcbench.probes import attention_math as am
-from hpcbench.probes import gemm_math as gm
-from hpcbench.probes import torch_device as td
+from hpcbench.probes.attention import calc as am
 from hpcbench.probes.base import ProbeContext, Requirement, check
 
 CONVENTION = "FlashAttention: 4*b*h*s^2*d fwd, /2 causal, bwd 2.5x fwd; TFLOPS = 1e12 FLOP/s"
@@ -224,7 +223,7 @@ class Attention:
         rt = td.prepare(torch, params.device, ctx.inventory or {}, params.threads)
         cc = tuple(rt.info["capability"]) if rt.choice.is_cuda else None
         skipped = {
-            d: r for d in params.dtypes if (r := gm.dtype_unsupported(d, rt.choice.kind, cc, has_fp8=True))
+            d: r for d in params.dtypes if (r := td.dtype_unsupported(d, rt.choice.kind, cc, has_fp8=True))
         }
         dtypes = [d for d in params.dtypes if d not in skipped]
         if not dtypes:

@@ -9,6 +9,16 @@ from collections.abc import Callable
 from typing import Any
 
 
+def verify_copies(torch: Any, pairs: list[tuple[str, Any, Any]]) -> str | None:
+    """None when each (what, got, want) pair of CPU tensors is equal, else how many bytes differ."""
+    problems = [
+        f"{what}: {int((got != want).sum().item())} of {want.numel()} bytes differ"
+        for what, got, want in pairs
+        if not torch.equal(got, want)
+    ]
+    return "; ".join(problems) or None
+
+
 class CudaEngine:
     """Host<->device copies of ``nbytes`` between pinned host memory and one GPU.
 
@@ -81,8 +91,6 @@ class CudaEngine:
 
     def verify(self) -> str | None:
         """None when the last copies delivered every byte, else how many differ."""
-        from hpcbench.probes.pcie import verify_copies
-
         self.torch.cuda.synchronize(self.dev_dst.device)
         return verify_copies(
             self.torch,

@@ -4,7 +4,7 @@ CUDA-event timing, the device's properties (L2 cache size for the flush buffer, 
 capability for the fp8 and TF32 decisions), the UUIDs that map NVML's GPU index to torch's
 CUDA ordinal, and the TF32 switch. None of this can run on the CPU-only test machine; it is
 exercised by ``make gpu-check`` on a GPU node. The decisions it feeds are pure functions
-elsewhere (``torch_device.choose_device``, ``gemm_math.dtype_unsupported``) and are tested.
+elsewhere (``torch_device.choose_device``, ``torch_device.dtype_unsupported``) and are tested.
 """
 
 from __future__ import annotations

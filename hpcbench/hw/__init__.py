@@ -1,0 +1,6 @@
+"""Helpers several probes share, below the probes and above the node facts.
+
+torch_device (the device a GPU probe runs on, dtypes, timing loops, cache flush), cuda_only
+(the pieces that need a CUDA device), telemetry (NVML sampling during a run), kernel_log (the
+kernel log's text and line times) and xid (NVIDIA XIDs in it). Nothing here imports a probe.
+"""

@@ -1,0 +1,1 @@
+"""gpu_membw: device-memory copy and triad bandwidth of one GPU (probe.py), NVML peak beside it."""
