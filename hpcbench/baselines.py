@@ -17,12 +17,14 @@ copy = { value = 480.0, unit = "GB/s", source = "STREAM on node a17", estimate =
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hpcbench import tomlfile
 from hpcbench.errors import ConfigError
+from hpcbench.node import GpuDevice, Inventory, as_inventory
 
 SOURCES = ("datasheet", "golden-node", "fleet-median", "estimate", "published")
 MATCH_KEYS = ("cpu_model", "gpu_name", "pci_device_id")
@@ -150,25 +152,26 @@ def load(name_or_path: str) -> Baseline:
     return parse(tomlfile.read(path, "baseline"))
 
 
-def match_score(match: dict[str, str], inventory: dict[str, Any]) -> int:
+def match_score(match: dict[str, str], inventory: Inventory | Mapping[str, Any]) -> int:
     """How many match keys the inventory satisfies; 0 when any key fails or there are none."""
     if not match:
         return 0
-    cpu_model = str(inventory.get("cpu", {}).get("model") or "").lower()
-    devices = inventory.get("gpus", {}).get("devices") or []
-    gpu = devices[0] if devices else {}
+    inventory = as_inventory(inventory)
+    cpu_model = (inventory.cpu.model or "").lower()
+    devices = inventory.gpus.devices
+    gpu = devices[0] if devices else GpuDevice()
     for key, want in match.items():
         want_l = want.lower()
         if key == "cpu_model" and want_l not in cpu_model:
             return 0
-        if key == "gpu_name" and want_l not in str(gpu.get("name") or "").lower():
+        if key == "gpu_name" and want_l not in (gpu.name or "").lower():
             return 0
-        if key == "pci_device_id" and want_l != str(gpu.get("pci_device_id") or "").lower():
+        if key == "pci_device_id" and want_l != (gpu.pci_device_id or "").lower():
             return 0
     return len(match)
 
 
-def choose(inventory: dict[str, Any], explicit: str | None = None) -> Baseline | None:
+def choose(inventory: Inventory | Mapping[str, Any], explicit: str | None = None) -> Baseline | None:
     """The baseline for this node: the explicit one, else the best-matching bundled profile, else None."""
     if explicit:
         chosen = load(explicit)

@@ -14,13 +14,17 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from hpcbench.errors import ConfigError
+from hpcbench.node import Inventory, as_inventory
 from hpcbench.nvml import GpuProcess
 
 HINT = "another process uses this GPU, so the check did not run; --force runs it anyway"
 
 
 def job_gpus(
-    probe_cls: Any, params: Mapping[str, Any], inventory: Mapping[str, Any], environ: Mapping[str, str]
+    probe_cls: Any,
+    params: Mapping[str, Any],
+    inventory: Inventory | Mapping[str, Any],
+    environ: Mapping[str, str],
 ) -> list[int]:
     """The GPUs a job will load (none on a node without GPUs).
 
@@ -31,10 +35,10 @@ def job_gpus(
     from hpcbench import launch
     from hpcbench.probes.base import build_params
 
-    devices = (inventory.get("gpus") or {}).get("devices") or []
+    devices = as_inventory(inventory).gpus.devices
     if not devices:
         return []
-    key = (getattr(probe_cls, "expands", None) or {}).get("gpu")
+    key = probe_cls.expands.get("gpu")
     if key:
         try:
             value = getattr(build_params(probe_cls, dict(params)), key)
@@ -50,7 +54,7 @@ def job_gpus(
         job = None
     if job is not None:
         return [job.local_rank]
-    return [int(d["index"]) for d in devices]
+    return [d.index for d in devices]
 
 
 def busy_reason(

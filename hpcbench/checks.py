@@ -14,12 +14,14 @@ evaluation of kind ``not_measured`` for each such metric the check judges.
 from __future__ import annotations
 
 import statistics
+from collections.abc import Mapping
 from typing import Any
 
 from hpcbench.baselines import Baseline
 from hpcbench.hints import hint_for
 from hpcbench.model import Evaluation, Measurement, Verdict
-from hpcbench.results import CheckResult
+from hpcbench.node import Inventory
+from hpcbench.record import CheckResult
 from hpcbench.suite import Band, CheckSpec
 
 
@@ -76,7 +78,7 @@ def not_measured(measurements: list[Measurement], check: CheckSpec) -> list[Eval
 
 
 def evaluate(
-    m: Measurement, check: CheckSpec, baseline: Baseline | None, inventory: dict[str, Any]
+    m: Measurement, check: CheckSpec, baseline: Baseline | None, inventory: Inventory | Mapping[str, Any]
 ) -> Evaluation:
     """The verdict on one measurement: sanity first, then the baseline, then absolute limits."""
     common = {"metric": m.metric, "measured": m.value, "unit": m.unit}
@@ -149,7 +151,7 @@ def selected(measurements: list[Measurement], check: CheckSpec) -> list[Measurem
 
 
 def relative(
-    by_subject: dict[str, list[Measurement]], check: CheckSpec, inventory: dict[str, Any]
+    by_subject: dict[str, list[Measurement]], check: CheckSpec, inventory: Inventory | Mapping[str, Any]
 ) -> dict[str, list[Evaluation]]:
     """Each subject against its siblings (no baseline needed): subject -> evaluations.
 
@@ -213,7 +215,7 @@ def relative(
 
 
 def judge(
-    check: CheckSpec, outcomes: list[Any], baseline: Baseline | None, inventory: dict[str, Any]
+    check: CheckSpec, outcomes: list[Any], baseline: Baseline | None, inventory: Inventory | Mapping[str, Any]
 ) -> list[CheckResult]:
     """CheckResults (one per subject) for a check's outcomes, with every verdict decided.
 

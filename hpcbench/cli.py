@@ -142,6 +142,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     c.add_argument("--force", action="store_true", help="overwrite an existing output file")
 
+    p = sub.add_parser("schema", help="print a published JSON Schema (the result record's)")
+    p.add_argument("name", choices=("record",), help="record: one run's result record")
+
+    p = sub.add_parser(
+        "validate",
+        help="check result records against the published schema (exit 0 valid, 4 with a line per problem)",
+    )
+    p.add_argument("files", nargs="+", metavar="FILE", help="record files, or folders of them")
+
     from hpcbench.analysis.commands import add_parsers
     from hpcbench.slurm import add_parser as add_slurm_parser
 
@@ -166,21 +175,30 @@ def cmd_list(args: argparse.Namespace) -> int:
     from hpcbench.probes import registry
     from hpcbench.probes.base import param_specs
 
-    probes = registry.load_all()
+    found = registry.catalog()
     if args.format == "json":
         out = [
             {
                 "name": n,
                 "description": c.description,
+                "package": c.package,
                 "requires": [r.kind + (f":{r.name}" if r.name else "") for r in c.requires],
                 "expands": sorted(c.expands),
                 "params": [s.__dict__ for s in param_specs(c.Params)],
             }
-            for n, c in probes.items()
+            for n, c in found.probes.items()
         ]
-        print(json.dumps(out, indent=1, default=str))
+        out += [
+            {"name": n, "broken": b.reason, "package": b.package, "source": b.source}
+            for n, b in found.broken.items()
+        ]
+        print(json.dumps(sorted(out, key=lambda p: p["name"]), indent=1, default=str))
         return ExitCode.OK
-    for name, cls in probes.items():
+    for name in sorted({*found.probes, *found.broken}):
+        if name in found.broken:
+            print(f"{name}: BROKEN: {found.broken[name].describe()}")
+            continue
+        cls = found.probes[name]
         print(f"{name}: {cls.description}")
         reqs = ", ".join(r.kind + (f" {r.name}" if r.name else "") for r in cls.requires)
         if reqs:
@@ -199,7 +217,7 @@ def cmd_inventory(args: argparse.Namespace) -> int:
 
     inv = inventory.collect()
     if args.format == "json":
-        print(json.dumps(inv, indent=1))
+        print(json.dumps(inv.as_dict(), indent=1))
     else:
         print("\n".join(inventory.summary_lines(inv)))
     return ExitCode.OK
@@ -210,9 +228,12 @@ def cmd_run(args: argparse.Namespace, suite: Any = None) -> int:
     from hpcbench.probes import registry
     from hpcbench.session import execute
 
-    probe_classes = registry.load_all()
     if suite is None:
-        suite = suite_mod.load(args.suite, probe_classes)
+        found = registry.catalog()
+        probe_classes = found.probes
+        suite = suite_mod.load(args.suite, probe_classes, found.broken)
+    else:
+        probe_classes = {c.probe: registry.load(c.probe) for c in suite.checks}
     return execute(suite, probe_classes, args)
 
 
@@ -263,6 +284,29 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def cmd_schema(args: argparse.Namespace) -> int:
+    from hpcbench.validate import schema_text
+
+    sys.stdout.write(schema_text(args.name))
+    return ExitCode.OK
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from hpcbench.validate import validate_files
+
+    checked, problems = validate_files(args.files)
+    for line in problems:
+        print(line, file=sys.stderr)
+    if problems:
+        bad = len({line.split(": ", 1)[0] for line in problems})
+        print(f"{bad} of {checked} file(s) are not valid hpcbench records", file=sys.stderr)
+        return ExitCode.USAGE
+    if not checked:
+        raise ConfigError(f"no record files in {' '.join(args.files)}")
+    print(f"{checked} record(s) valid")
+    return ExitCode.OK
+
+
 def _slurm_check(args: argparse.Namespace) -> int:
     from hpcbench.slurm import cmd_slurm_check
 
@@ -281,6 +325,8 @@ def main(argv: list[str] | None = None) -> int:
         "run": cmd_run,
         "probe": cmd_probe,
         "baseline": cmd_baseline,
+        "schema": cmd_schema,
+        "validate": cmd_validate,
     }
     from hpcbench.analysis.commands import HANDLERS
 

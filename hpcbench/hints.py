@@ -3,20 +3,23 @@ measurement's settings and the inventory snapshot."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from hpcbench.hw.telemetry import throttle_hint
 from hpcbench.model import Measurement, Verdict
+from hpcbench.node import Inventory, as_inventory
 
 
-def config_hints(settings: dict[str, Any], inventory: dict[str, Any]) -> list[str]:
+def config_hints(settings: dict[str, Any], inventory: Inventory | Mapping[str, Any]) -> list[str]:
     """Every configuration fact that can lower a bandwidth or throughput number."""
+    inventory = as_inventory(inventory)
     hints: list[str] = [str(w) for w in settings.get("warnings") or [] if w]  # the probe's own
     throttled = throttle_hint(settings.get("telemetry"))  # GPU clock event reasons during the run
     if throttled:
         hints.append(throttled)
-    cpu = inventory.get("cpu", {})
-    governors = cpu.get("governors") or ([cpu["governor"]] if cpu.get("governor") else [])
+    cpu = inventory.cpu
+    governors = cpu.governors or ((cpu.governor,) if cpu.governor else ())
     slow = sorted(g for g in governors if g in ("powersave", "conservative", "ondemand"))
     if slow:
         hints.append(
@@ -25,18 +28,12 @@ def config_hints(settings: dict[str, Any], inventory: dict[str, Any]) -> list[st
         )
     threads = settings.get("threads")
     cpus = settings.get("cpus")
-    available = (
-        len(cpus) if isinstance(cpus, list) and settings.get("numa_node") is not None else cpu.get("threads")
-    )
+    available = len(cpus) if isinstance(cpus, list) and settings.get("numa_node") is not None else cpu.threads
     if isinstance(threads, int) and isinstance(available, int) and 0 < threads < available:
         hints.append(f"ran {threads} threads where {available} CPUs are available: fewer threads than cores")
-    if (
-        inventory.get("tunables", {}).get("numa_balancing")
-        and len(inventory.get("numa", {}).get("nodes", [])) > 1
-    ):
+    if inventory.tunables.get("numa_balancing") and len(inventory.numa.nodes) > 1:
         hints.append("numa_balancing is on and migrates pages during the run: sysctl kernel.numa_balancing=0")
-    thp = inventory.get("memory", {}).get("thp", {}).get("enabled")
-    if thp == "never":
+    if inventory.memory.thp.enabled == "never":
         hints.append(
             "transparent huge pages are 'never': TLB misses cost bandwidth "
             "(echo madvise > /sys/kernel/mm/transparent_hugepage/enabled)"
@@ -44,7 +41,7 @@ def config_hints(settings: dict[str, Any], inventory: dict[str, Any]) -> list[st
     return hints
 
 
-def hint_for(verdict: Verdict, m: Measurement, inventory: dict[str, Any]) -> str:
+def hint_for(verdict: Verdict, m: Measurement, inventory: Inventory | Mapping[str, Any]) -> str:
     """A hint for a shortfall (WARN or FAIL); empty otherwise."""
     if verdict not in (Verdict.WARN, Verdict.FAIL):
         return ""

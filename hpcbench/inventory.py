@@ -14,12 +14,13 @@ import os
 import platform
 import re
 import socket
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from importlib import metadata
 from typing import Any
 
 from hpcbench import __version__
+from hpcbench.node import Inventory, as_inventory
 from hpcbench.pci import pci_gpus
 
 #: file systems that hold no user data; never a storage subject
@@ -324,15 +325,15 @@ def _gpus(root: str, nvml: Any) -> dict[str, Any]:
     return gpus
 
 
-def gpu_absence(inv: dict[str, Any]) -> tuple[str, str, str]:
+def gpu_absence(inv: Inventory | Mapping[str, Any]) -> tuple[str, str, str]:
     """Why a GPU check has no GPU to run on: (status, reason, hint). ``skip`` on a node without
     NVIDIA GPUs; ``error`` where the PCI bus has NVIDIA GPUs that NVML does not list (driver,
     libnvidia-ml or nvidia-ml-py missing): a broken GPU node must not pass as a CPU node."""
-    gpus = inv.get("gpus") or {}
-    on_bus = int(gpus.get("pci_nvidia_gpus") or 0)
-    if gpus.get("count") or not on_bus:
+    gpus = as_inventory(inv).gpus
+    on_bus = int(gpus.pci_nvidia_gpus or 0)
+    if gpus.count or not on_bus:
         return ("skip", "no GPU on this node", "")
-    why = gpus.get("reason") or "NVML lists none"
+    why = gpus.reason or "NVML lists none"
     return (
         "error",
         f"no usable GPU: {why}; the PCI bus has {_plural(on_bus, 'NVIDIA GPU')}",
@@ -341,13 +342,13 @@ def gpu_absence(inv: dict[str, Any]) -> tuple[str, str, str]:
     )
 
 
-def collect(root: str = "/", *, nvml: Any = None) -> dict[str, Any]:
+def collect(root: str = "/", *, nvml: Any = None) -> Inventory:
     """This node's inventory (see the module docstring); ``nvml`` is passed to hpcbench.nvml."""
     cpuinfo = parse_cpuinfo(_read(root, "proc/cpuinfo") or "")
     meminfo = parse_meminfo(_read(root, "proc/meminfo") or "")
     cpus = _online_cpus(root, cpuinfo)
     os_release = parse_os_release(_read(root, "etc/os-release") or _read(root, "usr/lib/os-release") or "")
-    return {
+    facts = {
         "hostname": _strip(root, "proc/sys/kernel/hostname") or socket.gethostname(),
         "collected_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "cpu": _cpu(root, cpus, cpuinfo),
@@ -370,6 +371,7 @@ def collect(root: str = "/", *, nvml: Any = None) -> dict[str, Any]:
             "mounts": parse_mounts(_read(root, "proc/self/mounts") or ""),
         },
     }
+    return Inventory.from_dict(facts)
 
 
 # ---------------------------------------------------------------------------
@@ -392,56 +394,50 @@ def _plural(n: Any, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
-def summary_lines(inv: dict[str, Any]) -> list[str]:
+def summary_lines(inv: Inventory | Mapping[str, Any]) -> list[str]:
     """One fact per line; tolerates missing sections (records from older versions)."""
-    cpu, mem, gpus = inv.get("cpu") or {}, inv.get("memory") or {}, inv.get("gpus") or {}
-    governors = cpu.get("governors") or []
-    governor = "/".join(governors) if len(governors) > 1 else (cpu.get("governor") or "n/a (no cpufreq)")
+    inv = as_inventory(inv)
+    cpu, mem, gpus = inv.cpu, inv.memory, inv.gpus
+    governors = cpu.governors
+    governor = "/".join(governors) if len(governors) > 1 else (cpu.governor or "n/a (no cpufreq)")
     lines = [
-        f"Host: {inv.get('hostname', '?')} (collected {inv.get('collected_at', '?')})",
-        f"CPU: {cpu.get('model', '?')}, {_plural(cpu.get('sockets', '?'), 'socket')}, "
-        f"{_plural(cpu.get('cores', '?'), 'core')}, {_plural(cpu.get('threads', '?'), 'thread')}, "
-        f"LLC {human_bytes(cpu.get('llc_bytes'))}, governor {governor}",
+        f"Host: {inv.hostname or '?'} (collected {inv.collected_at or '?'})",
+        f"CPU: {cpu.model}, {_plural(cpu.sockets or '?', 'socket')}, "
+        f"{_plural(cpu.cores or '?', 'core')}, {_plural(cpu.threads or '?', 'thread')}, "
+        f"LLC {human_bytes(cpu.llc_bytes)}, governor {governor}",
     ]
-    for node in (inv.get("numa") or {}).get("nodes", []):
+    for node in inv.numa.nodes:
         lines.append(
-            f"NUMA node {node['id']}: CPUs {format_cpulist(node['cpus']) or 'none'}, "
-            f"memory {human_bytes(node.get('memory_bytes'))}"
+            f"NUMA node {node.id}: CPUs {format_cpulist(node.cpus) or 'none'}, "
+            f"memory {human_bytes(node.memory_bytes)}"
         )
-    huge, thp = mem.get("hugepages") or {}, mem.get("thp") or {}
+    huge, thp = mem.hugepages, mem.thp
     lines.append(
-        f"Memory: {human_bytes(mem.get('total_bytes'))}, hugepages {huge.get('free', '?')} free of "
-        f"{huge.get('total', '?')} x {human_bytes(huge.get('size_bytes'))}, "
-        f"THP enabled={thp.get('enabled')} defrag={thp.get('defrag')}"
+        f"Memory: {human_bytes(mem.total_bytes)}, hugepages {huge.free} free of "
+        f"{huge.total} x {human_bytes(huge.size_bytes)}, "
+        f"THP enabled={thp.enabled} defrag={thp.defrag}"
     )
-    lines.append(f"Tunables: numa_balancing={(inv.get('tunables') or {}).get('numa_balancing')}")
-    osinfo = inv.get("os") or {}
-    lines.append(f"OS: {osinfo.get('name', '?')}, kernel {osinfo.get('kernel', '?')}")
-    if gpus.get("count"):
-        lines.append(
-            f"GPUs: {gpus['count']}, driver {gpus.get('driver_version')}, CUDA {gpus.get('cuda_version')}"
-        )
-        for dev in gpus.get("devices", []):
-            error = f", error: {dev['error']}" if dev.get("error") else ""
+    lines.append(f"Tunables: numa_balancing={inv.tunables.get('numa_balancing')}")
+    lines.append(f"OS: {inv.os.name or '?'}, kernel {inv.os.kernel or '?'}")
+    if gpus.count:
+        lines.append(f"GPUs: {gpus.count}, driver {gpus.driver_version}, CUDA {gpus.cuda_version}")
+        for dev in gpus.devices:
+            error = f", error: {dev.error}" if dev.error else ""
             lines.append(
-                f"GPU {dev['index']}: {dev.get('name')} ({dev.get('pci_device_id')}) "
-                f"at {dev.get('pci_bus_id')}, {human_bytes(dev.get('memory_bytes'))}{error}"
+                f"GPU {dev.index}: {dev.name} ({dev.pci_device_id}) "
+                f"at {dev.pci_bus_id}, {human_bytes(dev.memory_bytes)}{error}"
             )
     else:
         status, reason, _ = gpu_absence(inv)
+        lines.append(f"GPUs: {reason}" if status == "error" else f"GPUs: none ({gpus.reason or 'unknown'})")
+    for disk in inv.storage.block_devices:
+        kind = "rotational" if disk.rotational else "non-rotational"
         lines.append(
-            f"GPUs: {reason}" if status == "error" else f"GPUs: none ({gpus.get('reason') or 'unknown'})"
+            f"Disk: {disk.name} {human_bytes(disk.size_bytes)} {kind}"
+            + (", removable" if disk.removable else "")
+            + (f", {disk.model}" if disk.model else "")
         )
-    storage = inv.get("storage") or {}
-    for disk in storage.get("block_devices", []):
-        kind = "rotational" if disk.get("rotational") else "non-rotational"
-        lines.append(
-            f"Disk: {disk['name']} {human_bytes(disk.get('size_bytes'))} {kind}"
-            + (", removable" if disk.get("removable") else "")
-            + (f", {disk['model']}" if disk.get("model") else "")
-        )
-    for mount in storage.get("mounts", []):
-        lines.append(f"Mount: {mount['mountpoint']} {mount['fstype']} on {mount['device']}")
-    versions = inv.get("versions") or {}
-    lines.append("Versions: " + ", ".join(f"{k} {v or 'n/a'}" for k, v in versions.items()))
+    for mount in inv.storage.mounts:
+        lines.append(f"Mount: {mount.mountpoint} {mount.fstype} on {mount.device}")
+    lines.append("Versions: " + ", ".join(f"{k} {v or 'n/a'}" for k, v in inv.versions.items()))
     return lines

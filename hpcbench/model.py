@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 from hpcbench.exitcodes import ExitCode
 from hpcbench.stats import Stats, best, summarize
@@ -80,10 +80,33 @@ class Measurement:
     higher_is_better: bool
     subject: str
     samples: tuple[float, ...]
-    statistic: str = "best"
-    convention: str = ""
-    settings: dict[str, Any] = field(default_factory=dict)
-    sanity: str | None = None
+    statistic: Literal["best", "median"] = "best"
+    convention: str = field(default="", metadata={"doc": "how the work was counted: STREAM, fio, ..."})
+    settings: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={
+            "doc": "the settings the probe used (probe-specific); checks read 'detail' (the reason's "
+            "explanation) and 'not_measured' (metric -> why it could not be measured)"
+        },
+    )
+    sanity: str | None = field(
+        default=None, metadata={"doc": "why the computed result is wrong; null: verified"}
+    )
+
+    #: keys as_dict writes beyond the fields (their JSON Schema)
+    JSON_EXTRA: ClassVar[dict[str, Any]] = {
+        "best": {"type": "number", "description": "the best sample"},
+        "median": {"type": "number"},
+        "stats": {
+            "type": "object",
+            "properties": {
+                k: {"type": "integer" if k == "n" else "number"}
+                for k in ("n", "median", "mean", "stdev", "min", "max", "cv")
+            },
+            "required": ["n", "median", "mean", "stdev", "min", "max", "cv"],
+            "additionalProperties": False,
+        },
+    }
 
     def __post_init__(self) -> None:
         if not _SNAKE.match(self.metric):
@@ -170,7 +193,7 @@ class Evaluation:
     ratio: float | None = None
     warn: float | None = None
     fail: float | None = None
-    kind: str = "baseline"  # baseline | absolute | relative | sanity | none
+    kind: Literal["baseline", "absolute", "relative", "sanity", "none", "not_measured"] = "baseline"
     provenance: str = ""
     reason: str = ""
     hint: str = ""

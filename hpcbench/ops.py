@@ -14,6 +14,7 @@ from typing import Any
 
 from hpcbench import results, timeparse
 from hpcbench.errors import ConfigError, HpcbenchError
+from hpcbench.record import Record
 
 _NAME_TIME = re.compile(r"^(\d{8}T\d{6})Z(?:-(\d+))?\.json$")
 
@@ -76,29 +77,26 @@ def name_time(name: str) -> datetime | None:
     return datetime.strptime(m[1], "%Y%m%dT%H%M%S").replace(tzinfo=timezone.utc)
 
 
-def same_suite(record: dict[str, Any], suite: dict[str, Any]) -> bool:
-    got = record.get("suite") or {}
-    return got.get("name") == suite.get("name") and got.get("sha256") == suite.get("sha256")
+def same_suite(record: Record, suite: dict[str, Any]) -> bool:
+    return record.suite.name == suite.get("name") and record.suite.sha256 == suite.get("sha256")
 
 
-def fresh_pass(record: dict[str, Any], now: datetime, max_age_s: float) -> bool:
+def fresh_pass(record: Record, now: datetime, max_age_s: float) -> bool:
     """Whether a record passed (OK, nothing left unrun, not interrupted) and started within max_age_s."""
-    started = timeparse.try_time(record.get("started"))
-    if started is None or record.get("verdict") != "OK" or record.get("exit_code") != 0:
+    started = timeparse.try_time(record.started)
+    if started is None or record.verdict != "OK" or record.exit_code != 0:
         return False
-    if record.get("interrupted") or record.get("not_run"):
+    if record.interrupted or record.not_run:
         return False
     return timedelta(0) <= now - started <= timedelta(seconds=max_age_s)
 
 
-def newest_of_suite(
-    host_dir: Path, suite: dict[str, Any], since: datetime
-) -> tuple[Path, dict[str, Any]] | None:
+def newest_of_suite(host_dir: Path, suite: dict[str, Any], since: datetime) -> tuple[Path, Record] | None:
     """This host's newest readable record of ``suite`` that started after ``since`` (file names say
     when; older files are not read), or None."""
     if not host_dir.is_dir():
         return None
-    newest: tuple[tuple[datetime, int], Path, dict[str, Any]] | None = None
+    newest: tuple[tuple[datetime, int], Path, Record] | None = None
     for path in host_dir.glob("*.json"):
         when = name_time(path.name)
         if path.name.startswith(".") or (when is not None and when < since - timedelta(seconds=1)):
@@ -107,7 +105,7 @@ def newest_of_suite(
             record = results.load(path)
         except ConfigError:
             continue  # a bad record does not stop the run; the run writes a good one
-        started = timeparse.try_time(record.get("started"))
+        started = timeparse.try_time(record.started)
         if started is None or not same_suite(record, suite):
             continue
         m = _NAME_TIME.match(path.name)
@@ -119,7 +117,7 @@ def newest_of_suite(
 
 def recent_pass(
     outdir: Path, host: str, suite: dict[str, Any], opts: Options, now: datetime | None = None
-) -> tuple[Path, dict[str, Any], str] | None:
+) -> tuple[Path, Record, str] | None:
     """With --max-age: the newest record of this suite for this host when it passed recently
     enough, and the line that says so; else None (run)."""
     if opts.max_age_s is None:
@@ -129,16 +127,15 @@ def recent_pass(
     if found is None or not fresh_pass(found[1], now, opts.max_age_s):
         return None
     path, record = found
-    started = timeparse.try_time(record["started"])
+    started = timeparse.try_time(record.started)
     age = timeparse.format_duration((now - started).total_seconds()) if started else "?"
     line = (
-        f"skipped: {path} passed (OK) {age} ago, within --max-age {opts.max_age_text}"
-        f" (run {record.get('run_id', '?')})"
+        f"skipped: {path} passed (OK) {age} ago, within --max-age {opts.max_age_text} (run {record.run_id})"
     )
     return path, record, line
 
 
-def write_reports(record: dict[str, Any], opts: Options) -> list[Path]:
+def write_reports(record: Record, opts: Options) -> list[Path]:
     """The --junit and --prometheus-textfile files of a saved record; HpcbenchError if one fails."""
     written: list[Path] = []
     try:
@@ -164,26 +161,24 @@ def open_log(opts: Options, suite: str) -> Any:
     return RunLog.open(opts.log_file, suite)
 
 
-def not_ok(record: dict[str, Any]) -> list[str]:
+def not_ok(record: Record) -> list[str]:
     """``check/subject`` of every check that is WARN, FAIL or ERROR, sorted."""
-    return sorted(
-        {f"{c['id']}/{c['subject']}" for c in record["checks"] if c["verdict"] in ("WARN", "FAIL", "ERROR")}
-    )
+    return sorted({f"{c.id}/{c.subject}" for c in record.not_ok()})
 
 
-def summary(record: dict[str, Any], path: Path) -> str:
+def summary(record: Record, path: Path) -> str:
     """The log's one-line summary: ``FAIL (exit 2) in 12 s: membw/node, ...; record results/...``."""
-    start, end = timeparse.try_time(record.get("started", "")), timeparse.try_time(record.get("ended", ""))
+    start, end = timeparse.try_time(record.started), timeparse.try_time(record.ended)
     took = f" in {timeparse.format_duration((end - start).total_seconds())}" if start and end else ""
     bad = not_ok(record)
-    what = ", ".join(bad) if bad else f"{len(record['checks'])} check(s) judged"
-    extra = f"; interrupted by {record['interrupted']}" if record.get("interrupted") else ""
-    if record.get("not_run"):
-        extra += f"; not run: {', '.join(record['not_run'])}"
-    return f"{record['verdict']} (exit {record['exit_code']}){took}: {what}{extra}; record {path}"
+    what = ", ".join(bad) if bad else f"{len(record.checks)} check(s) judged"
+    extra = f"; interrupted by {record.interrupted}" if record.interrupted else ""
+    if record.not_run:
+        extra += f"; not run: {', '.join(n.id for n in record.not_run)}"
+    return f"{record.verdict} (exit {record.exit_code}){took}: {what}{extra}; record {path}"
 
 
-def skipped(fresh: tuple[Path, dict[str, Any], str], args: Any, runlog: Any, on_record: Any) -> int:
+def skipped(fresh: tuple[Path, Record, str], args: Any, runlog: Any, on_record: Any) -> int:
     """--max-age found a recent pass: say which record (stdout; stderr under --format json; only
     the log under --quiet) and exit 0 without running."""
     import sys
@@ -193,7 +188,7 @@ def skipped(fresh: tuple[Path, dict[str, Any], str], args: Any, runlog: Any, on_
         runlog.line(line)
     if on_record is not None:
         on_record(record, path)
-    text = f"hpcbench {record['suite']['name']}: {line}"
+    text = f"hpcbench {record.suite.name}: {line}"
     if args.format == "json":
         print(text, file=sys.stderr)
     elif not args.quiet:

@@ -1,102 +1,25 @@
-"""The result record: one JSON file per run, written atomically; loading; a DataFrame of many.
+"""Result records on disk: one JSON file per run, written atomically; loading; a DataFrame of many.
 
-Shape (schema_version 1):
-
-    {schema_version, tool_version, run_id, host, started, ended, duration,
-     suite: {name, path, sha256, description, require_baseline},
-     baseline: {name, path, match, matched_by, provenance} | null,
-     inventory: {...},
-     checks: [{id, probe, subject, expand, params, thresholds, timeout, started, duration,
-               status, reason, hint, verdict, measurements: [...], evaluations: [...]}],
-     not_run: [check ids], interrupted: "SIGTERM" | null, verdict, exit_code}
+The record's shape, its versions and its JSON Schema are in ``hpcbench.record``. ``load`` gives
+the typed Record (older schema versions migrated); ``load_data`` the migrated JSON form, for
+readers of many records that want only a few fields of each (``hpcbench.analysis``).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hpcbench import typed
 from hpcbench.atomic import write_json
 from hpcbench.errors import ConfigError
-from hpcbench.model import Evaluation, Measurement, Verdict, worst_verdict
-
-SCHEMA_VERSION = 1
+from hpcbench.record import Record, migrate
 
 
-@dataclass(frozen=True)
-class CheckResult:
-    """One check on one subject: what ran, what it measured, and the verdicts."""
-
-    id: str
-    probe: str
-    subject: str
-    status: str  # ok | error | skip | interrupted
-    params: dict[str, Any] = field(default_factory=dict)
-    expand: str = "none"
-    thresholds: dict[str, Any] = field(default_factory=dict)
-    timeout: float | None = None
-    started: str = ""
-    duration: float = 0.0
-    reason: str = ""
-    hint: str = ""
-    measurements: tuple[Measurement, ...] = ()
-    evaluations: tuple[Evaluation, ...] = ()
-
-    @property
-    def verdict(self) -> Verdict:
-        if self.status in ("error", "interrupted"):
-            return Verdict.ERROR
-        if self.status == "skip":
-            return Verdict.SKIP
-        # a SKIP (a metric not measured here, a relative check with one subject) hides no other verdict:
-        # the check is SKIP only when everything in it was skipped
-        judged = [e.verdict for e in self.evaluations if e.verdict is not Verdict.SKIP]
-        return worst_verdict(judged or [e.verdict for e in self.evaluations])
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "probe": self.probe,
-            "subject": self.subject,
-            "expand": self.expand,
-            "params": self.params,
-            "thresholds": self.thresholds,
-            "timeout": self.timeout,
-            "started": self.started,
-            "duration": self.duration,
-            "status": self.status,
-            "reason": self.reason,
-            "hint": self.hint,
-            "verdict": self.verdict.value,
-            "measurements": [m.as_dict() for m in self.measurements],
-            "evaluations": [e.as_dict() for e in self.evaluations],
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> CheckResult:
-        return cls(
-            id=d["id"],
-            probe=d["probe"],
-            subject=d["subject"],
-            status=d["status"],
-            params=d.get("params", {}),
-            expand=d.get("expand", "none"),
-            thresholds=d.get("thresholds", {}),
-            timeout=d.get("timeout"),
-            started=d.get("started", ""),
-            duration=float(d.get("duration", 0.0)),
-            reason=d.get("reason", ""),
-            hint=d.get("hint", ""),
-            measurements=tuple(Measurement.from_dict(m) for m in d.get("measurements", [])),
-            evaluations=tuple(Evaluation.from_dict(e) for e in d.get("evaluations", [])),
-        )
-
-
-def save_atomic(record: dict[str, Any], path: Path) -> Path:
+def save_atomic(record: Record | dict[str, Any], path: Path) -> Path:
     """Write the record as JSON atomically (hpcbench.atomic)."""
-    return write_json(path, record, indent=1)
+    return write_json(path, record.as_dict() if isinstance(record, Record) else record, indent=1)
 
 
 def record_path(outdir: str | Path, host: str, started: str) -> Path:
@@ -111,16 +34,6 @@ def record_path(outdir: str | Path, host: str, started: str) -> Path:
     return path
 
 
-def migrate(data: dict[str, Any], source: str) -> dict[str, Any]:
-    """Bring an older record up to SCHEMA_VERSION; refuse newer or unknown ones."""
-    version = data.get("schema_version")
-    if version == SCHEMA_VERSION:
-        return data
-    raise ConfigError(
-        f"{source}: schema_version {version!r} is not supported (this hpcbench reads {SCHEMA_VERSION})"
-    )
-
-
 def _json_loads() -> Any:
     """orjson's parser where installed (3x faster on fleets of records), else the standard one."""
     try:
@@ -131,8 +44,9 @@ def _json_loads() -> Any:
         return json.loads
 
 
-def load(path: str | Path) -> dict[str, Any]:
-    """One record, validated; ConfigError with the file name when it is not a readable record."""
+def load_data(path: str | Path) -> dict[str, Any]:
+    """One record's JSON, migrated to this schema version; ConfigError with the file name when it
+    is not a readable record."""
     p = Path(path)
     try:
         data = _json_loads()(p.read_bytes())
@@ -143,6 +57,15 @@ def load(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict) or "checks" not in data or "schema_version" not in data:
         raise ConfigError(f"{p}: not an hpcbench result record (no schema_version or checks)")
     return migrate(data, str(p))
+
+
+def load(path: str | Path) -> Record:
+    """One record, typed; ConfigError naming the file and the field that does not fit."""
+    data = load_data(path)
+    try:
+        return Record.from_dict(data)
+    except typed.DecodeError as exc:
+        raise ConfigError(f"{path}: not a valid result record: {exc}") from None
 
 
 def find(paths: list[str | Path]) -> list[Path]:
@@ -167,7 +90,7 @@ def to_dataframe(paths: list[str | Path]) -> Any:
 
     rows: list[dict[str, Any]] = []
     for path in find(paths):
-        rec = load(path)
+        rec = load_data(path)
         for c in rec["checks"]:
             base = {
                 "file": str(path),

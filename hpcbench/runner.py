@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,10 @@ from typing import Any
 from hpcbench import busy
 from hpcbench.inventory import gpu_absence
 from hpcbench.model import Measurement
+from hpcbench.node import Inventory, as_inventory
 from hpcbench.probes.base import CLEANUP_LIST
+from hpcbench.probes.registry import spec_of
+from hpcbench.record import NotRun
 from hpcbench.suite import CheckSpec, Suite
 from hpcbench.timeparse import utc_stamp
 
@@ -57,15 +60,13 @@ class Outcome:
     measurements: list[Measurement] = field(default_factory=list)
 
 
-def local_mounts(inventory: dict[str, Any]) -> list[str]:
+def local_mounts(inventory: Inventory | Mapping[str, Any]) -> list[str]:
     """Writable mounts of local block devices, one per device (the shallowest of its mount points):
     read-only mounts, loop devices and further (bind) mounts of a device are left out."""
     chosen: dict[str, str] = {}
-    for m in inventory.get("storage", {}).get("mounts", []):
-        device, point = str(m.get("device", "")), str(m.get("mountpoint", ""))
-        if not device.startswith("/dev/") or device.startswith("/dev/loop"):
-            continue
-        if "ro" in str(m.get("options", "")).split(","):
+    for m in as_inventory(inventory).storage.mounts:
+        device, point = m.device, m.mountpoint
+        if not device.startswith("/dev/") or device.startswith("/dev/loop") or m.read_only:
             continue
         if device not in chosen or point.rstrip("/").count("/") < chosen[device].rstrip("/").count("/"):
             chosen[device] = point
@@ -86,17 +87,18 @@ class Unrunnable:
     hint: str = ""
 
 
-def expand(check: CheckSpec, probe_cls: Any, inventory: dict[str, Any]) -> list[Job] | Unrunnable:
+def expand(
+    check: CheckSpec, probe_cls: Any, inventory: Inventory | Mapping[str, Any]
+) -> list[Job] | Unrunnable:
     """The jobs of a check, one per subject, or why there are none."""
+    inventory = as_inventory(inventory)
     if check.expand == "none":
         return [Job(check, "node", dict(check.params))]
     key = probe_cls.expands[check.expand]
     if check.expand == "numa":
-        nodes = inventory.get("numa", {}).get("nodes") or [{"id": 0}]
-        subjects = [(f"numa{n['id']}", n["id"]) for n in nodes]
+        subjects = [(f"numa{n.id}", n.id) for n in inventory.numa_nodes]
     elif check.expand == "gpu":
-        devices = inventory.get("gpus", {}).get("devices") or []
-        subjects = [(f"gpu{d['index']}", d["index"]) for d in devices]
+        subjects = [(f"gpu{d.index}", d.index) for d in inventory.gpus.devices]
         if not subjects:
             return Unrunnable(*gpu_absence(inventory))
     else:  # mount: the targets the check names in a list parameter, else the local mounts
@@ -114,13 +116,13 @@ class Runner:
 
     def __init__(
         self,
-        inventory: dict[str, Any],
+        inventory: Inventory | Mapping[str, Any],
         on_start: Callable[[Job, int, int], None] | None = None,
         on_finish: Callable[[Outcome, int, int], None] | None = None,
         force: bool = False,
         gpu_processes: Callable[[list[int]], dict[int, list[Any]]] | None = None,
     ) -> None:
-        self.inventory = inventory
+        self.inventory = as_inventory(inventory)
         #: run probes that require an idle GPU even on a GPU another process uses
         self.force = force
         self._gpu_processes = gpu_processes
@@ -136,12 +138,15 @@ class Runner:
         for proc in list(self._running.values()):
             _terminate_group(proc, signal.SIGTERM)
 
-    def run(self, suite: Suite, probe_classes: dict[str, Any]) -> tuple[list[Outcome], list[str]]:
-        """Run every check; returns the outcomes and the ids of checks that never started."""
+    def run(self, suite: Suite, probe_classes: Mapping[str, Any]) -> tuple[list[Outcome], list[NotRun]]:
+        """Run every check; returns the outcomes and the ids of checks that never started.
+
+        ``probe_classes``: name -> ProbeSpec (a probe class is checked into one here)."""
+        probe_classes = {n: spec_of(c, n) for n, c in probe_classes.items()}
         old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
         tmp = Path(tempfile.mkdtemp(prefix="hpcbench-run-"))
         outcomes: list[Outcome] = []
-        not_run: list[str] = []
+        not_run: list[NotRun] = []
         try:
             plan: list[tuple[CheckSpec, list[Job] | str]] = [
                 (c, expand(c, probe_classes[c.probe], self.inventory)) for c in suite.checks
@@ -150,7 +155,7 @@ class Runner:
             done = 0
             for check, jobs in plan:
                 if self.stopped:
-                    not_run.append(check.id)
+                    not_run.append(NotRun(check.id, f"not started: interrupted by {self.stopped}"))
                     continue
                 if isinstance(jobs, Unrunnable):
                     job = Job(check, "node", dict(check.params))
@@ -159,7 +164,7 @@ class Runner:
                     self.on_finish(outcome, done, total)
                     outcomes.append(outcome)
                     continue
-                concurrent = getattr(probe_classes[check.probe], "concurrent", True)
+                concurrent = probe_classes[check.probe].concurrent
                 batch = len(jobs) if check.expand in CONCURRENT_EXPANSIONS and concurrent else 1
                 for start in range(0, len(jobs), batch):
                     group = jobs[start : start + batch]
@@ -191,7 +196,7 @@ class Runner:
         return busy.busy_reason(self._gpu_processes(gpus), gpus, self._own_pids)
 
     def _unmet(self, job: Job, probe_cls: Any) -> Outcome | None:
-        for req in getattr(probe_cls, "requires", ()):
+        for req in probe_cls.requires:
             if req.kind == "idle_gpu":
                 reason = self._busy(job, probe_cls)
                 if reason:
@@ -225,7 +230,7 @@ class Runner:
                         "probe": job.check.probe,
                         "params": job.params,
                         "subject": job.subject,
-                        "inventory": self.inventory,
+                        "inventory": self.inventory.as_dict(),
                         "workdir": str(workdir / "scratch"),
                         "timeout": job.check.timeout,
                     }

@@ -20,6 +20,8 @@ from typing import Any
 from hpcbench import __version__, baselines, checks, inventory, launch, lock, ops, results
 from hpcbench.errors import ConfigError, LockHeld
 from hpcbench.exitcodes import ExitCode, worst
+from hpcbench.node import Inventory
+from hpcbench.record import SCHEMA_VERSION, BaselineInfo, NotRun, Record, SuiteInfo
 from hpcbench.report.progress import Progress
 from hpcbench.runner import Outcome, Runner
 from hpcbench.suite import Suite
@@ -41,14 +43,14 @@ def _check_output_dir(outdir: str) -> Path:
 def build_record(
     suite: Suite,
     baseline: baselines.Baseline | None,
-    inv: dict[str, Any],
+    inv: Inventory,
     run_id: str,
     started: str,
     outcomes: list[Outcome],
-    not_run: list[str],
+    not_run: list[NotRun],
     interrupted: str | None,
-) -> dict[str, Any]:
-    """The result record (a plain dict, as saved) from the run's outcomes."""
+) -> Record:
+    """The result record of the run's outcomes, every verdict decided."""
     check_results = []
     for check in suite.checks:
         mine = [o for o in outcomes if o.job.check.id == check.id]
@@ -58,43 +60,34 @@ def build_record(
     if interrupted or not_run:
         codes.append(ExitCode.UNKNOWN)
     code = worst(codes)
-    verdict = {ExitCode.OK: "OK", ExitCode.WARN: "WARN", ExitCode.FAIL: "FAIL", ExitCode.UNKNOWN: "UNKNOWN"}[
-        code
-    ]
-    ended = utc_stamp()
-    return {
-        "schema_version": results.SCHEMA_VERSION,
-        "tool_version": __version__,
-        "run_id": run_id,
-        "host": inv.get("hostname") or socket.gethostname(),
-        "started": started,
-        "ended": ended,
-        "suite": suite.as_dict(),
-        "baseline": baseline.as_dict() if baseline else None,
-        "inventory": inv,
-        "checks": [c.as_dict() for c in check_results],
-        "not_run": not_run,
-        "interrupted": interrupted,
-        "verdict": verdict,
-        "exit_code": int(code),
-    }
+    return Record(
+        schema_version=SCHEMA_VERSION,
+        tool_version=__version__,
+        run_id=run_id,
+        host=inv.hostname or socket.gethostname(),
+        started=started,
+        ended=utc_stamp(),
+        suite=SuiteInfo(**suite.as_dict()),
+        baseline=BaselineInfo(**baseline.as_dict()) if baseline else None,
+        inventory=inv,
+        checks=tuple(check_results),
+        not_run=tuple(not_run),
+        interrupted=interrupted,
+        verdict=code.name if code is not ExitCode.USAGE else "UNKNOWN",
+        exit_code=int(code),
+    )
 
 
-def rank_lines(record: dict[str, Any], rank: int) -> list[str]:
+def rank_lines(record: Record, rank: int) -> list[str]:
     """What a rank other than 0 of a distributed launch says: one line per check that is not OK."""
-    lines = []
-    for c in record["checks"]:
-        if c["verdict"] in ("WARN", "FAIL", "ERROR"):
-            why = [c["reason"]] + [e["reason"] for e in c["evaluations"] if e["verdict"] == c["verdict"]]
-            lines.append(f"hpcbench rank {rank}: {c['id']}: {c['verdict']} {next(filter(None, why), '')}")
-    return lines
+    return [f"hpcbench rank {rank}: {c.id}: {c.verdict.value} {c.why}" for c in record.not_ok()]
 
 
 def execute(
     suite: Suite,
     probe_classes: dict[str, Any],
     args: Any,
-    on_record: Callable[[dict[str, Any], Path], None] | None = None,
+    on_record: Callable[[Record, Path], None] | None = None,
 ) -> int:
     """One run; ``on_record(record, path)`` sees the saved record (or the one --max-age reused)."""
     outdir = _check_output_dir(args.output)
@@ -108,7 +101,7 @@ def execute(
     if job is not None and opts.max_age_s is not None:
         raise ConfigError("--max-age cannot be used under a distributed launch: every rank must run")
     runlog = ops.open_log(opts, suite.name) if job is None or job.reports else None
-    fresh = ops.recent_pass(outdir, inv.get("hostname") or socket.gethostname(), suite.as_dict(), opts)
+    fresh = ops.recent_pass(outdir, inv.hostname or socket.gethostname(), suite.as_dict(), opts)
     if fresh is not None:  # --max-age: this suite passed recently enough here
         return ops.skipped(fresh, args, runlog, on_record)
     progress = Progress(
@@ -134,27 +127,21 @@ def execute(
         if job is not None and not job.reports:  # rank 0 writes the record and prints
             for line in rank_lines(record, job.rank):
                 print(line, file=sys.stderr)
-            return int(record["exit_code"])
-        path = results.save_atomic(record, results.record_path(outdir, record["host"], started))
+            return record.exit_code
+        path = results.save_atomic(record, results.record_path(outdir, record.host, started))
     if on_record is not None:
         on_record(record, path)
     ops.write_reports(record, opts)
     if runlog:
         runlog.line(ops.summary(record, path))
     if args.format == "json":
-        sys.stdout.write(json.dumps(record, indent=1) + "\n")
+        sys.stdout.write(json.dumps(record.as_dict(), indent=1) + "\n")
     elif args.quiet:
-        if record["exit_code"] != ExitCode.OK:
-            bad = sorted(
-                {
-                    f"{c['id']}/{c['subject']}"
-                    for c in record["checks"]
-                    if c["verdict"] in ("WARN", "FAIL", "ERROR")
-                }
-            )
-            print(f"hpcbench {suite.name}: {record['verdict']}: {', '.join(bad) or 'see record'} ({path})")
+        if record.exit_code != ExitCode.OK:
+            bad = ", ".join(ops.not_ok(record)) or "see record"
+            print(f"hpcbench {suite.name}: {record.verdict}: {bad} ({path})")
     else:
         from hpcbench.report.table import render
 
         render(record, str(path))
-    return record["exit_code"]
+    return record.exit_code

@@ -27,6 +27,7 @@ from typing import Any
 
 from hpcbench.errors import ConfigError, HpcbenchError, LockHeld
 from hpcbench.exitcodes import ExitCode
+from hpcbench.record import Record
 
 PREFIX = "hpcbench:"
 REASON_LIMIT = 120  # characters: scontrol and sinfo show the reason on one line
@@ -87,34 +88,26 @@ def parse_show_node(text: str) -> NodeInfo:
     return NodeInfo(name=name, state=state, reason=reason.strip(), reason_by=reason_by)
 
 
-def failing_checks(record: dict[str, Any], threshold: ExitCode) -> dict[str, list[str]]:
+def failing_checks(record: Record, threshold: ExitCode) -> dict[str, list[str]]:
     """Check id -> subjects whose verdict reaches ``threshold`` (in the record's order)."""
-    require = bool(record.get("suite", {}).get("require_baseline"))
-    code_of = {
-        "WARN": ExitCode.WARN,
-        "FAIL": ExitCode.FAIL,
-        "ERROR": ExitCode.UNKNOWN,
-        "NOBASELINE": ExitCode.UNKNOWN if require else ExitCode.OK,
-    }
+    require = record.suite.require_baseline
     out: dict[str, list[str]] = {}
-    for c in record.get("checks", []):
-        code = code_of.get(c.get("verdict", ""), ExitCode.OK)
+    for c in record.checks:
+        code = c.verdict.exit_code(require)
         if code != ExitCode.OK and code.severity >= threshold.severity:
-            out.setdefault(c["id"], []).append(c["subject"])
+            out.setdefault(c.id, []).append(c.subject)
     if ExitCode.UNKNOWN.severity >= threshold.severity:
-        for check_id in record.get("not_run") or []:
-            out.setdefault(check_id, []).append("not run")
+        for skipped in record.not_run:
+            out.setdefault(skipped.id, []).append("not run")
     return out
 
 
-def drain_reason(
-    record: dict[str, Any], threshold: ExitCode = ExitCode.FAIL, limit: int = REASON_LIMIT
-) -> str:
+def drain_reason(record: Record, threshold: ExitCode = ExitCode.FAIL, limit: int = REASON_LIMIT) -> str:
     """``hpcbench: FAIL membw(node), gemm(gpu3,gpu5)``: the verdict and the failing checks, short.
 
     Checks that do not fit in ``limit`` characters become ``+N more``.
     """
-    head = f"{PREFIX} {record.get('verdict', 'FAIL')}"
+    head = f"{PREFIX} {record.verdict}"
     items = [f"{cid}({','.join(subs)})" for cid, subs in failing_checks(record, threshold).items()]
     if not items:
         return head
@@ -255,8 +248,9 @@ def cmd_slurm_check(args: argparse.Namespace) -> int:
     scontrol = Scontrol(args.scontrol)
     name = node_name(args.node, os.environ)
     scontrol.show_node(name)  # fails fast: no scontrol, no controller, no such node
-    probe_classes = registry.load_all()
-    suite = suite_mod.load(args.suite, probe_classes)
+    found = registry.catalog()
+    probe_classes = found.probes
+    suite = suite_mod.load(args.suite, probe_classes, found.broken)
     seen: dict[str, Any] = {}
     log = RunLog.open(Path(args.log_file), suite.name) if args.log_file else None
     try:
@@ -268,7 +262,7 @@ def cmd_slurm_check(args: argparse.Namespace) -> int:
     if record is None:  # a rank other than 0 of a distributed launch: rank 0 acts
         return ExitCode.OK
     drain_on = DRAIN_ON[args.drain_on]
-    code = ExitCode(record["exit_code"])
+    code = ExitCode(record.exit_code)
     node = scontrol.show_node(name)
     action = decide(code, node, drain_reason(record, drain_on), drain_on)
     if action.kind == "drain":

@@ -23,14 +23,20 @@ Every error names the file, the line and the key, and what was expected.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hpcbench import tomlfile
 from hpcbench.errors import ConfigError
+from hpcbench.probes import base
+from hpcbench.probes.base import build_params
+from hpcbench.probes.registry import BrokenProbe, spec_of
 
-EXPANSIONS = ("none", "numa", "gpu", "mount")
+#: a check's ``expand``: none, or a kind a probe may expand over
+EXPANSIONS = ("none", *base.EXPANSIONS)
+
 _ID = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 _SUITE_KEYS = {"name", "description", "require_baseline", "default_timeout", "check"}
 _CHECK_KEYS = {
@@ -174,9 +180,16 @@ class _Validator:
         return Band(warn, fail)
 
 
-def parse(doc: tomlfile.TomlDoc, probe_classes: dict[str, Any] | None = None) -> Suite:
-    """Validate a parsed suite document. ``probe_classes`` (name -> class) also validates params."""
-    from hpcbench.probes.base import build_params
+def parse(
+    doc: tomlfile.TomlDoc,
+    probe_classes: Mapping[str, Any] | None = None,
+    broken: Mapping[str, BrokenProbe] | None = None,
+) -> Suite:
+    """Validate a parsed suite document. ``probe_classes`` (name -> ProbeSpec or probe class) also
+    validates each check's probe, params, expansion and metrics; a probe in ``broken`` is refused
+    with its reason."""
+    specs = {n: spec_of(c, n) for n, c in (probe_classes or {}).items()}
+    broken = broken or {}
 
     v = _Validator(doc)
     data = doc.data
@@ -252,27 +265,28 @@ def parse(doc: tomlfile.TomlDoc, probe_classes: dict[str, Any] | None = None) ->
                     cid,
                 )
         timeout = v.number(raw.get("timeout", default_timeout), "timeout", i, cid, positive=True)
+        if probe in broken:
+            raise v.fail("probe", f"probe {probe!r} is broken: {broken[probe].describe()}", i, cid)
         if probe_classes is not None:
-            if probe not in probe_classes:
-                known = ", ".join(sorted(probe_classes)) or "none"
+            if probe not in specs:
+                known = ", ".join(sorted(specs)) or "none"
                 raise v.fail("probe", f"unknown probe {probe!r}; known probes: {known}", i, cid)
-            cls = probe_classes[probe]
+            cls = specs[probe]
             try:
                 build_params(cls, params)
             except ConfigError as exc:
                 raise v.fail("params", str(exc), i, cid) from None
-            if expand != "none" and expand not in getattr(cls, "expands", {}):
-                can = ", ".join(getattr(cls, "expands", {})) or "nothing"
+            if expand != "none" and expand not in cls.expands:
+                can = ", ".join(cls.expands) or "nothing"
                 raise v.fail(
                     "expand", f"probe {probe!r} cannot expand over {expand!r} (it expands over {can})", i, cid
                 )
-            known_metrics = getattr(cls, "metrics", None)
-            if known_metrics and metrics:
+            if cls.metrics and metrics:
                 for m in metrics:
-                    if m not in known_metrics:
+                    if m not in cls.metrics:
                         raise v.fail(
                             "metrics",
-                            f"probe {probe!r} has no metric {m!r}; it has {', '.join(known_metrics)}",
+                            f"probe {probe!r} has no metric {m!r}; it has {', '.join(cls.metrics)}",
                             i,
                             cid,
                         )
@@ -300,10 +314,14 @@ def parse(doc: tomlfile.TomlDoc, probe_classes: dict[str, Any] | None = None) ->
     )
 
 
-def load(name_or_path: str, probe_classes: dict[str, Any] | None = None) -> Suite:
+def load(
+    name_or_path: str,
+    probe_classes: Mapping[str, Any] | None = None,
+    broken: Mapping[str, BrokenProbe] | None = None,
+) -> Suite:
     """Load and validate a suite by path or bundled name; ConfigError on any problem."""
     path = tomlfile.resolve(name_or_path, "", "suite")
-    return parse(tomlfile.read(path, "suite"), probe_classes)
+    return parse(tomlfile.read(path, "suite"), probe_classes, broken)
 
 
 def single_check(probe: str, params: dict[str, Any], timeout: float, expand: str = "none") -> Suite:

@@ -17,19 +17,20 @@ from typing import Any
 
 def run_job(job: dict[str, Any]) -> dict[str, Any]:
     from hpcbench.errors import HpcbenchError, ProbeError, ProbeSkip
+    from hpcbench.node import Inventory
     from hpcbench.probes import registry
     from hpcbench.probes.base import ProbeContext, build_params, params_as_dict
 
     try:
-        cls = registry.load(job["probe"])
-        params = build_params(cls, job["params"])
+        probe = registry.load(job["probe"])
+        params = build_params(probe, job["params"])
         ctx = ProbeContext(
             subject=job["subject"],
-            inventory=job["inventory"],
+            inventory=Inventory.from_dict(job["inventory"]),
             workdir=job["workdir"],
             timeout=job.get("timeout"),
         )
-        measurements = cls().run(params, ctx)
+        measurements = probe.instance().run(params, ctx)
         return {
             "status": "ok",
             "params": params_as_dict(params),

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
@@ -25,10 +26,9 @@ def hpcbench_exe() -> str:
     return str(exe)
 
 
-@pytest.fixture(scope="session")
-def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """pip-installs tests/plugins/hpcbench-testprobes into a folder of its own (a real distribution)."""
-    target = tmp_path_factory.mktemp("plugin-site")
+def pip_target(target: Path, *sources: Path) -> Path:
+    """pip-installs the packages at ``sources`` into ``target`` (real distributions, entry points
+    included), without their dependencies or network."""
     subprocess.run(
         [
             sys.executable,
@@ -40,13 +40,31 @@ def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "--no-build-isolation",
             "--target",
             str(target),
-            str(PLUGIN_SRC),
+            *map(str, sources),
         ],
         check=True,
         timeout=300,
         capture_output=True,
     )
     return target
+
+
+@pytest.fixture(scope="session")
+def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """pip-installs tests/plugins/hpcbench-testprobes into a folder of its own (a real distribution)."""
+    return pip_target(tmp_path_factory.mktemp("plugin-site"), PLUGIN_SRC)
+
+
+@pytest.fixture(scope="session")
+def broken_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """pip-installs the packages whose probes break the contract (hpcbench-brokenprobes) and the
+    second package registering one of its names (hpcbench-twinprobe) into a folder of their own."""
+    plugins = ROOT / "tests" / "plugins"
+    return pip_target(
+        tmp_path_factory.mktemp("broken-site"),
+        plugins / "hpcbench-brokenprobes",
+        plugins / "hpcbench-twinprobe",
+    )
 
 
 class Cli:
@@ -138,3 +156,59 @@ def marked_processes(mark: str) -> list[psutil.Process]:
             if proc.environ().get("HPCBENCH_TEST_MARK") == mark:
                 found.append(proc)
     return found
+
+
+# -- every record the tests write is checked against the published schema ------------------------
+
+
+def record_files(folder: Path) -> list[Path]:
+    """The hpcbench records of this schema version under ``folder`` (files that are no JSON, no
+    record or another version's record are what some tests write on purpose)."""
+    from hpcbench.record import SCHEMA_VERSION
+
+    found = []
+    for path in sorted(folder.rglob("*.json")):
+        try:
+            data = json.loads(path.read_bytes())
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and data.get("schema_version") == SCHEMA_VERSION and "checks" in data:
+            found.append(path)
+    return found
+
+
+def schema_problems(folder: Path) -> list[str]:
+    from hpcbench.validate import validate_file
+
+    return [line for path in record_files(folder) for line in validate_file(path)]
+
+
+@pytest.fixture(autouse=True)
+def _records_match_the_schema(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[None]:
+    """After each test, every record it wrote under its tmp_path validates against the record
+    schema (tests that damage records on purpose are marked ``damaged_records``)."""
+    yield
+    if request.node.get_closest_marker("damaged_records") is None:
+        assert schema_problems(tmp_path) == []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "damaged_records: the test writes invalid records on purpose")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Records written into session-wide folders (fleets built once for many tests) are checked too."""
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    if factory is None or exitstatus not in (0, 1):
+        return
+    base = factory.getbasetemp()
+    problems = [
+        line
+        for folder in base.iterdir()
+        if folder.is_dir() and not folder.name.startswith("test_")  # per-test folders were checked
+        for line in schema_problems(folder)
+    ]
+    if problems:
+        print("\nrecords written by session fixtures that do not match the record schema:")
+        print("\n".join(problems[:20]))
+        session.exitstatus = 1

@@ -24,6 +24,7 @@ from typing import Any
 from hpcbench import results
 from hpcbench.baselines import Baseline, Expectation
 from hpcbench.model import Measurement
+from hpcbench.node import Inventory
 from hpcbench.runner import Job, Outcome
 from hpcbench.session import build_record
 from hpcbench.suite import Band, CheckSpec, Relative, Suite
@@ -258,13 +259,13 @@ def record(
     rec = build_record(
         suite_obj,
         base,
-        inv,
+        Inventory.from_dict(inv),
         f"{zlib.crc32(f'{node.host}/{stamp}/{seed}'.encode()):08x}0000",
         stamp,
         outcomes,
         [],
         None,
-    )
+    ).as_dict()
     rec["ended"] = (started + timedelta(minutes=5)).isoformat(timespec="seconds").replace("+00:00", "Z")
     return rec
 

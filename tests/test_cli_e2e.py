@@ -10,6 +10,7 @@ from pathlib import Path
 from conftest import Cli, no_marked_processes, write
 
 from hpcbench.exitcodes import ExitCode
+from hpcbench.record import SCHEMA_VERSION
 
 
 def suite(tmp: Path, body: str, name: str = "t", require_baseline: bool = False) -> Path:
@@ -103,7 +104,11 @@ relative = { to = "median" }
     files = records(tmp_path)
     assert len(files) == 1 and json.loads(files[0].read_text()) == rec
     assert files[0].parent.name == rec["host"]
-    assert rec["schema_version"] == 1 and rec["suite"]["name"] == "t" and rec["suite"]["sha256"]
+    assert (
+        rec["schema_version"] == SCHEMA_VERSION == 2
+        and rec["suite"]["name"] == "t"
+        and rec["suite"]["sha256"]
+    )
     assert rec["inventory"]["cpu"]["model"] is not None
     node = [c for c in rec["checks"] if c["id"] == "membw"][0]
     assert node["status"] == "ok" and node["subject"] == "node"

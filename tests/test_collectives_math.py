@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
+import records
 import torch
 
 from hpcbench.errors import ParamError, ProbeError, ProbeSkip
@@ -208,9 +209,9 @@ def test_nccl_tests_style_table_from_a_record(tmp_path: Path, capsys: pytest.Cap
 
     result = json.loads((FIXTURES / "gloo_2ranks_8B_1KiB.json").read_text())
     ms = [m.as_dict() for m in measurements(result, "node", {"launcher": "spawned"})]
-    record = {"checks": [{"id": "coll", "subject": "node", "probe": "collectives", "measurements": ms}]}
+    rec = records.record(checks=[records.check("coll", probe="collectives", measurements=ms)])
     path = tmp_path / "record.json"
-    path.write_text(json.dumps(record))
+    path.write_text(json.dumps(rec.as_dict()))
     assert collectives_table.main([str(path)]) == 0
     out = capsys.readouterr().out.splitlines()
     titles = [line for line in out if line.startswith("# coll/node:")]
@@ -219,6 +220,6 @@ def test_nccl_tests_style_table_from_a_record(tmp_path: Path, capsys: pytest.Cap
     assert len(rows) == 3 * len(cm.sweep_sizes(8, 1024))
     assert rows[0][:4] == ["8", "2", "float", "sum"] and rows[-1][:4] == ["1024", "256", "float", "sum"]
     assert sum(1 for line in out if line.startswith("# Avg bus bandwidth")) == 3
-    path.write_text(json.dumps({"checks": []}))
+    path.write_text(json.dumps(records.record().as_dict()))
     assert collectives_table.main([str(path)]) == 4
     assert "no collectives check" in capsys.readouterr().err

@@ -96,9 +96,10 @@ def test_validate_stream_detects_wrong_iteration_count_and_nan() -> None:
 
 
 def test_numa_cpus_from_inventory() -> None:
-    inv = {"numa": {"nodes": [{"id": 0, "cpus": "0-1"}, {"id": 2, "cpus": [4, 5]}]}}
-    assert numa_cpus(inv, 2) == [4, 5]
-    assert numa_cpus({"numa": {"nodes": [{"cpus": [0]}, {"cpus": [1]}]}}, 1) == [1]  # index when no id
+    inv = {"numa": {"nodes": [{"id": 0, "cpus": [1, 0]}, {"id": 2, "cpus": [5, 4, 4]}]}}
+    assert numa_cpus(inv, 2) == [4, 5] and numa_cpus(inv, 0) == [0, 1]
+    with pytest.raises(ProbeError, match="NUMA node 3 has no CPUs"):
+        numa_cpus({"numa": {"nodes": [{"id": 3, "cpus": []}]}}, 3)
     with pytest.raises(ProbeError, match="NUMA node 1 is not in .*known NUMA nodes: 0, 2"):
         numa_cpus(inv, 1)
     with pytest.raises(ProbeError, match="known NUMA nodes: none"):

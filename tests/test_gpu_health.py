@@ -19,7 +19,7 @@ from hpcbench.model import Evaluation, Verdict
 from hpcbench.pci import is_nvidia_gpu
 from hpcbench.probes.base import ProbeContext, build_params
 from hpcbench.probes.gpu_health import probe as gh
-from hpcbench.results import CheckResult
+from hpcbench.record import CheckResult
 from hpcbench.runner import Job, Outcome
 
 ROOT = Path(__file__).resolve().parent.parent

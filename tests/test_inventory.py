@@ -166,7 +166,7 @@ def no_gpu() -> FakeNvml:
 
 
 def test_collect_captured_vm(tmp_path: Path, no_gpu: FakeNvml) -> None:
-    data = inv.collect(str(make_root(VM, tmp_path)), nvml=no_gpu)
+    data = inv.collect(str(make_root(VM, tmp_path)), nvml=no_gpu).as_dict()
     assert set(data) == TOP_KEYS
     assert data["hostname"] == "vm"
     assert data["cpu"] == {
@@ -190,7 +190,7 @@ def test_collect_captured_vm(tmp_path: Path, no_gpu: FakeNvml) -> None:
 
 
 def test_collect_two_socket_two_numa(tmp_path: Path, no_gpu: FakeNvml) -> None:
-    data = inv.collect(str(make_root(XEON, tmp_path)), nvml=no_gpu)
+    data = inv.collect(str(make_root(XEON, tmp_path)), nvml=no_gpu).as_dict()
     assert data["hostname"] == "gpu-node-017"
     cpu = data["cpu"]
     assert (cpu["sockets"], cpu["cores"], cpu["threads"]) == (2, 16, 32)
@@ -222,20 +222,20 @@ def test_collect_two_socket_two_numa(tmp_path: Path, no_gpu: FakeNvml) -> None:
 def test_collect_without_numa_sysfs_gives_one_node(tmp_path: Path, no_gpu: FakeNvml) -> None:
     root = make_root(XEON, tmp_path)
     shutil.rmtree(root / "sys/devices/system/node")
-    nodes = inv.collect(str(root), nvml=no_gpu)["numa"]["nodes"]
+    nodes = inv.collect(str(root), nvml=no_gpu).as_dict()["numa"]["nodes"]
     assert nodes == [{"id": 0, "cpus": list(range(32)), "memory_bytes": (263718296 + 264223540) * 1024}]
 
 
 def test_collect_without_cpu_sysfs_falls_back_to_cpuinfo(tmp_path: Path, no_gpu: FakeNvml) -> None:
     root = make_root(XEON, tmp_path)
     shutil.rmtree(root / "sys/devices/system/cpu")
-    cpu = inv.collect(str(root), nvml=no_gpu)["cpu"]
+    cpu = inv.collect(str(root), nvml=no_gpu).as_dict()["cpu"]
     assert (cpu["sockets"], cpu["cores"], cpu["threads"]) == (2, 16, 32)
     assert cpu["llc_bytes"] is None and cpu["governor"] is None and cpu["governors"] == []
 
 
 def test_collect_on_empty_root_never_raises(tmp_path: Path, no_gpu: FakeNvml) -> None:
-    data = inv.collect(str(tmp_path), nvml=no_gpu)
+    data = inv.collect(str(tmp_path), nvml=no_gpu).as_dict()
     assert set(data) == TOP_KEYS
     assert isinstance(data["hostname"], str) and data["hostname"]
     assert data["cpu"]["model"] == "unknown" and data["cpu"]["threads"] == 0
@@ -336,7 +336,7 @@ def test_cuda_version() -> None:
 
 
 def test_collect_on_this_machine() -> None:
-    data = inv.collect()
+    data = inv.collect().as_dict()
     assert set(data) == TOP_KEYS
     json.dumps(data)
     assert data["cpu"]["threads"] >= 1 and data["cpu"]["cores"] >= 1 and data["cpu"]["sockets"] >= 1
@@ -364,7 +364,7 @@ def _timed(fn: object) -> float:
 
 
 def test_summary_lines(tmp_path: Path) -> None:
-    data = inv.collect(str(make_root(XEON, tmp_path)), nvml=FakeNvml(count=2))
+    data = inv.collect(str(make_root(XEON, tmp_path)), nvml=FakeNvml(count=2)).as_dict()
     lines = inv.summary_lines(data)
     assert (
         "CPU: Intel(R) Xeon(R) Gold 6434, 2 sockets, 16 cores, 32 threads, LLC 45 MiB, "
@@ -379,7 +379,7 @@ def test_summary_lines(tmp_path: Path) -> None:
 
 def test_summary_lines_vm_and_partial_records(tmp_path: Path) -> None:
     no_gpu = FakeNvml(init_error=pynvml.NVML_ERROR_LIBRARY_NOT_FOUND)
-    data = inv.collect(str(make_root(VM, tmp_path)), nvml=no_gpu)
+    data = inv.collect(str(make_root(VM, tmp_path)), nvml=no_gpu).as_dict()
     lines = inv.summary_lines(data)
     assert any(line.startswith("CPU: AMD EPYC, 1 socket, 2 cores, 2 threads, LLC 32 MiB") for line in lines)
     assert "GPUs: none (NVML unavailable: libnvidia-ml.so.1 not found)" in lines
@@ -405,7 +405,7 @@ def test_gpus_on_the_pci_bus_that_nvml_cannot_see_are_an_error_not_a_cpu_node(
     _pci_function(root, "0000:17:00.0", "0x10de", "0x030200")  # an NVIDIA 3D controller
     _pci_function(root, "0000:00:02.0", "0x1af4", "0x010000")  # a virtio disk
     monkeypatch.setitem(sys.modules, "pynvml", None)
-    data = inv.collect(str(root))
+    data = inv.collect(str(root)).as_dict()
     assert data["gpus"]["count"] == 0 and data["gpus"]["pci_nvidia_gpus"] == 1
     status, reason, hint = inv.gpu_absence(data)
     assert status == "error" and reason == (

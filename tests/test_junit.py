@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import xml.etree.ElementTree as ET
 
+import records
 from conftest import Cli, write
 
 from hpcbench.exitcodes import ExitCode
@@ -102,27 +103,20 @@ def test_junit_cases_failures_errors_and_skips(cli: Cli) -> None:
 
 
 def test_required_baseline_missing_and_checks_not_run_are_errors() -> None:
-    record = {
-        "suite": {"name": "nightly", "require_baseline": True},
-        "host": "n1",
-        "started": "2026-11-28T02:00:00Z",
-        "run_id": "r1",
-        "verdict": "UNKNOWN",
-        "exit_code": 3,
-        "interrupted": "SIGTERM",
-        "not_run": ["later"],
-        "checks": [
-            {
-                "id": "membw",
-                "subject": "node",
-                "verdict": "NOBASELINE",
-                "duration": 1.5,
-                "evaluations": [
-                    {"metric": "triad", "verdict": "NOBASELINE", "measured": 40.0, "unit": "GB/s"}
-                ],
-            }
+    record = records.record(
+        suite={"name": "nightly", "require_baseline": True},
+        verdict="UNKNOWN",
+        exit_code=3,
+        interrupted="SIGTERM",
+        not_run=[{"id": "later", "reason": "not started: interrupted by SIGTERM"}],
+        checks=[
+            records.check(
+                "membw",
+                duration=1.5,
+                evaluations=[{"metric": "triad", "verdict": "NOBASELINE", "measured": 40.0, "unit": "GB/s"}],
+            )
         ],
-    }
+    )
     root = junit.to_xml(record)
     cases = root.findall("./testsuite/testcase")
     assert [(c.get("classname"), c.get("name")) for c in cases] == [
@@ -130,5 +124,5 @@ def test_required_baseline_missing_and_checks_not_run_are_errors() -> None:
         ("nightly.later", "not run"),
     ]
     assert cases[0].find("error").get("message") == "no baseline value, and this suite requires one"
-    assert cases[1].find("error").get("message") == "not run: the run was interrupted by SIGTERM"
+    assert cases[1].find("error").get("message") == "not started: interrupted by SIGTERM"
     assert root.get("errors") == "2" and root.get("tests") == "2"

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+import records as recs
 from conftest import Cli, write
 
 from hpcbench import ops
@@ -73,11 +74,13 @@ def test_fresh_pass_rule() -> None:
         "not_run": [],
         "interrupted": None,
     }
-    assert ops.fresh_pass(ok, now, 20 * 3600)
-    assert not ops.fresh_pass(ok, now, 9 * 3600)  # 10 h old
-    assert not ops.fresh_pass({**ok, "verdict": "WARN", "exit_code": 1}, now, 20 * 3600)
-    assert not ops.fresh_pass({**ok, "interrupted": "SIGTERM"}, now, 20 * 3600)
-    assert not ops.fresh_pass({**ok, "started": "2026-11-29T02:00:00Z"}, now, 20 * 3600)  # in the future
+    assert ops.fresh_pass(recs.record(**ok), now, 20 * 3600)
+    assert not ops.fresh_pass(recs.record(**ok), now, 9 * 3600)  # 10 h old
+    assert not ops.fresh_pass(recs.record(**{**ok, "verdict": "WARN", "exit_code": 1}), now, 20 * 3600)
+    assert not ops.fresh_pass(recs.record(**{**ok, "interrupted": "SIGTERM"}), now, 20 * 3600)
+    assert not ops.fresh_pass(recs.record(**{**ok, "not_run": ["b"]}), now, 20 * 3600)
+    future = recs.record(**{**ok, "started": "2026-11-29T02:00:00Z"})
+    assert not ops.fresh_pass(future, now, 20 * 3600)
     assert ops.name_time("20261128T020000Z-1.json") == datetime(2026, 11, 28, 2, tzinfo=timezone.utc)
     assert ops.name_time("notes.json") is None
 

@@ -11,7 +11,8 @@ import pytest
 from hpcbench import results
 from hpcbench.errors import ConfigError
 from hpcbench.model import Evaluation, Measurement, Verdict
-from hpcbench.results import SCHEMA_VERSION, CheckResult, load, record_path, save_atomic, to_dataframe
+from hpcbench.record import SCHEMA_VERSION, CheckResult, Record, migrate
+from hpcbench.results import load, record_path, save_atomic, to_dataframe
 
 
 def check_result(subject: str = "node", status: str = "ok") -> CheckResult:
@@ -69,7 +70,6 @@ def record(host: str, started: str, checks: list[CheckResult], run_id: str = "r1
         "host": host,
         "started": started,
         "ended": started,
-        "duration": 1.0,
         "suite": {
             "name": "quick",
             "path": "suites/quick.toml",
@@ -165,8 +165,27 @@ def test_record_paths_sort_by_time(tmp_path: Path) -> None:
 def test_load_round_trip(tmp_path: Path) -> None:
     rec = record("n1", "2026-01-02T03:04:05+00:00", [check_result()])
     path = save_atomic(rec, tmp_path / "r.json")
-    assert load(path) == rec
-    assert load(str(path)) == rec
+    loaded = load(path)
+    assert loaded == load(str(path)) == Record.from_dict(rec)
+    assert loaded.checks == (check_result(),) and loaded.inventory.cpu.model == "EPYC"
+    assert save_atomic(loaded, tmp_path / "again.json") and load(tmp_path / "again.json") == loaded
+
+
+def test_a_version_1_record_loads_migrated(tmp_path: Path) -> None:
+    """Version 1 wrote not_run as check ids; it loads with the reason its runs always had."""
+    rec = {**record("n1", "2026-01-02T03:04:05+00:00", [check_result()]), "schema_version": 1}
+    rec.update(not_run=["later", "last"], interrupted="SIGTERM")
+    path = tmp_path / "v1.json"
+    path.write_text(json.dumps(rec))
+    loaded = load(path)
+    assert loaded.schema_version == SCHEMA_VERSION == 2
+    assert [(n.id, n.reason) for n in loaded.not_run] == [
+        ("later", "not started: interrupted by SIGTERM"),
+        ("last", "not started: interrupted by SIGTERM"),
+    ]
+    assert loaded.checks == (check_result(),)
+    assert migrate(rec) is not rec and rec["not_run"] == ["later", "last"]  # the argument is left alone
+    assert migrate({**rec, "interrupted": None})["not_run"][0] == {"id": "later", "reason": "not started"}
 
 
 def test_load_missing_file(tmp_path: Path) -> None:
@@ -195,7 +214,7 @@ def test_load_json_that_is_not_a_record(tmp_path: Path, data: Any) -> None:
     assert str(path) in str(info.value)
 
 
-@pytest.mark.parametrize("version", [0, 2, 99, "1", None])
+@pytest.mark.parametrize("version", [0, 3, 99, "1", None])
 def test_load_other_schema_version(tmp_path: Path, version: Any) -> None:
     rec = record("n1", "2026-01-02T03:04:05+00:00", [])
     rec["schema_version"] = version

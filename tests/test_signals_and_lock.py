@@ -48,7 +48,8 @@ def test_signal_stops_children_and_still_writes_the_record(
     by_id = {c["id"]: c for c in rec["checks"]}
     assert by_id["first"]["status"] == "ok" and by_id["first"]["measurements"][0]["value"] == 5
     assert by_id["stuck"]["status"] == "interrupted" and sig.name in by_id["stuck"]["reason"]
-    assert rec["not_run"] == ["never"] and rec["interrupted"] == sig.name
+    assert rec["not_run"] == [{"id": "never", "reason": f"not started: interrupted by {sig.name}"}]
+    assert rec["interrupted"] == sig.name
     saved = sorted(tmp_path.glob("results/*/*.json"))
     assert len(saved) == 1 and json.loads(saved[0].read_text()) == rec
     no_marked_processes(cli.mark, timeout=10)  # no child left behind

@@ -12,13 +12,16 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import records
 import slurmcluster
 from conftest import ROOT, Cli, hpcbench_exe, write
 
 from hpcbench.errors import ConfigError
 from hpcbench.exitcodes import ExitCode
+from hpcbench.record import Record
 from hpcbench.slurm import NodeInfo, decide, drain_reason, node_name, parse_show_node
 
 FIXTURES = ROOT / "tests" / "fixtures" / "slurm"
@@ -69,9 +72,9 @@ def test_parse_refuses_output_without_a_node() -> None:
 # -- the drain reason and the decision -------------------------------------------------------
 
 
-def record(verdicts: dict[tuple[str, str], str], verdict: str = "FAIL", **extra: object) -> dict:
-    checks = [{"id": c, "subject": s, "verdict": v} for (c, s), v in verdicts.items()]
-    return {"verdict": verdict, "checks": checks, "suite": {"require_baseline": False}, **extra}
+def record(verdicts: dict[tuple[str, str], str], verdict: str = "FAIL", **extra: Any) -> Record:
+    checks = [records.check(c, s, v) for (c, s), v in verdicts.items()]
+    return records.record(verdict=verdict, checks=checks, **extra)
 
 
 def test_drain_reason_names_failing_checks_grouped_by_subject() -> None:

@@ -127,7 +127,7 @@ def create(
     files = results.find(paths)
     if not files:
         raise ConfigError(f"no result records found in {' '.join(paths)}")
-    records = [results.load(f) for f in files]
+    records = [results.load_data(f) for f in files]
     text = render(records, name or out.stem, source, _match(records, match))
     return write_profile(text, out)
 

@@ -208,7 +208,7 @@ Parsed = tuple[str, dict[str, Any] | None, list[tuple[Any, ...]], str]
 def parse_file(path: str, samples: bool) -> Parsed:
     """(path, run, rows, "") for a good record; (path, None, [], reason) for a bad one."""
     try:
-        rec = results.load(path)
+        rec = results.load_data(path)
         run, rows = extract(rec, path, samples)
     except ConfigError as exc:
         reason = str(exc)

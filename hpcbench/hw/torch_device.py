@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from hpcbench.errors import ProbeError, ProbeSkip
 from hpcbench.inventory import gpu_absence
+from hpcbench.node import GpuDevice, Inventory, as_inventory
 
 #: the probes' dtype names -> torch dtype attribute
 TORCH_DTYPES = {
@@ -99,7 +100,7 @@ def normalize_uuid(uuid: Any) -> str | None:
 def choose_device(
     device: int | str,
     *,
-    inventory: dict[str, Any],
+    inventory: Inventory | Mapping[str, Any],
     cuda_available: bool,
     cuda_uuids: list[str | None],
     torch_version: str = "",
@@ -110,7 +111,8 @@ def choose_device(
     Pure: the caller passes what torch and the environment say. ``cuda_uuids`` is the UUID
     of each CUDA ordinal torch sees (None where torch cannot tell).
     """
-    devices = (inventory.get("gpus") or {}).get("devices") or []
+    inventory = as_inventory(inventory)
+    devices = inventory.gpus.devices
     if device == "cpu":
         return DeviceChoice("cpu", how="device=cpu")
     if device == "auto":
@@ -135,11 +137,11 @@ def choose_device(
                 "cuda", device, None, how="GPU index taken as CUDA ordinal (no NVML inventory)"
             )
         raise ProbeError(f"GPU {device} does not exist: torch sees {len(cuda_uuids)} CUDA device(s)")
-    entry = next((d for d in devices if d.get("index") == device), None)
+    entry = next((d for d in devices if d.index == device), None)
     if entry is None:
-        known = ", ".join(str(d.get("index")) for d in devices)
+        known = ", ".join(str(d.index) for d in devices)
         raise ProbeError(f"GPU {device} is not on this node (GPU indices: {known})")
-    want = normalize_uuid(entry.get("uuid"))
+    want = normalize_uuid(entry.uuid)
     have = [normalize_uuid(u) for u in cuda_uuids]
     if want is not None and want in have:
         return DeviceChoice("cuda", have.index(want), device, how="GPU index -> CUDA ordinal by UUID")
@@ -150,16 +152,16 @@ def choose_device(
             )
         raise ProbeError(f"GPU {device}: cannot match it to a CUDA device (no UUID to compare)")
     raise ProbeSkip(
-        f"GPU {device} ({entry.get('uuid')}) is not visible to this process "
+        f"GPU {device} ({entry.uuid}) is not visible to this process "
         f"(CUDA_VISIBLE_DEVICES={visible_devices if visible_devices is not None else 'unset'})"
     )
 
 
-def _nvml_index_of(uuid: str | None, devices: list[dict[str, Any]]) -> int | None:
+def _nvml_index_of(uuid: str | None, devices: tuple[GpuDevice, ...]) -> int | None:
     want = normalize_uuid(uuid)
     for d in devices:
-        if want is not None and normalize_uuid(d.get("uuid")) == want:
-            return int(d["index"])
+        if want is not None and normalize_uuid(d.uuid) == want:
+            return d.index
     return None
 
 
@@ -294,7 +296,9 @@ class Runtime:
     cache_basis: str
 
 
-def prepare(torch: Any, device_param: int | str, inventory: dict[str, Any], threads: int = 0) -> Runtime:
+def prepare(
+    torch: Any, device_param: int | str, inventory: Inventory | Mapping[str, Any], threads: int = 0
+) -> Runtime:
     """Resolve ``device_param`` with torch, select the device, and describe it."""
     from hpcbench.hw import cuda_only
 
@@ -322,10 +326,10 @@ def prepare(torch: Any, device_param: int | str, inventory: dict[str, Any], thre
         )
     if threads:
         torch.set_num_threads(threads)
-    cpu = inventory.get("cpu") or {}
+    cpu = as_inventory(inventory).cpu
     info = {
         "kind": "cpu",
-        "name": cpu.get("model") or "cpu",
+        "name": cpu.model or "cpu",
         "threads": torch.get_num_threads(),
         "how": choice.how,
         "torch_version": torch.__version__,
@@ -335,7 +339,7 @@ def prepare(torch: Any, device_param: int | str, inventory: dict[str, Any], thre
         torch.device("cpu"),
         PerfCounterClock(),
         info,
-        cpu.get("llc_bytes"),
+        cpu.llc_bytes,
         "2 x the CPU's last-level cache (inventory cpu.llc_bytes)",
     )
 
@@ -363,22 +367,3 @@ def sampler(rt: Runtime, interval: float, nvml: Any = None) -> Any:
 
 def torch_dtype(torch: Any, name: str) -> Any:
     return getattr(torch, TORCH_DTYPES[name])
-
-
-class MetricNames(tuple):  # type: ignore[type-arg]
-    """A probe's ``metrics``: the names listed (shown in suite errors, with a ``<pattern>`` entry),
-    and membership by a regular expression, for names built from parameters (shapes, lengths)."""
-
-    pattern: Any = None
-
-    def __new__(cls, names: tuple[str, ...], pattern: str) -> MetricNames:
-        import re
-
-        obj = super().__new__(cls, names)
-        obj.pattern = re.compile(pattern)
-        return obj
-
-    def __contains__(self, name: object) -> bool:
-        return tuple.__contains__(self, name) or (
-            isinstance(name, str) and bool(self.pattern.fullmatch(name))
-        )

@@ -11,11 +11,14 @@ import dataclasses
 import shutil
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from hpcbench.errors import ParamError
+from hpcbench.inventory import gpu_absence
 from hpcbench.model import Measurement
+from hpcbench.node import Inventory, as_inventory
 
 
 @dataclass(frozen=True)
@@ -23,9 +26,12 @@ class ProbeContext:
     """What the runner hands a probe: its subject, the node's inventory, a scratch folder."""
 
     subject: str = "node"
-    inventory: dict[str, Any] = field(default_factory=dict)
+    inventory: Inventory = field(default_factory=Inventory)
     workdir: str = ""
     timeout: float | None = None
+
+    def __post_init__(self) -> None:  # the JSON form of the inventory is accepted too
+        object.__setattr__(self, "inventory", as_inventory(self.inventory))
 
 
 #: in ``ctx.workdir``: folders a probe created outside it, one per line; the runner removes
@@ -39,6 +45,13 @@ def register_cleanup(ctx: ProbeContext, path: Any) -> None:
         with open(f"{ctx.workdir}/{CLEANUP_LIST}", "a", encoding="utf-8") as fh:
             fh.write(f"{path}\n")
             fh.flush()
+
+
+#: what a probe may expand over (``expands`` keys; a suite's ``expand``, besides ``none``):
+#: one subject per NUMA node, GPU, or mount
+EXPANSIONS: tuple[str, ...] = ("numa", "gpu", "mount")
+#: the kinds of ``Requirement``
+REQUIREMENT_KINDS: tuple[str, ...] = ("gpu", "binary", "ranks", "idle_gpu")
 
 
 @dataclass(frozen=True)
@@ -57,12 +70,20 @@ class Requirement:
     install: str = ""
     count: int = 1
 
-    def unmet(self, inventory: dict[str, Any]) -> tuple[str, str, str] | None:
+    def __post_init__(self) -> None:
+        if self.kind not in REQUIREMENT_KINDS:
+            known = ", ".join(REQUIREMENT_KINDS)
+            raise ValueError(f"unknown requirement kind {self.kind!r}; known: {known}")
+        if self.kind == "binary" and not self.name:
+            raise ValueError(
+                "a binary requirement names its program: Requirement('binary', 'fio', install=...)"
+            )
+
+    def unmet(self, inventory: Inventory | Mapping[str, Any]) -> tuple[str, str, str] | None:
         """None when met, else (verdict name, reason, hint)."""
         if self.kind == "gpu":
-            if not inventory.get("gpus", {}).get("count"):
-                from hpcbench.inventory import gpu_absence
-
+            inventory = as_inventory(inventory)
+            if not inventory.gpus.count:
                 status, reason, hint = gpu_absence(inventory)
                 return (status.upper(), reason, hint)
             return None
@@ -73,9 +94,37 @@ class Requirement:
         return None
 
 
+class MetricNames(tuple):  # type: ignore[type-arg]
+    """A probe's ``metrics``: the names listed (shown in suite errors, with a ``<pattern>`` entry),
+    and membership by a regular expression, for names built from parameters (shapes, lengths)."""
+
+    pattern: Any = None
+
+    def __new__(cls, names: tuple[str, ...], pattern: str) -> MetricNames:
+        import re
+
+        obj = super().__new__(cls, names)
+        obj.pattern = re.compile(pattern)
+        return obj
+
+    def __contains__(self, name: object) -> bool:
+        return tuple.__contains__(self, name) or (
+            isinstance(name, str) and bool(self.pattern.fullmatch(name))
+        )
+
+
 @runtime_checkable
 class Probe(Protocol):
-    """The protocol every probe class follows (built-in and third-party alike)."""
+    """The protocol every probe class follows (built-in and third-party alike).
+
+    ``hpcbench.probes.registry`` checks it when a probe registers (``contract_problems``), so
+    nothing else needs to: required are ``name`` (snake_case, the entry point's name),
+    ``description`` (one line), ``Params`` (a frozen dataclass whose fields all have defaults of
+    the types ``build_params`` coerces), ``requires`` (Requirements of known kinds), ``expands``
+    (keys from EXPANSIONS, each naming a Params field) and ``run(params, ctx)``; optional are
+    ``metrics`` (the metric names it can report, default: not declared) and ``concurrent``
+    (default True: the subjects of a ``gpu`` expansion run at once).
+    """
 
     name: ClassVar[str]
     description: ClassVar[str]
@@ -83,6 +132,10 @@ class Probe(Protocol):
     requires: ClassVar[tuple[Requirement, ...]]
     #: expansion kind (``numa``, ``gpu``, ``mount``) -> parameter that receives the subject
     expands: ClassVar[dict[str, str]]
+    #: optional: the metrics it can report (a suite naming another is refused)
+    metrics: ClassVar[tuple[str, ...] | None]
+    #: optional: False runs the subjects of a ``gpu`` expansion one after another
+    concurrent: ClassVar[bool]
 
     def run(self, params: Any, ctx: ProbeContext) -> list[Measurement]: ...
 

@@ -9,13 +9,13 @@ can be read side by side. Reads the record only.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from typing import Any
 
 from hpcbench.errors import ConfigError
 from hpcbench.exitcodes import ExitCode
+from hpcbench.results import load_data
 
 _COLUMNS = "{:>12} {:>12} {:>8} {:>6} {:>10} {:>8} {:>8} {:>7}"
 HEADER = "#" + _COLUMNS.format("size", "count", "type", "redop", "time", "algbw", "busbw", "#wrong")[1:]
@@ -76,10 +76,9 @@ def main(argv: list[str]) -> int:
         print("usage: python -m hpcbench.report.collectives_table RECORD.json", file=sys.stderr)
         return ExitCode.USAGE
     try:
-        with open(argv[0], encoding="utf-8") as fh:
-            record = json.load(fh)
-    except (OSError, json.JSONDecodeError) as exc:
-        print(f"hpcbench: error: {ConfigError(f'{argv[0]}: {exc}')}", file=sys.stderr)
+        record = load_data(argv[0])
+    except ConfigError as exc:
+        print(f"hpcbench: error: {exc}", file=sys.stderr)
         return ExitCode.USAGE
     tables = op_tables(record)
     if not tables:

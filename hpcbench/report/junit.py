@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from hpcbench.atomic import atomic_open
+from hpcbench.model import Evaluation
+from hpcbench.record import CheckResult, Record
 
 
 def _num(value: Any, unit: str = "") -> str:
@@ -23,66 +25,65 @@ def _num(value: Any, unit: str = "") -> str:
     return f"{value:.6g} {unit}".strip() if isinstance(value, (int, float)) else str(value)
 
 
-def evaluation_line(e: dict[str, Any]) -> str:
+def evaluation_line(e: Evaluation) -> str:
     """``triad: measured 41.2 GB/s, expected 52 GB/s, ratio 0.79 (warn 0.9, fail 0.8): FAIL reason``."""
-    parts = [f"{e.get('metric')}: measured {_num(e.get('measured'), e.get('unit', ''))}"]
-    if e.get("expected") is not None:
-        parts.append(f"expected {_num(e.get('expected'), e.get('unit', ''))}")
-    if e.get("ratio") is not None:
-        limits = ", ".join(f"{k} {e[k]:g}" for k in ("warn", "fail") if e.get(k) is not None)
-        parts.append(f"ratio {e['ratio']:.3f}" + (f" ({limits})" if limits else ""))
-    text = ", ".join(parts) + f": {e.get('verdict')}"
-    why = "; ".join(x for x in (e.get("reason"), e.get("hint"), e.get("provenance")) if x)
+    parts = [f"{e.metric}: measured {_num(e.measured, e.unit)}"]
+    if e.expected is not None:
+        parts.append(f"expected {_num(e.expected, e.unit)}")
+    if e.ratio is not None:
+        limits = ", ".join(f"{k} {v:g}" for k, v in (("warn", e.warn), ("fail", e.fail)) if v is not None)
+        parts.append(f"ratio {e.ratio:.3f}" + (f" ({limits})" if limits else ""))
+    text = ", ".join(parts) + f": {e.verdict.value}"
+    why = "; ".join(x for x in (e.reason, e.hint, e.provenance) if x)
     return text + (f" {why}" if why else "")
 
 
-def _message(check: dict[str, Any]) -> str:
-    bad = [e for e in check.get("evaluations") or [] if e.get("verdict") == check["verdict"]]
+def _message(check: CheckResult) -> str:
+    bad = [e for e in check.evaluations if e.verdict is check.verdict]
     lines = [evaluation_line(e) for e in bad]
-    if check.get("reason"):
-        lines.append(check["reason"])
-    return "; ".join(lines) or check["verdict"]
+    if check.reason:
+        lines.append(check.reason)
+    return "; ".join(lines) or check.verdict.value
 
 
-def _body(check: dict[str, Any]) -> str:
-    lines = [evaluation_line(e) for e in check.get("evaluations") or []]
-    lines += [f"{k}: {check[k]}" for k in ("reason", "hint") if check.get(k)]
-    lines.append(f"probe {check.get('probe')}, params {check.get('params')}")
+def _body(check: CheckResult) -> str:
+    lines = [evaluation_line(e) for e in check.evaluations]
+    lines += [f"{k}: {v}" for k, v in (("reason", check.reason), ("hint", check.hint)) if v]
+    lines.append(f"probe {check.probe}, params {check.params}")
     return "\n".join(lines)
 
 
-def to_xml(record: dict[str, Any]) -> ET.Element:
-    suite = record["suite"]["name"]
-    require = bool(record["suite"].get("require_baseline"))
+def to_xml(record: Record) -> ET.Element:
+    suite = record.suite.name
+    require = record.suite.require_baseline
     root = ET.Element("testsuites", name="hpcbench")
     ts = ET.SubElement(
         root,
         "testsuite",
         name=suite,
-        hostname=str(record.get("host", "")),
-        timestamp=str(record.get("started", "")),
-        id=str(record.get("run_id", "")),
+        hostname=record.host,
+        timestamp=record.started,
+        id=record.run_id,
     )
     props = ET.SubElement(ts, "properties")
-    baseline = record.get("baseline") or {}
     for key, value in (
-        ("verdict", record.get("verdict")),
-        ("exit_code", record.get("exit_code")),
-        ("baseline", baseline.get("name", "none")),
-        ("tool_version", record.get("tool_version")),
-        ("interrupted", record.get("interrupted") or ""),
+        ("verdict", record.verdict),
+        ("exit_code", record.exit_code),
+        ("baseline", record.baseline.name if record.baseline else "none"),
+        ("tool_version", record.tool_version),
+        ("interrupted", record.interrupted or ""),
     ):
         ET.SubElement(props, "property", name=key, value=str(value))
     counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
     total_time = 0.0
-    for c in record["checks"]:
-        duration = float(c.get("duration") or 0.0)
+    for c in record.checks:
+        duration = float(c.duration or 0.0)
         total_time += duration
         case = ET.SubElement(
-            ts, "testcase", classname=f"{suite}.{c['id']}", name=c["subject"], time=f"{duration:.3f}"
+            ts, "testcase", classname=f"{suite}.{c.id}", name=c.subject, time=f"{duration:.3f}"
         )
         counts["tests"] += 1
-        verdict = c["verdict"]
+        verdict = c.verdict.value
         if verdict in ("FAIL", "WARN"):
             counts["failures"] += 1
             el = ET.SubElement(case, "failure", type=verdict, message=_message(c))
@@ -94,16 +95,15 @@ def to_xml(record: dict[str, Any]) -> ET.Element:
             el.text = _body(c)
         elif verdict == "SKIP":
             counts["skipped"] += 1
-            ET.SubElement(case, "skipped", message=c.get("reason") or "does not apply here")
+            ET.SubElement(case, "skipped", message=c.reason or "does not apply here")
         else:  # PASS, or NOBASELINE that the suite accepts
             out = ET.SubElement(case, "system-out")
             out.text = _body(c)
-    for check_id in record.get("not_run") or []:
-        case = ET.SubElement(ts, "testcase", classname=f"{suite}.{check_id}", name="not run", time="0")
+    for skipped in record.not_run:
+        case = ET.SubElement(ts, "testcase", classname=f"{suite}.{skipped.id}", name="not run", time="0")
         counts["tests"] += 1
         counts["errors"] += 1
-        why = f"not run: the run was interrupted by {record.get('interrupted') or 'a signal'}"
-        ET.SubElement(case, "error", type="NOTRUN", message=why)
+        ET.SubElement(case, "error", type="NOTRUN", message=skipped.reason or "not run")
     for key, value in counts.items():
         ts.set(key, str(value))
         root.set(key, str(value))
@@ -112,7 +112,7 @@ def to_xml(record: dict[str, Any]) -> ET.Element:
     return root
 
 
-def write(record: dict[str, Any], path: Path) -> Path:
+def write(record: Record, path: Path) -> Path:
     """Writes the JUnit XML atomically (temporary file beside it, then rename)."""
     tree = ET.ElementTree(to_xml(record))
     ET.indent(tree)

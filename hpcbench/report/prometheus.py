@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from hpcbench import timeparse
-from hpcbench.model import Verdict, worst_verdict
+from hpcbench.model import worst_verdict
+from hpcbench.record import Record
 
 PREFIX = "hpcbench"
 VERDICTS = ("PASS", "WARN", "FAIL", "ERROR", "SKIP", "NOBASELINE")
@@ -95,62 +96,57 @@ def file_name(suite: str) -> str:
     return f"{PREFIX}_{re.sub(r'[^A-Za-z0-9_-]+', '_', suite).strip('_') or 'suite'}.prom"
 
 
-def _worst(verdicts: list[str]) -> str:
-    return worst_verdict([Verdict(v) for v in verdicts]).value
-
-
-def build_registry(record: dict[str, Any]) -> Any:
+def build_registry(record: Record) -> Any:
     """A prometheus_client CollectorRegistry holding the record's metrics."""
     from prometheus_client import CollectorRegistry, Gauge
 
     reg = CollectorRegistry()
     gauges: dict[str, Any] = {}
-    suite = record["suite"]["name"]
+    suite = record.suite.name
 
     def gauge(name: str, doc: str, labels: tuple[str, ...]) -> Any:
         if name not in gauges:
             gauges[name] = Gauge(name, doc, ("suite", *labels), registry=reg)
         return gauges[name]
 
-    for c in record["checks"]:
-        evals = c.get("evaluations") or []
-        for m in c.get("measurements") or []:
-            mine = [e["verdict"] for e in evals if e.get("metric") == m["metric"]]
-            verdict = _worst(mine) if mine else "NOTJUDGED"
-            name, factor = family("measured", m.get("unit", ""))
+    for c in record.checks:
+        for m in c.measurements:
+            mine = [e.verdict for e in c.evaluations if e.metric == m.metric]
+            verdict = worst_verdict(mine).value if mine else "NOTJUDGED"
+            name, factor = family("measured", m.unit)
             g = gauge(
                 name,
                 "Value measured by an hpcbench check, converted to base units",
                 ("check", "subject", "metric", "verdict"),
             )
-            g.labels(suite, c["id"], c["subject"], m["metric"], verdict).set(float(m["value"]) * factor)
-        for e in evals:
-            if e.get("expected") is None:
+            g.labels(suite, c.id, c.subject, m.metric, verdict).set(m.value * factor)
+        for e in c.evaluations:
+            if e.expected is None:
                 continue
-            name, factor = family("expected", e.get("unit", ""))
-            labels = (suite, c["id"], c["subject"], e["metric"], e.get("kind", ""), e["verdict"])
+            name, factor = family("expected", e.unit)
+            labels = (suite, c.id, c.subject, e.metric, e.kind, e.verdict.value)
             g = gauge(
                 name,
                 "Value the hpcbench check expected (baseline, fleet median or limit), in base units",
                 ("check", "subject", "metric", "kind", "verdict"),
             )
-            g.labels(*labels).set(float(e["expected"]) * factor)
-            if e.get("ratio") is not None:
+            g.labels(*labels).set(e.expected * factor)
+            if e.ratio is not None:
                 g = gauge(
                     f"{PREFIX}_performance_ratio",
                     "Measured/expected (expected/measured where lower is better): below 1 is worse",
                     ("check", "subject", "metric", "kind", "verdict"),
                 )
-                g.labels(*labels).set(float(e["ratio"]))
+                g.labels(*labels).set(e.ratio)
         g = gauge(
             f"{PREFIX}_check_verdict",
             "1 for the verdict of an hpcbench check on a subject, 0 for the other verdicts",
             ("check", "subject", "verdict"),
         )
         for v in VERDICTS:
-            g.labels(suite, c["id"], c["subject"], v).set(1.0 if c["verdict"] == v else 0.0)
+            g.labels(suite, c.id, c.subject, v).set(1.0 if c.verdict.value == v else 0.0)
 
-    started, ended = _unix(record.get("started")), _unix(record.get("ended"))
+    started, ended = _unix(record.started), _unix(record.ended)
     run = {
         "last_run_timestamp_seconds": ("Unix time the last hpcbench run of the suite ended", ended),
         "last_run_start_timestamp_seconds": ("Unix time the last hpcbench run of the suite started", started),
@@ -160,7 +156,7 @@ def build_registry(record: dict[str, Any]) -> Any:
         ),
         "last_run_exit_code": (
             "Exit code of the last run: 0 OK, 1 WARN, 2 FAIL, 3 UNKNOWN",
-            float(record["exit_code"]),
+            float(record.exit_code),
         ),
     }
     for name, (doc, value) in run.items():
@@ -170,21 +166,21 @@ def build_registry(record: dict[str, Any]) -> Any:
         f"{PREFIX}_last_run_verdict", "1 for the verdict of the last run, 0 for the others", ("verdict",)
     )
     for v in RUN_VERDICTS:
-        g.labels(suite, v).set(1.0 if record["verdict"] == v else 0.0)
+        g.labels(suite, v).set(1.0 if record.verdict == v else 0.0)
     g = gauge(f"{PREFIX}_last_run_checks", "Checks (per subject) of the last run by verdict", ("verdict",))
     for v in VERDICTS:
-        g.labels(suite, v).set(float(sum(1 for c in record["checks"] if c["verdict"] == v)))
-    baseline = (record.get("baseline") or {}).get("name", "none")
+        g.labels(suite, v).set(float(sum(1 for c in record.checks if c.verdict.value == v)))
+    baseline = record.baseline.name if record.baseline else "none"
     gauge(
         f"{PREFIX}_last_run_info", "The last run's tool version and baseline", ("tool_version", "baseline")
-    ).labels(suite, str(record.get("tool_version", "")), baseline).set(1.0)
+    ).labels(suite, record.tool_version, baseline).set(1.0)
     return reg
 
 
-def write(record: dict[str, Any], directory: Path) -> Path:
+def write(record: Record, directory: Path) -> Path:
     """Writes ``directory/hpcbench_<suite>.prom`` atomically; returns its path."""
     from prometheus_client import write_to_textfile
 
-    path = Path(directory) / file_name(record["suite"]["name"])
+    path = Path(directory) / file_name(record.suite.name)
     write_to_textfile(str(path), build_registry(record))
     return path

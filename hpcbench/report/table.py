@@ -5,6 +5,9 @@ from __future__ import annotations
 import sys
 from typing import Any, TextIO
 
+from hpcbench.model import Verdict
+from hpcbench.record import Record
+
 _STYLE = {
     "PASS": "green",
     "WARN": "yellow",
@@ -21,49 +24,38 @@ def _num(value: Any, unit: str = "") -> str:
     return f"{value:,.4g} {unit}".strip() if isinstance(value, (int, float)) else str(value)
 
 
-def rows(record: dict[str, Any]) -> list[list[str]]:
+def rows(record: Record) -> list[list[str]]:
     """The table's rows from a result record: one per evaluation, one per check that measured nothing."""
     out: list[list[str]] = []
-    for c in record["checks"]:
-        evals = c.get("evaluations") or []
-        if not evals:
-            why = "; ".join(x for x in (c.get("reason"), c.get("hint")) if x)
-            out.append([c["id"], c["subject"], "-", "-", "-", "-", c["verdict"], why])
+    for c in record.checks:
+        if not c.evaluations:
+            why = "; ".join(x for x in (c.reason, c.hint) if x)
+            out.append([c.id, c.subject, "-", "-", "-", "-", c.verdict.value, why])
             continue
-        for e in evals:
-            label = e["metric"] + (" (relative)" if e.get("kind") == "relative" else "")
-            ratio = f"{e['ratio']:.2f}" if e.get("ratio") is not None else "-"
-            expected = _num(e.get("expected"), e.get("unit", "")) if e.get("expected") is not None else "-"
-            why = "; ".join(x for x in (e.get("reason"), e.get("hint")) if x)
-            if e["verdict"] == "PASS" and e.get("kind") == "baseline":
-                why = e.get("provenance", "")
+        for e in c.evaluations:
+            label = e.metric + (" (relative)" if e.kind == "relative" else "")
+            ratio = f"{e.ratio:.2f}" if e.ratio is not None else "-"
+            expected = _num(e.expected, e.unit) if e.expected is not None else "-"
+            why = "; ".join(x for x in (e.reason, e.hint) if x)
+            if e.verdict is Verdict.PASS and e.kind == "baseline":
+                why = e.provenance
             out.append(
-                [
-                    c["id"],
-                    c["subject"],
-                    label,
-                    _num(e.get("measured"), e.get("unit", "")),
-                    expected,
-                    ratio,
-                    e["verdict"],
-                    why,
-                ]
+                [c.id, c.subject, label, _num(e.measured, e.unit), expected, ratio, e.verdict.value, why]
             )
     return out
 
 
-def render(record: dict[str, Any], record_file: str | None, stream: TextIO | None = None) -> None:
+def render(record: Record, record_file: str | None, stream: TextIO | None = None) -> None:
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
     stream = stream or sys.stdout
     console = Console(file=stream, width=None if stream.isatty() else 160, highlight=False)
-    suite = record["suite"]["name"]
-    baseline = record.get("baseline")
-    title = f"hpcbench {suite} on {record['host']}"
+    title = f"hpcbench {record.suite.name} on {record.host}"
+    baseline = record.baseline
     caption = (
-        f"baseline: {baseline['name']} ({baseline['matched_by']})"
+        f"baseline: {baseline.name} ({baseline.matched_by})"
         if baseline
         else "baseline: none matched this node"
     )
@@ -88,20 +80,18 @@ def render(record: dict[str, Any], record_file: str | None, stream: TextIO | Non
         console.print(line, markup=False)
 
 
-def summary_lines(record: dict[str, Any], record_file: str | None) -> list[str]:
+def summary_lines(record: Record, record_file: str | None) -> list[str]:
     lines = [
-        f"verdict: {record['verdict']} (exit {record['exit_code']})"
-        + (f"; interrupted by {record['interrupted']}" if record.get("interrupted") else "")
+        f"verdict: {record.verdict} (exit {record.exit_code})"
+        + (f"; interrupted by {record.interrupted}" if record.interrupted else "")
     ]
-    if record.get("not_run"):
-        lines.append(f"not run: {', '.join(record['not_run'])}")
+    for skipped in record.not_run:
+        lines.append(f"not run: {skipped.id}: {skipped.reason}")
     if record_file:
         lines.append(f"record: {record_file}")
-    no_base = sum(
-        1 for c in record["checks"] for e in c.get("evaluations", []) if e["verdict"] == "NOBASELINE"
-    )
+    no_base = sum(1 for c in record.checks for e in c.evaluations if e.verdict is Verdict.NOBASELINE)
     if no_base:
-        req = record["suite"].get("require_baseline")
+        req = record.suite.require_baseline
         lines.append(
             f"{no_base} measurement(s) have no baseline"
             + (" and this suite requires one (UNKNOWN)." if req else "; the relative checks above need none.")

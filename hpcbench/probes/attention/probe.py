@@ -32,7 +32,7 @@ from hpcbench.errors import ProbeSkip
 from hpcbench.hw import torch_device as td
 from hpcbench.model import Measurement
 from hpcbench.probes.attention import calc as am
-from hpcbench.probes.base import ProbeContext, Requirement, check
+from hpcbench.probes.base import MetricNames, ProbeContext, Requirement, check
 
 CONVENTION = "FlashAttention: 4*b*h*s^2*d fwd, /2 causal, bwd 2.5x fwd; TFLOPS = 1e12 FLOP/s"
 LAYOUT = "q, k, v: (batch, heads, seq_len, head_dim) contiguous; no mask, no dropout"
@@ -211,7 +211,7 @@ class Attention:
     Params: ClassVar[type] = AttentionParams
     requires: ClassVar[tuple[Requirement, ...]] = (Requirement("idle_gpu"),)  # also runs on the CPU device
     expands: ClassVar[dict[str, str]] = {"gpu": "device"}
-    metrics: ClassVar[tuple[str, ...]] = td.MetricNames(
+    metrics: ClassVar[tuple[str, ...]] = MetricNames(
         am.all_metrics() + ("<dtype>_<fwd|fwd_bwd>_<full|causal>_d<head dim>_s<seq len>",),
         r"(bf16|fp16)_(fwd|fwd_bwd)_(full|causal)_d\d+_s\d+",
     )
@@ -220,7 +220,7 @@ class Attention:
         os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
         import torch
 
-        rt = td.prepare(torch, params.device, ctx.inventory or {}, params.threads)
+        rt = td.prepare(torch, params.device, ctx.inventory, params.threads)
         cc = tuple(rt.info["capability"]) if rt.choice.is_cuda else None
         skipped = {
             d: r for d in params.dtypes if (r := td.dtype_unsupported(d, rt.choice.kind, cc, has_fp8=True))

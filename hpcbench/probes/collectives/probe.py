@@ -384,7 +384,7 @@ class Collectives:
     expands: ClassVar[dict[str, str]] = {}
 
     def run(self, params: CollectivesParams, ctx: ProbeContext) -> list[Measurement]:
-        gpus = int((ctx.inventory.get("gpus") or {}).get("count") or 0)
+        gpus = ctx.inventory.gpus.count
         backend = choose_backend(params.backend, gpus)
         timeout = effective_timeout(params.timeout, ctx.timeout)
         cfg = RankConfig(

@@ -24,12 +24,13 @@ import contextlib
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from hpcbench.errors import ProbeError
 from hpcbench.model import Measurement
+from hpcbench.node import Inventory, as_inventory
 from hpcbench.probes.base import ProbeContext, Requirement, check
 from hpcbench.stats import fastest
 
@@ -95,16 +96,16 @@ def validate_stream(arrays: dict[str, Any], iterations: int, scalar: float = SCA
     return f"STREAM validation failed after {iterations} iterations: " + "; ".join(failures)
 
 
-def numa_cpus(inventory: dict[str, Any], node: int) -> list[int]:
+def numa_cpus(inventory: Inventory | Mapping[str, Any], node: int) -> list[int]:
     """The CPUs of NUMA node ``node`` from the inventory; ProbeError when it is not there."""
-    nodes = (inventory.get("numa") or {}).get("nodes") or []
-    for index, entry in enumerate(nodes):
-        if entry.get("id", index) == node:
-            cpus = sorted({int(c) for c in entry.get("cpus") or []})
+    nodes = as_inventory(inventory).numa.nodes
+    for entry in nodes:
+        if entry.id == node:
+            cpus = sorted(set(entry.cpus))
             if not cpus:
                 raise ProbeError(f"NUMA node {node} has no CPUs in the inventory")
             return cpus
-    known = ", ".join(str(e.get("id", i)) for i, e in enumerate(nodes)) or "none"
+    known = ", ".join(str(e.id) for e in nodes) or "none"
     raise ProbeError(f"NUMA node {node} is not in this node's inventory (known NUMA nodes: {known})")
 
 
@@ -235,9 +236,9 @@ class CpuMembw:
     metrics: ClassVar[tuple[str, ...]] = KERNELS
 
     def run(self, params: CpuMembwParams, ctx: ProbeContext) -> list[Measurement]:
-        inventory = ctx.inventory or {}
-        mem_bytes = (inventory.get("memory") or {}).get("total_bytes")
-        n = params.array_size or default_array_size((inventory.get("cpu") or {}).get("llc_bytes"), mem_bytes)
+        inventory = ctx.inventory
+        mem_bytes = inventory.memory.total_bytes
+        n = params.array_size or default_array_size(inventory.cpu.llc_bytes, mem_bytes)
         if mem_bytes and 3 * n * ITEMSIZE > 0.8 * mem_bytes:
             raise ProbeError(
                 f"3 arrays of {n} float64 ({3 * n * ITEMSIZE / 2**30:.1f} GiB) do not fit in "

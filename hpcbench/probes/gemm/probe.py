@@ -36,7 +36,7 @@ from typing import Any, ClassVar
 from hpcbench.errors import ParamError, ProbeSkip
 from hpcbench.hw import torch_device as td
 from hpcbench.model import Measurement
-from hpcbench.probes.base import ProbeContext, Requirement, check
+from hpcbench.probes.base import MetricNames, ProbeContext, Requirement, check
 from hpcbench.probes.gemm import calc as gm
 from hpcbench.stats import fastest
 
@@ -330,7 +330,7 @@ class Gemm:
     Params: ClassVar[type] = GemmParams
     requires: ClassVar[tuple[Requirement, ...]] = (Requirement("idle_gpu"),)  # also runs on the CPU device
     expands: ClassVar[dict[str, str]] = {"gpu": "device"}
-    metrics: ClassVar[tuple[str, ...]] = td.MetricNames(
+    metrics: ClassVar[tuple[str, ...]] = MetricNames(
         (*gm.DTYPES, *(gm.sweep_metric(d) for d in gm.DTYPES), "<dtype>_<M>x<N>x<K>"),
         r"(bf16|fp16|tf32|fp32|fp8)(_sweep|_\d+x\d+x\d+)?",
     )
@@ -339,7 +339,7 @@ class Gemm:
         os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")  # before CUDA starts: ordinals in bus order
         import torch
 
-        rt = td.prepare(torch, params.device, ctx.inventory or {}, params.threads)
+        rt = td.prepare(torch, params.device, ctx.inventory, params.threads)
         skipped = unsupported_dtypes(torch, rt, params.dtypes)
         todo = [d for d in params.dtypes if d not in skipped]
         if not todo:

@@ -229,8 +229,8 @@ class GpuHealth:
         settings["gpu"] = info
         bus = info.get("pci_bus_id")
         if bus is None:  # no handle: the inventory (taken before the run) still knows its address
-            devices = (ctx.inventory.get("gpus") or {}).get("devices") or []
-            bus = next((d.get("pci_bus_id") for d in devices if d.get("index") == params.gpu), None)
+            devices = ctx.inventory.gpus.devices
+            bus = next((d.pci_bus_id for d in devices if d.index == params.gpu), None)
         mine = normalize_bus(bus)
         events, log = self._xids(params, start, settings)
         if events is not None:

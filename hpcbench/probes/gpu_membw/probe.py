@@ -147,11 +147,11 @@ class GpuMembw:
     def run(self, params: GpuMembwParams, ctx: ProbeContext) -> list[Measurement]:
         import torch
 
-        rt = prepare(torch, params.device, ctx.inventory or {})
+        rt = prepare(torch, params.device, ctx.inventory)
         if rt.choice.is_cuda:
             free, _total = torch.cuda.mem_get_info(rt.device)
         else:
-            free = ((ctx.inventory or {}).get("memory") or {}).get("total_bytes")
+            free = ctx.inventory.memory.total_bytes
         nbytes = buffer_bytes(rt.cache_bytes, free, params.buffer_mib)
         n = nbytes // ITEMSIZE
         # clocks, power, temperature and throttle reasons while the kernels run (a hint on a shortfall)

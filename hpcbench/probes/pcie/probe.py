@@ -220,8 +220,7 @@ class Pcie:
         self.nvml = nvml
 
     def run(self, params: PcieParams, ctx: ProbeContext) -> list[Measurement]:
-        inventory = ctx.inventory or {}
-        nnodes = max(len((inventory.get("numa") or {}).get("nodes") or []), 1)
+        nnodes = max(len(ctx.inventory.numa.nodes), 1)
         settings: dict[str, Any] = {
             "size_bytes": params.size_mib * 2**20,
             "repeats": params.repeats,
@@ -282,7 +281,7 @@ class Pcie:
     ) -> list[Measurement]:
         import torch
 
-        rt = prepare(torch, params.gpu, ctx.inventory or {})
+        rt = prepare(torch, params.gpu, ctx.inventory)
         assert rt.choice.cuda_ordinal is not None  # an int device is CUDA or raised
         nbytes = params.size_mib * 2**20
         engine = CudaEngine(torch, rt.choice.cuda_ordinal, nbytes)

@@ -1,0 +1,5 @@
+"""The other "twin"."""
+
+from hpcbench_brokenprobes import Twin
+
+__all__ = ["Twin"]
