@@ -170,7 +170,9 @@ class Evaluation:
     ratio: float | None = None
     warn: float | None = None
     fail: float | None = None
-    kind: str = "baseline"  # baseline | absolute | relative | sanity | none
+    kind: str = (
+        "baseline"  # baseline | absolute | relative | sanity | not_measured | could_not_measure | none
+    )
     provenance: str = ""
     reason: str = ""
     hint: str = ""
