@@ -485,7 +485,11 @@ def test_judge_could_not_measure_is_error_beside_the_other_verdicts() -> None:
     assert got == {
         "aer_fatal": (Verdict.PASS, "absolute", ""),
         "edac_corrected": (Verdict.SKIP, "not_measured", "not measured: no EDAC"),
-        "nvme_media_errors": (Verdict.ERROR, "could_not_measure", "could not measure: nvme-cli is not on PATH"),
+        "nvme_media_errors": (
+            Verdict.ERROR,
+            "could_not_measure",
+            "could not measure: nvme-cli is not on PATH",
+        ),
     }
     assert r.verdict is Verdict.ERROR
     bad = [meas(1.0, "aer_fatal", higher=False, settings=settings, unit="count")]
