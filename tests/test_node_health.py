@@ -355,6 +355,15 @@ def test_nvme_cli_argv_timeout_and_failures_per_drive() -> None:
     assert values(ms)["nvme_media_errors"] == 3  # the drive that answered is still judged
 
 
+def test_nvme_cli_refusing_a_device_quotes_its_first_line() -> None:
+    """nvme-cli 2.3 on a device node that is not an NVMe controller (captured on this VM)."""
+    stderr = (NVME / "nvme-cli-2.3_not-nvme.stderr").read_text()
+    ctrl = nvme.Controller("nvme0", "M", "S", "0000:c1:00.0", "pcie")
+    logs, denied, errors = nvme.read_smart([ctrl], "nvme", replay({"nvme0": (1, "", stderr)}, []), 15.0)
+    assert (logs, denied) == ({}, {})
+    assert errors == {"nvme0": "nvme smart-log -o json /dev/nvme0: smart log: Inappropriate ioctl for device"}
+
+
 def test_nvme_smart_logs_we_may_not_read_are_skipped() -> None:
     denied = (1, "", "open: Permission denied\n")
     ms = run_tree(BROKEN, runner=replay(dict.fromkeys(("nvme0", "nvme1", "nvme2"), denied), []))
@@ -627,24 +636,29 @@ def test_this_machines_segfaults_are_not_counted() -> None:
     assert [klog.classify(ln) for ln in crashes] == [None] * len(crashes)
 
 
-def test_probe_on_the_command_line_against_the_broken_tree(tmp_path: Path, cli: Any) -> None:
-    """The installed CLI, the real runner (a child process) and a suite of the shipped limits:
-    exit 2 (FAIL), the reasons in the JSON record."""
-    suite = tmp_path / "nh.toml"
-    text = (ROOT / "suites" / "acceptance.toml").read_text()
-    block = text[text.index('[[check]]\nid = "node_health"') :]
-    block = block.replace(
-        'params = { since = "boot" }',
-        f'params = {{ root = "{BROKEN}", kernel_log = "{BROKEN / "kernel.log"}", '
-        f'nvme_smart_logs = "{BROKEN / "smart-log"}", mounts = ["/", "/scratch"] }}',
+def test_the_fixture_suite_keeps_the_acceptance_limits() -> None:
+    """broken-suite.toml (the docs' example) judges with the acceptance suite's limits."""
+    demo = suite_mod.load(str(FIX / "broken-suite.toml"))
+    (check,) = demo.checks
+    assert (check.absolute, check.thresholds) == (
+        CHECKS["acceptance"].absolute,
+        CHECKS["acceptance"].thresholds,
     )
-    suite.write_text(f'name = "nh"\ndescription = "node_health on the broken fixture"\n\n{block}')
+
+
+def test_probe_on_the_command_line_against_the_broken_tree(tmp_path: Path, cli: Any) -> None:
+    """The installed CLI, the real runner (a child process) and the docs' fixture suite (its
+    paths made absolute): exit 2 (FAIL), the reasons in the JSON record."""
+    suite = tmp_path / "nh.toml"
+    suite.write_text(
+        (FIX / "broken-suite.toml").read_text().replace('"tests/fixtures/', f'"{ROOT}/tests/fixtures/')
+    )
     done = cli("run", str(suite), "--baseline", str(FIX / "baseline.toml"), "--format", "json", "-q")
     assert done.returncode == 2, done.stderr
     record = json.loads(done.stdout)
     (check,) = record["checks"]
     verdicts = {e["metric"]: e["verdict"] for e in check["evaluations"]}
-    assert verdicts["edac_uncorrected"] == "FAIL" and verdicts["mounts_missing"] == "FAIL"
+    assert verdicts == {m: v.value for m, (v, _) in BROKEN_ACCEPTANCE.items()} | {"nvme_smart_errors": "PASS"}
     reason = next(e["reason"] for e in check["evaluations"] if e["metric"] == "mounts_missing")
     assert reason == "1 count is above the suite's absolute limit 0.5 count: not mounted: /scratch"
 
