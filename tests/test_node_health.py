@@ -108,9 +108,9 @@ BROKEN_ACCEPTANCE = {
     ),
     "aer_correctable": (
         Verdict.WARN,
-        "152 correctable PCIe errors since boot on 4 device(s) with AER: 0000:18:00.0 (GPU, NVIDIA, driver "
-        "nvidia) 2 (BadDLLP 2); 0000:3b:00.0 (InfiniBand NIC, Mellanox, driver mlx5_core) 150 "
-        "(RxErr 120, BadTLP 30)",
+        "152 correctable PCIe errors since boot on 4 device(s) with AER: 0000:3b:00.0 (InfiniBand NIC, "
+        "Mellanox, driver mlx5_core) 150 (RxErr 120, BadTLP 30); 0000:18:00.0 (GPU, NVIDIA, driver nvidia) 2 "
+        "(BadDLLP 2)",
     ),
     "nvme_critical_warnings": (
         Verdict.FAIL,
@@ -487,6 +487,27 @@ def test_aer_counters_in_the_kernels_format() -> None:
     assert aer.total(c, "TOTAL_ERR_COR") == 150
     # a kernel without the TOTAL_ line (or a truncated read): the sum of the named errors
     assert aer.total(aer.parse_counters("RxErr 4\nBadTLP 1\ngarbage\n"), "TOTAL_ERR_COR") == 5
+
+
+def test_aer_detail_names_the_worst_devices_first(tmp_path: Path) -> None:
+    """A flapping switch touches many devices: the detail names the five with the most errors."""
+    for i in range(7):
+        dev = tmp_path / f"sys/bus/pci/devices/0000:{i + 0x40:02x}:00.0"
+        dev.mkdir(parents=True)
+        (dev / "class").write_text("0x030200\n")
+        (dev / "vendor").write_text("0x10de\n")
+        (dev / "aer_dev_correctable").write_text(f"RxErr {i + 1}\nTOTAL_ERR_COR {i + 1}\n")
+    devices = aer.read_aer(str(tmp_path))
+    (_, _, cor) = aer.items(devices, str(tmp_path))
+    assert cor.value == sum(range(1, 8)) == 28
+    assert cor.detail == (
+        "28 correctable PCIe errors since boot on 7 device(s) with AER: "
+        + "; ".join(
+            f"0000:{0x40 + i:02x}:00.0 (GPU, NVIDIA, no driver) {i + 1} (RxErr {i + 1})"
+            for i in (6, 5, 4, 3, 2)
+        )
+        + "; 2 more device(s)"
+    )
 
 
 def aer_names(kind: str) -> list[str]:

@@ -27,6 +27,8 @@ KINDS = (
     ("aer_correctable", "aer_dev_correctable", "TOTAL_ERR_COR", "correctable"),
 )
 METRICS = tuple(k[0] for k in KINDS)
+#: devices named in a detail, the most errors first (a flapping switch can touch dozens)
+NAMED = 5
 
 
 def parse_counters(text: str) -> dict[str, int]:
@@ -96,7 +98,10 @@ def items(devices: list[DeviceAer] | None, root: str) -> list[Item]:
     for metric, filename, total_key, what in KINDS:
         per_device = [(d, d.total(filename, total_key)) for d in devices]
         count = sum(n for _, n in per_device)
-        bad = [f"{d.name} {n} ({d.breakdown(filename) or total_key})" for d, n in per_device if n]
+        worst = sorted(((d, n) for d, n in per_device if n), key=lambda dn: -dn[1])  # the worst first
+        bad = [f"{d.name} {n} ({d.breakdown(filename) or total_key})" for d, n in worst[:NAMED]]
+        if len(worst) > NAMED:
+            bad.append(f"{len(worst) - NAMED} more device(s)")
         detail = f"{count} {what} PCIe errors since boot on {len(devices)} device(s) with AER"
         out.append(Item(metric, float(count), detail=detail + (f": {'; '.join(bad)}" if bad else "")))
     return out

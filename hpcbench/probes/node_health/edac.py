@@ -23,6 +23,8 @@ from hpcbench.pci import read_text
 
 EDAC_MC = "sys/devices/system/edac/mc"
 METRICS = ("edac_uncorrected", "edac_corrected")
+#: DIMMs named per controller in a detail, the most errors first
+NAMED = 5
 _NUMBERED = re.compile(r"^(mc|dimm|rank|csrow)(\d+)$")
 _CHANNEL_CE = re.compile(r"^ch(\d+)_ce_count$")
 
@@ -138,11 +140,11 @@ def _where(controllers: list[Controller], kind: str) -> str:
         if not total:
             continue
         head = f"{c.name} ({c.mc_name})" if c.mc_name else c.name
-        dimms = [
-            f"{d.describe()} {d.ue if kind == 'ue' else d.ce}"
-            for d in c.dimms
-            if (d.ue if kind == "ue" else d.ce)
-        ]
+        counted = sorted(((d, d.ue if kind == "ue" else d.ce) for d in c.dimms), key=lambda dn: -dn[1])
+        worst = [(d, n) for d, n in counted if n]  # the DIMM to replace first
+        dimms = [f"{d.describe()} {n}" for d, n in worst[:NAMED]]
+        if len(worst) > NAMED:
+            dimms.append(f"{len(worst) - NAMED} more DIMM(s)")
         if noinfo:
             dimms.append(f"{noinfo} not attributed to a DIMM")
         parts.append(f"{head}: {total}" + (f" = {', '.join(dimms)}" if dimms else ""))
