@@ -4,11 +4,14 @@ Ratios are always "performance ratios": measured / expected where higher is
 better, expected / measured where lower is better, so a ratio below the warn
 or fail fraction is always a shortfall.
 
-Two optional keys of a measurement's settings take part: ``detail`` (the probe's
+Three optional keys of a measurement's settings take part: ``detail`` (the probe's
 one-line explanation of the value, e.g. which XIDs or which NVLink links) is appended
 to the reason of a WARN or FAIL; ``not_measured`` (metric -> why the probe could not
 measure it on this subject, e.g. a field NVML does not support) becomes a SKIP
-evaluation of kind ``not_measured`` for each such metric the check judges.
+evaluation of kind ``not_measured`` for each such metric the check judges;
+``could_not_measure`` (metric -> why measuring it failed where it should have worked,
+e.g. the tool that reads it is not installed) becomes an ERROR evaluation of kind
+``could_not_measure``, while the probe's other metrics keep their own verdicts.
 """
 
 from __future__ import annotations
@@ -72,6 +75,21 @@ def not_measured(measurements: list[Measurement], check: CheckSpec) -> list[Eval
             reasons.setdefault(str(metric), str(why))
     return [
         Evaluation(metric=metric, verdict=Verdict.SKIP, kind="not_measured", reason=f"not measured: {why}")
+        for metric, why in sorted(reasons.items())
+        if check.metrics is None or metric in check.metrics
+    ]
+
+
+def could_not_measure(measurements: list[Measurement], check: CheckSpec) -> list[Evaluation]:
+    """ERROR for each judged metric a probe lists in ``settings["could_not_measure"]``, with its reason."""
+    reasons: dict[str, str] = {}
+    for m in measurements:
+        for metric, why in (m.settings.get("could_not_measure") or {}).items():
+            reasons.setdefault(str(metric), str(why))
+    return [
+        Evaluation(
+            metric=metric, verdict=Verdict.ERROR, kind="could_not_measure", reason=f"could not measure: {why}"
+        )
         for metric, why in sorted(reasons.items())
         if check.metrics is None or metric in check.metrics
     ]
@@ -232,7 +250,7 @@ def judge(
             judged = selected(o.measurements, check)
             evaluations = [evaluate(m, check, baseline, inventory) for m in judged]
             evaluations += rel.get(o.job.subject, [])
-            missing = not_measured(o.measurements, check)
+            missing = not_measured(o.measurements, check) + could_not_measure(o.measurements, check)
             evaluations += missing
             if not judged and not missing:
                 evaluations = [

@@ -86,7 +86,8 @@ class Measurement:
         default_factory=dict,
         metadata={
             "doc": "the settings the probe used (probe-specific); checks read 'detail' (the reason's "
-            "explanation) and 'not_measured' (metric -> why it could not be measured)"
+            "explanation), 'not_measured' (metric -> why it does not apply here: SKIP) and "
+            "'could_not_measure' (metric -> why measuring it failed: ERROR)"
         },
     )
     sanity: str | None = field(
@@ -193,7 +194,9 @@ class Evaluation:
     ratio: float | None = None
     warn: float | None = None
     fail: float | None = None
-    kind: Literal["baseline", "absolute", "relative", "sanity", "none", "not_measured"] = "baseline"
+    kind: Literal[
+        "baseline", "absolute", "relative", "sanity", "none", "not_measured", "could_not_measure"
+    ] = "baseline"
     provenance: str = ""
     reason: str = ""
     hint: str = ""

@@ -57,3 +57,62 @@ def pci_gpus(root: str = PCI_DEVICES) -> list[str] | None:
         if vendor and pci_class and is_nvidia_gpu(vendor, pci_class):
             found.append(normalize_bus(entry) or entry)
     return found
+
+
+#: PCI class codes (``class`` file, first 4 hex digits) as an operator names the device
+CLASS_NAMES = {
+    "0x0100": "SCSI controller",
+    "0x0104": "RAID controller",
+    "0x0106": "SATA controller",
+    "0x0107": "SAS controller",
+    "0x0108": "NVMe",
+    "0x0200": "NIC",
+    "0x0207": "InfiniBand NIC",
+    "0x0300": "GPU",
+    "0x0302": "GPU",
+    "0x0600": "host bridge",
+    "0x0604": "PCI bridge",
+    "0x0680": "bridge",
+    "0x0c03": "USB controller",
+    "0x1200": "accelerator",
+}
+#: PCI vendor ids of the hardware found in GPU nodes
+VENDOR_NAMES = {
+    "0x1000": "Broadcom/LSI",
+    "0x1002": "AMD",
+    "0x1022": "AMD",
+    "0x10de": "NVIDIA",
+    "0x1344": "Micron",
+    "0x144d": "Samsung",
+    "0x14e4": "Broadcom",
+    "0x15b3": "Mellanox",
+    "0x15b7": "SanDisk/WD",
+    "0x1a03": "ASPEED",
+    "0x1af4": "virtio",
+    "0x1c5c": "SK hynix",
+    "0x1d0f": "Amazon",
+    "0x1dd8": "AMD Pensando",
+    "0x1e0f": "KIOXIA",
+    "0x8086": "Intel",
+}
+
+
+def device_kind(vendor: str | None, pci_class: str | None) -> str:
+    """What a PCI function is, in an operator's words: GPU, NIC, InfiniBand NIC, NVMe, NVSwitch, ..."""
+    code = (pci_class or "").strip().lower()[:6]
+    if (vendor or "").strip().lower() == NVIDIA_VENDOR and code == "0x0680":
+        return "NVSwitch"
+    return CLASS_NAMES.get(code, f"class {code}" if code else "unknown class")
+
+
+def describe_device(root: str, entry: str) -> str:
+    """``0000:18:00.0 (GPU, NVIDIA, driver nvidia)`` from the device's sysfs folder under ``root``."""
+    folder = f"{root}/{entry}"
+    vendor = (read_text(f"{folder}/vendor") or "").strip().lower()
+    kind = device_kind(vendor, read_text(f"{folder}/class"))
+    parts = [kind, VENDOR_NAMES.get(vendor, f"vendor {vendor}" if vendor else "unknown vendor")]
+    try:
+        parts.append(f"driver {os.path.basename(os.readlink(f'{folder}/driver'))}")
+    except OSError:
+        parts.append("no driver")
+    return f"{entry} ({', '.join(parts)})"

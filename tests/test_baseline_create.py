@@ -276,3 +276,24 @@ def test_expected_values_counts_samples() -> None:
         )
     ]
     assert baseline_create.expected_values(recs) == {"membw": {"triad": (15.0, "GB/s", 2)}}
+
+
+def test_fault_counts_are_left_out_of_a_profile(tmp_path: Path) -> None:
+    """A golden node's 3 correctable AER errors must not become the expected value 3 (which
+    would judge a node with 4 by ratio, 75 %, and fail it): counts stay with the suite's
+    absolute limits; memory and CPUs of the same check are recorded."""
+    aer = {**measurement("aer_correctable", 3.0), "unit": "count", "higher_is_better": False}
+    mem = {**measurement("memory_gib", 2015.5), "unit": "GiB"}
+    folder = tmp_path / "golden"
+    folder.mkdir()
+    (folder / "r.json").write_text(
+        json.dumps(record("a", "2026-03-01T10:00:00+00:00", [check("node_health", "node", [aer, mem])]))
+    )
+    out = tmp_path / "golden.toml"
+    baseline_create.create([str(folder)], str(out))
+    text = out.read_text()
+    assert "# aer_correctable: a count of faults, judged by the suite's absolute limits" in text
+    profile = baselines.load(str(out))
+    assert profile.expectation("node_health", "aer_correctable") is None
+    exp = profile.expectation("node_health", "memory_gib")
+    assert exp is not None and (exp.value, exp.unit) == (2015.5, "GiB")

@@ -464,3 +464,34 @@ def test_judge_none_of_the_metrics_measured_is_error() -> None:
     (r,) = judge(check, [outcome("node", measurements=[meas(90.0, "copy")])], BASE, HEALTHY)
     assert r.verdict is Verdict.ERROR
     assert "triad" in r.evaluations[0].reason
+
+
+def test_judge_could_not_measure_is_error_beside_the_other_verdicts() -> None:
+    """``could_not_measure`` (a tool missing for one item) is ERROR for that metric only: the
+    probe's other metrics keep their verdicts, and a FAIL among them still decides the check."""
+    settings = {
+        "not_measured": {"edac_corrected": "no EDAC"},
+        "could_not_measure": {"nvme_media_errors": "nvme-cli is not on PATH", "unjudged": "x"},
+    }
+    check = CheckSpec(
+        id="node_health",
+        probe="node_health",
+        metrics=("aer_fatal", "edac_corrected", "nvme_media_errors"),
+        absolute={"aer_fatal": Band(None, 0.5)},
+    )
+    ok = [meas(0.0, "aer_fatal", higher=False, settings=settings, unit="count")]
+    (r,) = judge(check, [outcome("node", measurements=ok)], None, HEALTHY)
+    got = {e.metric: (e.verdict, e.kind, e.reason) for e in r.evaluations}
+    assert got == {
+        "aer_fatal": (Verdict.PASS, "absolute", ""),
+        "edac_corrected": (Verdict.SKIP, "not_measured", "not measured: no EDAC"),
+        "nvme_media_errors": (
+            Verdict.ERROR,
+            "could_not_measure",
+            "could not measure: nvme-cli is not on PATH",
+        ),
+    }
+    assert r.verdict is Verdict.ERROR
+    bad = [meas(1.0, "aer_fatal", higher=False, settings=settings, unit="count")]
+    (r,) = judge(check, [outcome("node", measurements=bad)], None, HEALTHY)
+    assert r.verdict is Verdict.FAIL  # a proven failure outranks "could not measure"

@@ -25,6 +25,7 @@ from hpcbench import nvml as seam
 from hpcbench import timeparse
 from hpcbench.errors import ProbeError, ProbeSkip
 from hpcbench.hw import xid
+from hpcbench.hw.items import to_measurements as items_to_measurements
 from hpcbench.hw.kernel_log import KernelLog, boot_time, read_kernel_log
 from hpcbench.model import Measurement
 from hpcbench.pci import PCI_DEVICES, normalize_bus, pci_gpus, read_text
@@ -151,24 +152,9 @@ def xid_item(events: list[xid.XidEvent] | None, log: KernelLog, ignore: list[int
 def to_measurements(items: list[Item], subject: str, settings: dict[str, Any]) -> list[Measurement]:
     """Measurements of the items with a value; the first also carries ``settings`` and the
     ``not_measured`` items with their reasons."""
-    absent = {i.metric: i.not_measured for i in items if i.value is None}
-    out = []
-    for item in (i for i in items if i.value is not None):
-        s: dict[str, Any] = {"detail": item.detail}
-        if not out:
-            s.update(settings, not_measured=absent)
-        out.append(
-            Measurement.from_samples(
-                item.metric,
-                [item.value],
-                item.unit,
-                subject,
-                higher_is_better=item.higher_is_better,
-                convention="kernel log" if item.metric == "xid_errors" else "NVML",
-                settings=s,
-            )
-        )
-    return out
+    return items_to_measurements(
+        items, subject, settings, lambda metric: "kernel log" if metric == "xid_errors" else "NVML"
+    )
 
 
 class GpuHealth:
