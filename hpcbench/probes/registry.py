@@ -241,11 +241,11 @@ def _entry_points() -> tuple[dict[str, EntryPoint], dict[str, BrokenProbe]]:
     twice: dict[str, BrokenProbe] = {}
     for ep in entry_points(group=GROUP):
         if ep.name in found and found[ep.name].value != ep.value:
-            first = found[ep.name]
+            a, b = sorted((found[ep.name], ep), key=lambda e: e.value)
             twice[ep.name] = BrokenProbe(
                 ep.name,
-                f"two packages register it: {first.value} ({_package(first) or '?'}) and "
-                f"{ep.value} ({_package(ep) or '?'}); uninstall one",
+                f"two packages register it: {a.value} ({_package(a) or '?'}) and "
+                f"{b.value} ({_package(b) or '?'}); uninstall one",
             )
         found.setdefault(ep.name, ep)
     return {n: ep for n, ep in found.items() if n not in twice}, twice
