@@ -67,29 +67,23 @@ def _with_detail(reason: str, m: Measurement) -> str:
     return f"{reason}: {detail}" if reason and detail else reason
 
 
-def not_measured(measurements: list[Measurement], check: CheckSpec) -> list[Evaluation]:
-    """SKIP for each judged metric a probe lists in ``settings["not_measured"]``, with its reason."""
-    reasons: dict[str, str] = {}
-    for m in measurements:
-        for metric, why in (m.settings.get("not_measured") or {}).items():
-            reasons.setdefault(str(metric), str(why))
-    return [
-        Evaluation(metric=metric, verdict=Verdict.SKIP, kind="not_measured", reason=f"not measured: {why}")
-        for metric, why in sorted(reasons.items())
-        if check.metrics is None or metric in check.metrics
-    ]
+#: settings key a probe lists unmeasured metrics under -> (the verdict, how the reason starts)
+UNMEASURED: dict[str, tuple[Verdict, str]] = {
+    "not_measured": (Verdict.SKIP, "not measured"),
+    "could_not_measure": (Verdict.ERROR, "could not measure"),
+}
 
 
-def could_not_measure(measurements: list[Measurement], check: CheckSpec) -> list[Evaluation]:
-    """ERROR for each judged metric a probe lists in ``settings["could_not_measure"]``, with its reason."""
+def unmeasured(measurements: list[Measurement], check: CheckSpec, key: str) -> list[Evaluation]:
+    """One evaluation for each judged metric a probe lists in ``settings[key]`` (metric -> why):
+    SKIP for ``not_measured`` (does not apply here), ERROR for ``could_not_measure``."""
+    verdict, prefix = UNMEASURED[key]
     reasons: dict[str, str] = {}
     for m in measurements:
-        for metric, why in (m.settings.get("could_not_measure") or {}).items():
+        for metric, why in (m.settings.get(key) or {}).items():
             reasons.setdefault(str(metric), str(why))
     return [
-        Evaluation(
-            metric=metric, verdict=Verdict.ERROR, kind="could_not_measure", reason=f"could not measure: {why}"
-        )
+        Evaluation(metric=metric, verdict=verdict, kind=key, reason=f"{prefix}: {why}")  # type: ignore[arg-type]
         for metric, why in sorted(reasons.items())
         if check.metrics is None or metric in check.metrics
     ]
@@ -250,7 +244,7 @@ def judge(
             judged = selected(o.measurements, check)
             evaluations = [evaluate(m, check, baseline, inventory) for m in judged]
             evaluations += rel.get(o.job.subject, [])
-            missing = not_measured(o.measurements, check) + could_not_measure(o.measurements, check)
+            missing = [e for key in UNMEASURED for e in unmeasured(o.measurements, check, key)]
             evaluations += missing
             if not judged and not missing:
                 evaluations = [
