@@ -1,5 +1,7 @@
 # hpcbench: `make bench` runs the quick suite on this node; `make test` runs the tests.
-# Both create the virtualenv on first use and install what they need.
+# Both install the system tools they need first (scripts/ensure_tools.py: as root with apt-get or
+# dnf; otherwise they stop at once with the one command to run), then create the virtualenv on
+# first use and install what they need.
 #
 # torch: on a node that already has torch (e.g. a CUDA build on a GPU node),
 # the venv reuses it (SYSTEM_TORCH=auto finds it with the system python3);
@@ -17,7 +19,14 @@ WHEELS ?= wheels
 PY_VERSION ?=
 PY := $(VENV)/bin/python
 
-.PHONY: bench test lint fidelity benchmarks install clean gpu-check wheels
+.PHONY: bench test lint fidelity benchmarks install clean gpu-check wheels tools-bench tools-test
+
+# System tools (fio, nvme-cli for bench; also iperf3, Slurm, munge, node_exporter for test).
+tools-bench:
+	@$(PYTHON) scripts/ensure_tools.py bench
+
+tools-test:
+	@$(PYTHON) scripts/ensure_tools.py test
 
 install: $(VENV)/.installed
 
@@ -61,7 +70,7 @@ wheels:
 	  $(if $(PY_VERSION),--python-version $(PY_VERSION)) -r $(WHEELS)/requirements.txt
 	@echo "make: $$(ls $(WHEELS)/*.whl | wc -l) wheels in $(WHEELS) ($$(du -sh $(WHEELS) | cut -f1))"
 
-bench: install
+bench: tools-bench install
 	$(VENV)/bin/hpcbench run $(SUITE) $(BENCH_ARGS)
 
 # Every GPU code path once (GEMM per dtype incl. fp8, a shape sweep, SDPA forward/backward) with
@@ -69,8 +78,9 @@ bench: install
 gpu-check: install
 	$(VENV)/bin/hpcbench run suites/gpu-check.toml $(BENCH_ARGS)
 
-test: $(VENV)/.installed-test
-	$(PY) -m pytest -q tests
+# HPCBENCH_REQUIRE_SERVICES: a test that needs a tool or service this machine lacks fails, never skips
+test: tools-test $(VENV)/.installed-test
+	HPCBENCH_REQUIRE_SERVICES=1 $(PY) -m pytest -q tests
 
 lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check hpcbench tests benchmarks
