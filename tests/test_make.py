@@ -8,6 +8,8 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -79,32 +81,36 @@ def as_nobody(argv: list[str], cwd: Path, path: str) -> subprocess.CompletedProc
 
 
 @pytest.fixture()
-def fresh_clone(tmp_path: Path) -> Path:
-    """A clone of this repository's HEAD that the user nobody owns."""
+def fresh_clone() -> Iterator[Path]:
+    """A clone of this repository's HEAD that the user nobody owns, in a folder nobody can reach
+    (pytest's own temporary folders are root's alone)."""
     if os.geteuid() != 0:
         pytest.fail("this test runs commands as the user nobody: run it as root (CI does)")
-    clone = tmp_path / "clone"
-    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True, timeout=120)
-    shutil.chown(tmp_path, "nobody", "nogroup")
-    for folder, dirs, files in os.walk(clone):
-        for name in [*dirs, *files]:
-            os.lchown(os.path.join(folder, name), 65534, 65534)
-        os.lchown(folder, 65534, 65534)
-    return clone
+    top = Path(tempfile.mkdtemp(prefix="hpcbench-clone-", dir="/tmp"))
+    try:
+        clone = top / "clone"
+        subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True, timeout=120)
+        for folder, dirs, files in os.walk(top):
+            for name in [*dirs, *files]:
+                os.lchown(os.path.join(folder, name), 65534, 65534)
+        os.lchown(top, 65534, 65534)
+        yield clone
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
 
 
 @pytest.mark.parametrize(
     ("target", "line"), [("bench", "fio (the storage probe)"), ("test", "fio (the storage probe)")]
 )
 def test_readme_commands_stop_at_once_where_tools_cannot_be_installed(
-    fresh_clone: Path, tmp_path: Path, target: str, line: str
+    fresh_clone: Path, target: str, line: str
 ) -> None:
     """No fio on PATH, no root: the command says what to run, in one line, and creates nothing."""
-    path = bare_path(tmp_path, "make", "apt-get")
+    path = bare_path(fresh_clone.parent, "make", "apt-get")
     done = as_nobody(["make", target, f"PYTHON={SYSTEM_PYTHON}"], fresh_clone, path)
     assert done.returncode == 2, done.stderr
     ours = [ln for ln in done.stderr.splitlines() if ln.startswith("make: missing")]
-    assert len(ours) == 1 and line in ours[0] and "; run: sudo apt-get install -y fio" in ours[0]
+    assert len(ours) == 1 and line in ours[0] and "; run: sudo apt-get install -y fio" in ours[0], done.stderr
     assert not (fresh_clone / ".venv").exists()  # stopped before the virtualenv
     assert "Traceback" not in done.stderr
 
