@@ -70,13 +70,16 @@ wheels:
 	  $(if $(PY_VERSION),--python-version $(PY_VERSION)) -r $(WHEELS)/requirements.txt
 	@echo "make: $$(ls $(WHEELS)/*.whl | wc -l) wheels in $(WHEELS) ($$(du -sh $(WHEELS) | cut -f1))"
 
+# make's runs keep their records in the checkout (results/<host>/), unless HPCBENCH_OUTPUT says otherwise
+BENCH_OUTPUT ?= $(if $(HPCBENCH_OUTPUT),$(HPCBENCH_OUTPUT),$(CURDIR)/results)
+
 bench: tools-bench install
-	$(VENV)/bin/hpcbench run $(SUITE) $(BENCH_ARGS)
+	$(VENV)/bin/hpcbench run $(SUITE) --output $(BENCH_OUTPUT) $(BENCH_ARGS)
 
 # Every GPU code path once (GEMM per dtype incl. fp8, a shape sweep, SDPA forward/backward) with
 # its correctness checks, on every GPU at once; prints the verdict table. SKIPs on a node without GPU.
 gpu-check: install
-	$(VENV)/bin/hpcbench run suites/gpu-check.toml $(BENCH_ARGS)
+	$(VENV)/bin/hpcbench run suites/gpu-check.toml --output $(BENCH_OUTPUT) $(BENCH_ARGS)
 
 # HPCBENCH_REQUIRE_SERVICES: a test that needs a tool or service this machine lacks fails, never skips
 test: tools-test $(VENV)/.installed-test

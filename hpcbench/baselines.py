@@ -17,8 +17,8 @@ copy = { value = 480.0, unit = "GB/s", source = "STREAM on node a17", estimate =
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -147,8 +147,9 @@ def parse(doc: tomlfile.TomlDoc) -> Baseline:
     )
 
 
-def load(name_or_path: str) -> Baseline:
-    path = tomlfile.resolve(name_or_path, "baselines", "baseline")
+def load(name_or_path: str, site: Sequence[Path] = ()) -> Baseline:
+    """A profile by path, or by name in the ``site`` folders, then the bundled ones."""
+    path = tomlfile.resolve(name_or_path, "baselines", "baseline", site)
     return parse(tomlfile.read(path, "baseline"))
 
 
@@ -171,19 +172,23 @@ def match_score(match: dict[str, str], inventory: Inventory | Mapping[str, Any])
     return len(match)
 
 
-def choose(inventory: Inventory | Mapping[str, Any], explicit: str | None = None) -> Baseline | None:
-    """The baseline for this node: the explicit one, else the best-matching bundled profile, else None."""
+def choose(
+    inventory: Inventory | Mapping[str, Any], explicit: str | None = None, site: Sequence[Path] = ()
+) -> Baseline | None:
+    """The baseline for this node: the explicit one (``--baseline FILE|NAME``), else the profile
+    that matches the inventory best in the ``site`` folders, else among the bundled ones, else None."""
     if explicit:
-        chosen = load(explicit)
-        return Baseline(**{**chosen.__dict__, "matched_by": "chosen with --baseline"})
-    folder = tomlfile.bundled_dir() / "baselines"
-    best: tuple[int, Baseline] | None = None
-    for path in sorted(folder.glob("*.toml")):
-        candidate = parse(tomlfile.read(path, "baseline"))
-        score = match_score(candidate.match, inventory)
-        if score and (best is None or score > best[0]):
-            best = (score, candidate)
-    if best is None:
-        return None
-    keys = ", ".join(f"{k}={v!r}" for k, v in best[1].match.items())
-    return Baseline(**{**best[1].__dict__, "matched_by": f"inventory matched {keys}"})
+        chosen = load(explicit, site)
+        return replace(chosen, matched_by="chosen with --baseline")
+    for folder in (*site, tomlfile.bundled_dir() / "baselines"):
+        best: tuple[int, Baseline] | None = None
+        for path in sorted(Path(folder).glob("*.toml")):
+            candidate = parse(tomlfile.read(path, "baseline"))
+            score = match_score(candidate.match, inventory)
+            if score and (best is None or score > best[0]):
+                best = (score, candidate)
+        if best is not None:
+            keys = ", ".join(f"{k}={v!r}" for k, v in best[1].match.items())
+            where = "" if Path(folder) == tomlfile.bundled_dir() / "baselines" else f" (site folder {folder})"
+            return replace(best[1], matched_by=f"inventory matched {keys}{where}")
+    return None

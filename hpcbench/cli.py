@@ -32,8 +32,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         "--output",
         "-o",
         metavar="DIR",
-        default="results",
-        help="folder for result records: DIR/<host>/<UTC time>.json (default: results)",
+        help="folder for result records: DIR/<host>/<UTC time>.json (default: $HPCBENCH_OUTPUT, the "
+        "config file's output, else /var/lib/hpcbench/results as root; see hpcbench config)",
     )
     p.add_argument(
         "--format",
@@ -50,7 +50,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--lock-file",
         metavar="FILE",
-        help="the node's run lock (default: /run/lock/hpcbench.lock, or $HPCBENCH_LOCK)",
+        help="the node's run lock (default: $HPCBENCH_LOCK, the config file's lock, else "
+        "/run/lock/hpcbench.lock)",
     )
     p.add_argument(
         "--force",
@@ -142,6 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     c.add_argument("--force", action="store_true", help="overwrite an existing output file")
 
+    p = sub.add_parser(
+        "config", help="the settings in force (output, baselines, suites, lock) and where each came from"
+    )
+    p.add_argument("--format", choices=("table", "json"), default="table")
+
     p = sub.add_parser("schema", help="print a published JSON Schema (the result record's)")
     p.add_argument("name", choices=("record",), help="record: one run's result record")
 
@@ -224,17 +230,20 @@ def cmd_inventory(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace, suite: Any = None) -> int:
+    from hpcbench import config
     from hpcbench import suite as suite_mod
     from hpcbench.probes import registry
     from hpcbench.session import execute
 
+    cfg = config.from_args(args)
     if suite is None:
+        config.check_folders(cfg.suites)
         found = registry.catalog()
         probe_classes = found.probes
-        suite = suite_mod.load(args.suite, probe_classes, found.broken)
+        suite = suite_mod.load(args.suite, probe_classes, found.broken, cfg.suites.value)
     else:
         probe_classes = {c.probe: registry.load(c.probe) for c in suite.checks}
-    return execute(suite, probe_classes, args)
+    return execute(suite, probe_classes, args, cfg=cfg)
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
@@ -284,6 +293,21 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def cmd_config(args: argparse.Namespace) -> int:
+    import json
+
+    from hpcbench import config
+
+    cfg = config.load()
+    if args.format == "json":
+        print(json.dumps(cfg.as_dict(), indent=1))
+        return ExitCode.OK
+    print(f"config file: {cfg.file or f'none ({config.SYSTEM_CONFIG} absent, HPCBENCH_CONFIG unset)'}")
+    for s in cfg.settings:
+        print(f"{s.name:<10} {s.text()}  ({s.source})")
+    return ExitCode.OK
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     from hpcbench.validate import schema_text
 
@@ -325,6 +349,7 @@ def main(argv: list[str] | None = None) -> int:
         "run": cmd_run,
         "probe": cmd_probe,
         "baseline": cmd_baseline,
+        "config": cmd_config,
         "schema": cmd_schema,
         "validate": cmd_validate,
     }

@@ -5,21 +5,10 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from hpcbench.errors import LockHeld
-
-
-def default_path() -> Path:
-    env = os.environ.get("HPCBENCH_LOCK")
-    if env:
-        return Path(env)
-    for folder in ("/run/lock", "/var/lock"):
-        if os.path.isdir(folder) and os.access(folder, os.W_OK):
-            return Path(folder) / "hpcbench.lock"
-    return Path(tempfile.gettempdir()) / f"hpcbench-{os.getuid()}.lock"
 
 
 class RunLock:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from hpcbench import __version__, baselines, checks, inventory, launch, lock, ops, results
+from hpcbench import __version__, baselines, checks, config, inventory, launch, lock, ops, results
 from hpcbench.errors import ConfigError, LockHeld
 from hpcbench.exitcodes import ExitCode, worst
 from hpcbench.node import Inventory
@@ -28,15 +28,16 @@ from hpcbench.suite import Suite
 from hpcbench.timeparse import utc_stamp
 
 
-def _check_output_dir(outdir: str) -> Path:
-    path = Path(outdir)
+def _check_output_dir(setting: config.Setting) -> Path:
+    path = Path(setting.value).absolute()
+    where = f"{setting.source} {setting.value}" if setting.source != "default" else f"output {setting.value}"
     if path.exists() and not path.is_dir():
-        raise ConfigError(f"--output {outdir}: exists and is not a folder")
+        raise ConfigError(f"{where}: exists and is not a folder")
     probe = path
     while not probe.exists():
         probe = probe.parent
     if not os.access(probe, os.W_OK):
-        raise ConfigError(f"--output {outdir}: {probe} is not writable")
+        raise ConfigError(f"{where}: {probe} is not writable")
     return path
 
 
@@ -88,12 +89,15 @@ def execute(
     probe_classes: dict[str, Any],
     args: Any,
     on_record: Callable[[Record, Path], None] | None = None,
+    cfg: config.Config | None = None,
 ) -> int:
     """One run; ``on_record(record, path)`` sees the saved record (or the one --max-age reused)."""
-    outdir = _check_output_dir(args.output)
+    cfg = cfg or config.from_args(args)
+    config.check_folders(cfg.baselines)
+    outdir = _check_output_dir(cfg.output)
     opts = ops.options(args)
     inv = inventory.collect()
-    baseline = baselines.choose(inv, args.baseline)
+    baseline = baselines.choose(inv, args.baseline, cfg.baselines.value)
     run_id = uuid.uuid4().hex[:12]
     started = utc_stamp()
     # under torchrun/srun every rank runs hpcbench: local rank 0 locks the node, rank 0 reports
@@ -107,7 +111,7 @@ def execute(
     progress = Progress(
         quiet=args.quiet or (job is not None and not job.reports), log=runlog.line if runlog else None
     )
-    lock_path = Path(args.lock_file) if args.lock_file else lock.default_path()
+    lock_path = Path(cfg.lock.value)
     holder = {"run_id": run_id, "suite": suite.name, "started": started}
     node_lock = lock.RunLock(lock_path, holder) if job is None or job.locks else contextlib.nullcontext()
     with contextlib.ExitStack() as held:

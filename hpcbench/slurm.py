@@ -240,6 +240,7 @@ def _say(args: argparse.Namespace, text: str, log: Any, important: bool) -> None
 
 
 def cmd_slurm_check(args: argparse.Namespace) -> int:
+    from hpcbench import config
     from hpcbench import suite as suite_mod
     from hpcbench.probes import registry
     from hpcbench.report.logfile import RunLog
@@ -248,13 +249,17 @@ def cmd_slurm_check(args: argparse.Namespace) -> int:
     scontrol = Scontrol(args.scontrol)
     name = node_name(args.node, os.environ)
     scontrol.show_node(name)  # fails fast: no scontrol, no controller, no such node
+    cfg = config.from_args(args)
+    config.check_folders(cfg.suites)
     found = registry.catalog()
     probe_classes = found.probes
-    suite = suite_mod.load(args.suite, probe_classes, found.broken)
+    suite = suite_mod.load(args.suite, probe_classes, found.broken, cfg.suites.value)
     seen: dict[str, Any] = {}
     log = RunLog.open(Path(args.log_file), suite.name) if args.log_file else None
     try:
-        execute(suite, probe_classes, args, on_record=lambda record, path: seen.update(record=record))
+        execute(
+            suite, probe_classes, args, on_record=lambda record, path: seen.update(record=record), cfg=cfg
+        )
     except LockHeld as exc:
         _say(args, f"not judged, node {name} left alone: {exc}", log, important=True)
         return ExitCode.OK

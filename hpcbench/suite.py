@@ -23,7 +23,7 @@ Every error names the file, the line and the key, and what was expected.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -318,9 +318,11 @@ def load(
     name_or_path: str,
     probe_classes: Mapping[str, Any] | None = None,
     broken: Mapping[str, BrokenProbe] | None = None,
+    site: Sequence[Path] = (),
 ) -> Suite:
-    """Load and validate a suite by path or bundled name; ConfigError on any problem."""
-    path = tomlfile.resolve(name_or_path, "", "suite")
+    """Load and validate a suite by path, or by name in the ``site`` folders, then the bundled ones;
+    ConfigError on any problem."""
+    path = tomlfile.resolve(name_or_path, "", "suite", site)
     return parse(tomlfile.read(path, "suite"), probe_classes, broken)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,18 +81,22 @@ def bundled_dir() -> Path:
     return packaged if packaged.is_dir() else here.parent / "suites"
 
 
-def resolve(name_or_path: str, subdir: str, what: str) -> Path:
-    """A file path as given, or a bundled file by name (``quick`` -> suites/quick.toml)."""
+def resolve(name_or_path: str, subdir: str, what: str, site: Sequence[Path] = ()) -> Path:
+    """A file path as given, or a file by name (``quick`` -> quick.toml) in the ``site`` folders
+    first, then among the bundled ones (suites/, suites/baselines/)."""
     p = Path(name_or_path)
     if p.is_file():
         return p
     if p.suffix == ".toml" or "/" in name_or_path:
         raise ConfigError(f"{name_or_path}: {what} file not found")
-    folder = bundled_dir() / subdir if subdir else bundled_dir()
-    candidate = folder / f"{name_or_path}.toml"
-    if candidate.is_file():
-        return candidate
-    known = sorted(f.stem for f in folder.glob("*.toml")) if folder.is_dir() else []
-    raise ConfigError(
-        f"no {what} named {name_or_path!r}; bundled: {', '.join(known) or 'none'} (in {folder})"
-    )
+    bundled = bundled_dir() / subdir if subdir else bundled_dir()
+    for folder in (*site, bundled):
+        candidate = Path(folder) / f"{name_or_path}.toml"
+        if candidate.is_file():
+            return candidate
+    known = [
+        f"{', '.join(sorted(f.stem for f in Path(d).glob('*.toml'))) or 'none'} (in {d})"
+        for d in (*site, bundled)
+        if Path(d).is_dir()
+    ]
+    raise ConfigError(f"no {what} named {name_or_path!r}; known: {'; '.join(known) or 'none'}")
