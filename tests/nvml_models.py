@@ -66,6 +66,7 @@ _COMMON: dict[str, Any] = {
     "ecc": ecc(),
     "retired_pages_pending": NOT_SUPPORTED,
     "remapped_rows": (0, 0, 0, 0),  # corrected rows, uncorrected rows, pending, failure
+    "pcie_replay": 0,  # nvmlDeviceGetPcieReplayCounter: a healthy link retransmits nothing, or a few
     "clocks_event_reasons": p.nvmlClocksEventReasonGpuIdle,
     "temperature": 31,
     "persistence": ON,
