@@ -156,11 +156,14 @@ def relative(
     """Each subject against its siblings (no baseline needed): subject -> evaluations.
 
     ``to = "median"`` compares with the median of the *other* subjects;
-    ``to = "best"`` with the best subject. Fewer than two subjects: SKIP.
+    ``to = "best"`` with the best subject. Fewer than two subjects: SKIP. ``relative.metrics``
+    limits the comparison to those metrics.
     """
     assert check.relative is not None
     out: dict[str, list[Evaluation]] = {s: [] for s in by_subject}
     metrics = sorted({m.metric for ms in by_subject.values() for m in selected(ms, check)})
+    if check.relative.metrics is not None:  # the suite compares only these (e.g. throughput, not counts)
+        metrics = [m for m in metrics if m in check.relative.metrics]
     for metric in metrics:
         values = {
             s: m

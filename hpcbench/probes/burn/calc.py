@@ -388,6 +388,26 @@ def delta_items(deltas: dict[str, Any]) -> list[Item]:
     return items
 
 
+#: what to do about each watched metric when a suite judges it WARN or FAIL (shown as the hint)
+ADVICE = {
+    "hw_slowdown_s": "hardware slowdown: thermal or power protection cut the clocks under load; "
+    "check cooling, fans and the power supplies (nvidia-smi -q -d PERFORMANCE)",
+    "power_brake_s": "an external power brake was asserted under full load: check the power supplies "
+    "and the node's power budget (all GPUs and CPUs drawing at once)",
+    "hw_thermal_slowdown_s": "the GPU overheated and hardware cut its clocks: "
+    "check airflow, fans, inlet temperature",
+    "sw_thermal_slowdown_s": "the driver lowered the clocks for GPU or memory temperature: check cooling",
+    "xid_new": "look the XID up in NVIDIA's XID catalogue; drain the GPU if it repeats under load",
+    "ecc_uncorrectable_new": "uncorrectable memory errors under load: drain the GPU, reset it "
+    "(row remapping) and rerun memtest; have it replaced if they come back",
+    "ecc_correctable_new": "correctable memory errors under load: watch the GPU (hpcbench memtest); "
+    "many mean a weakening memory cell",
+    "remapped_rows_new": "a memory row was remapped under load: reset the GPU to activate it, rerun memtest",
+    "remap_failure_new": "a row remapping failed: the GPU has no spare rows left and needs service",
+    "pcie_replay_new": "PCIe link retransmissions under load: reseat the GPU or its riser, check the slot "
+    "(lspci -vv: LnkSta, AER)",
+}
+
 TELEMETRY_METRICS = (
     "sm_clock_median",
     "sm_clock_min",

@@ -3,8 +3,9 @@ and the latest output compared with the first every ``verify_every_s``.
 
 Device-agnostic: ``step`` runs one GEMM (asynchronous on a GPU), ``settle`` waits for the device
 (``torch.cuda.synchronize``; nothing on the CPU), ``clock`` reads the time. Batches are sized to
-last about ``batch_s`` so that waiting for the device costs nothing measurable; a batch never runs
-past the end of the run. Tests pass a clock of their own, so every number is pinned.
+last about ``batch_s`` (growing at most twofold from one to the next) so that waiting for the
+device costs nothing measurable; a batch is sized not to run past the end of the run. Tests pass
+a clock of their own, so every number is pinned.
 """
 
 from __future__ import annotations
@@ -76,8 +77,9 @@ def run(
         if done:
             break
         per_iteration = max(now - begin, 1e-9) / batch
-        batch = 1 if verify_every_s == 0 else int(min(batch_s, verify_every_s) / per_iteration)
-        batch = max(1, min(batch, MAX_BATCH, int((duration_s - t) / per_iteration) + 1))
+        want = 1 if verify_every_s == 0 else int(min(batch_s, verify_every_s) / per_iteration)
+        # grow at most twofold per batch (a first GEMM that ran fast must not set a huge batch)
+        batch = max(1, min(want, 2 * batch, MAX_BATCH, int((duration_s - t) / per_iteration) + 1))
     result.windows = windows.finish(t)
     result.seconds = t
     for w in result.windows[reported:]:

@@ -396,7 +396,9 @@ class Burn:
                     subject,
                     higher_is_better=item.higher_is_better,
                     convention="kernel log" if item.metric == "xid_new" else "NVML",
-                    settings={"detail": item.detail},
+                    settings={"detail": item.detail, "warnings": [calc.ADVICE[item.metric]]}
+                    if item.metric in calc.ADVICE
+                    else {"detail": item.detail},
                 )
             )
         return out
