@@ -31,7 +31,16 @@ from hpcbench.probes.burn import calc, loop
 from hpcbench.probes.burn import probe as burn
 
 INVENTORY = {"cpu": {"model": "test cpu", "threads": 2, "llc_bytes": 4 * 2**20}, "gpus": {"count": 0}}
-FAST = {"device": "cpu", "shape": 64, "duration_s": 1.5, "window_s": 0.5, "verify_every_s": 0.25}
+#: one thread: on this shared 2-core machine an OpenMP pair spinning beside other tests stalls for
+#: seconds at a time (the windows then outlast the run)
+FAST = {
+    "device": "cpu",
+    "shape": 64,
+    "duration_s": 2.0,
+    "window_s": 0.5,
+    "verify_every_s": 0.25,
+    "threads": 1,
+}
 
 
 def run(values: dict[str, Any], subject: str = "node", workdir: str = "") -> list:
@@ -138,9 +147,9 @@ def test_cpu_burn_runs_its_real_code(tmp_path: Path) -> None:
     windows = [
         calc.Window(w["index"], w["start_s"], w["end_s"], w["iterations"], w["tflops"]) for w in s["windows"]
     ]
-    assert len(windows) >= 3 and main.sanity is None and main.unit == "TFLOPS" and main.statistic == "median"
-    # sustained = the median of the windows after the first third (0.5 s of 1.5 s)
-    after = [w for w in s["windows"] if w["start_s"] >= 0.5]
+    assert len(windows) >= 2 and main.sanity is None and main.unit == "TFLOPS" and main.statistic == "median"
+    # sustained = the median of the windows after the first third (0.667 s of 2 s)
+    after = [w for w in s["windows"] if w["start_s"] >= 2.0 / 3]
     assert list(main.samples) == [w["tflops"] for w in after] and main.value == statistics.median(
         main.samples
     )
@@ -150,7 +159,7 @@ def test_cpu_burn_runs_its_real_code(tmp_path: Path) -> None:
             2 * 64**3 * w["iterations"] / (w["end_s"] - w["start_s"]) / 1e12, rel=1e-2
         )
     assert by["stability"].value == pytest.approx(min(main.samples) / main.value, rel=1e-9)
-    st = calc.stability(windows, 1.5)  # droop: the last 0.5 s against the first 0.5 s
+    st = calc.stability(windows, 2.0)  # droop: the last 0.667 s against the first 0.667 s
     assert by["droop"].value == pytest.approx(st.droop, rel=1e-2)
     assert by["droop"].settings["first_windows"] == [i + 1 for i in st.first_windows]
     assert s["flops_per_iteration"] == 2 * 64**3 and s["iterations"] == sum(
@@ -295,9 +304,8 @@ def test_host_load_runs_in_processes_of_its_own_and_stops_with_the_burn(tmp_path
     )
     host = ms[0].settings["host_load"]
     allowed = sorted(os.sched_getaffinity(0))
-    # the burn keeps half the CPUs (at least one); the others each run a triad + GEMM worker
-    assert host["cpus"] == len(allowed) - max(1, len(allowed) // 2) and host["errors"] == []
-    assert host["cpu_list"] == allowed[max(1, len(allowed) // 2) :]
+    # the burn keeps its one thread's CPU; every other CPU runs a triad + GEMM worker
+    assert host["cpus"] == len(allowed) - 1 and host["errors"] == [] and host["cpu_list"] == allowed[1:]
     for r in host["per_cpu"]:
         assert r["triad_gbs"] > 0 and r["gemm_gflops"] > 0
     assert host["triad_gbs"] == pytest.approx(sum(r["triad_gbs"] for r in host["per_cpu"]))
@@ -334,26 +342,20 @@ def test_progress_line() -> None:
 
 
 def test_cli_burn_prints_windows_stability_and_droop(cli: Cli) -> None:
-    args = (
-        "probe",
-        "burn",
-        "-p",
-        "device=cpu",
-        "-p",
-        "duration_s=1.5",
-        "-p",
-        "window_s=0.5",
-        "-p",
-        "shape=64",
-    )
-    r = cli(*args)
+    r = cli(
+        "probe", "burn", "-p", "device=cpu", "-p", "duration_s=1.5", "-p", "window_s=0.5", "-p", "shape=64",
+        "-p", "threads=1", "--format", "json",
+    )  # fmt: skip
     assert r.returncode == ExitCode.OK, r.stderr
-    windows = [ln for ln in r.stderr.splitlines() if ln.startswith("burn node: window ")]
-    assert len(windows) >= 3 and windows[0].startswith("burn node: window 1 (0-")  # plain lines: no TTY
-    for metric in ("bf16_sustained", "stability", "droop"):
-        assert metric in r.stdout
-    quiet = cli(*args, "--quiet")
-    assert quiet.returncode == ExitCode.OK and "window" not in quiet.stderr
+    check = json.loads(r.stdout)["checks"][0]
+    assert [m["metric"] for m in check["measurements"]] == ["bf16_sustained", "stability", "droop"]
+    windows = check["measurements"][0]["settings"]["windows"]
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("burn node: window ")]  # plain lines: no TTY
+    assert len(lines) == len(windows) >= 2
+    for line, w in zip(lines, windows, strict=True):
+        assert line.startswith(f"burn node: window {w['index'] + 1} (") and line.endswith(
+            f"): {w['tflops']:.4g} TFLOPS"
+        )
 
 
 def test_cli_bad_parameter_is_one_line_and_exit_4(cli: Cli) -> None:
