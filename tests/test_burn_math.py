@@ -117,6 +117,7 @@ def test_corruption_reason_names_subject_count_time_and_iteration() -> None:
     big = calc.corruption_reason("gpu0", [calc.Corruption(5.0, 9, calc.Mismatch(7, 64, first[:1]))], 1, 8)
     assert big is not None and "y[2, 1] (0x3f81, was 0x3f80) and 6 more" in big
     assert calc.corruption_reason("gpu3", [], 62, 8192) is None
+    assert (calc.seconds(312.4), calc.seconds(4.25), calc.seconds(0.04)) == ("312 s", "4.2 s", "0.0 s")
     assert c.as_dict(8192)["first"][1] == {"row": 4001, "col": 2, "found": "0xbf00", "expected": "0x3f00"}
 
 

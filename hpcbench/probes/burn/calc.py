@@ -205,6 +205,11 @@ class Corruption:
         }
 
 
+def seconds(t: float) -> str:
+    """``312 s``; ``4.2 s`` under ten seconds."""
+    return f"{t:.0f} s" if t >= 10 else f"{t:.1f} s"
+
+
 def corruption_reason(subject: str, found: list[Corruption], checks: int, columns: int) -> str | None:
     """``gpu3: 2 of 67,108,864 elements differ from its first result at 312 s (iteration 41,377)``,
     the first offsets, and how many other verifications found differences; None when none did."""
@@ -215,7 +220,7 @@ def corruption_reason(subject: str, found: list[Corruption], checks: int, column
     where = ", ".join(f"y[{o // columns}, {o % columns}] (0x{g:x}, was 0x{e:x})" for o, g, e in m.first)
     more = f"{m.differ - len(m.first):,} more" if m.differ > len(m.first) else ""
     text = (
-        f"{subject}: {m.differ:,} of {m.total:,} elements differ from its first result at {c.at_s:.0f} s "
+        f"{subject}: {m.differ:,} of {m.total:,} elements differ from its first result at {seconds(c.at_s)} "
         f"(iteration {c.iteration:,}); first at {where}" + (f" and {more}" if more else "")
     )
     if len(found) > 1:
