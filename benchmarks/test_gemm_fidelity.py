@@ -111,8 +111,8 @@ def _interleaved(
     by round, timed as the probe times them (fresh inputs, warm-up, cache flush, CUDA events)."""
     import torch as t
 
+    from hpcbench.hw import matmul as mm
     from hpcbench.hw import torch_device as td
-    from hpcbench.probes.gemm import calc as gm
     from hpcbench.probes.gemm import probe as g
 
     rt = td.prepare(t, device, inventory)
@@ -125,7 +125,7 @@ def _interleaved(
                 t,
                 rt,
                 "bf16",
-                gm.parse_shape(label),
+                mm.parse_shape(label),
                 repeats=10,
                 warmup=10,
                 warmup_s=warmup_s,

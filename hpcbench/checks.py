@@ -4,14 +4,16 @@ Ratios are always "performance ratios": measured / expected where higher is
 better, expected / measured where lower is better, so a ratio below the warn
 or fail fraction is always a shortfall.
 
-Three optional keys of a measurement's settings take part: ``detail`` (the probe's
+Optional keys of a measurement's settings take part: ``detail`` (the probe's
 one-line explanation of the value, e.g. which XIDs or which NVLink links) is appended
 to the reason of a WARN or FAIL; ``not_measured`` (metric -> why the probe could not
 measure it on this subject, e.g. a field NVML does not support) becomes a SKIP
 evaluation of kind ``not_measured`` for each such metric the check judges;
 ``could_not_measure`` (metric -> why measuring it failed where it should have worked,
 e.g. the tool that reads it is not installed) becomes an ERROR evaluation of kind
-``could_not_measure``, while the probe's other metrics keep their own verdicts.
+``could_not_measure``, while the probe's other metrics keep their own verdicts. A fourth,
+``consensus``, asks for a node-level comparison of a value every subject should share (the burn
+probe's digest of its first output): see ``consensus``.
 """
 
 from __future__ import annotations
@@ -168,11 +170,14 @@ def relative(
     """Each subject against its siblings (no baseline needed): subject -> evaluations.
 
     ``to = "median"`` compares with the median of the *other* subjects;
-    ``to = "best"`` with the best subject. Fewer than two subjects: SKIP.
+    ``to = "best"`` with the best subject. Fewer than two subjects: SKIP. ``relative.metrics``
+    limits the comparison to those metrics.
     """
     assert check.relative is not None
     out: dict[str, list[Evaluation]] = {s: [] for s in by_subject}
     metrics = sorted({m.metric for ms in by_subject.values() for m in selected(ms, check)})
+    if check.relative.metrics is not None:  # the suite compares only these (e.g. throughput, not counts)
+        metrics = [m for m in metrics if m in check.relative.metrics]
     for metric in metrics:
         values = {
             s: m
@@ -226,6 +231,64 @@ def relative(
     return out
 
 
+def consensus(by_subject: dict[str, list[Measurement]]) -> dict[str, list[Evaluation]]:
+    """Subjects that must agree, against each other: subject -> evaluations.
+
+    A measurement's ``settings["consensus"] = {"name", "value", "group", "what"}`` says that every
+    subject of the same ``group`` (e.g. GPUs of one model running the same computation) must
+    report the same ``value``. Within a group of two or more, a value more than half of them
+    report is the reference: a subject with another value FAILs, named; the others PASS. Without
+    such a majority (a tie) every subject WARNs: which one is wrong cannot be told. A subject
+    alone in its group gets no evaluation.
+    """
+    groups: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+    for subject, ms in by_subject.items():
+        for m in ms:
+            c = m.settings.get("consensus")
+            if isinstance(c, dict) and c.get("value") is not None:
+                groups.setdefault((str(c.get("name")), str(c.get("group"))), {})[subject] = c
+                break
+    out: dict[str, list[Evaluation]] = {}
+    for (name, group), members in groups.items():
+        if len(members) < 2:
+            continue
+        counts: dict[str, int] = {}
+        for c in members.values():
+            counts[str(c["value"])] = counts.get(str(c["value"]), 0) + 1
+        top, top_n = max(counts.items(), key=lambda kv: kv[1])
+        n = len(members)
+        for subject, c in members.items():
+            value, what = str(c["value"]), str(c.get("what") or name)
+            if top_n * 2 > n and value == top:
+                ev = Evaluation(
+                    metric=name,
+                    verdict=Verdict.PASS,
+                    kind="consensus",
+                    provenance=f"{what} equal on {top_n} of {n} subjects ({group})",
+                )
+            elif top_n * 2 > n:
+                ev = Evaluation(
+                    metric=name,
+                    verdict=Verdict.FAIL,
+                    kind="consensus",
+                    reason=f"{subject}: {what} ({value[:12]}) differs from the one {top_n} of {n} subjects "
+                    f"computed ({top[:12]}; {group})",
+                    hint="identical GPUs given identical inputs must compute identical bits: this one "
+                    "computes a different answer (silent data corruption); drain it and have it replaced",
+                )
+            else:
+                ev = Evaluation(
+                    metric=name,
+                    verdict=Verdict.WARN,
+                    kind="consensus",
+                    reason=f"{subject}: {what} ({value[:12]}) is one of {len(counts)} different values among "
+                    f"{n} subjects ({group}); no majority tells which is wrong",
+                    hint="rerun the burn; compare with the same check on a healthy node of this model",
+                )
+            out.setdefault(subject, []).append(ev)
+    return out
+
+
 def judge(
     check: CheckSpec, outcomes: list[Any], baseline: Baseline | None, inventory: Inventory | Mapping[str, Any]
 ) -> list[CheckResult]:
@@ -236,6 +299,7 @@ def judge(
     """
     by_subject = {o.job.subject: o.measurements for o in outcomes if o.status == "ok"}
     rel = relative(by_subject, check, inventory) if check.relative else {}
+    agree = consensus(by_subject)
     spec = check.as_dict()
     results = []
     for o in outcomes:
@@ -244,6 +308,7 @@ def judge(
             judged = selected(o.measurements, check)
             evaluations = [evaluate(m, check, baseline, inventory) for m in judged]
             evaluations += rel.get(o.job.subject, [])
+            evaluations += agree.get(o.job.subject, [])
             missing = [e for key in UNMEASURED for e in unmeasured(o.measurements, check, key)]
             evaluations += missing
             if not judged and not missing:

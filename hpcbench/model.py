@@ -195,7 +195,7 @@ class Evaluation:
     warn: float | None = None
     fail: float | None = None
     kind: Literal[
-        "baseline", "absolute", "relative", "sanity", "none", "not_measured", "could_not_measure"
+        "baseline", "absolute", "relative", "consensus", "sanity", "none", "not_measured", "could_not_measure"
     ] = "baseline"
     provenance: str = ""
     reason: str = ""

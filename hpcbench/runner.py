@@ -27,7 +27,7 @@ from hpcbench import busy
 from hpcbench.inventory import gpu_absence
 from hpcbench.model import Measurement
 from hpcbench.node import Inventory, as_inventory
-from hpcbench.probes.base import CLEANUP_LIST
+from hpcbench.probes.base import CLEANUP_LIST, PROGRESS_FILE
 from hpcbench.probes.registry import spec_of
 from hpcbench.record import NotRun
 from hpcbench.suite import CheckSpec, Suite
@@ -111,8 +111,29 @@ def expand(
     return [Job(check, name, {**check.params, key: value}) for name, value in subjects]
 
 
+class Tail:
+    """The complete lines appended to a file since the last read (a child's progress lines)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._offset = 0
+        self._partial = b""
+
+    def lines(self) -> list[str]:
+        try:
+            with open(self.path, "rb") as fh:
+                fh.seek(self._offset)
+                data = fh.read()
+        except OSError:  # not written yet
+            return []
+        self._offset += len(data)
+        *complete, self._partial = (self._partial + data).split(b"\n")
+        return [ln.decode(errors="replace") for ln in complete if ln.strip()]
+
+
 class Runner:
-    """Runs jobs in children. ``on_start(job, i, n)`` and ``on_finish(outcome, i, n)`` report progress."""
+    """Runs jobs in children. ``on_start(job, i, n)`` and ``on_finish(outcome, i, n)`` report progress;
+    ``on_progress(job, line)`` gets each progress line a running probe reports (``report_progress``)."""
 
     def __init__(
         self,
@@ -121,6 +142,7 @@ class Runner:
         on_finish: Callable[[Outcome, int, int], None] | None = None,
         force: bool = False,
         gpu_processes: Callable[[list[int]], dict[int, list[Any]]] | None = None,
+        on_progress: Callable[[Job, str], None] | None = None,
     ) -> None:
         self.inventory = as_inventory(inventory)
         #: run probes that require an idle GPU even on a GPU another process uses
@@ -129,6 +151,7 @@ class Runner:
         self._own_pids: set[int] = {os.getpid()}
         self.on_start = on_start or (lambda job, i, n: None)
         self.on_finish = on_finish or (lambda outcome, i, n: None)
+        self.on_progress = on_progress or (lambda job, line: None)
         self.stopped: str | None = None
         self._running: dict[int, subprocess.Popen[bytes]] = {}
 
@@ -214,6 +237,7 @@ class Runner:
         """Start one child per job, wait for all with their timeouts."""
         outcomes: dict[int, Outcome] = {}
         live: dict[int, tuple[subprocess.Popen[bytes], float, float, Path, str, str]] = {}
+        tails: dict[int, Tail] = {}
         unmets = [self._unmet(job, probe_cls) for job in jobs]  # all before any child loads a GPU
         for i, job in enumerate(jobs):
             unmet = unmets[i]
@@ -251,10 +275,13 @@ class Runner:
             self._running[i] = proc
             self._own_pids.add(proc.pid)
             live[i] = (proc, started, started + job.check.timeout, workdir, utc_stamp(), token)
+            tails[i] = Tail(workdir / "scratch" / PROGRESS_FILE)
         while live:
             for i, (proc, started, deadline, workdir, stamp, token) in list(live.items()):
                 job = jobs[i]
                 code = proc.poll()
+                for line in tails[i].lines():  # also the last ones of a child that just ended
+                    self.on_progress(job, line)
                 if code is None and self.stopped:
                     _terminate_group(proc, signal.SIGTERM)
                     code = _reap(proc)

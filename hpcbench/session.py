@@ -124,7 +124,11 @@ def execute(
         if runlog:
             runlog.line(f"run {run_id} started: {len(suite.checks)} check(s), records in {outdir}")
         runner = Runner(
-            inv, on_start=progress.start, on_finish=progress.finish, force=getattr(args, "force", False)
+            inv,
+            on_start=progress.start,
+            on_finish=progress.finish,
+            force=getattr(args, "force", False),
+            on_progress=progress.note,
         )
         outcomes, not_run = runner.run(suite, probe_classes)
         record = build_record(suite, baseline, inv, run_id, started, outcomes, not_run, runner.stopped)

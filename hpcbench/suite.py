@@ -15,6 +15,7 @@ A suite file is TOML:
     thresholds = { warn = 0.90, fail = 0.80 }   # fractions of the baseline's expected value
     absolute = { triad = { warn = 20.0, fail = 10.0 } }  # in the metric's unit; need no baseline
     relative = { to = "median", warn = 0.90, fail = 0.80 }  # each subject against its siblings
+                                    # (+ metrics = [...]: only these; default: all the check judges)
     timeout = 120                   # seconds, for each subject's child process
 
 Every error names the file, the line and the key, and what was expected.
@@ -70,6 +71,7 @@ class Band:
 class Relative:
     to: str  # "median" (of the other subjects) or "best" (of all subjects)
     band: Band
+    metrics: tuple[str, ...] | None = None  # the metrics compared; None: all the check judges
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,15 @@ class CheckSpec:
             "metrics": list(self.metrics) if self.metrics is not None else None,
             "thresholds": self.thresholds.as_dict(),
             "absolute": {k: v.as_dict() for k, v in self.absolute.items()},
-            "relative": {"to": self.relative.to, **self.relative.band.as_dict()} if self.relative else None,
+            "relative": (
+                {
+                    "to": self.relative.to,
+                    **self.relative.band.as_dict(),
+                    **({"metrics": list(self.relative.metrics)} if self.relative.metrics else {}),
+                }
+                if self.relative
+                else None
+            ),
             "timeout": self.timeout,
         }
 
@@ -256,7 +266,23 @@ def parse(
             to = rel.get("to", "median") if isinstance(rel, dict) else None
             if to not in ("median", "best"):
                 raise v.fail("relative.to", f"expected 'median' or 'best', got {to!r}", i, cid)
-            relative = Relative(to, v.band(rel, "relative", i, cid, True, allowed=("to",), defaults=True))
+            rel_metrics = rel.get("metrics")
+            if rel_metrics is not None and (
+                not isinstance(rel_metrics, list)
+                or not rel_metrics
+                or not all(isinstance(m, str) for m in rel_metrics)
+                or (metrics and any(m not in metrics for m in rel_metrics))
+            ):
+                raise v.fail(
+                    "relative.metrics",
+                    f"expected a list of the check's metrics to compare, got {rel_metrics!r}",
+                    i,
+                    cid,
+                )
+            band = v.band(
+                {k: x for k, x in rel.items() if k != "metrics"}, "relative", i, cid, True, ("to",), True
+            )
+            relative = Relative(to, band, tuple(rel_metrics) if rel_metrics else None)
             if expand == "none":
                 raise v.fail(
                     "relative",

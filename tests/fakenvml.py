@@ -212,6 +212,10 @@ class FakeNvml(types.SimpleNamespace):
         self._check("nvmlDeviceGetRemappedRows", handle)
         return tuple(self._v(handle, "remapped_rows"))
 
+    def nvmlDeviceGetPcieReplayCounter(self, handle: int) -> int:
+        self._check("nvmlDeviceGetPcieReplayCounter", handle)
+        return self._v(handle, "pcie_replay")
+
     def nvmlDeviceGetCurrentClocksEventReasons(self, handle: int) -> int:
         self._check("nvmlDeviceGetCurrentClocksEventReasons", handle)
         return self._v(handle, "clocks_event_reasons")

@@ -66,6 +66,7 @@ _COMMON: dict[str, Any] = {
     "ecc": ecc(),
     "retired_pages_pending": NOT_SUPPORTED,
     "remapped_rows": (0, 0, 0, 0),  # corrected rows, uncorrected rows, pending, failure
+    "pcie_replay": 0,  # nvmlDeviceGetPcieReplayCounter: a healthy link retransmits nothing, or a few
     "clocks_event_reasons": p.nvmlClocksEventReasonGpuIdle,
     "temperature": 31,
     "persistence": ON,
@@ -204,3 +205,40 @@ BROKEN: dict[str, dict[str, Any]] = {
     },
     "processes": {"compute_processes": [(4242, 70000 * MIB)], "process_names": {4242: "python3"}},
 }
+
+
+#: Clock event reason bits the burn traces use (pynvml's own values)
+POWER_CAP = p.nvmlClocksEventReasonSwPowerCap
+HW_SLOWDOWN = p.nvmlClocksEventReasonHwSlowdown
+HW_THERMAL = p.nvmlClocksEventReasonHwThermalSlowdown
+POWER_BRAKE = p.nvmlClocksEventReasonHwPowerBrakeSlowdown
+SW_THERMAL = p.nvmlClocksEventReasonSwThermalSlowdown
+
+
+def burn_trace(seconds: int = 20, temp_start: int = 38, temp_end: int = 67) -> list[dict[str, Any]]:
+    """An H200 under a sustained bf16 GEMM, one sample per second: device overrides for FakeNvml.
+
+    The first second at the maximum SM clock (1980 MHz, no reason), then the 700 W power limit:
+    SwPowerCap set, SM clock 1500-1545 MHz, power 690-700 W; the temperature climbing linearly from
+    ``temp_start`` to ``temp_end``. Typical values, not a recording: shaped after what hpcbench's
+    gemm probe measured on one H200 SXM (docs/probes/gemm.md: 1980 MHz in a burst; after 1-3 s of
+    load SM clock median ~1520 MHz, 700 W, SwPowerCap in 83-94% of the samples); the temperatures
+    are those of an air-cooled HGX under load, not measured.
+    """
+    out = []
+    for i in range(seconds):
+        temp = temp_start + (temp_end - temp_start) * i // max(seconds - 1, 1)
+        if i == 0:
+            clocks, power, reasons = 1980, 612000, 0
+        else:
+            clocks, power, reasons = (1500, 1545, 1515, 1530)[i % 4], 690000 + 2500 * (i % 5), POWER_CAP
+        out.append(
+            {
+                "clocks": {p.NVML_CLOCK_SM: clocks, p.NVML_CLOCK_MEM: 3201, p.NVML_CLOCK_GRAPHICS: clocks},
+                "power_usage": min(power, 700000),
+                "temperature": temp,
+                "clocks_event_reasons": reasons,
+                "utilization": (100, 38),
+            }
+        )
+    return out

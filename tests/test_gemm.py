@@ -16,6 +16,7 @@ from conftest import Cli
 from hpcbench.baselines import Baseline, Expectation
 from hpcbench.checks import evaluate
 from hpcbench.errors import ParamError, ProbeSkip
+from hpcbench.hw import matmul as mm
 from hpcbench.model import Verdict
 from hpcbench.probes.base import ProbeContext, build_params
 from hpcbench.probes.gemm import calc as gm
@@ -90,7 +91,7 @@ def test_cpu_run_every_dtype_torch_has_on_the_cpu() -> None:
         s = m.settings
         assert m.unit == "TFLOPS" and m.statistic == "median" and m.sanity is None
         assert len(m.samples) == 2 and all(v > 0 for v in m.samples)
-        shape = gm.Shape(**s["shape"])
+        shape = mm.Shape(**s["shape"])
         assert s["flops_per_call"] == 2 * shape.m * shape.n * shape.k
         assert (
             s["check"]["wrong"] == 0 and s["check"]["checked"] == shape.m * shape.n
@@ -117,9 +118,9 @@ def test_only_unsupported_dtypes_is_skip_with_the_reason() -> None:
 def test_inputs_are_fresh_random_never_zero() -> None:
     import torch
 
-    shape = gm.Shape(64, 48, 32)
-    (x1, _), (w1, _) = gemm._operands(torch, "cpu", "bf16", shape, torch.Generator().manual_seed(0))
-    (x2, _), _ = gemm._operands(torch, "cpu", "bf16", shape, torch.Generator().manual_seed(1))
+    shape = mm.Shape(64, 48, 32)
+    (x1, _), (w1, _) = mm.operands(torch, "cpu", "bf16", shape, torch.Generator().manual_seed(0))
+    (x2, _), _ = mm.operands(torch, "cpu", "bf16", shape, torch.Generator().manual_seed(1))
     assert x1.shape == (64, 32) and w1.shape == (48, 32)  # x: m x k, W: n x k (nn.Linear)
     assert 0.8 < float(x1.float().std()) < 1.2 and int((x1 == 0).sum()) < 5
     assert not torch.equal(x1, x2)
@@ -253,14 +254,14 @@ def test_sweep_measures_every_shape_and_reports_the_best() -> None:
     ]  # fmt: skip
     row = {r["shape"]: r for r in sweep["table"]}[sweep["best_shape"]]
     assert row["median"] == max(r["median"] for r in sweep["table"])
-    assert sweep["best_shape"] == gm.Shape(**ms[1].settings["shape"]).label
+    assert sweep["best_shape"] == mm.Shape(**ms[1].settings["shape"]).label
     assert ms[1].value == pytest.approx(row["median"], rel=1e-4) and ms[1].sanity is None
 
 
 def test_sweep_picks_the_fastest_shape(monkeypatch: pytest.MonkeyPatch) -> None:
     speed = {"32x32x32": 1.0, "64x32x32": 3.0, "96x32x32": 2.0}
 
-    def fake(torch: Any, rt: Any, dtype: str, shape: gm.Shape, **kw: Any) -> gemm.Case:
+    def fake(torch: Any, rt: Any, dtype: str, shape: mm.Shape, **kw: Any) -> gemm.Case:
         v = speed.get(shape.label, 0.5)
         return gemm.Case(shape, [v, v * 0.9, v * 1.1], {"wrong": 0}, None, {"shape": shape.as_dict()})
 

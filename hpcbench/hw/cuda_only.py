@@ -44,6 +44,12 @@ def device_info(torch: Any, ordinal: int) -> dict[str, Any]:
     }
 
 
+def memory_info(torch: Any, ordinal: int | None) -> tuple[int, int]:
+    """(free, total) bytes of a GPU's memory, as the driver reports them (cudaMemGetInfo)."""
+    free, total = torch.cuda.mem_get_info(ordinal)
+    return int(free), int(total)
+
+
 class EventClock:
     """CUDA events recorded on the current stream around each call; read after one synchronize."""
 

@@ -15,6 +15,7 @@ import contextlib
 import statistics
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 #: NVML's clock event reason bits (nvml.h: nvmlClocksEventReason<Name>, formerly
@@ -97,6 +98,36 @@ def summarize(samples: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def reason_seconds(samples: list[tuple[float, dict[str, Any]]], end: float) -> dict[str, float]:
+    """Seconds each clock event reason was active over timed samples ``(t, values)``, oldest first:
+    a sample's reasons are taken to hold from its time until the next sample's (the last one's
+    until ``end``). Time covered by samples whose reasons could not be read is ``unread``."""
+    out: dict[str, float] = {}
+    for i, (t, values) in enumerate(samples):
+        until = samples[i + 1][0] if i + 1 < len(samples) else end
+        span = max(until - t, 0.0)
+        if values.get("reasons") is None:
+            out["unread"] = out.get("unread", 0.0) + span
+            continue
+        for name in decode_reasons(int(values["reasons"])):
+            out[name] = out.get(name, 0.0) + span
+    return out
+
+
+def linear_slope(points: list[tuple[float, float]]) -> float | None:
+    """The least-squares slope of ``(t, value)`` points, in value units per second; None with fewer
+    than two points or no spread in time."""
+    if len(points) < 2:
+        return None
+    n = len(points)
+    mt = sum(t for t, _ in points) / n
+    mv = sum(v for _, v in points) / n
+    var = sum((t - mt) ** 2 for t, _ in points)
+    if var <= 0:
+        return None
+    return sum((t - mt) * (v - mv) for t, v in points) / var
+
+
 def throttle_hint(telemetry: Any) -> str:
     """The hint for a shortfall while the clocks were held down: each reason seen (GpuIdle aside),
     how often, what it means, and the clocks, power and temperature that go with it."""
@@ -133,15 +164,24 @@ def unavailable(reason: str) -> dict[str, Any]:
 class Sampler:
     """Samples one GPU through NVML every ``interval`` seconds in a daemon thread.
 
-    ``with Sampler(index, 0.1) as s: ... s.summary(t0, t1)`` (``time.monotonic`` times). When
+    ``with Sampler(index, 0.1) as s: ... s.summary(t0, t1)`` (times of ``clock``, by default
+    ``time.monotonic``; tests replay a trace with a clock of their own). When
     NVML cannot be used (no pynvml, no driver, no such GPU) nothing is sampled and every
     summary says why. ``nvml`` injects a module for tests (else ``hpcbench.nvml.load()``).
     """
 
-    def __init__(self, index: int | None, interval: float, nvml: Any = None, why_none: str = "") -> None:
+    def __init__(
+        self,
+        index: int | None,
+        interval: float,
+        nvml: Any = None,
+        why_none: str = "",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.index = index
         self.interval = interval
         self._nvml = nvml
+        self._clock = clock
         self._mod: Any = None
         self._handle: Any = None
         self._samples: list[tuple[float, dict[str, Any]]] = []
@@ -205,7 +245,7 @@ class Sampler:
 
         values, errors = sample_values(seam.telemetry_sample(self._mod, self._handle))
         with self._lock:
-            self._samples.append((time.monotonic(), values))
+            self._samples.append((self._clock(), values))
             self._errors.update(errors)
 
     def stop(self) -> None:
@@ -217,6 +257,18 @@ class Sampler:
             with contextlib.suppress(Exception):
                 self._mod.nvmlShutdown()
             self._mod = None
+
+    @property
+    def limits(self) -> dict[str, float]:
+        """The maximum SM clock and enforced power limit read at the start (where NVML gave them)."""
+        return dict(self._limits)
+
+    def samples(self, t0: float | None = None, t1: float | None = None) -> list[tuple[float, dict[str, Any]]]:
+        """The timed samples ``(t, values)`` taken between ``t0`` and ``t1`` (all when not given)."""
+        lo = t0 if t0 is not None else float("-inf")
+        hi = t1 if t1 is not None else float("inf")
+        with self._lock:
+            return [(t, dict(v)) for t, v in self._samples if lo <= t <= hi]
 
     def summary(self, t0: float | None = None, t1: float | None = None) -> dict[str, Any]:
         """The summary of the samples taken between ``t0`` and ``t1`` (all when not given); when

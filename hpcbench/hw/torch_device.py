@@ -1,4 +1,4 @@
-"""What the GPU compute probes (gemm, attention) share: the device they run on, the dtypes,
+"""What the GPU compute probes (gemm, attention, burn, memtest) share: the device they run on, the dtypes,
 the timing loop and the cache flush between timed calls.
 
 Everything here works on the CPU device as well, so the tests cover it without a GPU; the
@@ -367,3 +367,15 @@ def sampler(rt: Runtime, interval: float, nvml: Any = None) -> Any:
 
 def torch_dtype(torch: Any, name: str) -> Any:
     return getattr(torch, TORCH_DTYPES[name])
+
+
+def unsupported_dtypes(torch: Any, rt: Runtime, dtypes: list[str]) -> dict[str, str]:
+    """dtype -> why it cannot run on this runtime's device (decided by ``dtype_unsupported``)."""
+    has_fp8 = hasattr(torch, "_scaled_mm") and hasattr(torch, "float8_e4m3fn")
+    cc = tuple(rt.info["capability"]) if rt.choice.is_cuda else None
+    out = {}
+    for d in dtypes:
+        reason = dtype_unsupported(d, rt.choice.kind, cc, has_fp8=has_fp8, torch_version=torch.__version__)
+        if reason:
+            out[d] = reason
+    return out

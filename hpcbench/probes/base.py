@@ -54,6 +54,21 @@ EXPANSIONS: tuple[str, ...] = ("numa", "gpu", "mount")
 REQUIREMENT_KINDS: tuple[str, ...] = ("gpu", "binary", "ranks", "idle_gpu")
 
 
+#: in ``ctx.workdir``: a long probe's progress lines (a burn's windows), one per line; the runner
+#: tails the file while the child runs and hands each line to its progress callback
+PROGRESS_FILE = "progress.log"
+
+
+def report_progress(ctx: ProbeContext, text: str) -> None:
+    """One line of progress of a long-running probe, for the operator watching a terminal (the
+    runner shows it on stderr, rewritten in place on a TTY, not at all with --quiet). A probe
+    still prints nothing; outside a runner (no workdir) the line goes nowhere."""
+    if ctx.workdir:
+        with open(f"{ctx.workdir}/{PROGRESS_FILE}", "a", encoding="utf-8") as fh:
+            fh.write(" ".join(str(text).split()) + "\n")
+            fh.flush()
+
+
 @dataclass(frozen=True)
 class Requirement:
     """Something a probe needs. Unmet, it becomes SKIP (not applicable) or ERROR (missing tool).

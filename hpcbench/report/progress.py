@@ -39,5 +39,14 @@ class Progress:
             final=True,
         )
 
+    def note(self, job: Any, text: str) -> None:
+        """A running probe's progress line (a burn's window): rewritten in place on a terminal, a
+        plain line otherwise, nothing with --quiet; never in --log-file (it keeps outcomes)."""
+        if self.quiet:
+            return
+        line = f"{job.check.id} {job.subject}: {text}"
+        self.stream.write("\r\033[K" + line if self.tty else line + "\n")
+        self.stream.flush()
+
     def message(self, text: str) -> None:
         self._say(text, final=True)

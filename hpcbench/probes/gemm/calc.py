@@ -1,24 +1,18 @@
-"""Pure helpers of the gemm probe: shapes, sweeps, FLOP counting and the
-correctness check of a computed block against a float64 reference.
-
-FLOPs are counted as MAMF-finder and cuBLAS benchmarks count them: 2·m·n·k per GEMM of an
-(m×k) by (k×n) product; TFLOPS is 1e12 FLOP/s.
+"""Pure helpers of the gemm probe: default sizes, sweeps, metric names and the implementations
+per device. Shapes, FLOP counting and the float64 block check are shared with the burn probe
+and live in ``hpcbench.hw.matmul``.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-from typing import Any
+from hpcbench.hw.matmul import Shape
 
-DTYPES: tuple[str, ...] = ("bf16", "fp16", "tf32", "fp32", "fp8")
 GPU_DEFAULT_SIZE = 8192
 CPU_DEFAULT_SIZE = 512
 #: sweep ranges [start, stop, step] (stop included) when the parameters leave them empty
 GPU_SWEEP_RANGE = (4096, 16384, 4096)
 CPU_SWEEP_RANGE = (256, 1024, 256)
 MAX_SWEEP_SHAPES = 4096
-FP8_MAX = 448.0  # largest finite float8_e4m3fn
 
 #: How the probe can run one GEMM, each timed beside the others when several can run (the faster
 #: is reported): torch.mm through cuBLAS or cuBLASLt on a GPU (``preferred_blas_library``);
@@ -30,42 +24,6 @@ IMPLEMENTATIONS: dict[str, str] = {
     "onednn": "oneDNN linear (torch._C._nn.mkldnn_linear, operands in oneDNN's layout)",
     "scaled_mm": "torch._scaled_mm (float8_e4m3fn, per-tensor scales, bf16 out)",
 }
-
-
-@dataclass(frozen=True)
-class Shape:
-    """y (m×n) = x (m×k) @ W^T, W (n×k): nn.Linear's layout."""
-
-    m: int
-    n: int
-    k: int
-
-    @property
-    def label(self) -> str:
-        return f"{self.m}x{self.n}x{self.k}"
-
-    def as_dict(self) -> dict[str, int]:
-        return {"m": self.m, "n": self.n, "k": self.k}
-
-
-_SHAPE = re.compile(r"^\s*(\d+)\s*(?:[x×]\s*(\d+)\s*[x×]\s*(\d+))?\s*$")
-
-
-def parse_shape(value: int | str) -> Shape:
-    """``8192`` or ``"8192"`` (a cube) or ``"4096x8192x2048"`` (m x n x k). ValueError if neither."""
-    if isinstance(value, bool):
-        raise ValueError(f"expected N or MxNxK, got {value!r}")
-    if isinstance(value, int):
-        dims = (value, value, value)
-    else:
-        match = _SHAPE.match(str(value))
-        if not match:
-            raise ValueError(f"expected N or MxNxK (e.g. 8192 or 4096x8192x2048), got {value!r}")
-        a, b, c = match.groups()
-        dims = (int(a), int(b), int(c)) if b else (int(a),) * 3
-    if min(dims) < 1:
-        raise ValueError(f"dimensions must be >= 1, got {value!r}")
-    return Shape(*dims)
 
 
 def parse_range(values: list[int], default: tuple[int, int, int]) -> list[int]:
@@ -92,14 +50,6 @@ def sweep_shapes(ms: list[int], ns: list[int], ks: list[int]) -> list[Shape]:
     return [Shape(m, n, k) for m in ms for n in ns for k in ks]
 
 
-def gemm_flops(shape: Shape) -> int:
-    return 2 * shape.m * shape.n * shape.k
-
-
-def tflops(shape: Shape, seconds: float) -> float:
-    return gemm_flops(shape) / seconds / 1e12
-
-
 def metric_name(dtype: str, shape: Shape, primary: bool) -> str:
     """``bf16`` for the first (primary) shape, ``bf16_4096x4096x8192`` for the others."""
     return dtype if primary else f"{dtype}_{shape.label}"
@@ -107,54 +57,6 @@ def metric_name(dtype: str, shape: Shape, primary: bool) -> str:
 
 def sweep_metric(dtype: str) -> str:
     return f"{dtype}_sweep"
-
-
-@dataclass(frozen=True)
-class Tolerance:
-    """|computed - reference| <= rtol·|reference| + atol·scale, scale = sqrt(sum_k (x·w)²)."""
-
-    rtol: float
-    atol: float
-
-
-#: rtol covers the rounding of the output to its dtype, atol the arithmetic inside (TF32's
-#: 10-bit inputs, fp16/bf16 reduced-precision reductions), relative to the terms' magnitude
-TOLERANCES: dict[str, Tolerance] = {
-    "fp32": Tolerance(rtol=1e-5, atol=1e-4),
-    "tf32": Tolerance(rtol=1e-5, atol=1e-2),
-    "fp16": Tolerance(rtol=2e-3, atol=5e-3),
-    "bf16": Tolerance(rtol=1e-2, atol=1e-2),
-    "fp8": Tolerance(rtol=1e-2, atol=1e-2),  # e4m3 inputs are exact in the reference; output bf16
-}
-
-
-def block_errors(out: Any, ref: Any, scale: Any, tol: Tolerance) -> dict[str, Any]:
-    """Compare a computed block with its float64 reference (numpy arrays of one shape).
-
-    Returns the count of wrong elements (non-finite ones included), the worst one's position
-    and values, and the largest error in units of the tolerance.
-    """
-    import numpy as np
-
-    out = np.asarray(out, dtype=np.float64)
-    ref = np.asarray(ref, dtype=np.float64)
-    scale = np.asarray(scale, dtype=np.float64)
-    allowed = tol.rtol * np.abs(ref) + tol.atol * scale
-    allowed = np.where(allowed > 0, allowed, np.finfo(np.float64).tiny)
-    err = np.abs(out - ref)
-    ratio = np.where(np.isfinite(out), err / allowed, np.inf)
-    bad = int(np.count_nonzero(~(ratio <= 1.0)))
-    worst = np.unravel_index(int(np.argmax(ratio)), ratio.shape) if ratio.size else (0, 0)
-    return {
-        "checked": int(out.size),
-        "wrong": bad,
-        "worst_ratio": float(ratio[worst]) if ratio.size else 0.0,
-        "worst_index": [int(i) for i in worst],
-        "worst_value": float(out[worst]) if out.size else 0.0,
-        "worst_expected": float(ref[worst]) if ref.size else 0.0,
-        "rtol": tol.rtol,
-        "atol": tol.atol,
-    }
 
 
 def implementations(kind: str, dtype: str, *, has_cublaslt: bool, has_onednn: bool) -> list[str]:
@@ -180,25 +82,3 @@ def select_implementations(available: list[str], requested: list[str]) -> list[s
         return [name for name in available if name not in ON_REQUEST] or available[:1]
     chosen = [name for name in available if name in requested]
     return chosen or available[:1]
-
-
-def block_verdict(
-    dtype: str,
-    shape: Shape,
-    check: dict[str, Any],
-    rows: list[int],
-    cols: list[int],
-    implementation: str | None = None,
-) -> str | None:
-    """None when the sampled block is right, else the one-line reason for ``sanity`` (naming the
-    implementation, where several ran)."""
-    if check["wrong"] == 0:
-        return None
-    r, c = check["worst_index"]
-    via = f" ({implementation})" if implementation else ""
-    return (
-        f"gemm {dtype} {shape.label}{via}: {check['wrong']} of {check['checked']} sampled outputs differ "
-        f"from the float64 reference beyond tolerance; worst y[{rows[r]}, {cols[c]}] = "
-        f"{check['worst_value']:.6g}, "
-        f"expected {check['worst_expected']:.6g}"
-    )

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from hpcbench.errors import ParamError, ProbeSkip
+from hpcbench.hw import matmul as mm
 from hpcbench.hw import torch_device as td
 from hpcbench.model import Measurement
 from hpcbench.probes.base import MetricNames, ProbeContext, Requirement, check
@@ -50,7 +51,7 @@ class GemmParams:
         default="auto", metadata={"help": "auto (GPU 0, else CPU), cpu, or a GPU index (hpcbench inventory)"}
     )
     dtypes: list[str] = field(
-        default_factory=lambda: list(gm.DTYPES), metadata={"help": "of bf16, fp16, tf32, fp32, fp8"}
+        default_factory=lambda: list(mm.DTYPES), metadata={"help": "of bf16, fp16, tf32, fp32, fp8"}
     )
     shapes: list[int | str] = field(
         default_factory=list,
@@ -95,11 +96,11 @@ class GemmParams:
         check(problem is None, name, "device", problem or "")
         check(bool(self.dtypes), name, "dtypes", "expected at least one dtype")
         for d in self.dtypes:
-            check(d in gm.DTYPES, name, "dtypes", f"unknown dtype {d!r}; known: {', '.join(gm.DTYPES)}")
+            check(d in mm.DTYPES, name, "dtypes", f"unknown dtype {d!r}; known: {', '.join(mm.DTYPES)}")
         check(len(set(self.dtypes)) == len(self.dtypes), name, "dtypes", "a dtype is listed twice")
         for s in self.shapes:
             try:
-                gm.parse_shape(s)
+                mm.parse_shape(s)
             except ValueError as exc:
                 raise ParamError(name, "shapes", str(exc)) from None
         for key in ("sweep_m", "sweep_n", "sweep_k"):
@@ -123,49 +124,22 @@ class GemmParams:
 class Case:
     """One timed dtype x shape: its samples (TFLOPS), the correctness check and what it used."""
 
-    shape: gm.Shape
+    shape: mm.Shape
     tflops: list[float]
     check: dict[str, Any]
     sanity: str | None
     settings: dict[str, Any]
 
 
-Operand = tuple[Any, Any]
-
-
-def _operands(torch: Any, device: Any, dtype: str, shape: gm.Shape, gen: Any) -> tuple[Operand, Operand]:
-    """x (m×k) and W (n×k), fresh normal values, each as (tensor, per-tensor scale or None);
-    fp8 quantizes them to e4m3 with scales that map their largest magnitude to e4m3's."""
-    m, n, k = shape.m, shape.n, shape.k
-    if dtype == "fp8":
-        xf = torch.randn(m, k, generator=gen, device=device, dtype=torch.float32)
-        wf = torch.randn(n, k, generator=gen, device=device, dtype=torch.float32)
-        sx = (xf.abs().max() / gm.FP8_MAX).reshape(())
-        sw = (wf.abs().max() / gm.FP8_MAX).reshape(())
-        a = (xf / sx).to(torch.float8_e4m3fn)
-        b = (wf / sw).to(torch.float8_e4m3fn)
-        del xf, wf
-        return (a, sx), (b, sw)
-    dt = td.torch_dtype(torch, dtype)
-    x = torch.randn(m, k, generator=gen, device=device, dtype=dt)
-    w = torch.randn(n, k, generator=gen, device=device, dtype=dt)
-    return (x, None), (w, None)
-
-
-def _calls(torch: Any, names: list[str], x: Operand, w: Operand) -> dict[str, Callable[[], Any]]:
+def _calls(torch: Any, names: list[str], x: mm.Operand, w: mm.Operand) -> dict[str, Callable[[], Any]]:
     """The timed call of each implementation: y = x @ W^T."""
     from hpcbench.hw import cuda_only
 
-    (a, sx), (b, sw) = x, w
+    (a, _), (b, _) = x, w
     calls: dict[str, Callable[[], Any]] = {}
     for name in names:
         if name == "scaled_mm":
-
-            def fp8_call() -> Any:
-                out = torch._scaled_mm(a, b.t(), scale_a=sx, scale_b=sw, out_dtype=torch.bfloat16)
-                return out[0] if isinstance(out, tuple) else out  # torch < 2.4 also returned amax
-
-            calls[name] = fp8_call
+            calls[name] = lambda: mm.scaled_mm(torch, x, w)
         elif name == "onednn":
             am, bm = a.to_mkldnn(), b.to_mkldnn()  # oneDNN's own layout, made once (as a prepacked weight)
             calls[name] = lambda am=am, bm=bm: torch._C._nn.mkldnn_linear(am, bm)
@@ -196,50 +170,11 @@ def choose_implementations(torch: Any, rt: td.Runtime, dtype: str, requested: li
     return gm.select_implementations(available, requested)
 
 
-def _rows64(torch: Any, operand: Operand, index: Any) -> Any:
-    """The chosen rows of an operand in float64 on the CPU, scale applied (fp8)."""
-    tensor, scale = operand
-    idx = index.to(tensor.device)
-    if scale is None:
-        return tensor.index_select(0, idx).to("cpu", torch.float64)
-    # fp8: gather the raw bytes (indexing float8 is not implemented everywhere), then convert exactly
-    rows = tensor.view(torch.uint8).index_select(0, idx).view(tensor.dtype).to(torch.float32)
-    return rows.to("cpu", torch.float64) * float(scale)
-
-
-class Reference:
-    """The float64 reference of a random block of the output (rows and columns drawn from the seed)."""
-
-    def __init__(self, torch: Any, x: Operand, w: Operand, shape: gm.Shape, size: int, seed: int) -> None:
-        cpu_gen = torch.Generator().manual_seed(seed + 7919)
-        self.rows = torch.randperm(shape.m, generator=cpu_gen)[: min(size, shape.m)].sort().values
-        self.cols = torch.randperm(shape.n, generator=cpu_gen)[: min(size, shape.n)].sort().values
-        xb, wb = _rows64(torch, x, self.rows), _rows64(torch, w, self.cols)
-        self.ref = (xb @ wb.T).numpy()
-        self.scale = ((xb * xb) @ (wb * wb).T).sqrt().numpy()
-        self.shape = shape
-
-    def verify(
-        self, torch: Any, out: Any, dtype: str, implementation: str | None
-    ) -> tuple[dict[str, Any], str | None]:
-        """The output's block against the reference: (check details, sanity reason or None)."""
-        if getattr(out, "is_mkldnn", False):
-            out = out.to_dense()
-        rows, cols = self.rows.to(out.device), self.cols.to(out.device)
-        block = out.index_select(0, rows).index_select(1, cols).to("cpu", torch.float64)
-        result = gm.block_errors(block.numpy(), self.ref, self.scale, gm.TOLERANCES[dtype])
-        result["block"] = [len(self.rows), len(self.cols)]
-        reason = gm.block_verdict(
-            dtype, self.shape, result, self.rows.tolist(), self.cols.tolist(), implementation
-        )
-        return result, reason
-
-
 def measure_case(
     torch: Any,
     rt: td.Runtime,
     dtype: str,
-    shape: gm.Shape,
+    shape: mm.Shape,
     *,
     repeats: int,
     warmup: int,
@@ -257,7 +192,7 @@ def measure_case(
 
     names = implementations if implementations is not None else choose_implementations(torch, rt, dtype, [])
     gen = torch.Generator(device=rt.device).manual_seed(seed)
-    x, w = _operands(torch, rt.device, dtype, shape, gen)
+    x, w = mm.operands(torch, rt.device, dtype, shape, gen)
     calls = _calls(torch, names, x, w)
     precision: dict[str, Any] = {}
     ctx: Any = nullcontext(precision)
@@ -269,18 +204,18 @@ def measure_case(
             calls, rt.clock, warmup=warmup, repeats=repeats, flush=flush, warmup_s=warmup_s
         )
         precision = dict(used)
-        reference = Reference(torch, x, w, shape, check_size, seed)
+        reference = mm.Reference(torch, x, w, shape, check_size, seed)
         several = len(names) > 1
         checks = {n: reference.verify(torch, outs[n], dtype, n if several else None) for n in names}
     chosen = fastest(seconds, prefer=names[0])
-    tflops = {name: [gm.tflops(shape, s) for s in seconds[name]] for name in names}
+    tflops = {name: [mm.tflops(shape, s) for s in seconds[name]] for name in names}
     checked = checks[chosen][0]
     reasons = [reason for _, reason in checks.values() if reason]
     settings: dict[str, Any] = {
         "op": f"{gm.IMPLEMENTATIONS[chosen]} ({x[0].dtype})",
         "implementation": chosen,
         "shape": shape.as_dict(),
-        "flops_per_call": gm.gemm_flops(shape),
+        "flops_per_call": mm.gemm_flops(shape),
         "check": checked,
     }
     if several:
@@ -291,33 +226,16 @@ def measure_case(
     return Case(shape, tflops[chosen], checked, "; ".join(reasons) or None, settings)
 
 
-def _shapes(params: GemmParams, rt: td.Runtime) -> list[gm.Shape]:
+def _shapes(params: GemmParams, rt: td.Runtime) -> list[mm.Shape]:
     if params.shapes:
-        return [gm.parse_shape(s) for s in params.shapes]
-    return [gm.parse_shape(gm.GPU_DEFAULT_SIZE if rt.choice.is_cuda else gm.CPU_DEFAULT_SIZE)]
+        return [mm.parse_shape(s) for s in params.shapes]
+    return [mm.parse_shape(gm.GPU_DEFAULT_SIZE if rt.choice.is_cuda else gm.CPU_DEFAULT_SIZE)]
 
 
-def _sweep(params: GemmParams, rt: td.Runtime) -> list[gm.Shape]:
+def _sweep(params: GemmParams, rt: td.Runtime) -> list[mm.Shape]:
     default = gm.GPU_SWEEP_RANGE if rt.choice.is_cuda else gm.CPU_SWEEP_RANGE
     ms, ns, ks = (gm.parse_range(getattr(params, f"sweep_{d}"), default) for d in "mnk")
     return gm.sweep_shapes(ms, ns, ks)
-
-
-def _fp8_fits(shape: gm.Shape) -> bool:
-    """torch._scaled_mm needs every dimension a multiple of 16."""
-    return shape.m % 16 == 0 and shape.n % 16 == 0 and shape.k % 16 == 0
-
-
-def unsupported_dtypes(torch: Any, rt: td.Runtime, dtypes: list[str]) -> dict[str, str]:
-    """dtype -> why it cannot run on this device (decided by torch_device.dtype_unsupported)."""
-    has_fp8 = hasattr(torch, "_scaled_mm") and hasattr(torch, "float8_e4m3fn")
-    cc = tuple(rt.info["capability"]) if rt.choice.is_cuda else None
-    out = {}
-    for d in dtypes:
-        reason = td.dtype_unsupported(d, rt.choice.kind, cc, has_fp8=has_fp8, torch_version=torch.__version__)
-        if reason:
-            out[d] = reason
-    return out
 
 
 class Gemm:
@@ -331,7 +249,7 @@ class Gemm:
     requires: ClassVar[tuple[Requirement, ...]] = (Requirement("idle_gpu"),)  # also runs on the CPU device
     expands: ClassVar[dict[str, str]] = {"gpu": "device"}
     metrics: ClassVar[tuple[str, ...]] = MetricNames(
-        (*gm.DTYPES, *(gm.sweep_metric(d) for d in gm.DTYPES), "<dtype>_<M>x<N>x<K>"),
+        (*mm.DTYPES, *(gm.sweep_metric(d) for d in mm.DTYPES), "<dtype>_<M>x<N>x<K>"),
         r"(bf16|fp16|tf32|fp32|fp8)(_sweep|_\d+x\d+x\d+)?",
     )
 
@@ -340,7 +258,7 @@ class Gemm:
         import torch
 
         rt = td.prepare(torch, params.device, ctx.inventory, params.threads)
-        skipped = unsupported_dtypes(torch, rt, params.dtypes)
+        skipped = td.unsupported_dtypes(torch, rt, params.dtypes)
         todo = [d for d in params.dtypes if d not in skipped]
         if not todo:
             raise ProbeSkip("; ".join(skipped.values()))
@@ -365,7 +283,7 @@ class Gemm:
             from hpcbench.hw import cuda_only
 
             common["cublas"] = cuda_only.reduced_precision_flags(torch)
-        unfit = [sh for sh in shapes if "fp8" in todo and not _fp8_fits(sh)]
+        unfit = [sh for sh in shapes if "fp8" in todo and not mm.fp8_fits(sh)]
         if unfit:
             common["skipped_shapes"] = {f"fp8 {sh.label}": "not a multiple of 16" for sh in unfit}
         out: list[Measurement] = []
@@ -373,7 +291,7 @@ class Gemm:
         with td.sampler(rt, params.telemetry_interval) as sampler:
             for dtype in todo:
                 for i, shape in enumerate(shapes):
-                    if dtype == "fp8" and not _fp8_fits(shape):
+                    if dtype == "fp8" and not mm.fp8_fits(shape):
                         continue  # named in common["skipped_shapes"]
                     t0 = time.monotonic()
                     case = measure_case(
@@ -404,7 +322,7 @@ class Gemm:
         torch: Any,
         rt: td.Runtime,
         dtype: str,
-        shapes: list[gm.Shape],
+        shapes: list[mm.Shape],
         params: GemmParams,
         impls: list[str],
         flush: Any,
@@ -418,7 +336,7 @@ class Gemm:
         table: list[dict[str, Any]] = []
         best: Case | None = None
         wrong: list[str] = []
-        for j, shape in enumerate(s for s in shapes if dtype != "fp8" or _fp8_fits(s)):
+        for j, shape in enumerate(s for s in shapes if dtype != "fp8" or mm.fp8_fits(s)):
             case = measure_case(
                 torch,
                 rt,

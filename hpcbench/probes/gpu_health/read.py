@@ -12,6 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from hpcbench import nvml as seam
+from hpcbench.hw import gpu_counters as gc
+from hpcbench.hw.gpu_counters import ECC_COUNTERS
 from hpcbench.hw.items import Item, missing
 
 __all__ = ["GPU_METRICS", "Item", "gpu_items", "missing"]
@@ -29,21 +31,13 @@ def _reason(r: seam.Reading, errors: list[str]) -> str:
     return r.unsupported or "no value"
 
 
-ECC_COUNTERS = (
-    ("ecc_uncorrectable_volatile", "NVML_MEMORY_ERROR_TYPE_UNCORRECTED", "NVML_VOLATILE_ECC"),
-    ("ecc_uncorrectable_aggregate", "NVML_MEMORY_ERROR_TYPE_UNCORRECTED", "NVML_AGGREGATE_ECC"),
-    ("ecc_correctable_volatile", "NVML_MEMORY_ERROR_TYPE_CORRECTED", "NVML_VOLATILE_ECC"),
-    ("ecc_correctable_aggregate", "NVML_MEMORY_ERROR_TYPE_CORRECTED", "NVML_AGGREGATE_ECC"),
-)
-
-
 def ecc_items(nvml: Any, h: Any, errors: list[str]) -> list[Item]:
     counters = tuple(c[0] for c in ECC_COUNTERS)
-    mode = seam.read(nvml, nvml.nvmlDeviceGetEccMode, h)
+    mode = gc.ecc_mode(nvml, h)
     if not mode.ok:
         return missing(("ecc_enabled", *counters), _reason(mode, errors))
-    current, pending = (int(v) for v in mode.value)
-    on = current == nvml.NVML_FEATURE_ENABLED
+    current, pending = mode.value
+    on = gc.ecc_enabled(nvml, mode.value)
     detail = f"ECC {'enabled' if on else 'disabled'}"
     if pending != current:
         detail += (
@@ -53,7 +47,7 @@ def ecc_items(nvml: Any, h: Any, errors: list[str]) -> list[Item]:
     if not on:
         return items + missing(counters, "ECC is disabled: the GPU keeps no error counts")
     for metric, etype, ctype in ECC_COUNTERS:
-        r = seam.read(nvml, nvml.nvmlDeviceGetTotalEccErrors, h, getattr(nvml, etype), getattr(nvml, ctype))
+        r = gc.ecc_count(nvml, h, etype, ctype)
         if not r.ok:
             items.append(Item(metric, not_measured=_reason(r, errors)))
             continue
@@ -76,11 +70,14 @@ def retired_pages_items(nvml: Any, h: Any, errors: list[str]) -> list[Item]:
 
 
 def remapped_rows_items(nvml: Any, h: Any, errors: list[str]) -> list[Item]:
-    r = seam.read(nvml, nvml.nvmlDeviceGetRemappedRows, h)
+    r = gc.remapped_rows(nvml, h)
     if not r.ok:
         return missing(("remapped_rows_pending", "remapped_rows_failed"), _reason(r, errors))
-    corrected, uncorrected, pending, failure = (int(v) for v in r.value)
-    rows = f"{corrected} rows remapped for correctable and {uncorrected} for uncorrectable errors"
+    pending, failure = r.value.pending, r.value.failure
+    rows = (
+        f"{r.value.correctable} rows remapped for correctable and {r.value.uncorrectable} "
+        "for uncorrectable errors"
+    )
     return [
         Item(
             "remapped_rows_pending",

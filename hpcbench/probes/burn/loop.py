@@ -1,0 +1,87 @@
+"""The burn loop: one GEMM after another for a duration, in batches, with throughput per window
+and the latest output compared with the first every ``verify_every_s``.
+
+Device-agnostic: ``step`` runs one GEMM (asynchronous on a GPU), ``settle`` waits for the device
+(``torch.cuda.synchronize``; nothing on the CPU), ``clock`` reads the time. Batches are sized to
+last about ``batch_s`` (growing at most twofold from one to the next) so that waiting for the
+device costs nothing measurable; a batch is sized not to run past the end of the run. Tests pass
+a clock of their own, so every number is pinned.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from hpcbench.probes.burn.calc import Corruption, Mismatch, Window, Windows
+
+BATCH_S = 0.1
+MAX_BATCH = 100_000
+
+
+@dataclass
+class LoopResult:
+    windows: list[Window]
+    iterations: int  # GEMMs run in the loop (the first output, iteration 0, came before it)
+    seconds: float
+    verifications: int = 0
+    corruptions: list[Corruption] = field(default_factory=list)
+
+
+def run(
+    step: Callable[[], Any],
+    verify: Callable[[Any], Mismatch],
+    *,
+    duration_s: float,
+    window_s: float,
+    verify_every_s: float,
+    flops_per_iteration: int,
+    clock: Callable[[], float] = time.monotonic,
+    settle: Callable[[], None] = lambda: None,
+    on_window: Callable[[Window], None] = lambda w: None,
+    batch_s: float = BATCH_S,
+    started: float | None = None,
+) -> LoopResult:
+    """Run ``step`` for ``duration_s`` seconds; ``verify(output)`` compares the latest output with
+    the first every ``verify_every_s`` seconds (0: after every iteration) and at the end.
+    Iterations are numbered from 1 (the reference output is iteration 0); times are seconds since
+    ``started`` (a ``clock`` reading; now when not given)."""
+    windows = Windows(window_s, flops_per_iteration)
+    result = LoopResult([], 0, 0.0)
+    reported = 0
+    batch = 1
+    last_verify = 0.0
+    t0 = clock() if started is None else started
+    t = 0.0
+    while True:
+        begin = clock()
+        out = None
+        for _ in range(batch):
+            out = step()
+        settle()
+        now = clock()
+        result.iterations += batch
+        t = now - t0
+        if windows.add(t, batch) is not None:
+            on_window(windows.closed[-1])
+            reported += 1
+        done = t >= duration_s
+        if verify_every_s == 0 or t - last_verify >= verify_every_s or done:
+            mismatch = verify(out)
+            result.verifications += 1
+            last_verify = t
+            if mismatch.differ:
+                result.corruptions.append(Corruption(t, result.iterations, mismatch))
+        if done:
+            break
+        per_iteration = max(now - begin, 1e-9) / batch
+        want = 1 if verify_every_s == 0 else int(min(batch_s, verify_every_s) / per_iteration)
+        # grow at most twofold per batch (a first GEMM that ran fast must not set a huge batch)
+        batch = max(1, min(want, 2 * batch, MAX_BATCH, int((duration_s - t) / per_iteration) + 1))
+    result.windows = windows.finish(t)
+    result.seconds = t
+    for w in result.windows[reported:]:
+        on_window(w)
+    return result

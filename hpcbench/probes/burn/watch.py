@@ -1,0 +1,156 @@
+"""What the burn watches on a GPU besides its own output: NVML telemetry sampled through the run,
+and the error counters (ECC, row remapping, PCIe replays) and XIDs of the GPU read before and after.
+
+On the CPU device (or a GPU NVML does not list) nothing is watched and the settings say why; a
+counter or log this node cannot give is *not measured* (SKIP for that metric), never a failure.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from hpcbench import nvml as seam
+from hpcbench.hw import gpu_counters as gc
+from hpcbench.hw import telemetry, xid
+from hpcbench.hw.kernel_log import boot_time, read_kernel_log
+from hpcbench.pci import normalize_bus
+from hpcbench.probes.burn import calc
+
+
+class Watch:
+    """``begin()`` before the burn, ``window(t0, t1)`` for a progress line, ``end()`` after it,
+    then ``items(t0, t1)`` and ``settings()``. ``index`` None: nothing to watch (``why_none``)."""
+
+    def __init__(
+        self,
+        index: int | None,
+        bus: str | None,
+        *,
+        interval: float,
+        kernel_log: str = "auto",
+        xid_ignore: tuple[int, ...] = (),
+        nvml: Any = None,
+        clock: Callable[[], float] = time.monotonic,
+        why_none: str = "",
+    ) -> None:
+        self.index = index
+        self.bus = normalize_bus(bus) if bus else None
+        self.kernel_log = kernel_log
+        self.xid_ignore = tuple(xid_ignore)
+        self.nvml = nvml
+        self.why_none = why_none
+        self.sampler = telemetry.Sampler(index, interval, nvml=nvml, why_none=why_none, clock=clock)
+        self.before: gc.Counters | str = why_none
+        self.after: gc.Counters | str = why_none
+        self.xids_before: list[xid.XidEvent] | str = why_none
+        self.xids_after: list[xid.XidEvent] | str = why_none
+
+    @property
+    def active(self) -> bool:
+        return self.index is not None
+
+    def begin(self) -> None:
+        if not self.active:
+            return
+        self.before = self._counters()
+        self.xids_before = self._xids()
+        self.sampler.start()
+
+    def end(self) -> None:
+        if not self.active:
+            return
+        self.sampler.take()  # the state at the very end
+        self.sampler.stop()
+        self.after = self._counters()
+        self.xids_after = self._xids()
+
+    def window(self, t0: float, t1: float) -> dict[str, float]:
+        """SM clock median, temperature and power max over a window (for its progress line)."""
+        s = self.sampler.summary(t0, t1)
+        out = {}
+        for key, field, stat in (
+            ("sm_clock_median_mhz", "sm_clock_mhz", "median"),
+            ("temperature_max_c", "temperature_c", "max"),
+            ("power_median_w", "power_w", "median"),
+        ):
+            if isinstance(s.get(field), dict):
+                out[key] = s[field][stat]
+        return out
+
+    def _counters(self) -> gc.Counters | str:
+        assert self.index is not None
+        try:
+            with seam.session(self.nvml) as nv:
+                handle = seam.read(nv, nv.nvmlDeviceGetHandleByIndex, self.index)
+                if not handle.ok:
+                    return f"NVML cannot open GPU {self.index}: {handle.error or handle.unsupported}"
+                return gc.snapshot(nv, handle.value)
+        except ImportError:
+            return "NVML unavailable: nvidia-ml-py (pynvml) is not installed"
+        except Exception as exc:  # pynvml's NVMLError subclasses
+            if not type(exc).__name__.startswith("NVMLError"):
+                raise
+            return f"NVML unavailable: {seam.error_text(exc)}"
+
+    def _xids(self) -> list[xid.XidEvent] | str:
+        if self.bus is None:
+            return "the GPU's PCI address is unknown"
+        log = read_kernel_log(self.kernel_log)
+        if log.text is None:
+            return f"kernel log not readable: {log.unsupported}"
+        return [e for e in xid.parse_kernel_log(log.text, boot_time()) if e.bus == self.bus]
+
+    def xid_item(self) -> calc.Item:
+        """``xid_new``: XIDs of this GPU logged during the burn (in the log after, not before)."""
+        if isinstance(self.xids_before, str) or isinstance(self.xids_after, str):
+            why = self.xids_before if isinstance(self.xids_before, str) else self.xids_after
+            return calc.Item("xid_new", not_measured=str(why))
+        new = list((Counter(self.xids_after) - Counter(self.xids_before)).elements())
+        counted = [e for e in new if e.code not in self.xid_ignore]
+        ignored = [e for e in new if e.code in self.xid_ignore]
+        detail = (xid.describe(counted) or "no XID") + f" on PCI {self.bus} during the burn"
+        if ignored:
+            detail += f" (not counted: {xid.describe(ignored)})"
+        return calc.Item("xid_new", float(len(counted)), detail=detail)
+
+    def items(self, t0: float, t1: float) -> list[calc.Item]:
+        """Every watched metric of the run between ``t0`` and ``t1`` (sampler clock); [] when inactive."""
+        if not self.active:
+            return []
+        tel = self.run_telemetry(t0, t1)
+        items = calc.telemetry_items(tel) if tel is not None else []
+        if tel is None:
+            why = self.sampler.summary().get("reason") or "no telemetry"
+            items = [calc.Item(m, not_measured=why) for m in (*calc.TELEMETRY_METRICS, *calc.REASON_METRICS)]
+        if isinstance(self.before, str) or isinstance(self.after, str):
+            why = self.before if isinstance(self.before, str) else self.after
+            items += [calc.Item(m, not_measured=str(why)) for m in calc.DELTA_METRICS]
+        else:
+            items += calc.delta_items(gc.deltas(self.before, self.after))
+        items.append(self.xid_item())
+        return items
+
+    def unwatched(self) -> list[calc.Item]:
+        """Every watched metric as not measured, with why (a GPU NVML does not list)."""
+        return [calc.Item(m, not_measured=self.why_none or "not watched") for m in calc.WATCH_METRICS]
+
+    def run_telemetry(self, t0: float, t1: float) -> calc.RunTelemetry | None:
+        if self.sampler.reason:
+            return None
+        return calc.run_telemetry(self.sampler.samples(), t0, t1, self.sampler.limits)
+
+    def settings(self, t0: float, t1: float) -> dict[str, Any]:
+        if not self.active:
+            return {"telemetry": telemetry.unavailable(self.why_none)}
+        tel = self.run_telemetry(t0, t1)
+        out: dict[str, Any] = {
+            "telemetry": {**self.sampler.summary(t0, t1), **(tel.as_dict() if tel else {})},
+            "counters_before": self.before if isinstance(self.before, str) else self.before.as_dict(),
+            "counters_after": self.after if isinstance(self.after, str) else self.after.as_dict(),
+            "kernel_log": self.kernel_log,
+            "xid_ignore": list(self.xid_ignore),
+        }
+        return out
