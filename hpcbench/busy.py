@@ -25,6 +25,7 @@ def job_gpus(
     params: Mapping[str, Any],
     inventory: Inventory | Mapping[str, Any],
     environ: Mapping[str, str],
+    selected: Sequence[int] | None = None,
 ) -> list[int]:
     """The GPUs a job will load (none on a node without GPUs).
 
@@ -54,7 +55,7 @@ def job_gpus(
         job = None
     if job is not None:
         return [job.local_rank]
-    return [d.index for d in devices]
+    return [d.index for d in devices if selected is None or d.index in selected]
 
 
 def busy_reason(

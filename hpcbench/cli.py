@@ -21,7 +21,7 @@ class _Parser(argparse.ArgumentParser):
         self.exit(ExitCode.USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _add_run_options(p: argparse.ArgumentParser) -> None:
+def _add_run_options(p: argparse.ArgumentParser, suite_options: bool = True) -> None:
     p.add_argument(
         "--baseline",
         metavar="FILE|NAME",
@@ -57,6 +57,28 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         "--force",
         action="store_true",
         help="run GPU-loading probes even on GPUs another process uses (default: SKIP them as busy)",
+    )
+    sel = p.add_argument_group("choosing what runs")
+    if suite_options:
+        sel.add_argument("--only", metavar="ID[,ID]", help="run only these checks of the suite")
+        sel.add_argument("--skip", metavar="ID[,ID]", help="run the suite without these checks")
+    sel.add_argument(
+        "--gpus",
+        metavar="N[,N]",
+        help="the GPUs to use (NVML indices, as hpcbench inventory lists them); default: those "
+        "CUDA_VISIBLE_DEVICES names, else all",
+    )
+    sel.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the expanded checks, subjects, parameters, timeouts, the baseline that would "
+        "match and the estimated duration; run nothing",
+    )
+    sel.add_argument(
+        "--deadline",
+        metavar="DURATION",
+        help="the whole run ends within DURATION (e.g. 10m): a check that could not finish in time is "
+        "not started, a running one is stopped in time, the record is written before it",
     )
     ops = p.add_argument_group("operations (cron, CI, monitoring)")
     ops.add_argument(
@@ -114,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run once per NUMA node, GPU or mount",
     )
     p.add_argument("--timeout", type=float, default=600.0, help="seconds before the probe is killed (600)")
-    _add_run_options(p)
+    _add_run_options(p, suite_options=False)
 
     p = sub.add_parser("baseline", help="baseline profiles")
     bsub = p.add_subparsers(dest="baseline_command", metavar="ACTION", parser_class=_Parser, required=True)

@@ -24,6 +24,7 @@ class Options:
     log_file: Path | None = None
     max_age_s: float | None = None
     max_age_text: str = ""
+    deadline_s: float | None = None
     junit: Path | None = None
     prometheus_dir: Path | None = None
 
@@ -47,6 +48,7 @@ def _writable_dir(option: str, given: str, folder: Path) -> None:
 def options(args: Any) -> Options:
     """The operations options of a command line, checked; ConfigError names the bad one."""
     max_age = getattr(args, "max_age", None)
+    deadline = getattr(args, "deadline", None)
     junit = getattr(args, "junit", None)
     prom = getattr(args, "prometheus_textfile", None)
     log = getattr(args, "log_file", None)
@@ -63,6 +65,7 @@ def options(args: Any) -> Options:
     return Options(
         log_file=Path(log) if log else None,
         max_age_s=parse_duration(max_age) if max_age is not None else None,
+        deadline_s=parse_duration(deadline, "--deadline") if deadline is not None else None,
         max_age_text=max_age or "",
         junit=Path(junit) if junit else None,
         prometheus_dir=Path(prom) if prom else None,
@@ -78,7 +81,12 @@ def name_time(name: str) -> datetime | None:
 
 
 def same_suite(record: Record, suite: dict[str, Any]) -> bool:
-    return record.suite.name == suite.get("name") and record.suite.sha256 == suite.get("sha256")
+    """Whether a record is of this suite file with the same checks chosen (--only, --skip)."""
+    return (
+        record.suite.name == suite.get("name")
+        and record.suite.sha256 == suite.get("sha256")
+        and record.suite.selection == suite.get("selection", "")
+    )
 
 
 def fresh_pass(record: Record, now: datetime, max_age_s: float) -> bool:
@@ -113,6 +121,15 @@ def newest_of_suite(host_dir: Path, suite: dict[str, Any], since: datetime) -> t
         if newest is None or order > newest[0]:
             newest = (order, path, record)
     return (newest[1], newest[2]) if newest else None
+
+
+def durations(outdir: Path, host: str, suite: dict[str, Any]) -> dict[tuple[str, str], float]:
+    """(check id, subject) -> seconds each took in this host's newest record of the suite (any
+    verdict): what --deadline and --dry-run expect a run to take."""
+    found = newest_of_suite(Path(outdir) / host, suite, datetime.min.replace(tzinfo=timezone.utc))
+    if found is None:
+        return {}
+    return {(c.id, c.subject): c.duration for c in found[1].checks if c.status == "ok"}
 
 
 def recent_pass(

@@ -112,6 +112,7 @@ class SuiteInfo:
     sha256: str = ""
     description: str = ""
     require_baseline: bool = False
+    selection: str = field(default="", metadata={"doc": "--only/--skip as given; empty: every check ran"})
 
 
 @dataclass(frozen=True)

@@ -17,20 +17,19 @@ import subprocess
 import sys
 import tempfile
 import time
-import typing
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from hpcbench import busy
-from hpcbench.inventory import gpu_absence
 from hpcbench.model import Measurement
 from hpcbench.node import Inventory, as_inventory
+from hpcbench.plan import Job, PlannedCheck, Unrunnable, estimate, make_plan
 from hpcbench.probes.base import CLEANUP_LIST, PROGRESS_FILE
 from hpcbench.probes.registry import spec_of
 from hpcbench.record import NotRun
-from hpcbench.suite import CheckSpec, Suite
+from hpcbench.suite import Suite
 from hpcbench.timeparse import utc_stamp
 
 KILL_GRACE_S = 3.0
@@ -38,14 +37,8 @@ KILL_GRACE_S = 3.0
 #: left its process group (setsid, double fork) are found by it and killed when the child ends
 JOB_TOKEN_ENV = "HPCBENCH_JOB_TOKEN"
 POLL_S = 0.05
-CONCURRENT_EXPANSIONS = ("gpu",)
-
-
-@dataclass(frozen=True)
-class Job:
-    check: CheckSpec
-    subject: str
-    params: dict[str, Any]
+#: seconds kept back from --deadline to judge the outcomes and write the record
+DEADLINE_RESERVE_S = 5.0
 
 
 @dataclass
@@ -58,57 +51,6 @@ class Outcome:
     hint: str = ""
     params: dict[str, Any] = field(default_factory=dict)
     measurements: list[Measurement] = field(default_factory=list)
-
-
-def local_mounts(inventory: Inventory | Mapping[str, Any]) -> list[str]:
-    """Writable mounts of local block devices, one per device (the shallowest of its mount points):
-    read-only mounts, loop devices and further (bind) mounts of a device are left out."""
-    chosen: dict[str, str] = {}
-    for m in as_inventory(inventory).storage.mounts:
-        device, point = m.device, m.mountpoint
-        if not device.startswith("/dev/") or device.startswith("/dev/loop") or m.read_only:
-            continue
-        if device not in chosen or point.rstrip("/").count("/") < chosen[device].rstrip("/").count("/"):
-            chosen[device] = point
-    return list(chosen.values())
-
-
-def _takes_list(probe_cls: Any, key: str) -> bool:
-    """Whether the probe's expansion parameter ``key`` is a list (then each subject is [value])."""
-    return typing.get_origin(typing.get_type_hints(probe_cls.Params).get(key)) is list
-
-
-@dataclass(frozen=True)
-class Unrunnable:
-    """Why a check has no subject to run on: ``skip`` (nothing to measure here) or ``error``."""
-
-    status: str
-    reason: str
-    hint: str = ""
-
-
-def expand(
-    check: CheckSpec, probe_cls: Any, inventory: Inventory | Mapping[str, Any]
-) -> list[Job] | Unrunnable:
-    """The jobs of a check, one per subject, or why there are none."""
-    inventory = as_inventory(inventory)
-    if check.expand == "none":
-        return [Job(check, "node", dict(check.params))]
-    key = probe_cls.expands[check.expand]
-    if check.expand == "numa":
-        subjects = [(f"numa{n.id}", n.id) for n in inventory.numa_nodes]
-    elif check.expand == "gpu":
-        subjects = [(f"gpu{d.index}", d.index) for d in inventory.gpus.devices]
-        if not subjects:
-            return Unrunnable(*gpu_absence(inventory))
-    else:  # mount: the targets the check names in a list parameter, else the local mounts
-        listed = _takes_list(probe_cls, key)
-        given = check.params.get(key) if listed else None
-        mounts = [str(m) for m in given] if given else local_mounts(inventory)
-        subjects = [(m, [m] if listed else m) for m in mounts]
-        if not subjects:
-            return Unrunnable("skip", "no local block-device mounts on this node")
-    return [Job(check, name, {**check.params, key: value}) for name, value in subjects]
 
 
 class Tail:
@@ -143,8 +85,17 @@ class Runner:
         force: bool = False,
         gpu_processes: Callable[[list[int]], dict[int, list[Any]]] | None = None,
         on_progress: Callable[[Job, str], None] | None = None,
+        gpus: Sequence[int] | None = None,
+        deadline_s: float | None = None,
+        history: Mapping[tuple[str, str], float] | None = None,
     ) -> None:
         self.inventory = as_inventory(inventory)
+        #: the GPUs this run may use (NVML indices; --gpus, CUDA_VISIBLE_DEVICES); None: all
+        self.gpus = tuple(gpus) if gpus is not None else None
+        #: seconds the whole run may take (--deadline): what cannot finish in time is not started
+        self.deadline_s = deadline_s
+        self.history = dict(history or {})
+        self._ends_at: float | None = None
         #: run probes that require an idle GPU even on a GPU another process uses
         self.force = force
         self._gpu_processes = gpu_processes
@@ -162,38 +113,40 @@ class Runner:
             _terminate_group(proc, signal.SIGTERM)
 
     def run(self, suite: Suite, probe_classes: Mapping[str, Any]) -> tuple[list[Outcome], list[NotRun]]:
-        """Run every check; returns the outcomes and the ids of checks that never started.
+        """Run every check; returns the outcomes and the checks (or subjects) that never started.
 
         ``probe_classes``: name -> ProbeSpec (a probe class is checked into one here)."""
-        probe_classes = {n: spec_of(c, n) for n, c in probe_classes.items()}
+        probes = {n: spec_of(c, n) for n, c in probe_classes.items()}
+        if self.deadline_s is not None:
+            self._ends_at = time.monotonic() + self.deadline_s - DEADLINE_RESERVE_S
         old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
         tmp = Path(tempfile.mkdtemp(prefix="hpcbench-run-"))
         outcomes: list[Outcome] = []
         not_run: list[NotRun] = []
         try:
-            plan: list[tuple[CheckSpec, list[Job] | str]] = [
-                (c, expand(c, probe_classes[c.probe], self.inventory)) for c in suite.checks
-            ]
-            total = sum(len(jobs) if isinstance(jobs, list) else 1 for _, jobs in plan)
+            planned = make_plan(suite.checks, probes, self.inventory, self.gpus)
+            total = sum(len(p.jobs) if isinstance(p.jobs, list) else 1 for p in planned)
             done = 0
-            for check, jobs in plan:
+            for p in planned:
                 if self.stopped:
-                    not_run.append(NotRun(check.id, f"not started: interrupted by {self.stopped}"))
+                    not_run.append(NotRun(p.check.id, f"not started: interrupted by {self.stopped}"))
                     continue
-                if isinstance(jobs, Unrunnable):
-                    job = Job(check, "node", dict(check.params))
-                    outcome = Outcome(job, jobs.status, utc_stamp(), reason=jobs.reason, hint=jobs.hint)
-                    done += 1
-                    self.on_finish(outcome, done, total)
-                    outcomes.append(outcome)
+                if isinstance(p.jobs, Unrunnable) or p.reuses:
+                    for outcome in self._without_child(p, outcomes):
+                        done += 1
+                        self.on_finish(outcome, done, total)
+                        outcomes.append(outcome)
                     continue
-                concurrent = probe_classes[check.probe].concurrent
-                batch = len(jobs) if check.expand in CONCURRENT_EXPANSIONS and concurrent else 1
-                for start in range(0, len(jobs), batch):
-                    group = jobs[start : start + batch]
+                for group in p.batches():
+                    late = self._too_late(p, group)
+                    if late:
+                        subjects = ", ".join(job.subject for job in group)
+                        not_run.append(NotRun(p.check.id, f"{subjects}: not started: {late}"))
+                        done += len(group)
+                        continue
                     for k, job in enumerate(group):
                         self.on_start(job, done + k + 1, total)
-                    for outcome in self._run_group(group, probe_classes[check.probe], tmp):
+                    for outcome in self._run_group(group, p.probe, tmp):
                         done += 1
                         self.on_finish(outcome, done, total)
                         outcomes.append(outcome)
@@ -205,11 +158,49 @@ class Runner:
             shutil.rmtree(tmp, ignore_errors=True)
         return outcomes, not_run
 
+    def _without_child(self, p: PlannedCheck, earlier: list[Outcome]) -> list[Outcome]:
+        """The outcomes of a check that starts no child: why it has no subject here, or the
+        measurements it takes over from the earlier check that measured the same thing."""
+        if isinstance(p.jobs, Unrunnable):
+            job = Job(p.check, "node", dict(p.check.params))
+            return [Outcome(job, p.jobs.status, utc_stamp(), reason=p.jobs.reason, hint=p.jobs.hint)]
+        assert isinstance(p.jobs, list)
+        source = [o for o in earlier if o.job.check.id == p.reuses]
+        out = []
+        for job, src in zip(p.jobs, source, strict=False):
+            note = {"reused_from": f"{p.reuses}/{src.job.subject}", "reused_why": p.why_reused}
+            ms = [replace(m, subject=job.subject, settings={**m.settings, **note}) for m in src.measurements]
+            out.append(
+                Outcome(job, src.status, src.started, 0.0, src.reason or "", src.hint, dict(src.params), ms)
+            )
+        return out
+
+    def _too_late(self, p: PlannedCheck, group: list[Job]) -> str:
+        """Why this group of jobs must not start (it could not end before the run's deadline), or ""."""
+        if self._ends_at is None:
+            return ""
+        left = self._ends_at - time.monotonic()
+        need, basis = estimate(replace(p, jobs=group), self.history)
+        if need <= left:
+            return ""
+        return (
+            f"it would not end before the run's deadline (--deadline): {need:.0f} s needed "
+            f"({basis}), {max(left, 0):.0f} s left"
+        )
+
+    def _visible_gpus(self) -> dict[str, str]:
+        """CUDA_VISIBLE_DEVICES of a child when the run's GPUs are selected: their UUIDs, so the
+        child's CUDA sees only them (torch_device maps NVML indices to ordinals by UUID)."""
+        if self.gpus is None:
+            return {}
+        uuids = [d.uuid for d in self.inventory.gpus.devices if d.index in self.gpus and d.uuid]
+        return {"CUDA_VISIBLE_DEVICES": ",".join(uuids)}
+
     def _busy(self, job: Job, probe_cls: Any) -> str | None:
         """Why the job must not run now (another process holds one of its GPUs), or None."""
         if self.force:
             return None
-        gpus = busy.job_gpus(probe_cls, job.params, self.inventory, os.environ)
+        gpus = busy.job_gpus(probe_cls, job.params, self.inventory, os.environ, self.gpus)
         if not gpus:
             return None
         if self._gpu_processes is None:
@@ -257,6 +248,7 @@ class Runner:
                         "inventory": self.inventory.as_dict(),
                         "workdir": str(workdir / "scratch"),
                         "timeout": job.check.timeout,
+                        "gpus": list(self.gpus) if self.gpus is not None else None,
                     }
                 )
             )
@@ -269,12 +261,15 @@ class Runner:
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
-                    env={**os.environ, JOB_TOKEN_ENV: token},
+                    env={**os.environ, JOB_TOKEN_ENV: token, **self._visible_gpus()},
                 )
             started = time.monotonic()
             self._running[i] = proc
             self._own_pids.add(proc.pid)
-            live[i] = (proc, started, started + job.check.timeout, workdir, utc_stamp(), token)
+            ends = started + job.check.timeout
+            if self._ends_at is not None:
+                ends = min(ends, self._ends_at)
+            live[i] = (proc, started, ends, workdir, utc_stamp(), token)
             tails[i] = Tail(workdir / "scratch" / PROGRESS_FILE)
         while live:
             for i, (proc, started, deadline, workdir, stamp, token) in list(live.items()):
@@ -289,13 +284,14 @@ class Runner:
                 elif code is None and time.monotonic() > deadline:
                     _terminate_group(proc, signal.SIGTERM)
                     _reap(proc)
-                    outcome = Outcome(
-                        job,
-                        "error",
-                        stamp,
-                        reason=f"timed out after {job.check.timeout:g} s and was killed",
-                        hint="raise the check's timeout in the suite if the node is just slow",
-                    )
+                    ran = time.monotonic() - started
+                    if ran < job.check.timeout - 1:  # cut short by the run's deadline
+                        reason = f"killed after {ran:.0f} s at the run's deadline (--deadline)"
+                        hint = "give the run a later deadline, or run fewer checks (--only, --skip)"
+                    else:
+                        reason = f"timed out after {job.check.timeout:g} s and was killed"
+                        hint = "raise the check's timeout in the suite if the node is just slow"
+                    outcome = Outcome(job, "error", stamp, reason=reason, hint=hint)
                 elif code is None:
                     continue
                 else:

@@ -12,12 +12,14 @@ import json
 import os
 import socket
 import sys
+import time
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from hpcbench import __version__, baselines, checks, config, inventory, launch, lock, ops, results
+from hpcbench import __version__, baselines, checks, config, inventory, launch, lock, ops, plan, results
 from hpcbench.errors import ConfigError, LockHeld
 from hpcbench.exitcodes import ExitCode, worst
 from hpcbench.node import Inventory
@@ -92,12 +94,31 @@ def execute(
     cfg: config.Config | None = None,
 ) -> int:
     """One run; ``on_record(record, path)`` sees the saved record (or the one --max-age reused)."""
+    began = time.monotonic()
     cfg = cfg or config.from_args(args)
+    chosen = plan.select_checks(suite.checks, getattr(args, "only", None), getattr(args, "skip", None))
+    if chosen != suite.checks:
+        selection = " ".join(
+            f"--{k} {v}"
+            for k, v in (("only", getattr(args, "only", None)), ("skip", getattr(args, "skip", None)))
+            if v
+        )
+        suite = replace(suite, checks=chosen, selection=selection)
     config.check_folders(cfg.baselines)
     outdir = _check_output_dir(cfg.output)
     opts = ops.options(args)
     inv = inventory.collect()
+    gpus = plan.select_gpus(inv, getattr(args, "gpus", None), os.environ.get("CUDA_VISIBLE_DEVICES"))
     baseline = baselines.choose(inv, args.baseline, cfg.baselines.value)
+    host = inv.hostname or socket.gethostname()
+    dry_run = getattr(args, "dry_run", False)
+    history = ops.durations(outdir, host, suite.as_dict()) if dry_run or opts.deadline_s else {}
+    if dry_run:
+        from hpcbench.report import dryrun
+
+        planned = plan.make_plan(suite.checks, probe_classes, inv, gpus)
+        dryrun.show(suite, host, planned, baseline, history, cfg, opts.deadline_s, args.format)
+        return ExitCode.OK
     run_id = uuid.uuid4().hex[:12]
     started = utc_stamp()
     # under torchrun/srun every rank runs hpcbench: local rank 0 locks the node, rank 0 reports
@@ -105,7 +126,7 @@ def execute(
     if job is not None and opts.max_age_s is not None:
         raise ConfigError("--max-age cannot be used under a distributed launch: every rank must run")
     runlog = ops.open_log(opts, suite.name) if job is None or job.reports else None
-    fresh = ops.recent_pass(outdir, inv.hostname or socket.gethostname(), suite.as_dict(), opts)
+    fresh = ops.recent_pass(outdir, host, suite.as_dict(), opts)
     if fresh is not None:  # --max-age: this suite passed recently enough here
         return ops.skipped(fresh, args, runlog, on_record)
     progress = Progress(
@@ -129,6 +150,9 @@ def execute(
             on_finish=progress.finish,
             force=getattr(args, "force", False),
             on_progress=progress.note,
+            gpus=gpus,
+            deadline_s=opts.deadline_s - (time.monotonic() - began) if opts.deadline_s else None,
+            history=history,
         )
         outcomes, not_run = runner.run(suite, probe_classes)
         record = build_record(suite, baseline, inv, run_id, started, outcomes, not_run, runner.stopped)

@@ -58,13 +58,18 @@ DEFAULT_FAIL = 0.80
 
 @dataclass(frozen=True)
 class Band:
-    """Warn and fail limits. For fractions: a ratio below them; absolute: a value beyond them."""
+    """Warn and fail limits. For fractions: a ratio below them; absolute: a value beyond them.
+    ``above`` (fractions of a baseline only): a ratio beyond it is too good to be true, WARN."""
 
     warn: float | None
     fail: float | None
+    above: float | None = None
 
     def as_dict(self) -> dict[str, float | None]:
-        return {"warn": self.warn, "fail": self.fail}
+        out = {"warn": self.warn, "fail": self.fail}
+        if self.above is not None:
+            out["above"] = self.above
+        return out
 
 
 @dataclass(frozen=True)
@@ -117,6 +122,8 @@ class Suite:
     checks: tuple[CheckSpec, ...]
     description: str = ""
     require_baseline: bool = False
+    #: the checks chosen from the file (--only/--skip), "" when all of them run
+    selection: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -125,6 +132,7 @@ class Suite:
             "sha256": self.sha256,
             "description": self.description,
             "require_baseline": self.require_baseline,
+            "selection": self.selection,
         }
 
 
@@ -187,7 +195,15 @@ class _Validator:
                     )
             if warn is not None and fail is not None and fail > warn:
                 raise self.fail(key, f"fail ({fail}) must not be above warn ({warn})", index, cid)
-        return Band(warn, fail)
+        above = self.number(value["above"], f"{key}.above", index, cid) if "above" in value else None
+        if above is not None and not 1 < above <= 100:
+            raise self.fail(
+                f"{key}.above",
+                f"expected a ratio above 1 (e.g. 1.3: 30% better than expected is suspect), got {above}",
+                index,
+                cid,
+            )
+        return Band(warn, fail, above)
 
 
 def parse(
@@ -250,7 +266,7 @@ def parse(
         ):
             raise v.fail("metrics", f"expected a list of metric names, got {metrics!r}", i, cid)
         thresholds = (
-            v.band(raw["thresholds"], "thresholds", i, cid, True)
+            v.band(raw["thresholds"], "thresholds", i, cid, True, allowed=("above",))
             if "thresholds" in raw
             else Band(DEFAULT_WARN, DEFAULT_FAIL)
         )

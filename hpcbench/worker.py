@@ -29,6 +29,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
             inventory=Inventory.from_dict(job["inventory"]),
             workdir=job["workdir"],
             timeout=job.get("timeout"),
+            gpus=tuple(job["gpus"]) if job.get("gpus") is not None else None,
         )
         measurements = probe.instance().run(params, ctx)
         return {

@@ -25,7 +25,8 @@ from hpcbench import results
 from hpcbench.baselines import Baseline, Expectation
 from hpcbench.model import Measurement
 from hpcbench.node import Inventory
-from hpcbench.runner import Job, Outcome
+from hpcbench.plan import Job
+from hpcbench.runner import Outcome
 from hpcbench.session import build_record
 from hpcbench.suite import Band, CheckSpec, Relative, Suite
 

@@ -16,11 +16,11 @@ from hpcbench import baselines, nvml
 from hpcbench import suite as suite_mod
 from hpcbench.checks import judge
 from hpcbench.model import Measurement, Verdict
+from hpcbench.plan import CONCURRENT_EXPANSIONS, Unrunnable, expand
 from hpcbench.probes import registry
 from hpcbench.probes.attention.probe import Attention
 from hpcbench.probes.base import ProbeContext, build_params
 from hpcbench.probes.gemm import probe as gemm
-from hpcbench.runner import CONCURRENT_EXPANSIONS, Unrunnable, expand
 
 GPU_SUITES = ("quick", "nightly", "acceptance", "gpu-check")
 PROFILES = {"H100": "h100-sxm", "H200": "h200", "A100": "a100-sxm-80gb", "B200": "b200"}

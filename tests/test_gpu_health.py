@@ -17,10 +17,11 @@ from hpcbench import suite as suite_mod
 from hpcbench.errors import ParamError, ProbeError, ProbeSkip
 from hpcbench.model import Evaluation, Verdict
 from hpcbench.pci import is_nvidia_gpu
+from hpcbench.plan import Job
 from hpcbench.probes.base import ProbeContext, build_params
 from hpcbench.probes.gpu_health import probe as gh
 from hpcbench.record import CheckResult
-from hpcbench.runner import Job, Outcome
+from hpcbench.runner import Outcome
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -397,8 +397,8 @@ def test_gpus_on_the_pci_bus_that_nvml_cannot_see_are_an_error_not_a_cpu_node(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A GPU node whose nvidia-ml-py is missing must not SKIP its GPU checks as a CPU node does."""
+    from hpcbench.plan import Unrunnable, expand
     from hpcbench.probes.base import Requirement
-    from hpcbench.runner import Unrunnable, expand
     from hpcbench.suite import CheckSpec
 
     root = make_root(VM, tmp_path)

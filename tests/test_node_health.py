@@ -21,11 +21,12 @@ from hpcbench.errors import ParamError
 from hpcbench.hw.kernel_log import read_kernel_log
 from hpcbench.model import Evaluation, Verdict
 from hpcbench.pci import describe_device, device_kind
+from hpcbench.plan import Job
 from hpcbench.probes.base import ProbeContext, build_params
 from hpcbench.probes.node_health import aer, edac, klog, nvme, system
 from hpcbench.probes.node_health.probe import METRICS, NodeHealth
 from hpcbench.record import CheckResult
-from hpcbench.runner import Job, Outcome
+from hpcbench.runner import Outcome
 
 ROOT = Path(__file__).resolve().parent.parent
 FIX = Path(__file__).parent / "fixtures" / "node_health"

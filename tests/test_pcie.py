@@ -21,10 +21,11 @@ from hpcbench import nvml as seam
 from hpcbench import suite as suite_mod
 from hpcbench.errors import ParamError, ProbeError
 from hpcbench.model import Verdict
+from hpcbench.plan import Job
 from hpcbench.probes.base import ProbeContext, build_params
 from hpcbench.probes.pcie import probe as pcie
 from hpcbench.probes.pcie.cuda import verify_copies
-from hpcbench.runner import Job, Outcome
+from hpcbench.runner import Outcome
 
 ROOT = Path(__file__).resolve().parent.parent
 CHECK = next(c for c in suite_mod.load(str(ROOT / "suites" / "nightly.toml")).checks if c.id == "pcie")

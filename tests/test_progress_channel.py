@@ -8,10 +8,11 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
+from hpcbench.plan import Job
 from hpcbench.probes import registry
 from hpcbench.probes.base import PROGRESS_FILE, ProbeContext, report_progress
 from hpcbench.report.progress import Progress
-from hpcbench.runner import Job, Runner, Tail
+from hpcbench.runner import Runner, Tail
 from hpcbench.suite import single_check
 
 

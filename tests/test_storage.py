@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from hpcbench.errors import ParamError, ProbeError
+from hpcbench.plan import Unrunnable, expand, local_mounts
 from hpcbench.probes.base import CLEANUP_LIST, ProbeContext, build_params, register_cleanup
 from hpcbench.probes.storage import fs as sfs
 from hpcbench.probes.storage.fio import parse_fio_json
@@ -24,7 +25,7 @@ from hpcbench.probes.storage.probe import (
     metric_names,
     profile_measurements,
 )
-from hpcbench.runner import Unrunnable, _remove_registered, expand, local_mounts
+from hpcbench.runner import _remove_registered
 from hpcbench.suite import CheckSpec
 
 FIXTURES = Path(__file__).parent / "fixtures" / "fio"

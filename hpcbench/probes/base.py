@@ -29,6 +29,8 @@ class ProbeContext:
     inventory: Inventory = field(default_factory=Inventory)
     workdir: str = ""
     timeout: float | None = None
+    #: the GPUs (NVML indices) this run may use (--gpus, CUDA_VISIBLE_DEVICES); None: all of the node's
+    gpus: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:  # the JSON form of the inventory is accepted too
         object.__setattr__(self, "inventory", as_inventory(self.inventory))

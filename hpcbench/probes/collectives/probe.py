@@ -384,7 +384,7 @@ class Collectives:
     expands: ClassVar[dict[str, str]] = {}
 
     def run(self, params: CollectivesParams, ctx: ProbeContext) -> list[Measurement]:
-        gpus = ctx.inventory.gpus.count
+        gpus = len(ctx.gpus) if ctx.gpus is not None else ctx.inventory.gpus.count
         backend = choose_backend(params.backend, gpus)
         timeout = effective_timeout(params.timeout, ctx.timeout)
         cfg = RankConfig(
