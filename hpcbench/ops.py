@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -99,9 +100,15 @@ def fresh_pass(record: Record, now: datetime, max_age_s: float) -> bool:
     return timedelta(0) <= now - started <= timedelta(seconds=max_age_s)
 
 
-def newest_of_suite(host_dir: Path, suite: dict[str, Any], since: datetime) -> tuple[Path, Record] | None:
-    """This host's newest readable record of ``suite`` that started after ``since`` (file names say
-    when; older files are not read), or None."""
+def newest_of_suite(
+    host_dir: Path,
+    suite: dict[str, Any],
+    since: datetime,
+    same: Callable[[Record, dict[str, Any]], bool] | None = None,
+) -> tuple[Path, Record] | None:
+    """This host's newest readable record of ``suite`` (``same``: the test, default same_suite) that
+    started after ``since`` (file names say when; older files are not read), or None."""
+    same = same or same_suite
     if not host_dir.is_dir():
         return None
     newest: tuple[tuple[datetime, int], Path, Record] | None = None
@@ -114,7 +121,7 @@ def newest_of_suite(host_dir: Path, suite: dict[str, Any], since: datetime) -> t
         except ConfigError:
             continue  # a bad record does not stop the run; the run writes a good one
         started = timeparse.try_time(record.started)
-        if started is None or not same_suite(record, suite):
+        if started is None or not same(record, suite):
             continue
         m = _NAME_TIME.match(path.name)
         order = (started, int(m[2] or 0) if m else 0)  # two runs in one second: name-1.json is the later
@@ -124,9 +131,10 @@ def newest_of_suite(host_dir: Path, suite: dict[str, Any], since: datetime) -> t
 
 
 def durations(outdir: Path, host: str, suite: dict[str, Any]) -> dict[tuple[str, str], float]:
-    """(check id, subject) -> seconds each took in this host's newest record of the suite (any
-    verdict): what --deadline and --dry-run expect a run to take."""
-    found = newest_of_suite(Path(outdir) / host, suite, datetime.min.replace(tzinfo=timezone.utc))
+    """(check id, subject) -> seconds each took in this host's newest record of a suite of this name
+    (any verdict, any version of the file): what --deadline and --dry-run expect a run to take."""
+    since = datetime(1970, 1, 2, tzinfo=timezone.utc)
+    found = newest_of_suite(Path(outdir) / host, suite, since, lambda r, s: r.suite.name == s.get("name"))
     if found is None:
         return {}
     return {(c.id, c.subject): c.duration for c in found[1].checks if c.status == "ok"}

@@ -142,3 +142,21 @@ class NeedsGpu(NeedsTool):
     name = "needs_gpu"
     description = "Needs a GPU (for tests)"
     requires = (Requirement("gpu"),)
+
+
+@dataclass(frozen=True)
+class GpuParams:
+    gpu: int | None = field(default=None, metadata={"help": "the GPU (NVML index) of this subject"})
+
+
+class Visible:
+    name = "visible"
+    description = "Reports the GPUs its child process was given (for tests)"
+    Params = GpuParams
+    requires: tuple[Requirement, ...] = ()
+    expands = {"gpu": "gpu"}
+
+    def run(self, params: GpuParams, ctx: ProbeContext) -> list[Measurement]:
+        settings = {"cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"), "gpus": ctx.gpus}
+        value = float(len(ctx.gpus)) if ctx.gpus is not None else -1.0
+        return [Measurement.from_samples("gpus", [value], "count", ctx.subject, settings=settings)]
