@@ -495,3 +495,37 @@ def test_judge_could_not_measure_is_error_beside_the_other_verdicts() -> None:
     bad = [meas(1.0, "aer_fatal", higher=False, settings=settings, unit="count")]
     (r,) = judge(check, [outcome("node", measurements=bad)], None, HEALTHY)
     assert r.verdict is Verdict.FAIL  # a proven failure outranks "could not measure"
+
+
+# ---------------------------------------------------------------------------
+# too good to be true: thresholds.above
+
+
+ABOVE = CheckSpec(id="membw", probe="cpu_membw", thresholds=Band(0.9, 0.8, above=1.3))
+
+
+@pytest.mark.parametrize(
+    ("ratio", "verdict"), [(1.30, Verdict.PASS), (1.31, Verdict.WARN), (0.85, Verdict.WARN), (5.0, Verdict.WARN)]
+)
+def test_band_verdict_above(ratio: float, verdict: Verdict) -> None:
+    assert band_verdict(ratio, Band(0.9, 0.8, above=1.3)) is verdict
+    assert band_verdict(5.0, Band(0.9, 0.8)) is Verdict.PASS  # no upper bound unless asked
+
+
+def test_above_the_expected_value_is_a_warning_with_the_numbers() -> None:
+    e = evaluate(meas(135.0), ABOVE, BASE, HEALTHY)
+    assert e.verdict is Verdict.WARN and e.ratio == 1.35
+    assert e.reason == (
+        "135 GB/s is above the expected 100 GB/s by 35% (limit 30%): measured from a cache, "
+        "or the baseline is wrong?"
+    )
+    assert "a cache answered" in e.hint
+
+
+def test_above_for_a_metric_where_lower_is_better() -> None:
+    """A latency 50% of the expected is a ratio of 2 in performance terms: 50% below, suspect."""
+    base = baseline({"membw": {"lat": 100.0}})
+    e = evaluate(meas(50.0, "lat", higher=False, unit="us"), ABOVE, base, HEALTHY)
+    assert e.verdict is Verdict.WARN and e.ratio == 2.0
+    assert e.reason.startswith("50 us is below the expected 100 GB/s by 50% (limit 23%)")
+    assert evaluate(meas(80.0, "lat", higher=False, unit="us"), ABOVE, base, HEALTHY).verdict is Verdict.PASS

@@ -389,3 +389,21 @@ def test_relative_with_only_a_low_warn_is_accepted(tmp_path: Path) -> None:
     assert c.relative.to == "median"
     assert c.relative.band.warn == 0.7
     assert c.relative.band.fail is None or c.relative.band.fail <= 0.7
+
+
+@pytest.mark.parametrize("above", ["1.0", "0.5", '"1.3"'])
+def test_thresholds_above_must_be_a_ratio_above_one(tmp_path: Path, above: str) -> None:
+    text = MINIMAL + f"thresholds = {{ warn = 0.9, fail = 0.8, above = {above} }}\n"
+    message, path = load_error(tmp_path, text)
+    assert_points_at(message, path, line_of(text, "thresholds"), "'thresholds.above'")
+
+
+def test_thresholds_above_is_read_and_only_in_thresholds(tmp_path: Path) -> None:
+    path = tmp_path / "s.toml"
+    path.write_text(MINIMAL + "thresholds = { warn = 0.9, fail = 0.8, above = 1.3 }\n")
+    (check,) = suite.load(str(path)).checks
+    assert check.thresholds == Band(0.9, 0.8, above=1.3)
+    assert check.as_dict()["thresholds"] == {"warn": 0.9, "fail": 0.8, "above": 1.3}
+    text = MINIMAL + 'expand = "numa"\nrelative = { to = "best", warn = 0.9, above = 1.3 }\n'
+    message, _ = load_error(tmp_path, text)
+    assert "'relative.above'" in message and "unknown key" in message
