@@ -24,14 +24,22 @@ EXPORTER = "prometheus-node-exporter"
 
 
 def test_base_units() -> None:
-    assert prometheus.family("measured", "GB/s") == ("hpcbench_measured_bytes_per_second", 1e9)
-    assert prometheus.family("expected", "TFLOPS") == ("hpcbench_expected_flops_per_second", 1e12)
-    assert prometheus.family("measured", "us") == ("hpcbench_measured_seconds", 1e-6)
-    assert prometheus.family("measured", "IOPS") == ("hpcbench_measured_io_operations_per_second", 1.0)
-    assert prometheus.family("measured", "C") == ("hpcbench_measured_celsius", 1.0)
-    assert prometheus.family("measured", "count") == ("hpcbench_measured", 1.0)
-    assert prometheus.family("measured", "GiB/s") == ("hpcbench_measured_bytes_per_second", 2.0**30)
-    assert prometheus.family("measured", "tokens/s") == ("hpcbench_measured_tokens_per_s", 1.0)
+    family = prometheus.family
+    assert family("measured", "GB/s") == ("hpcbench_measured_bytes_per_second", 1e9, False)
+    assert family("expected", "TFLOPS") == ("hpcbench_expected_flops_per_second", 1e12, False)
+    assert family("measured", "us") == ("hpcbench_measured_seconds", 1e-6, False)
+    assert family("measured", "IOPS") == ("hpcbench_measured_io_operations_per_second", 1.0, False)
+    assert family("measured", "C") == ("hpcbench_measured_celsius", 1.0, False)
+    assert family("measured", "GiB/s") == ("hpcbench_measured_bytes_per_second", 2.0**30, False)
+    assert family("measured", "Gb/s") == ("hpcbench_measured_bytes_per_second", 1e9 / 8, False)  # bits
+    assert family("measured", "MHz") == ("hpcbench_measured_hertz", 1e6, False)
+    assert family("measured", "GiB") == ("hpcbench_measured_bytes", 2.0**30, False)
+    assert family("measured", "%") == ("hpcbench_measured_ratio", 0.01, False)
+    # counts and flags in families of their own; an unknown unit is a label, never a suffix
+    assert family("measured", "count") == ("hpcbench_count", 1.0, False)
+    assert family("expected", "count") == ("hpcbench_expected_count", 1.0, False)
+    assert family("measured", "flag") == ("hpcbench_flag", 1.0, False)
+    assert family("measured", "tokens/s") == ("hpcbench_measured", 1.0, True)
     assert prometheus.file_name("probe:cpu_membw") == "hpcbench_probe_cpu_membw.prom"
 
 
@@ -146,22 +154,21 @@ def test_node_exporter_serves_the_runs_metrics(exporter: tuple[str, Path], cli: 
         return found[0]
 
     base = {"suite": "nightly", "subject": "node"}
-    assert (
-        one("hpcbench_measured_bytes_per_second", check="membw", metric="score", verdict="FAIL", **base)
-        == 40e9
-    )
+    assert one("hpcbench_measured_bytes_per_second", check="membw", metric="score", **base) == 40e9
     assert one("hpcbench_expected_bytes_per_second", check="membw", kind="baseline", **base) == 100e9
     assert one("hpcbench_performance_ratio", check="membw", metric="score", **base) == pytest.approx(0.4)
-    assert (
-        one("hpcbench_measured_flops_per_second", check="gemm", metric="bf16", verdict="PASS", **base)
-        == 80e12
-    )
+    assert one("hpcbench_measured_flops_per_second", check="gemm", metric="bf16", **base) == 80e12
     p99 = one("hpcbench_measured_seconds", check="disk", metric="randread_clat_p99", **base)
     assert p99 == pytest.approx(117.6e-6)  # the best of 120, 118.8, 117.6 us (lower is better)
     assert one("hpcbench_performance_ratio", check="disk", **base) == pytest.approx(100 / 117.6)
     assert one("hpcbench_check_verdict", check="membw", verdict="FAIL", **base) == 1.0
     assert one("hpcbench_check_verdict", check="membw", verdict="PASS", **base) == 0.0
     assert one("hpcbench_check_verdict", check="gpu", verdict="SKIP", **base) == 1.0
+    assert one("hpcbench_metric_verdict", check="membw", metric="score", verdict="FAIL", **base) == 1.0
+    value_families = ("hpcbench_measured_", "hpcbench_expected_", "hpcbench_performance_ratio")
+    for name, series in got.items():
+        if name.startswith(value_families):  # a verdict change must not make a new series
+            assert all("verdict" not in labels for labels, _ in series), name
     assert one("hpcbench_last_run_exit_code", suite="nightly") == 2.0
     assert one("hpcbench_last_run_verdict", suite="nightly", verdict="FAIL") == 1.0
     assert one("hpcbench_last_run_verdict", suite="nightly", verdict="OK") == 0.0
@@ -182,3 +189,47 @@ def test_node_exporter_serves_the_runs_metrics(exporter: tuple[str, Path], cli: 
     got = samples(scrape(url))
     suites = {lab["suite"] for lab, _ in got["hpcbench_last_run_exit_code"]}
     assert suites == {"nightly", "quick"} and got["node_textfile_scrape_error"] == [({}, 0.0)]
+
+
+def test_a_verdict_change_keeps_the_measured_series(exporter: tuple[str, Path], cli: Cli) -> None:
+    """Scraped before and after the check goes from FAIL to PASS: the value series is one series
+    whose value moved; the verdict moved in hpcbench_check_verdict."""
+    url, folder = exporter
+    write(cli.workdir / "golden.toml", BASELINE)
+    suite = '[[check]]\nid = "membw"\nprobe = "fixed"\nparams = {{ value = {v} }}\n'
+    for value, verdict in ((40.0, "FAIL"), (100.0, "PASS")):
+        write(cli.workdir / "flip.toml", 'name = "flip"\n' + suite.format(v=value))
+        done = cli(
+            "run", "flip.toml", "--baseline", "golden.toml", "--prometheus-textfile", str(folder), "-q"
+        )
+        assert done.returncode == (2 if verdict == "FAIL" else 0), done.stderr
+        got = samples(scrape(url))
+        (series,) = [
+            (lab, v) for lab, v in got["hpcbench_measured_bytes_per_second"] if lab["suite"] == "flip"
+        ]
+        assert series == (
+            {"suite": "flip", "check": "membw", "subject": "node", "metric": "score"},
+            value * 1e9,
+        )
+        verdicts = {lab["verdict"]: v for lab, v in got["hpcbench_check_verdict"] if lab["suite"] == "flip"}
+        assert verdicts[verdict] == 1.0 and sum(verdicts.values()) == 1.0
+
+
+def test_counts_and_flags_have_families_of_their_own(tmp_path: Path) -> None:
+    import records
+    from prometheus_client import generate_latest
+
+    ms = [
+        {"metric": m, "value": v, "unit": u, "higher_is_better": False, "subject": "gpu0", "samples": [v]}
+        for m, v, u in (("xid_errors", 2.0, "count"), ("ecc_enabled", 1.0, "flag"), ("rate", 3.0, "tokens/s"))
+    ]
+    rec = records.record(checks=[records.check("h", "gpu0", measurements=ms)])
+    text = generate_latest(prometheus.build_registry(rec)).decode()
+    got = samples(text)
+    assert got["hpcbench_count"] == [
+        ({"suite": "t", "check": "h", "subject": "gpu0", "metric": "xid_errors"}, 2.0)
+    ]
+    assert got["hpcbench_flag"][0][1] == 1.0
+    assert got["hpcbench_measured"] == [
+        ({"suite": "t", "check": "h", "subject": "gpu0", "metric": "rate", "unit": "tokens/s"}, 3.0)
+    ]

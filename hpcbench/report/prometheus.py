@@ -2,17 +2,23 @@
 
 ``--prometheus-textfile DIR`` writes ``DIR/hpcbench_<suite>.prom`` with prometheus_client's
 ``write_to_textfile`` (a temporary file, then a rename: the collector never reads half a file).
-Names follow Prometheus' conventions: an ``hpcbench_`` prefix and base units in the name, with
-values converted to them (GB/s -> ``_bytes_per_second``, TFLOPS -> ``_flops_per_second``, us ->
-``_seconds``, IOPS -> ``_io_operations_per_second``, C -> ``_celsius``; a count has no suffix).
+Names follow Prometheus' conventions: an ``hpcbench_`` prefix and only base units as suffixes,
+values converted to them (GB/s -> ``_bytes_per_second``, Gb/s -> ``_bytes_per_second``,
+TFLOPS -> ``_flops_per_second``, us -> ``_seconds``, IOPS -> ``_io_operations_per_second``,
+C -> ``_celsius``, MHz -> ``_hertz``, GiB -> ``_bytes``, % -> ``_ratio``).
 
-Per measurement (labels suite, check, subject, metric, verdict):
-  hpcbench_measured_<unit>      the value hpcbench judged, in base units
-Per evaluation against an expectation (labels suite, check, subject, metric, kind, verdict):
-  hpcbench_expected_<unit>      the expected value (baseline, fleet or absolute limit)
-  hpcbench_performance_ratio    measured/expected, or expected/measured when lower is better
-Per check and subject, one series per verdict (1 for the check's verdict, else 0):
-  hpcbench_check_verdict{suite, check, subject, verdict}
+Value series carry no verdict label, so a series keeps its identity when a verdict changes;
+the verdicts are series of their own, to be joined on (suite, check, subject):
+
+  hpcbench_measured_<unit>{suite, check, subject, metric}   the value hpcbench judged
+  hpcbench_count{suite, check, subject, metric}             a count (errors, events, devices)
+  hpcbench_flag{suite, check, subject, metric}              a state, 1 or 0 (ECC on, persistence)
+  hpcbench_expected_<unit>{suite, check, subject, metric, kind}   the expected value (baseline,
+                                                            the other subjects); kind says which
+  hpcbench_performance_ratio{suite, check, subject, metric, kind}  measured/expected (expected/
+                                                            measured where lower is better)
+  hpcbench_check_verdict{suite, check, subject, verdict}    1 for the check's verdict, else 0
+  hpcbench_metric_verdict{suite, check, subject, metric, verdict}  the same per judged metric
 Per run (label suite):
   hpcbench_last_run_timestamp_seconds, hpcbench_last_run_start_timestamp_seconds,
   hpcbench_last_run_duration_seconds, hpcbench_last_run_exit_code,
@@ -20,7 +26,8 @@ Per run (label suite):
   hpcbench_last_run_info{tool_version, baseline} = 1 (no run id: a label that changes every run
   would make a new series every run)
 
-Reads the record only.
+A unit hpcbench does not know becomes ``hpcbench_measured{..., unit}`` rather than a suffix
+that is no unit. Reads the record only.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from hpcbench import timeparse
-from hpcbench.model import worst_verdict
+from hpcbench.model import Verdict, worst_verdict
 from hpcbench.record import Record
 
 PREFIX = "hpcbench"
@@ -68,23 +75,35 @@ UNITS: dict[str, tuple[str, float]] = {
     "MHz": ("hertz", 1e6),
     "GHz": ("hertz", 1e9),
     "%": ("ratio", 0.01),
-    "count": ("", 1.0),
-    "": ("", 1.0),
+    "ratio": ("ratio", 1.0),
+    "b/s": ("bytes_per_second", 1 / 8),
+    "Mb/s": ("bytes_per_second", 1e6 / 8),
+    "Gb/s": ("bytes_per_second", 1e9 / 8),
+    "µs": ("seconds", 1e-6),
+    "kB": ("bytes", 1e3),
+    "KiB": ("bytes", 2.0**10),
+    "TB": ("bytes", 1e12),
+    "TiB": ("bytes", 2.0**40),
 }
+#: units of counted things: hpcbench_count, no unit suffix
+COUNTS = frozenset({"count", "", "GPUs", "errors", "events", "ports", "links", "words", "lines", "cpus"})
+#: the unit of a 1/0 state: hpcbench_flag
+FLAG = "flag"
 
 
-def base_unit(unit: str) -> tuple[str, float]:
-    """(name suffix, factor) for a probe's unit; an unknown unit becomes a snake_case suffix, factor 1."""
+def family(kind: str, unit: str) -> tuple[str, float, bool]:
+    """(metric family, factor to its unit, whether a ``unit`` label must say the unit) of a
+    ``measured`` or ``expected`` value: ``('hpcbench_measured_bytes_per_second', 1e9, False)``
+    for GB/s, ``hpcbench_count``/``hpcbench_flag`` (``hpcbench_expected_count``...) for counts and
+    flags, ``hpcbench_<kind>`` with a ``unit`` label for a unit hpcbench does not know."""
+    if unit == FLAG:
+        return (f"{PREFIX}_flag" if kind == "measured" else f"{PREFIX}_{kind}_flag"), 1.0, False
+    if unit in COUNTS:
+        return (f"{PREFIX}_count" if kind == "measured" else f"{PREFIX}_{kind}_count"), 1.0, False
     if unit in UNITS:
-        return UNITS[unit]
-    words = re.sub(r"[^a-z0-9]+", "_", unit.lower().replace("/", " per ")).strip("_")
-    return words, 1.0
-
-
-def family(kind: str, unit: str) -> tuple[str, float]:
-    """``hpcbench_<kind>_<base unit>`` and the factor, e.g. ('hpcbench_measured_bytes_per_second', 1e9)."""
-    suffix, factor = base_unit(unit)
-    return "_".join(x for x in (PREFIX, kind, suffix) if x), factor
+        suffix, factor = UNITS[unit]
+        return f"{PREFIX}_{kind}_{suffix}", factor, False
+    return f"{PREFIX}_{kind}", 1.0, True
 
 
 def _unix(text: str | None) -> float | None:
@@ -111,33 +130,34 @@ def build_registry(record: Record) -> Any:
 
     for c in record.checks:
         for m in c.measurements:
-            mine = [e.verdict for e in c.evaluations if e.metric == m.metric]
-            verdict = worst_verdict(mine).value if mine else "NOTJUDGED"
-            name, factor = family("measured", m.unit)
-            g = gauge(
-                name,
-                "Value measured by an hpcbench check, converted to base units",
-                ("check", "subject", "metric", "verdict"),
+            name, factor, labelled = family("measured", m.unit)
+            what = (
+                "count"
+                if name.endswith("_count")
+                else "state (1 or 0)"
+                if name.endswith("_flag")
+                else "value"
             )
-            g.labels(suite, c.id, c.subject, m.metric, verdict).set(m.value * factor)
+            labels = ("check", "subject", "metric", *(("unit",) if labelled else ()))
+            g = gauge(
+                name, f"The {what} an hpcbench check measured (base units; verdicts: *_verdict)", labels
+            )
+            g.labels(suite, c.id, c.subject, m.metric, *((m.unit,) if labelled else ())).set(m.value * factor)
         for e in c.evaluations:
             if e.expected is None:
                 continue
-            name, factor = family("expected", e.unit)
-            labels = (suite, c.id, c.subject, e.metric, e.kind, e.verdict.value)
-            g = gauge(
-                name,
-                "Value the hpcbench check expected (baseline, fleet median or limit), in base units",
-                ("check", "subject", "metric", "kind", "verdict"),
-            )
-            g.labels(*labels).set(e.expected * factor)
+            name, factor, labelled = family("expected", e.unit)
+            labels = ("check", "subject", "metric", "kind", *(("unit",) if labelled else ()))
+            values = (suite, c.id, c.subject, e.metric, e.kind, *((e.unit,) if labelled else ()))
+            g = gauge(name, "The value an hpcbench check expected (baseline, or the other subjects)", labels)
+            g.labels(*values).set(e.expected * factor)
             if e.ratio is not None:
                 g = gauge(
                     f"{PREFIX}_performance_ratio",
                     "Measured/expected (expected/measured where lower is better): below 1 is worse",
-                    ("check", "subject", "metric", "kind", "verdict"),
+                    ("check", "subject", "metric", "kind"),
                 )
-                g.labels(*labels).set(e.ratio)
+                g.labels(suite, c.id, c.subject, e.metric, e.kind).set(e.ratio)
         g = gauge(
             f"{PREFIX}_check_verdict",
             "1 for the verdict of an hpcbench check on a subject, 0 for the other verdicts",
@@ -145,6 +165,18 @@ def build_registry(record: Record) -> Any:
         )
         for v in VERDICTS:
             g.labels(suite, c.id, c.subject, v).set(1.0 if c.verdict.value == v else 0.0)
+        per_metric: dict[str, list[Verdict]] = {}
+        for e in c.evaluations:
+            per_metric.setdefault(e.metric, []).append(e.verdict)
+        g = gauge(
+            f"{PREFIX}_metric_verdict",
+            "1 for the verdict of one metric of an hpcbench check on a subject, 0 for the others",
+            ("check", "subject", "metric", "verdict"),
+        )
+        for metric, verdicts in per_metric.items():
+            worst = worst_verdict(verdicts).value
+            for v in VERDICTS:
+                g.labels(suite, c.id, c.subject, metric, v).set(1.0 if worst == v else 0.0)
 
     started, ended = _unix(record.started), _unix(record.ended)
     run = {

@@ -264,7 +264,7 @@ class GpuHealth:
         )
         items = [Item("nvml_errors", float(len(errors)), detail="; ".join(errors) or "no NVML error")]
         names = ", ".join(sorted({str(g.get("name")) for g in gpus})) or unavailable
-        items.append(Item("gpu_count", float(len(gpus)), "GPUs", True, f"{len(gpus)} GPU(s): {names}"))
+        items.append(Item("gpu_count", float(len(gpus)), "count", True, f"{len(gpus)} GPU(s): {names}"))
         if expected:
             items.append(self._missing_item(gpus, expected, params.expected_gpus, on_pci, unavailable))
         else:

@@ -43,7 +43,7 @@ def ecc_items(nvml: Any, h: Any, errors: list[str]) -> list[Item]:
         detail += (
             f"; {'enabled' if pending == nvml.NVML_FEATURE_ENABLED else 'disabled'} after the next reset"
         )
-    items = [Item("ecc_enabled", float(on), "", True, detail)]
+    items = [Item("ecc_enabled", float(on), "flag", True, detail)]
     if not on:
         return items + missing(counters, "ECC is disabled: the GPU keeps no error counts")
     for metric, etype, ctype in ECC_COUNTERS:
@@ -66,7 +66,7 @@ def retired_pages_items(nvml: Any, h: Any, errors: list[str]) -> list[Item]:
         return [Item("retired_pages_pending", not_measured=why)]
     pending = int(r.value) == nvml.NVML_FEATURE_ENABLED
     detail = "a page retirement is pending: reset the GPU (or reboot) to retire it" if pending else ""
-    return [Item("retired_pages_pending", float(pending), "", False, detail or "no retirement pending")]
+    return [Item("retired_pages_pending", float(pending), "flag", False, detail or "no retirement pending")]
 
 
 def remapped_rows_items(nvml: Any, h: Any, errors: list[str]) -> list[Item]:
@@ -128,8 +128,8 @@ def clock_items(nvml: Any, h: Any, errors: list[str]) -> list[Item]:
     hw = any(mask & int(getattr(nvml, a)) for a in HW_SLOWDOWN)
     sw = bool(mask & int(nvml.nvmlClocksEventReasonSwThermalSlowdown))
     return [
-        Item("hw_slowdown", float(hw), "", False, detail),
-        Item("sw_thermal_slowdown", float(sw), "", False, detail),
+        Item("hw_slowdown", float(hw), "flag", False, detail),
+        Item("sw_thermal_slowdown", float(sw), "flag", False, detail),
     ]
 
 
@@ -154,7 +154,7 @@ def power_items(nvml: Any, h: Any, errors: list[str]) -> list[Item]:
     if not default.value:
         return [Item("power_limit_ratio", not_measured="NVML reports no default power limit")]
     detail = f"enforced power limit {enforced.value / 1000:.0f} W, default {default.value / 1000:.0f} W"
-    return [Item("power_limit_ratio", enforced.value / default.value, "", True, detail)]
+    return [Item("power_limit_ratio", enforced.value / default.value, "ratio", True, detail)]
 
 
 def persistence_items(nvml: Any, h: Any, errors: list[str]) -> list[Item]:
@@ -170,7 +170,7 @@ def persistence_items(nvml: Any, h: Any, errors: list[str]) -> list[Item]:
             "(nvidia-persistenced, or nvidia-smi -pm 1)"
         )
     )
-    return [Item("persistence_mode", float(on), "", True, detail)]
+    return [Item("persistence_mode", float(on), "flag", True, detail)]
 
 
 NVLINK_COUNTERS = (
