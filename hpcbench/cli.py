@@ -37,9 +37,10 @@ def _add_run_options(p: argparse.ArgumentParser, suite_options: bool = True) -> 
     )
     p.add_argument(
         "--format",
-        choices=("table", "json"),
+        choices=("table", "json", "nagios"),
         default="table",
-        help="stdout: the verdict table, or the result record as JSON and nothing else",
+        help="stdout: the verdict table; the result record as JSON and nothing else; or one Nagios/NRPE "
+        "line with performance data (the exit code is the Nagios state)",
     )
     p.add_argument(
         "--quiet",

@@ -214,7 +214,11 @@ def skipped(fresh: tuple[Path, Record, str], args: Any, runlog: Any, on_record: 
     if on_record is not None:
         on_record(record, path)
     text = f"hpcbench {record.suite.name}: {line}"
-    if args.format == "json":
+    if args.format == "nagios":  # the monitoring system still gets its line: the last pass's
+        from hpcbench.report import nagios
+
+        print(nagios.line(record, note=line))
+    elif args.format == "json":
         print(text, file=sys.stderr)
     elif not args.quiet:
         print(text)

@@ -117,7 +117,8 @@ def execute(
         from hpcbench.report import dryrun
 
         planned = plan.make_plan(suite.checks, probe_classes, inv, gpus)
-        dryrun.show(suite, host, planned, baseline, history, cfg, opts.deadline_s, args.format)
+        fmt = "json" if args.format == "json" else "table"
+        dryrun.show(suite, host, planned, baseline, history, cfg, opts.deadline_s, fmt)
         return ExitCode.OK
     run_id = uuid.uuid4().hex[:12]
     started = utc_stamp()
@@ -168,6 +169,10 @@ def execute(
         runlog.line(ops.summary(record, path))
     if args.format == "json":
         sys.stdout.write(json.dumps(record.as_dict(), indent=1) + "\n")
+    elif args.format == "nagios":
+        from hpcbench.report import nagios
+
+        print(nagios.line(record))
     elif args.quiet:
         if record.exit_code != ExitCode.OK:
             bad = ", ".join(ops.not_ok(record)) or "see record"

@@ -4,12 +4,25 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import records
 from conftest import Cli, write
 
 from hpcbench.exitcodes import ExitCode
 from hpcbench.report import junit
+
+XSD = Path(__file__).resolve().parent / "fixtures" / "junit" / "junit.xsd"
+
+
+def assert_valid(path: Path) -> None:
+    """The file validates against the JUnit schema CI servers read (tests/fixtures/junit)."""
+    import xmlschema
+
+    schema = xmlschema.XMLSchema(str(XSD))
+    errors = [f"{e.path}: {e.reason}" for e in schema.iter_errors(str(path))]
+    assert errors == []
+
 
 SUITE = """name = "ci"
 require_baseline = false
@@ -64,13 +77,16 @@ def test_junit_cases_failures_errors_and_skips(cli: Cli) -> None:
     assert r.returncode == ExitCode.FAIL, r.stderr
     (path,) = cli.workdir.glob("results/*/*.json")
     record = json.loads(path.read_text())
+    assert_valid(cli.workdir / "out.xml")
     root = ET.parse(cli.workdir / "out.xml").getroot()
     assert root.tag == "testsuites"
     (suite,) = root.findall("testsuite")
     assert suite.get("name") == "ci" and suite.get("hostname") == record["host"]
-    assert suite.get("timestamp") == record["started"]
+    assert suite.get("timestamp") == record["started"].removesuffix("Z")  # UTC without a zone
+    assert suite.get("id") == "0" and suite.get("package") == "hpcbench"
     props = {p.get("name"): p.get("value") for p in suite.iter("property")}
     assert props["verdict"] == "FAIL" and props["exit_code"] == "2" and props["baseline"] == "golden"
+    assert props["run_id"] == record["run_id"] and props["started_utc"] == record["started"]
     cases = {(c.get("classname"), c.get("name")): c for c in suite.findall("testcase")}
     subjects = {(c["id"], c["subject"]) for c in record["checks"]}
     assert set(cases) == {(f"ci.{cid}", subject) for cid, subject in subjects}
@@ -126,3 +142,35 @@ def test_required_baseline_missing_and_checks_not_run_are_errors() -> None:
     assert cases[0].find("error").get("message") == "no baseline value, and this suite requires one"
     assert cases[1].find("error").get("message") == "not started: interrupted by SIGTERM"
     assert root.get("errors") == "2" and root.get("tests") == "2"
+
+
+def test_the_schema_catches_what_jenkins_refuses(tmp_path: Path) -> None:
+    """The schema is strict where it matters: a zoned timestamp, a text id, a missing package fail."""
+    import xmlschema
+
+    rec = records.record(checks=[records.check("bw")])
+    good = tmp_path / "good.xml"
+    junit.write(rec, good)
+    assert_valid(good)
+    schema = xmlschema.XMLSchema(str(XSD))
+    text = good.read_text()
+    for old, new in (
+        ('timestamp="2026-11-28T02:00:00"', 'timestamp="2026-11-28T02:00:00Z"'),
+        ('id="0"', 'id="r1"'),
+        (' package="hpcbench"', ""),
+    ):
+        assert old in text, old
+        bad = tmp_path / "bad.xml"
+        bad.write_text(text.replace(old, new, 1))
+        assert not schema.is_valid(str(bad)), new
+
+
+def test_required_baseline_file_is_valid(tmp_path: Path) -> None:
+    rec = records.record(
+        suite={"name": "nightly", "require_baseline": True},
+        interrupted="SIGTERM",
+        not_run=[{"id": "later", "reason": "not started: interrupted by SIGTERM"}],
+        checks=[records.check("membw", verdict="NOBASELINE"), records.check("gpu", verdict="SKIP")],
+    )
+    path = junit.write(rec, tmp_path / "j.xml")
+    assert_valid(path)

@@ -11,9 +11,11 @@ Checks that never started (an interrupted run) are errors named "not run". Reads
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from datetime import timezone
 from pathlib import Path
 from typing import Any
 
+from hpcbench import timeparse
 from hpcbench.atomic import atomic_open
 from hpcbench.model import Evaluation
 from hpcbench.record import CheckResult, Record
@@ -61,12 +63,15 @@ def to_xml(record: Record) -> ET.Element:
         root,
         "testsuite",
         name=suite,
-        hostname=record.host,
-        timestamp=record.started,
-        id=record.run_id,
+        package="hpcbench",
+        hostname=record.host or "localhost",
+        timestamp=zoneless(record.started),
+        id="0",  # the suite's index in the file, as Ant numbers them: the run id is a property
     )
     props = ET.SubElement(ts, "properties")
     for key, value in (
+        ("run_id", record.run_id),
+        ("started_utc", record.started),
         ("verdict", record.verdict),
         ("exit_code", record.exit_code),
         ("baseline", record.baseline.name if record.baseline else "none"),
@@ -109,7 +114,16 @@ def to_xml(record: Record) -> ET.Element:
         root.set(key, str(value))
     ts.set("time", f"{total_time:.3f}")
     root.set("time", f"{total_time:.3f}")
+    ET.SubElement(ts, "system-out").text = f"hpcbench {suite} on {record.host}: {record.verdict}"
+    ET.SubElement(ts, "system-err")
     return root
+
+
+def zoneless(stamp: str) -> str:
+    """A record's UTC time as JUnit readers want it: ``2026-11-28T02:00:00``, no zone, no fraction
+    (Ant's schema; Jenkins reads it as UTC)."""
+    t = timeparse.try_time(stamp)
+    return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S") if t else "1970-01-01T00:00:00"
 
 
 def write(record: Record, path: Path) -> Path:
