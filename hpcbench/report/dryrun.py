@@ -42,7 +42,7 @@ def plan_data(
             entry.update(
                 runs=False,
                 status="reuses",
-                reason=f"takes over {p.reuses}'s measurement: {p.why_reused}",
+                reason=p.why_reused,
                 subjects=[{"subject": job.subject} for job in p.jobs],
             )
         else:
