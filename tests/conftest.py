@@ -13,9 +13,24 @@ from pathlib import Path
 
 import psutil
 import pytest
+from required import ENV as REQUIRE_SERVICES
+from required import required
 
 ROOT = Path(__file__).resolve().parent.parent
 PLUGIN_SRC = ROOT / "tests" / "plugins" / "hpcbench-testprobes"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
+    """With HPCBENCH_REQUIRE_SERVICES=1 (CI) a skipped test is a failure naming why it skipped:
+    every test runs there (see tests/required.py)."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if report.skipped and required() and not hasattr(report, "wasxfail"):
+        why = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"{REQUIRE_SERVICES}=1 but the test skipped: {why}"
+    return None
 
 
 def hpcbench_exe() -> str:
