@@ -18,8 +18,9 @@ produces, and the curated list runs in minutes on two cores.
     .venv/bin/python benchmarks/mutants.py -k busbw   # those whose id contains "busbw"
     .venv/bin/python benchmarks/mutants.py --list
 
-The killed tests run in-process: CLI tests start ``hpcbench`` with a PYTHONPATH of their own and
-would import the unmutated tree, so they are not listed as killers.
+Only in-process tests can kill a mutant: tests that start the ``hpcbench`` command give it a
+PYTHONPATH of their own, so it imports the working tree, not the mutated copy. Every listed test
+file holds in-process tests of the mutated line.
 """
 
 from __future__ import annotations
