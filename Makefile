@@ -19,7 +19,7 @@ WHEELS ?= wheels
 PY_VERSION ?=
 PY := $(VENV)/bin/python
 
-.PHONY: bench test lint fidelity benchmarks install clean gpu-check wheels tools-bench tools-test
+.PHONY: bench test lint fidelity benchmarks install clean gpu-check wheels tools-bench tools-test mutants
 
 # System tools (fio, nvme-cli for bench; also iperf3, Slurm, munge, node_exporter for test).
 tools-bench:
@@ -92,6 +92,11 @@ lint: $(VENV)/.installed-test
 # measured ratios side by side, e.g. cpu_membw against a C STREAM reference.
 fidelity benchmarks: $(VENV)/.installed-test
 	$(PY) -m pytest -s -q benchmarks
+
+# Unit and factor mistakes in the reported numbers, each applied to a temporary copy of the tree
+# against the tests that must catch it (benchmarks/mutants.py); fails when one survives
+mutants: $(VENV)/.installed-test
+	$(PY) benchmarks/mutants.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .benchmarks

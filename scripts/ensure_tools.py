@@ -41,6 +41,7 @@ TOOLS = {
     "slurmd": Tool("slurmd", "slurmd", "slurm-slurmd", "the Slurm tests"),
     "scontrol": Tool("scontrol", "slurm-client", "slurm", "slurm-check and the Slurm tests"),
     "munged": Tool("munged", "munge", "munge", "the Slurm tests"),
+    "losetup": Tool("losetup", "mount", "util-linux", "the storage tests' loop device"),
     "node_exporter": Tool(
         "prometheus-node-exporter",
         "prometheus-node-exporter",
@@ -50,7 +51,17 @@ TOOLS = {
 }
 TARGETS = {
     "bench": ("fio", "nvme"),
-    "test": ("fio", "nvme", "iperf3", "slurmctld", "slurmd", "scontrol", "munged", "node_exporter"),
+    "test": (
+        "fio",
+        "nvme",
+        "iperf3",
+        "losetup",
+        "slurmctld",
+        "slurmd",
+        "scontrol",
+        "munged",
+        "node_exporter",
+    ),
 }
 
 

@@ -11,12 +11,27 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
+from required import ENV as REQUIRE_SERVICES
+from required import required
 
 ROOT = Path(__file__).resolve().parent.parent
 PLUGIN_SRC = ROOT / "tests" / "plugins" / "hpcbench-testprobes"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """With HPCBENCH_REQUIRE_SERVICES=1 (CI) a skipped test is a failure naming why it skipped:
+    every test runs there (see tests/required.py)."""
+    outcome: Any = yield
+    report = outcome.get_result()
+    if report.skipped and required() and not hasattr(report, "wasxfail"):
+        why = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"{REQUIRE_SERVICES}=1 but the test skipped: {why}"
 
 
 def hpcbench_exe() -> str:

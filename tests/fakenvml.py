@@ -1,10 +1,14 @@
-"""A fake pynvml for tests: the real module's exception classes, error codes and structs,
-with hardware values replayed from real nodes.
+"""A fake pynvml for tests: the real module's exception classes, error codes, constants and
+structs (copied from the installed pynvml when a FakeNvml is made), answering with the hardware
+values of ``nvml_models``. Those are typical and documented values of each GPU model, written by
+hand, not recordings of a node: ``nvml_models`` says where each kind of value comes from. The
+serial numbers and UUIDs below are made up in NVML's formats.
 
 Every NVML call goes through ``_check(name, index)`` so a test can make any call fail
 with a real NVML error code: ``FakeNvml(failures={("nvmlDeviceGetSerial", 1):
 pynvml.NVML_ERROR_NOT_SUPPORTED})`` (index None: every device). Extend it by adding
-the pynvml functions a probe calls, with values recorded from the real library.
+the pynvml functions a probe calls, returning the real library's types (its structs, ctypes
+arrays, ints in its units), and say in ``nvml_models`` where each new value comes from.
 
 ``model`` picks the replayed GPU model (``nvml_models.MODELS``: H100, H200, A100, B200,
 V100); ``devices={3: {...}}`` overrides values of one GPU (``nvml_models.BROKEN`` holds a
@@ -268,8 +272,8 @@ class FakeNvml(types.SimpleNamespace):
         return self._v(handle, "inforom_image")
 
     # -- telemetry of the GPU compute probes (hpcbench.hw.telemetry) ------------------------------
-    # Current clocks, power and utilization of a GPU busy with a GEMM (typical nvidia-smi dmon
-    # values): clocks at their maximum, power near the limit, full utilization. Override per GPU
+    # Current clocks, power and utilization of a GPU busy with a GEMM (typical values, not recorded):
+    # clocks at their maximum, power at 87% of the limit, full utilization. Override per GPU
     # with devices={i: {"clocks": {...}, "power_usage": mW, "utilization": (gpu %, memory %)}}.
 
     def _now(self, handle: int, key: str, default: Any) -> Any:

@@ -1,11 +1,29 @@
 """What NVML reports for the GPU models the tests replay, and broken variants of each item.
 
-Values are those NVML (``nvidia-smi -q``) reports on HGX/DGX nodes of these models and
-their datasheets: names, PCI ids, memory size, max memory clock and bus width, PCIe link,
-temperature thresholds, power limits, NVLink count, NUMA placement of the GPUs. They are
-typical values, not byte-for-byte recordings of one node. A value that is an ``Err`` makes
-the fake raise that real NVML error code (e.g. NotSupported for page retirement, which
-Ampere and later replaced with row remapping).
+**Provenance.** Every value here is a typical or documented value, written by hand; none was
+captured from a node. The probes did run on real GPUs: single-GPU H200 SXM machines (driver
+580.159.04, torch 2.11.0+cu130), whose measured throughput is in ``suites/baselines/h200.toml``
+and ``docs/probes/gpu-telemetry.md``; their NVML readings were not recorded into these models
+(the fake's default driver 570.124.06 / CUDA 12.8 and its 8-GPU HGX topology are not that
+machine's). Where each kind of value comes from:
+
+- names: the product names NVML gives these models (``nvidia-smi -L``), as public output shows them;
+- PCI device ids: the PCI ID database (0x2330 H100 SXM5 80GB, 0x20B2 A100 SXM4 80GB and 0x1DB5
+  V100 SXM2 32GB are in Debian 12's pci.ids; 0x2335 H200 and 0x2901 B200 are newer than it);
+  subsystem ids, PCI bus ids, VBIOS and InfoROM versions: plausible values in NVML's formats;
+- memory size, max memory clock and bus width: consistent with each datasheet, so that NVML's
+  peak (clock x width x 2) is the documented bandwidth: H100 3352 GB/s (3.35 TB/s), H200 4917
+  (4.8 TB/s), A100 2039 (2,039 GB/s), B200 8184 (8 TB/s), V100 898 (900 GB/s); H200's
+  150,754,820,096 B is 143,771 MiB, what nvidia-smi shows for the 141 GB part;
+- PCIe generation and width, default power limits (the datasheets' 700, 700, 400, 1000, 300 W),
+  NVLink counts (18, 18, 12, 18, 6): datasheets; temperature thresholds: typical values;
+- NUMA placement and CPU lists: the HGX/DGX reference topologies (2 sockets; DGX A100 in NPS4);
+- which fields answer NotSupported: page retirement from Ampere on (NVML's documentation: row
+  remapping replaced it); the per-link NVLink error counters on Blackwell are an assumption, not
+  checked on a B200.
+
+A value that is an ``Err`` makes the fake raise that real NVML error code (e.g. NotSupported for
+page retirement, which Ampere and later replaced with row remapping).
 
 ``BROKEN`` holds, per health item, the device overrides that break it; tests apply them to
 any model: ``FakeNvml(model="H100", devices={3: BROKEN["ecc_uncorrectable_volatile"]})``.

@@ -113,6 +113,33 @@ def test_cpu_run_records_backend_flops_and_reference_check() -> None:
         assert s["telemetry"]["source"] is None and s["skipped_cases"] == {}
 
 
+def test_reported_tflops_is_flashattentions_flops_over_seconds_over_1e12() -> None:
+    """With fixed timings each sample is FlashAttention's count (4·b·h·s²·d forward, half of it
+    causal, 3.5x for forward + backward) / seconds / 1e12, and the value is the median."""
+    from fixedclock import FixedClock
+
+    seconds = [2e-3, 1e-3, 4e-3]  # every case's three timed calls: median 2 ms
+    clock = FixedClock(seconds)
+    values = {"dtypes": ["bf16"], "head_dims": [16], "seq_lens": [32], "batch": 1, "heads": 2, "repeats": 3}
+    params = build_params(attention.Attention, {**FAST, **values})
+    ms = attention.Attention(clock=clock).run(params, ProbeContext(subject="node", inventory=INVENTORY))
+    fwd = 4 * 1 * 2 * 32**2 * 16  # 131,072 FLOPs
+    flops = {
+        "bf16_fwd_full_d16_s32": fwd,
+        "bf16_fwd_bwd_full_d16_s32": 3.5 * fwd,
+        "bf16_fwd_causal_d16_s32": fwd / 2,
+        "bf16_fwd_bwd_causal_d16_s32": 3.5 * fwd / 2,
+    }
+    assert sorted(m.metric for m in ms) == sorted(flops) and len(clock.timed) == 4 * 3
+    for m in ms:
+        assert list(m.samples) == [flops[m.metric] / t / 1e12 for t in seconds], m.metric
+        assert m.value == flops[m.metric] / 2e-3 / 1e12 and m.statistic == "median" and m.unit == "TFLOPS"
+        assert m.settings["flops_per_call"] == flops[m.metric] and m.settings["timer"] == "fixed (test)"
+    by = {m.metric: m.value for m in ms}
+    assert by["bf16_fwd_full_d16_s32"] == pytest.approx(6.5536e-5, rel=1e-12)  # by hand
+    assert by["bf16_fwd_bwd_causal_d16_s32"] == pytest.approx(1.14688e-4, rel=1e-12)
+
+
 def test_fwd_only_checks_the_output_only() -> None:
     ms = run({"dtypes": ["fp16"], "modes": ["fwd"], "causal": [True], "head_dims": [16], "seq_lens": [64]})
     (m,) = ms

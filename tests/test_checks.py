@@ -505,7 +505,8 @@ ABOVE = CheckSpec(id="membw", probe="cpu_membw", thresholds=Band(0.9, 0.8, above
 
 
 @pytest.mark.parametrize(
-    ("ratio", "verdict"), [(1.30, Verdict.PASS), (1.31, Verdict.WARN), (0.85, Verdict.WARN), (5.0, Verdict.WARN)]
+    ("ratio", "verdict"),
+    [(1.30, Verdict.PASS), (1.31, Verdict.WARN), (0.85, Verdict.WARN), (5.0, Verdict.WARN)],
 )
 def test_band_verdict_above(ratio: float, verdict: Verdict) -> None:
     assert band_verdict(ratio, Band(0.9, 0.8, above=1.3)) is verdict

@@ -204,6 +204,51 @@ def test_measurements_from_a_captured_two_rank_result() -> None:
     assert avg.value == pytest.approx(sum(r["busbw_gbs"] for r in rows) / len(rows))
 
 
+def _result(world: int, times: list[list[float]], repeats: list[list[float]]) -> dict:
+    """A rank result as run_rank returns it, with chosen times: sizes 1 MiB and 4 MiB of float32."""
+    ops = {}
+    for op in cm.OPS:
+        shapes = [cm.op_shape(op, size, 4, world) for size in (2**20, 2**22)]
+        ops[op] = {
+            "shapes": [vars(s) for s in shapes],
+            "times": times,
+            "wrong": [[0, 0] for _ in range(world)],
+            "repeats": repeats,
+        }
+    members = [{"host": f"n{r // 2}", "pid": 100 + r, "device": "cpu"} for r in range(world)]
+    return {
+        "world_size": world, "backend": "gloo", "launcher": "env", "members": members, "dtype": "float32",
+        "max_bytes": 2**22, "max_bytes_source": "parameter", "exact_check": True,
+        "torch_version": "2.13.0+cpu", "nccl_version": None, "ops": ops,
+    }  # fmt: skip
+
+
+def test_reported_busbw_is_nccl_tests_busbw_in_gbs() -> None:
+    """nccl-tests' numbers with chosen times at 4 ranks: time = mean over ranks, algbw = size / time
+    / 1e9, busbw = algbw x 2(n-1)/n for all-reduce (1.5) and x (n-1)/n for all-gather and
+    reduce-scatter (0.75); max_size is the median of the largest size's repeats, avg the mean of
+    busbw over the sizes."""
+    times = [[2e-4, 3e-4], [2e-4, 4e-4], [2e-4, 4e-4], [2e-4, 5e-4]]  # [rank][size]; means 0.2, 0.4 ms
+    repeats = [[t[1], 2e-4, 8e-4] for t in times]  # the largest size's first timing, then 2 repeats
+    ms = {m.metric: m for m in measurements(_result(4, times, repeats), "node", {})}
+    mib4 = 4 * 2**20
+    # all-reduce at 4 MiB: 4,194,304 B / 0.4 ms = 10.48576 GB/s algbw, x 1.5 = 15.72864 GB/s busbw
+    ar = ms["all_reduce_busbw_max_size"]
+    assert ar.samples == pytest.approx([mib4 / t / 1e9 * 1.5 for t in (4e-4, 2e-4, 8e-4)], rel=1e-12)
+    assert ar.value == pytest.approx(15.72864, rel=1e-12) and ar.unit == "GB/s"
+    big = ar.settings["table"][1]
+    assert big["time_us"] == pytest.approx(400.0, rel=1e-12)
+    assert big["algbw_gbs"] == pytest.approx(10.48576, rel=1e-12)
+    assert big["busbw_gbs"] == pytest.approx(15.72864, rel=1e-12)
+    assert big["slowest_rank"] == 3 and big["rank_spread"] == pytest.approx(5 / 3, rel=1e-12)
+    # avg: (1 MiB / 0.2 ms x 1.5 + 15.72864) / 2 = (7.86432 + 15.72864) / 2
+    assert ms["all_reduce_busbw_avg"].value == pytest.approx(11.79648, rel=1e-12)
+    for op in ("all_gather", "reduce_scatter"):  # same sizes and times, factor 3/4
+        assert ms[f"{op}_busbw_max_size"].value == pytest.approx(7.86432, rel=1e-12)
+        assert ms[f"{op}_busbw_avg"].value == pytest.approx(5.89824, rel=1e-12)
+        assert ms[f"{op}_busbw_max_size"].settings["bus_factor"] == 0.75
+
+
 def test_nccl_tests_style_table_from_a_record(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from hpcbench.report import collectives_table
 

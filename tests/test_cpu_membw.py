@@ -280,3 +280,56 @@ def test_import_does_not_load_torch() -> None:
     code = "import sys, hpcbench.probes.cpu_membw.probe; sys.exit('torch' in sys.modules)"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
     assert proc.returncode == 0, "importing the probe module imported torch"
+
+
+# ---------------------------------------------------------------- the reported numbers, pinned
+
+
+def test_reported_gbs_is_streams_bytes_over_seconds_over_1e9(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With fixed timings each sample is STREAM's bytes (16 B per element for copy and scale, 24 B
+    for add and triad) / seconds / 1e9, the value is the best sample of the implementation with
+    the shorter median call, and the other implementation's samples are kept the same way."""
+    from fixedclock import FixedClock
+
+    n = 100_000  # even: copy and scale also run as complex128
+    ms_ = 1e-3
+    clock = FixedClock(
+        {
+            "copy/plain": [4 * ms_, 2 * ms_, 3 * ms_],  # median 3 ms
+            "copy/complex128": [1 * ms_, 3.5 * ms_, 2.5 * ms_],  # median 2.5 ms: reported
+            "scale/plain": [2 * ms_, 2 * ms_, 5 * ms_],  # median 2 ms: reported
+            "scale/complex128": [1 * ms_, 4 * ms_, 3 * ms_],  # median 3 ms, though its best is faster
+            "add/plain": [6 * ms_, 4 * ms_, 5 * ms_],
+            "triad/plain": [8 * ms_, 6 * ms_, 7.5 * ms_],
+        }
+    )
+    real = cpu_membw.kernel_variants
+
+    def tagged(torch: object, a: object, b: object, c: object) -> dict:
+        return {
+            k: {name: clock.tagged(f"{k}/{name}", fn) for name, fn in by.items()}
+            for k, by in real(torch, a, b, c).items()
+        }
+
+    monkeypatch.setattr(cpu_membw, "kernel_variants", tagged)
+    params = build_params(CpuMembw, {"array_size": n, "repeats": 3, "warmup": 2})
+    ms = {m.metric: m for m in CpuMembw(clock=clock).run(params, ProbeContext(inventory=INVENTORY))}
+    assert clock.timed.count("copy/plain") == 3  # warm-up calls are not timed
+
+    def gbs(bytes_per_element: int, seconds: list[float]) -> list[float]:
+        return [bytes_per_element * n / t / 1e9 for t in seconds]
+
+    copy, scale, add, triad = (ms[k] for k in KERNELS)
+    assert copy.settings["implementation"] == "complex128" and scale.settings["implementation"] == "plain"
+    assert list(copy.samples) == gbs(16, clock.script["copy/complex128"])
+    assert list(scale.samples) == gbs(16, clock.script["scale/plain"])
+    assert list(add.samples) == gbs(24, clock.script["add/plain"])
+    assert list(triad.samples) == gbs(24, clock.script["triad/plain"])
+    assert copy.settings["other_implementations_gbs"] == {"plain": gbs(16, clock.script["copy/plain"])}
+    assert scale.settings["other_implementations_gbs"] == {
+        "complex128": gbs(16, clock.script["scale/complex128"])
+    }
+    # the best sample, by hand: 1.6 MB in 1 ms, 1.6 MB in 2 ms, 2.4 MB in 4 ms and in 6 ms
+    assert copy.value == pytest.approx(1.6, rel=1e-12) and scale.value == pytest.approx(0.8, rel=1e-12)
+    assert add.value == pytest.approx(0.6, rel=1e-12) and triad.value == pytest.approx(0.4, rel=1e-12)
+    assert all(m.unit == "GB/s" and m.sanity is None for m in ms.values())

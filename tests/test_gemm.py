@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from conftest import Cli
+from required import unavailable
 
 from hpcbench.baselines import Baseline, Expectation
 from hpcbench.checks import evaluate
@@ -27,13 +28,16 @@ INVENTORY = {"cpu": {"model": "test cpu", "threads": 2, "llc_bytes": 4 * 2**20},
 FAST = {"device": "cpu", "repeats": 2, "warmup": 0, "warmup_s": 0.0}
 
 
-def _onednn() -> bool:
+@pytest.fixture()
+def onednn() -> None:
+    """The test needs torch's oneDNN linear: skipped without it, a failure with
+    HPCBENCH_REQUIRE_SERVICES=1 (the CPU wheels of torch on PyPI have it)."""
     import torch
 
-    return gemm.has_onednn(torch)
-
-
-needs_onednn = pytest.mark.skipif(not _onednn(), reason="this torch has no oneDNN (mkldnn) linear")
+    if not gemm.has_onednn(torch):
+        unavailable(
+            f"torch {torch.__version__} has no oneDNN (mkldnn) linear: install the CPU build from PyPI"
+        )
 
 
 def run(values: dict[str, Any], subject: str = "node") -> list:
@@ -165,7 +169,7 @@ def test_wrong_answer_sets_sanity_and_fails_apart_from_slowness(monkeypatch: pyt
     )
 
 
-@needs_onednn
+@pytest.mark.usefixtures("onednn")
 def test_a_wrong_answer_from_the_slower_implementation_still_fails(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every implementation's output is verified, not only the reported one's: a corruption in
     either names the implementation."""
@@ -178,15 +182,15 @@ def test_a_wrong_answer_from_the_slower_implementation_still_fails(monkeypatch: 
         monkeypatch.undo()
 
 
-@needs_onednn
-def test_cpu_fp32_times_torch_mm_and_onednn_and_reports_the_faster(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.usefixtures("onednn")
+def test_cpu_fp32_times_torch_mm_and_onednn_and_keeps_both() -> None:
+    """Both implementations run on the real clock (which is faster is the fixed-clock test's
+    business: with real timings the two can be within noise of each other)."""
     (m,) = run({"dtypes": ["fp32"], "shapes": ["64"], "repeats": 4})
     chosen = m.settings["implementation"]
     (other,) = m.settings["other_implementations_tflops"]
     assert {chosen, other} == {"mm", "onednn"} and len(m.settings["other_implementations_tflops"][other]) == 4
-    assert statistics.median(m.samples) >= statistics.median(
-        m.settings["other_implementations_tflops"][other]
-    )
+    assert len(m.samples) == 4 and m.value == statistics.median(m.samples)
     assert m.settings["op"].startswith(gm.IMPLEMENTATIONS[chosen]) and m.sanity is None
     # one named implementation: only it runs; bf16 has only torch.mm on the CPU
     (only,) = run({"dtypes": ["fp32"], "shapes": ["64"], "implementations": ["onednn"]})
@@ -195,32 +199,72 @@ def test_cpu_fp32_times_torch_mm_and_onednn_and_reports_the_faster(monkeypatch: 
     assert bf.settings["implementation"] == "mm" and "other_implementations_tflops" not in bf.settings
 
 
-def test_the_reported_implementation_is_the_one_with_the_faster_median(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """With one implementation made slow, the probe reports the other and keeps the slow one's samples."""
-    import time as _time
+def _fixed(monkeypatch: pytest.MonkeyPatch, seconds: dict[str | None, list[float]]) -> Any:
+    """A fixed clock for the probe, and its two implementations ``mm`` and ``onednn`` doing the same
+    real torch.mm (so neither needs oneDNN), each call tagged so that it takes its own seconds."""
+    from fixedclock import FixedClock
 
+    clock = FixedClock(seconds)
     original = gemm._calls
 
-    def slowed(torch: Any, names: list[str], x: Any, w: Any) -> Any:
-        calls = original(torch, names, x, w)
-        call = calls["mm"]
-
-        def slow() -> Any:
-            _time.sleep(0.002)
-            return call()
-
-        calls["mm"] = slow
-        calls["onednn"] = call  # the same fast work under the other name
-        return calls
+    def tagged(torch: Any, names: list[str], x: Any, w: Any) -> Any:
+        call = original(torch, ["mm"], x, w)["mm"]
+        return {name: clock.tagged(name, call) for name in names}
 
     monkeypatch.setattr(gemm, "choose_implementations", lambda torch, rt, dtype, requested: ["mm", "onednn"])
-    monkeypatch.setattr(gemm, "_calls", slowed)
-    (m,) = run({"dtypes": ["fp32"], "shapes": ["32"], "repeats": 5})
+    monkeypatch.setattr(gemm, "_calls", tagged)
+    return clock
+
+
+def run_fixed(clock: Any, values: dict[str, Any]) -> list:
+    params = build_params(gemm.Gemm, {**FAST, **values})
+    return gemm.Gemm(clock=clock).run(params, ProbeContext(subject="node", inventory=INVENTORY))
+
+
+def test_reported_tflops_is_2mnk_over_seconds_over_1e12_of_the_shorter_median_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The rule the probe implements: the implementation with the shorter median *time* is reported
+    (stats.fastest), its samples 2·m·n·k / seconds / 1e12 and its value their median. The times are
+    chosen so that the other rule, the higher median of 4 TFLOPS samples, would pick the other one:
+    mm's median time is 2.5 ms, onednn's 2.4 ms, while mm's median TFLOPS (of 1, 1, 4 and 4 ms) is
+    higher than onednn's."""
+    mm_s, onednn_s = [1e-3, 4e-3, 1e-3, 4e-3], [2.4e-3] * 4
+    clock = _fixed(monkeypatch, {"mm": mm_s, "onednn": onednn_s})
+    (m,) = run_fixed(clock, {"dtypes": ["fp32"], "shapes": ["32x48x80"], "repeats": 4, "warmup": 1})
+    flops = 2 * 32 * 48 * 80  # 245,760
+    assert clock.timed.count("mm") == clock.timed.count("onednn") == 4  # warm-up calls are not timed
     assert m.settings["implementation"] == "onednn"
+    assert list(m.samples) == [flops / t / 1e12 for t in onednn_s]
+    assert m.value == pytest.approx(245760 / 2.4e-3 / 1e12, rel=1e-12)  # 1.024e-4 TFLOPS
     slow = m.settings["other_implementations_tflops"]["mm"]
-    assert max(slow) < min(m.samples)
+    assert slow == [flops / t / 1e12 for t in mm_s]
+    assert statistics.median(slow) > m.value  # what comparing median TFLOPS would have picked
+    assert m.settings["flops_per_call"] == 245760 and m.sanity is None and m.unit == "TFLOPS"
+
+
+def test_reported_sweep_value_is_the_best_shapes_median(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sweep reports the shape with the highest median TFLOPS, and that median as its value."""
+    clock = _fixed(monkeypatch, {"mm": [1e-3, 2e-3, 3e-3], "onednn": [4e-3]})
+    ms = run_fixed(
+        clock,
+        {
+            "dtypes": ["fp32"],
+            "shapes": ["16"],
+            "repeats": 3,
+            "sweep": True,
+            "sweep_repeats": 3,
+            "sweep_m": [16, 32, 16],
+            "sweep_n": [16],
+            "sweep_k": [16],
+        },
+    )
+    sweep = ms[1]
+    assert sweep.metric == "fp32_sweep" and sweep.settings["sweep"]["best_shape"] == "32x16x16"
+    assert sweep.value == pytest.approx(2 * 32 * 16 * 16 / 2e-3 / 1e12, rel=1e-12)  # median: 2 ms
+    assert [r["median"] for r in sweep.settings["sweep"]["table"]] == [
+        float(f"{2 * m * 16 * 16 / 2e-3 / 1e12:.6g}") for m in (16, 32)
+    ]
 
 
 def test_sampled_block_misses_nothing_it_covers(monkeypatch: pytest.MonkeyPatch) -> None:

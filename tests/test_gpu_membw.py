@@ -13,6 +13,7 @@ from fakenvml import FakeNvml
 
 from hpcbench.errors import ParamError
 from hpcbench.hw.torch_device import PerfCounterClock
+from hpcbench.nvml import peak_memory_gbps
 from hpcbench.probes.base import ProbeContext, build_params
 from hpcbench.probes.gpu_membw import probe as gm
 
@@ -106,3 +107,28 @@ def test_params_are_validated() -> None:
         with pytest.raises(ParamError):
             build_params(gm.GpuMembw, bad)
     assert build_params(gm.GpuMembw, {"device": "3"}, from_text=True).device == 3
+
+
+def test_reported_gbs_is_streams_bytes_over_seconds_over_1e9() -> None:
+    """With fixed timings (copy's three calls, then triad's) every sample is the bytes read plus
+    written (2 x 4 B per element for copy, 3 x 4 B for triad) / seconds / 1e9; the value is the best."""
+    from fixedclock import FixedClock
+
+    copy_s, triad_s = [2e-3, 1.25e-3, 1.6e-3], [3e-3, 2.5e-3, 4e-3]
+    clock = FixedClock(copy_s + triad_s)
+    params = build_params(gm.GpuMembw, {"device": "cpu", "buffer_mib": 1, "repeats": 3, "warmup": 2})
+    copy, triad = gm.GpuMembw(clock=clock).run(params, ProbeContext(subject="node", inventory={}))
+    n = MIB // 4
+    assert len(clock.timed) == 6  # warm-up calls are not timed
+    assert list(copy.samples) == [2 * 4 * n / t / 1e9 for t in copy_s]
+    assert list(triad.samples) == [3 * 4 * n / t / 1e9 for t in triad_s]
+    # by hand: 2 MiB in 1.25 ms = 1.6777216 GB/s; 3 MiB in 2.5 ms = 1.2582912 GB/s
+    assert copy.value == pytest.approx(1.6777216, rel=1e-12)
+    assert triad.value == pytest.approx(1.2582912, rel=1e-12)
+    assert copy.settings["timer"] == "fixed (test)" and copy.sanity is None and triad.sanity is None
+
+
+def test_theoretical_peak_is_clock_times_bus_width_times_two_in_gbs() -> None:
+    # max memory clock (Hz) x bus width (bytes) x 2 (double data rate) / 1e9
+    assert peak_memory_gbps(3201, 6144) == pytest.approx(4916.736, rel=1e-12)  # H200: 4.8 TB/s datasheet
+    assert peak_memory_gbps(2619, 5120) == pytest.approx(3352.32, rel=1e-12)  # H100 SXM: 3.35 TB/s

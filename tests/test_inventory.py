@@ -6,7 +6,6 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 from collections import defaultdict
 from pathlib import Path
 from types import SimpleNamespace
@@ -349,18 +348,11 @@ def test_collect_on_this_machine() -> None:
         assert gpus["reason"] and gpus["devices"] == []
 
 
-def test_collect_is_fast_and_does_not_import_torch(no_gpu: FakeNvml) -> None:
-    best = min(_timed(lambda: inv.collect(nvml=no_gpu)) for _ in range(3))
-    assert best < 0.15
+def test_collect_does_not_import_torch() -> None:
+    # its speed (under 0.15 s) is measured in benchmarks/test_inventory_speed.py, not asserted here
     code = "import sys, hpcbench.inventory as i; i.collect(); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "False"
-
-
-def _timed(fn: object) -> float:
-    start = time.perf_counter()
-    fn()  # type: ignore[operator]
-    return time.perf_counter() - start
 
 
 def test_summary_lines(tmp_path: Path) -> None:

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -16,6 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import Cli, write
 from prometheus_client.parser import text_string_to_metric_families
+from required import unavailable
 
 from hpcbench.exitcodes import ExitCode
 from hpcbench.report import prometheus
@@ -54,10 +54,7 @@ def exporter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Pa
     """node_exporter with only the textfile collector, reading a fresh folder; yields (url, folder)."""
     exe = shutil.which(EXPORTER)
     if exe is None:
-        why = f"{EXPORTER} not installed (apt-get install -y {EXPORTER}; .ci/run does)"
-        if os.environ.get("HPCBENCH_REQUIRE_SERVICES"):
-            pytest.fail(f"HPCBENCH_REQUIRE_SERVICES is set but {why}")
-        pytest.skip(why)
+        unavailable(f"{EXPORTER} not installed (apt-get install -y {EXPORTER}; .ci/run does)")
     folder = tmp_path_factory.mktemp("textfile")
     port = _free_port()
     log = open(folder.parent / "node_exporter.log", "wb")  # noqa: SIM115 - closed below

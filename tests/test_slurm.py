@@ -18,6 +18,7 @@ import pytest
 import records
 import slurmcluster
 from conftest import ROOT, Cli, hpcbench_exe, write
+from required import unavailable
 
 from hpcbench.errors import ConfigError
 from hpcbench.exitcodes import ExitCode
@@ -150,18 +151,16 @@ def test_node_name_order() -> None:
 # -- against a real Slurm ----------------------------------------------------------------------
 
 
-def _unavailable() -> str | None:
+def _need_slurm() -> None:
+    """Skip without the Slurm daemons (a failure with HPCBENCH_REQUIRE_SERVICES=1)."""
     why = slurmcluster.missing()
-    if why and os.environ.get("HPCBENCH_REQUIRE_SERVICES"):
-        pytest.fail(f"HPCBENCH_REQUIRE_SERVICES is set but {why}")
-    return why
+    if why:
+        unavailable(why)
 
 
 @pytest.fixture(scope="module")
 def slurm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[slurmcluster.SlurmCluster]:
-    why = _unavailable()
-    if why:
-        pytest.skip(why)
+    _need_slurm()
     cluster = slurmcluster.start(tmp_path_factory.mktemp("slurm"))
     try:
         yield cluster
@@ -292,9 +291,7 @@ def test_health_check_program_run_by_slurmd_drains_the_failing_node(
 ) -> None:
     """slurmd itself runs examples/slurm/hpcbench-healthcheck.sh when it starts: the node ends
     drained with hpcbench's reason, before any job could land on it."""
-    why = _unavailable()
-    if why:
-        pytest.skip(why)
+    _need_slurm()
     write(cli.workdir / "health.toml", SUITE)
     fast = baseline(cli.workdir, 100.0, 500.0)
     root = tmp_path_factory.mktemp("slurm-hc")
@@ -366,9 +363,7 @@ def test_prolog_fails_the_launch_and_keeps_the_hpcbench_reason(
 ) -> None:
     """As a Prolog, a failing node drains itself with hpcbench's reason (Slurm's own "Prolog error"
     drain does not replace it) and the job goes back to the queue instead of running there."""
-    why = _unavailable()
-    if why:
-        pytest.skip(why)
+    _need_slurm()
     write(cli.workdir / "health.toml", SUITE)
     fast = baseline(cli.workdir, 100.0, 500.0)
     root = tmp_path_factory.mktemp("slurm-prolog")

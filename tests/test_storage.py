@@ -203,6 +203,46 @@ def test_measurements_from_captured_runs() -> None:
     assert got["randrw_write_clat_p99"] == mix.write.clat_us(99.0)
 
 
+def _fio_json(version: str, read: dict, write: dict | None = None) -> str:
+    """One job's output in fio's JSON layout, with chosen numbers (fields as the captures have them)."""
+    idle = {"io_bytes": 0, "bw": 0, "iops": 0.0, "runtime": 0, "total_ios": 0}
+    job = {"jobname": "t", "error": 0, "read": read, "write": write or idle, "usr_cpu": 1.0, "sys_cpu": 2.0}
+    return json.dumps({"fio version": version, "jobs": [job]})
+
+
+def test_reported_iops_bandwidth_and_latency_are_fios_in_si_units() -> None:
+    """What the user reads, from fio's own numbers: IOPS as fio reports them, GB/s = bytes/s / 1e9,
+    latency percentiles in microseconds (fio 3.x reports nanoseconds, fio < 3 microseconds; before
+    3.2 bandwidth only in KiB/s), the value the median of the repeats."""
+    pct_ns = {"50.000000": 81920, "99.000000": 203776, "99.900000": 362496}
+    new = {
+        "io_bytes": 25_000_000_000, "io_kbytes": 24_414_062, "bw_bytes": 2_500_000_000, "bw": 2_441_406,
+        "iops": 2384.185791, "runtime": 10_000, "total_ios": 23_842,
+        "clat_ns": {"min": 1000, "max": 900_000, "mean": 90_000.5, "percentile": pct_ns},
+    }  # fmt: skip
+    old = {  # fio 2.2.10: io_bytes and bw in KiB, clat in us
+        "io_bytes": 24_414_062, "bw": 2_441_406, "iops": 2384.185791, "runtime": 10_000, "total_ios": 23_842,
+        "clat": {"min": 1, "max": 900, "mean": 90.0, "percentile": {k: v / 1000 for k, v in pct_ns.items()}},
+    }  # fmt: skip
+    runs = [parse_fio_json(_fio_json("fio-3.33", new)), parse_fio_json(_fio_json("fio-2.2.10", old))]
+    seq = {m.metric: m for m in profile_measurements(PROFILES["seqread"], runs, "node", {})}
+    assert seq["seqread_bw"].samples == (2.5, 2_441_406 * 1024 / 1e9)  # 2.5 GB/s; 2.499999744 GB/s
+    assert seq["seqread_bw"].value == pytest.approx((2.5 + 2.499999744) / 2, rel=1e-12)
+    for suffix, us in (("p50", 81.92), ("p99", 203.776), ("p999", 362.496)):
+        m = seq[f"seqread_clat_{suffix}"]
+        assert m.samples == pytest.approx((us, us), rel=1e-12) and m.unit == "us" and not m.higher_is_better
+    assert runs[1].read.io_bytes == 24_414_062 * 1024 and runs[0].read.io_bytes == 25_000_000_000
+
+    rand = parse_fio_json(_fio_json("fio-3.33", {**new, "iops": 612_345.25}))
+    iops = profile_measurements(PROFILES["randread"], [rand], "node", {})[0]
+    assert (iops.metric, iops.value, iops.unit) == ("randread_iops", 612_345.25, "IOPS")
+
+    mix = parse_fio_json(_fio_json("fio-3.33", {**new, "iops": 300.5}, {**new, "iops": 100.25}))
+    got = {m.metric: m.value for m in profile_measurements(PROFILES["randrw"], [mix], "node", {})}
+    assert got["randrw_read_iops"] == 300.5 and got["randrw_write_iops"] == 100.25
+    assert got["randrw_read_clat_p99"] == pytest.approx(203.776, rel=1e-12)
+
+
 def test_missing_percentiles_are_an_error() -> None:
     run = parse_fio_json((FIXTURES / "fio-3.33-io_uring-seqwrite.json").read_text())
     with pytest.raises(ProbeError, match="no p50 completion latency"):

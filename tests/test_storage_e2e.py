@@ -24,6 +24,7 @@ from typing import Any
 import psutil
 import pytest
 from conftest import Cli, marked_processes, no_marked_processes, wait_for, write
+from required import unavailable
 
 from hpcbench.exitcodes import ExitCode
 from hpcbench.probes.storage import fs as sfs
@@ -70,14 +71,18 @@ def target(tmp_path: Path) -> Path:
 
 @contextlib.contextmanager
 def mounted(where: Path, fstype: str, options: str = "") -> Iterator[Path]:
-    """A real file system of ``fstype`` mounted at ``where`` (needs root; skips elsewhere)."""
+    """A real file system of ``fstype`` mounted at ``where`` (needs root and the mount command:
+    skipped elsewhere, a failure with HPCBENCH_REQUIRE_SERVICES=1)."""
     where.mkdir()
     argv = ["mount", "-t", fstype, *(["-o", options] if options else []), fstype, str(where)]
     if shutil.which("mount") is None:
-        pytest.skip("no mount command here")
+        unavailable("no mount command here (apt-get install mount / dnf install util-linux)")
     r = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     if r.returncode != 0:
-        pytest.skip(f"cannot mount {fstype} here ({r.stderr.strip()}); CI runs as root and can")
+        unavailable(
+            f"cannot mount {fstype} here ({r.stderr.strip()}): "
+            "run the tests as root (in a container: with CAP_SYS_ADMIN)"
+        )
     try:
         yield where
     finally:
@@ -284,12 +289,15 @@ def loop_device(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     backing = tmp_path / "disk.img"
     backing.write_bytes(os.urandom(32 * 2**20))
     if shutil.which("losetup") is None:
-        pytest.skip("no losetup command here")
+        unavailable("no losetup command here (apt-get install mount / dnf install util-linux)")
     r = subprocess.run(
         ["losetup", "--find", "--show", str(backing)], capture_output=True, text=True, timeout=60
     )
     if r.returncode != 0:
-        pytest.skip(f"no loop device here ({r.stderr.strip()}); CI runs as root and can")
+        unavailable(
+            f"no loop device here ({r.stderr.strip()}): run the tests as root with the loop module "
+            "(modprobe loop) and /dev/loop-control, or a container with --privileged"
+        )
     try:
         yield r.stdout.strip(), backing
     finally:

@@ -174,8 +174,11 @@ def test_time_calls_warms_up_for_a_time() -> None:
     def fn() -> None:
         count[0] += 1
 
-    td.time_calls(fn, TickClock(log), warmup=0, repeats=2, warmup_s=0.05)
-    assert count[0] > 2  # some untimed calls before the two timed ones
+    ticks = iter(range(100))  # a monotonic clock that advances 10 ms at each reading
+    td.time_calls(fn, TickClock(log), warmup=0, repeats=2, warmup_s=0.05, now=lambda: next(ticks) / 100)
+    # the deadline is read at 0 ms (0.05 s on); the loop's checks at 10, 20, 30, 40 ms let a call
+    # through, the one at 50 ms stops: four untimed calls, then the two timed ones
+    assert count[0] == 4 + 2
 
 
 def test_perf_counter_clock_measures_cpu_work() -> None:

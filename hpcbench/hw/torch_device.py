@@ -231,15 +231,16 @@ def time_calls(
     repeats: int,
     flush: Callable[[], None] = no_flush,
     warmup_s: float = 0.0,
+    now: Callable[[], float] = time.monotonic,
 ) -> tuple[list[float], Any]:
     """Seconds of each of ``repeats`` timed calls of ``fn``, and the last call's result.
 
     ``warmup`` untimed calls first, then more until ``warmup_s`` seconds have passed (GPU
-    clocks ramp up under load). The cache is flushed before every call, timed or not, and the
-    flush itself is outside the timed interval.
+    clocks ramp up under load; ``now`` reads the time for that). The cache is flushed before
+    every call, timed or not, and the flush itself is outside the timed interval.
     """
     seconds, results = time_alternating(
-        {"": fn}, clock, warmup=warmup, repeats=repeats, flush=flush, warmup_s=warmup_s
+        {"": fn}, clock, warmup=warmup, repeats=repeats, flush=flush, warmup_s=warmup_s, now=now
     )
     return seconds[""], results[""]
 
@@ -252,6 +253,7 @@ def time_alternating(
     repeats: int,
     flush: Callable[[], None] = no_flush,
     warmup_s: float = 0.0,
+    now: Callable[[], float] = time.monotonic,
 ) -> tuple[dict[str, list[float]], dict[str, Any]]:
     """``time_calls`` for several implementations of one operation, interleaved: in every
     iteration each runs once, in the listed order on even iterations and reversed on odd ones,
@@ -267,8 +269,8 @@ def time_alternating(
             flush()
             fns[name]()
     clock.settle()
-    deadline = time.monotonic() + warmup_s
-    while time.monotonic() < deadline:
+    deadline = now() + warmup_s
+    while now() < deadline:
         for name in names:
             flush()
             fns[name]()
@@ -297,9 +299,16 @@ class Runtime:
 
 
 def prepare(
-    torch: Any, device_param: int | str, inventory: Inventory | Mapping[str, Any], threads: int = 0
+    torch: Any,
+    device_param: int | str,
+    inventory: Inventory | Mapping[str, Any],
+    threads: int = 0,
+    clock: Clock | None = None,
 ) -> Runtime:
-    """Resolve ``device_param`` with torch, select the device, and describe it."""
+    """Resolve ``device_param`` with torch, select the device, and describe it.
+
+    ``clock`` replaces the device's own (CUDA events, ``time.perf_counter``): the seam through
+    which tests give a probe fixed timings and check the number it reports."""
     from hpcbench.hw import cuda_only
 
     available = bool(torch.cuda.is_available())
@@ -319,7 +328,7 @@ def prepare(
         return Runtime(
             choice,
             torch.device("cuda", choice.cuda_ordinal),
-            cuda_only.EventClock(torch, choice.cuda_ordinal),
+            clock or cuda_only.EventClock(torch, choice.cuda_ordinal),
             info,
             info.get("l2_cache_bytes"),
             "2 x the GPU's L2 cache (cudaDeviceProp.l2CacheSize)",
@@ -337,7 +346,7 @@ def prepare(
     return Runtime(
         choice,
         torch.device("cpu"),
-        PerfCounterClock(),
+        clock or PerfCounterClock(),
         info,
         cpu.llc_bytes,
         "2 x the CPU's last-level cache (inventory cpu.llc_bytes)",

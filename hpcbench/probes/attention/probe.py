@@ -216,11 +216,14 @@ class Attention:
         r"(bf16|fp16)_(fwd|fwd_bwd)_(full|causal)_d\d+_s\d+",
     )
 
+    def __init__(self, clock: td.Clock | None = None) -> None:
+        self.clock = clock  # None: the device's own (tests pass fixed timings)
+
     def run(self, params: AttentionParams, ctx: ProbeContext) -> list[Measurement]:
         os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
         import torch
 
-        rt = td.prepare(torch, params.device, ctx.inventory, params.threads)
+        rt = td.prepare(torch, params.device, ctx.inventory, params.threads, clock=self.clock)
         cc = tuple(rt.info["capability"]) if rt.choice.is_cuda else None
         skipped = {
             d: r for d in params.dtypes if (r := td.dtype_unsupported(d, rt.choice.kind, cc, has_fp8=True))

@@ -23,12 +23,12 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from hpcbench.errors import ProbeError
+from hpcbench.hw.torch_device import Clock, PerfCounterClock
 from hpcbench.model import Measurement
 from hpcbench.node import Inventory, as_inventory
 from hpcbench.probes.base import ProbeContext, Requirement, check
@@ -169,15 +169,21 @@ def choose_variants(times: dict[str, dict[str, list[float]]]) -> dict[str, str]:
     }
 
 
-def time_kernel(fn: Callable[[], Any]) -> float:
-    """Seconds one kernel call takes (CPU ops are synchronous)."""
-    t0 = time.perf_counter()
+def time_kernel(fn: Callable[[], Any], clock: Clock | None = None) -> float:
+    """Seconds one kernel call takes: ``time.perf_counter`` around it (CPU ops are synchronous),
+    or the marks of ``clock`` (tests pass one with fixed timings)."""
+    clock = clock or PerfCounterClock()
+    begin = clock.start()
     fn()
-    return max(time.perf_counter() - t0, 1e-9)
+    end = clock.stop()
+    return clock.seconds([(begin, end)])[0]
 
 
 def time_variants(
-    variants: dict[str, dict[str, Callable[[], Any]]], warmup: int, repeats: int
+    variants: dict[str, dict[str, Callable[[], Any]]],
+    warmup: int,
+    repeats: int,
+    clock: Clock | None = None,
 ) -> dict[str, dict[str, list[float]]]:
     """Seconds per call of every implementation of every kernel, ``repeats`` timed iterations after
     ``warmup`` untimed ones. Within an iteration a kernel's implementations run one after another
@@ -188,9 +194,11 @@ def time_variants(
         for kernel in KERNELS:
             names = list(variants[kernel])
             for name in names if iteration % 2 == 0 else names[::-1]:
-                elapsed = time_kernel(variants[kernel][name])
-                if iteration >= warmup:
-                    times[kernel][name].append(elapsed)
+                fn = variants[kernel][name]
+                if iteration < warmup:
+                    fn()
+                else:
+                    times[kernel][name].append(time_kernel(fn, clock))
     return times
 
 
@@ -235,6 +243,9 @@ class CpuMembw:
     expands: ClassVar[dict[str, str]] = {"numa": "numa_node"}
     metrics: ClassVar[tuple[str, ...]] = KERNELS
 
+    def __init__(self, clock: Clock | None = None) -> None:
+        self.clock = clock  # None: time.perf_counter (tests pass fixed timings)
+
     def run(self, params: CpuMembwParams, ctx: ProbeContext) -> list[Measurement]:
         inventory = ctx.inventory
         mem_bytes = inventory.memory.total_bytes
@@ -273,7 +284,7 @@ class CpuMembw:
             b.fill_(2.0)
             c.fill_(0.0)
             a.mul_(2.0)
-            times = time_variants(kernel_variants(torch, a, b, c), params.warmup, params.repeats)
+            times = time_variants(kernel_variants(torch, a, b, c), params.warmup, params.repeats, self.clock)
             sanity = validate_stream({"a": a, "b": b, "c": c}, params.warmup + params.repeats)
             del a, b, c
 

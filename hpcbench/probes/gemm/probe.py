@@ -253,11 +253,14 @@ class Gemm:
         r"(bf16|fp16|tf32|fp32|fp8)(_sweep|_\d+x\d+x\d+)?",
     )
 
+    def __init__(self, clock: td.Clock | None = None) -> None:
+        self.clock = clock  # None: the device's own (tests pass fixed timings)
+
     def run(self, params: GemmParams, ctx: ProbeContext) -> list[Measurement]:
         os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")  # before CUDA starts: ordinals in bus order
         import torch
 
-        rt = td.prepare(torch, params.device, ctx.inventory, params.threads)
+        rt = td.prepare(torch, params.device, ctx.inventory, params.threads, clock=self.clock)
         skipped = td.unsupported_dtypes(torch, rt, params.dtypes)
         todo = [d for d in params.dtypes if d not in skipped]
         if not todo:

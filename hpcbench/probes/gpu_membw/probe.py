@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from hpcbench import nvml as seam
-from hpcbench.hw.torch_device import check_device_param, prepare, sampler, time_calls
+from hpcbench.hw.torch_device import Clock, check_device_param, prepare, sampler, time_calls
 from hpcbench.model import Measurement
 from hpcbench.probes.base import ProbeContext, Requirement, check
 
@@ -141,13 +141,14 @@ class GpuMembw:
     expands: ClassVar[dict[str, str]] = {"gpu": "device"}
     metrics: ClassVar[tuple[str, ...]] = KERNELS
 
-    def __init__(self, nvml: Any = None) -> None:
+    def __init__(self, nvml: Any = None, clock: Clock | None = None) -> None:
         self.nvml = nvml
+        self.clock = clock  # None: the device's own (tests pass fixed timings)
 
     def run(self, params: GpuMembwParams, ctx: ProbeContext) -> list[Measurement]:
         import torch
 
-        rt = prepare(torch, params.device, ctx.inventory)
+        rt = prepare(torch, params.device, ctx.inventory, clock=self.clock)
         if rt.choice.is_cuda:
             free, _total = torch.cuda.mem_get_info(rt.device)
         else:
