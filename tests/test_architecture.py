@@ -46,7 +46,9 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     (
         "engine",
         (
+            "hpcbench.config",
             "hpcbench.suite",
+            "hpcbench.plan",
             "hpcbench.baselines",
             "hpcbench.checks",
             "hpcbench.hints",
@@ -115,7 +117,8 @@ def layer_of(module: str) -> int:
     best: tuple[int, int] | None = None  # (prefix length, layer) of the longest matching prefix
     for index, (_, prefixes) in enumerate(LAYERS):
         for prefix in prefixes:
-            matches = module == prefix or module.startswith(prefix + ".")
+            # the package itself ("hpcbench") is its __init__ alone; other entries cover their submodules
+            matches = module == prefix or (prefix != "hpcbench" and module.startswith(prefix + "."))
             if matches and (best is None or len(prefix) > best[0]):
                 best = (len(prefix), index)
     assert best is not None, f"{module} is in no layer: add it to LAYERS and docs/architecture.md"
