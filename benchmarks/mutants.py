@@ -63,6 +63,10 @@ FIO = "tests/test_fio_parse.py"
 ROBUST = "tests/test_analysis_robust.py"
 CHECKS = "tests/test_checks.py"
 STATS = "tests/test_stats.py"
+MATMUL = "tests/test_matmul.py"
+BURN = "tests/test_burn_math.py"
+MEMTEST = "tests/test_memtest.py"
+HEALTH = "tests/test_node_health.py"
 
 MUTANTS: tuple[Mutant, ...] = (
     # -- the issue's five
@@ -94,11 +98,11 @@ MUTANTS: tuple[Mutant, ...] = (
     M("gpu-peak-ddr", "hpcbench/nvml.py",
       "bus_width_bits / 8 * 2 / 1e9", "bus_width_bits / 8 / 1e9", (GPU,),
       "NVML peak bandwidth without the double data rate"),
-    M("gemm-flops-2mnk", "hpcbench/probes/gemm/calc.py",
-      "return 2 * shape.m * shape.n * shape.k", "return shape.m * shape.n * shape.k", (GEMM,),
+    M("gemm-flops-2mnk", "hpcbench/hw/matmul.py",
+      "return 2 * shape.m * shape.n * shape.k", "return shape.m * shape.n * shape.k", (GEMM, MATMUL),
       "GEMM FLOPs m*n*k instead of 2*m*n*k"),
-    M("gemm-tflops-2**40", "hpcbench/probes/gemm/calc.py",
-      "gemm_flops(shape) / seconds / 1e12", "gemm_flops(shape) / seconds / 2**40", (GEMM,),
+    M("gemm-tflops-2**40", "hpcbench/hw/matmul.py",
+      "gemm_flops(shape) / seconds / 1e12", "gemm_flops(shape) / seconds / 2**40", (GEMM, MATMUL),
       "GEMM TFLOPS with 2**40"),
     M("fastest-longest", "hpcbench/stats.py",
       "return min(medians, key=", "return max(medians, key=", (GEMM, CPU),
@@ -199,6 +203,23 @@ MUTANTS: tuple[Mutant, ...] = (
       "return max(samples) if higher_is_better else min(samples)",
       "return min(samples) if higher_is_better else max(samples)", (CPU, GPU),
       "the best sample of a higher-is-better metric taken as the smallest"),
+    # the probes that came with the burn-in issue (#14)
+    M("burn-tflops-2**40", "hpcbench/probes/burn/calc.py",
+      "return flops_per_iteration * iterations / seconds / 1e12",
+      "return flops_per_iteration * iterations / seconds / 2**40", (BURN,),
+      "burn window TFLOPS with 2**40"),
+    M("burn-stability-best", "hpcbench/probes/burn/calc.py",
+      "worst = min(after, key=lambda w: w.tflops)", "worst = max(after, key=lambda w: w.tflops)", (BURN,),
+      "burn stability from the best window instead of the worst"),
+    M("memtest-gbs-one-way", "hpcbench/probes/memtest/calc.py",
+      "return (bytes_written + bytes_read) / seconds / 1e9", "return bytes_written / seconds / 1e9",
+      (MEMTEST,), "memtest GB/s counting the writes only"),
+    M("memtest-gbs-2**30", "hpcbench/probes/memtest/calc.py",
+      "return (bytes_written + bytes_read) / seconds / 1e9", "return (bytes_written + bytes_read) / seconds / 2**30",
+      (MEMTEST,), "memtest GB/s with 2**30"),
+    M("node-health-gib-kB", "hpcbench/probes/node_health/system.py",
+      "_KIB_PER_GIB = 2**20", "_KIB_PER_GIB = 10**6", (HEALTH,),
+      "node_health memory in GB-ish (kB / 1e6) instead of GiB"),
 )  # fmt: skip
 
 
@@ -207,7 +228,7 @@ def copy_tree(dest: Path) -> None:
     for name in COPIED:
         src = ROOT / name
         if src.is_dir():
-            shutil.copytree(src, dest / name, ignore=ignore)
+            shutil.copytree(src, dest / name, ignore=ignore, symlinks=True)  # sysfs fixtures hold links
         elif src.exists():
             shutil.copy2(src, dest / name)
 
