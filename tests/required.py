@@ -29,3 +29,12 @@ def unavailable(what: str) -> NoReturn:
     if required():
         pytest.fail(f"{ENV}=1 but {what}", pytrace=False)
     pytest.skip(what)
+
+
+def need(command: str, install: str) -> None:
+    """At the start of a test that runs ``command``: skip at once with one line naming it and how
+    to install it (fail, under HPCBENCH_REQUIRE_SERVICES), never a failure after a timeout."""
+    import shutil
+
+    if shutil.which(command) is None:
+        unavailable(f"{command} not found on PATH ({install}; make test installs it as root)")

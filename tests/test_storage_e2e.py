@@ -24,7 +24,7 @@ from typing import Any
 import psutil
 import pytest
 from conftest import Cli, marked_processes, no_marked_processes, wait_for, write
-from required import unavailable
+from required import need, unavailable
 
 from hpcbench.exitcodes import ExitCode
 from hpcbench.probes.storage import fs as sfs
@@ -60,6 +60,13 @@ def leftover_dirs(target: Path) -> list[Path]:
 def probe_json(cli: Cli, *args: str, timeout: float = 300) -> tuple[int, dict[str, Any], str]:
     r = cli("probe", "storage", *args, "--format", "json", timeout=timeout)
     return r.returncode, (json.loads(r.stdout) if r.stdout.strip() else {}), r.stderr
+
+
+@pytest.fixture(autouse=True)
+def _fio(request: pytest.FixtureRequest) -> None:
+    """Every test here runs real fio, but the one that hides it on purpose."""
+    if request.node.name != "test_fio_missing_is_unknown_with_the_install_hint":
+        need("fio", "apt-get install -y fio / dnf install -y fio")
 
 
 @pytest.fixture()
