@@ -25,14 +25,20 @@ def _num(value: Any, unit: str = "") -> str:
 
 
 def rows(record: Record) -> list[list[str]]:
-    """The table's rows from a result record: one per evaluation, one per check that measured nothing."""
+    """The table's rows from a result record: one per evaluation, one per check that measured
+    nothing. Metrics of one check and subject SKIPped for the same reason share one row
+    (``nvme_media_errors, nvme_percent_used (5)``: a node without NVMe is one line, not five)."""
     out: list[list[str]] = []
     for c in record.checks:
         if not c.evaluations:
             why = "; ".join(x for x in (c.reason, c.hint) if x)
             out.append([c.id, c.subject, "-", "-", "-", "-", c.verdict.value, why])
             continue
+        skipped: dict[str, list[str]] = {}
         for e in c.evaluations:
+            if e.verdict is Verdict.SKIP and e.measured is None:
+                skipped.setdefault(e.reason, []).append(e.metric)
+                continue
             label = e.metric + (" (relative)" if e.kind == "relative" else "")
             ratio = f"{e.ratio:.2f}" if e.ratio is not None else "-"
             expected = _num(e.expected, e.unit) if e.expected is not None else "-"
@@ -42,6 +48,9 @@ def rows(record: Record) -> list[list[str]]:
             out.append(
                 [c.id, c.subject, label, _num(e.measured, e.unit), expected, ratio, e.verdict.value, why]
             )
+        for why, metrics in skipped.items():
+            label = ", ".join(metrics) + (f" ({len(metrics)})" if len(metrics) > 1 else "")
+            out.append([c.id, c.subject, label, "-", "-", "-", Verdict.SKIP.value, why])
     return out
 
 
