@@ -270,6 +270,7 @@ def cmd_run(args: argparse.Namespace, suite: Any = None) -> int:
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
+    from hpcbench import config
     from hpcbench import suite as suite_mod
     from hpcbench.probes import registry
     from hpcbench.probes.base import build_params
@@ -280,7 +281,9 @@ def cmd_probe(args: argparse.Namespace) -> int:
     params = {k: getattr(typed, k) for k in values}
     if args.expand != "none" and args.expand not in cls.expands:
         raise ConfigError(f"probe {args.name!r} cannot expand over {args.expand!r}")
-    return cmd_run(args, suite_mod.single_check(args.name, params, args.timeout, args.expand))
+    cfg = config.from_args(args)
+    rules = suite_mod.load("quick", site=cfg.suites.value)  # its limits judge the probe's counts
+    return cmd_run(args, suite_mod.single_check(args.name, params, args.timeout, args.expand, rules))
 
 
 def cmd_baseline(args: argparse.Namespace) -> int:

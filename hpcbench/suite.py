@@ -368,7 +368,25 @@ def load(
     return parse(tomlfile.read(path, "suite"), probe_classes, broken)
 
 
-def single_check(probe: str, params: dict[str, Any], timeout: float, expand: str = "none") -> Suite:
-    """The one-check suite behind ``hpcbench probe NAME``."""
+def single_check(
+    probe: str, params: dict[str, Any], timeout: float, expand: str = "none", rules: Suite | None = None
+) -> Suite:
+    """The one-check suite behind ``hpcbench probe NAME``. ``rules``: a suite (the quick suite)
+    whose first check of this probe lends its limits (thresholds with ``above``, absolute
+    limits), so that counts of errors are judged, not left without a verdict; its relative
+    comparison too where it expands over the same subjects."""
+    lender = next((c for c in rules.checks if c.probe == probe), None) if rules else None
     check = CheckSpec(id=probe, probe=probe, params=params, expand=expand, timeout=timeout)
+    if lender is not None:
+        check = CheckSpec(
+            id=probe,
+            probe=probe,
+            params=params,
+            expand=expand,
+            timeout=timeout,
+            description=f"limits of {rules.name}'s check {lender.id}" if rules else "",
+            thresholds=lender.thresholds,
+            absolute=dict(lender.absolute),
+            relative=lender.relative if lender.expand == expand and expand != "none" else None,
+        )
     return Suite(name=f"probe:{probe}", path="", sha256="", checks=(check,))

@@ -407,3 +407,21 @@ def test_thresholds_above_is_read_and_only_in_thresholds(tmp_path: Path) -> None
     text = MINIMAL + 'expand = "numa"\nrelative = { to = "best", warn = 0.9, above = 1.3 }\n'
     message, _ = load_error(tmp_path, text)
     assert "'relative.above'" in message and "unknown key" in message
+
+
+def test_a_probe_run_borrows_the_quick_suites_limits() -> None:
+    """`hpcbench probe node_health` judges its counts by the quick suite's absolute limits."""
+    quick = suite.load("quick")
+    lender = next(c for c in quick.checks if c.probe == "node_health")
+    one = suite.single_check("node_health", {"since": "1h"}, 60.0, rules=quick)
+    (check,) = one.checks
+    assert check.id == "node_health" and check.params == {"since": "1h"} and check.timeout == 60.0
+    assert check.absolute == lender.absolute and check.absolute["kernel_io_errors"] == Band(None, 0.5)
+    assert (
+        check.thresholds == lender.thresholds and check.description == "limits of quick's check node_health"
+    )
+    gemm = suite.single_check("gemm", {}, 60.0, expand="gpu", rules=quick).checks[0]
+    assert gemm.relative is not None and gemm.relative.to == "best"  # same expansion: compared too
+    assert suite.single_check("gemm", {}, 60.0, rules=quick).checks[0].relative is None
+    bare = suite.single_check("fixed", {}, 60.0, rules=quick).checks[0]  # no lender: the defaults
+    assert bare.absolute == {} and bare.thresholds == Band(0.9, 0.8)
