@@ -1,4 +1,4 @@
-"""What this node is: CPU, NUMA, memory, GPUs, disks, versions and tunables.
+"""What this node is: CPU, NUMA, memory, GPUs, disks, network ports, versions and tunables.
 
 ``collect(root)`` reads procfs/sysfs files relative to ``root`` (``/`` on a real
 node, a fake tree in tests) and returns a JSON-serialisable dict. A fact that
@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from importlib import metadata
 from typing import Any
 
-from hpcbench import __version__
+from hpcbench import __version__, nics
 from hpcbench.pci import pci_gpus
 
 #: file systems that hold no user data; never a storage subject
@@ -369,6 +369,7 @@ def collect(root: str = "/", *, nvml: Any = None) -> dict[str, Any]:
             "block_devices": _block_devices(root),
             "mounts": parse_mounts(_read(root, "proc/self/mounts") or ""),
         },
+        "network": nics.collect(root),
     }
 
 
@@ -442,6 +443,7 @@ def summary_lines(inv: dict[str, Any]) -> list[str]:
         )
     for mount in storage.get("mounts", []):
         lines.append(f"Mount: {mount['mountpoint']} {mount['fstype']} on {mount['device']}")
+    lines += nics.summary_lines(inv.get("network") or {})
     versions = inv.get("versions") or {}
     lines.append("Versions: " + ", ".join(f"{k} {v or 'n/a'}" for k, v in versions.items()))
     return lines

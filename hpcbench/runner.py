@@ -99,6 +99,10 @@ def expand(check: CheckSpec, probe_cls: Any, inventory: dict[str, Any]) -> list[
         subjects = [(f"gpu{d['index']}", d["index"]) for d in devices]
         if not subjects:
             return Unrunnable(*gpu_absence(inventory))
+    elif check.expand == "nic":  # every RDMA port and physical Ethernet interface (hpcbench.nics)
+        subjects = [(n, n) for n in (inventory.get("network") or {}).get("nics") or []]
+        if not subjects:
+            return Unrunnable("skip", "no RDMA port and no physical Ethernet interface on this node")
     else:  # mount: the targets the check names in a list parameter, else the local mounts
         listed = _takes_list(probe_cls, key)
         given = check.params.get(key) if listed else None

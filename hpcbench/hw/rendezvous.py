@@ -1,9 +1,10 @@
-"""Rendezvous of the collectives ranks: who joined, who is alive, who is behind.
+"""Rendezvous of the ranks of a distributed launch: who joined, who is alive, who is behind.
 
+Shared by the probes whose ranks meet across nodes (collectives, the network probe's pairs).
 Every rank connects to one TCPStore (hosted by rank 0, or by torchrun's agent
-when ``TORCHELASTIC_USE_AGENT_STORE=True``), takes a fresh key namespace (a
-per-rank invocation counter, so the checks of one torchrun job never see each
-other's keys), announces itself and waits for the others until the timeout:
+when ``TORCHELASTIC_USE_AGENT_STORE=True``), takes a fresh key namespace under
+``hpcbench/<name>/`` (a per-rank invocation counter, so the checks of one torchrun job never
+see each other's keys), announces itself and waits for the others until the timeout:
 a rank that never arrives is named. After the join each rank bumps a
 heartbeat counter from a thread of its own and records the step it starts;
 when a collective fails or times out, ``diagnose`` names the ranks whose
@@ -23,8 +24,8 @@ from typing import Any
 
 import torch.distributed as dist
 
+from hpcbench.hw.ranks import behind_ranks, rank_list, stalled_ranks
 from hpcbench.launch import LaunchEnv
-from hpcbench.probes.collectives.calc import behind_ranks, rank_list, stalled_ranks
 
 HEARTBEAT_S = 0.5
 #: a heartbeat counter that does not move for this long means the rank is gone or hung
@@ -40,7 +41,7 @@ class RankFailure(Exception):
 
 
 class Rendezvous:
-    def __init__(self, launch: LaunchEnv, timeout: float) -> None:
+    def __init__(self, launch: LaunchEnv, timeout: float, name: str = "collectives") -> None:
         self.launch = launch
         self.rank = launch.rank
         self.world = launch.world_size
@@ -51,8 +52,8 @@ class Rendezvous:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         base = self._connect()
-        seq = int(base.add(f"hpcbench/collectives/seq/{self.rank}", 1))
-        self.prefix = f"hpcbench/collectives/{seq}/"
+        seq = int(base.add(f"hpcbench/{name}/seq/{self.rank}", 1))
+        self.prefix = f"hpcbench/{name}/{seq}/"
         self._base = base
         self.store: Any = dist.PrefixStore(self.prefix, base)
 
