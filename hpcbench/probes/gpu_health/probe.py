@@ -25,11 +25,12 @@ from hpcbench import nvml as seam
 from hpcbench import timeparse
 from hpcbench.errors import ProbeError, ProbeSkip
 from hpcbench.hw import xid
+from hpcbench.hw.items import Item, missing, to_measurements
 from hpcbench.hw.kernel_log import KernelLog, boot_time, read_kernel_log
 from hpcbench.model import Measurement
 from hpcbench.pci import PCI_DEVICES, normalize_bus, pci_gpus, read_text
 from hpcbench.probes.base import ProbeContext, Requirement, check
-from hpcbench.probes.gpu_health.read import GPU_METRICS, Item, gpu_items, missing
+from hpcbench.probes.gpu_health.read import GPU_METRICS, gpu_items
 
 NAME = "gpu_health"
 NODE_METRICS = (
@@ -139,36 +140,15 @@ def libcuda_version() -> str | None:
 def xid_item(events: list[xid.XidEvent] | None, log: KernelLog, ignore: list[int], where: str) -> Item:
     """The ``xid_errors`` count of ``events`` (XIDs in ``ignore`` listed but not counted)."""
     if events is None:
-        return Item("xid_errors", not_measured=f"kernel log not readable: {log.unsupported}")
+        return Item(
+            "xid_errors", not_measured=f"kernel log not readable: {log.unsupported}", convention="kernel log"
+        )
     counted = [e for e in events if e.code not in ignore]
     ignored = [e for e in events if e.code in ignore]
     detail = (xid.describe(counted) or "no XID") + f" {where}"
     if ignored:
         detail += f" (not counted: {xid.describe(ignored)})"
-    return Item("xid_errors", float(len(counted)), detail=detail)
-
-
-def to_measurements(items: list[Item], subject: str, settings: dict[str, Any]) -> list[Measurement]:
-    """Measurements of the items with a value; the first also carries ``settings`` and the
-    ``not_measured`` items with their reasons."""
-    absent = {i.metric: i.not_measured for i in items if i.value is None}
-    out = []
-    for item in (i for i in items if i.value is not None):
-        s: dict[str, Any] = {"detail": item.detail}
-        if not out:
-            s.update(settings, not_measured=absent)
-        out.append(
-            Measurement.from_samples(
-                item.metric,
-                [item.value],
-                item.unit,
-                subject,
-                higher_is_better=item.higher_is_better,
-                convention="kernel log" if item.metric == "xid_errors" else "NVML",
-                settings=s,
-            )
-        )
-    return out
+    return Item("xid_errors", float(len(counted)), detail=detail, convention="kernel log")
 
 
 class GpuHealth:
@@ -200,7 +180,7 @@ class GpuHealth:
             items = self._node(params, start, settings)
         else:
             items = self._gpu(params, ctx, start, settings)
-        return to_measurements(items, ctx.subject, settings)
+        return to_measurements(items, ctx.subject, settings, convention="NVML")
 
     def _xids(
         self, params: GpuHealthParams, start: float | None, settings: dict[str, Any]

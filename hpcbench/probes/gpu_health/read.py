@@ -9,30 +9,14 @@ FunctionNotFound make an item *not measured* (never a failure); any other NVML e
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from hpcbench import nvml as seam
-
-
-@dataclass(frozen=True)
-class Item:
-    """One health item on one subject: a value, or ``not_measured`` with the reason."""
-
-    metric: str
-    value: float | None = None
-    unit: str = "count"
-    higher_is_better: bool = False
-    detail: str = ""
-    not_measured: str = ""
+from hpcbench.hw.items import Item, missing
 
 
 def _text(value: Any) -> str:
     return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
-
-
-def missing(metrics: tuple[str, ...] | list[str], why: str) -> list[Item]:
-    return [Item(m, not_measured=why) for m in metrics]
 
 
 def _reason(r: seam.Reading, errors: list[str]) -> str:
