@@ -143,6 +143,7 @@ def rdma_port_items(
             0.0 if p.active else 1.0,
             detail=f"{p.subject}: ACTIVE, LinkUp" if p.active else port_down_reason(p),
         ),
+        Item("eth_rate", not_measured=f"{p.subject} is an RDMA port: its rate is rdma_rate"),
     ]
     if p.active and p.rate_gbps is None:
         items[0] = Item("rdma_rate", not_measured=f"{p.subject}: rate {p.rate_text!r} is not in Gb/sec")
@@ -172,6 +173,7 @@ def interface_items(
         unused = f"{i.name} is administratively down (not configured): not in use"
         return [
             Item("eth_rate", not_measured=unused),
+            Item("rdma_rate", not_measured=f"{i.name} is an Ethernet interface, not an RDMA port"),
             Item("link_down", 0.0, detail=unused),
             Item("mismatches", not_measured=unused),
             Item("counters_grew", not_measured=unused),
@@ -193,7 +195,8 @@ def interface_items(
         checked.append("expected_mtu")
         if i.mtu is not None and i.mtu != expect.mtu:
             bad.append(f"MTU {i.mtu}, expected {expect.mtu}")
-    items = [rate, down, _mismatch_item(i.name, bad, checked)]
+    not_rdma = Item("rdma_rate", not_measured=f"{i.name} is an Ethernet interface, not an RDMA port")
+    items = [rate, not_rdma, down, _mismatch_item(i.name, bad, checked)]
     return items + counter_items(i.name, ETH_ERROR_COUNTERS, before, after, interval, expect.error_limit)
 
 

@@ -176,7 +176,7 @@ def bw_argv(
 ) -> list[str]:
     """ib_write_bw's argv; ``server`` None: the server side, else the host the client connects to."""
     argv = _common("ib_write_bw", end, tcp_port, gid_index)
-    argv += ["-s", str(size), "-D", str(duration_s), "-q", str(qps), "--report_gbits"]
+    argv += ["-s", str(size), "-D", str(duration_s), "-q", str(qps), "--report_gbits", "--perform_warm_up"]
     return argv + ([server] if server else [])
 
 

@@ -81,7 +81,7 @@ class NetworkParams:
         default="", metadata={"help": "rdma: the client's port; '' = the same port (loopback)"}
     )
     use_cuda: str = field(default="auto", metadata={"help": "rdma: GPU memory (--use_cuda): auto, on, off"})
-    rdma_bytes: int = field(default=1048576, metadata={"help": "ib_write_bw message size (bytes)"})
+    rdma_bytes: int = field(default=8388608, metadata={"help": "ib_write_bw message size (bytes)"})
     qps: int = field(default=1, metadata={"help": "ib_write_bw queue pairs"})
     lat_bytes: int = field(default=2, metadata={"help": "ib_read_lat message size (bytes)"})
     lat_iters: int = field(default=10000, metadata={"help": "ib_read_lat iterations"})
