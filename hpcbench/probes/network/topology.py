@@ -163,14 +163,9 @@ def near_items(gpus: list[Device], nics: list[Device], near: str) -> list[Item]:
                 f"{nic.name} ({nic.address}, {nic_where}) at {lv}"
             )
     near_text = f"{len(good)} of {len(gpus)} GPUs have an RDMA NIC at {near} or nearer"
+    listed = near_text + (f": {', '.join(good)}" if good else "") + (f"; {'; '.join(bad)}" if bad else "")
     return [
-        Item(
-            "gpus_near_nic",
-            float(len(good)),
-            "GPUs",
-            True,
-            near_text + (f": {', '.join(good)}" if good else ""),
-        ),
+        Item("gpus_near_nic", float(len(good)), "GPUs", True, listed),
         Item("gpus_without_near_nic", float(len(bad)), "GPUs", False, "; ".join(bad) or near_text),
     ]
 
