@@ -20,6 +20,7 @@ class IperfError(Exception):
 
 @dataclass(frozen=True)
 class TcpResult:
+    receiver_bits_per_second: float  # iperf3's own number: end.sum_received.bits_per_second
     receiver_gbps: float
     sender_gbps: float
     retransmits: int | None
@@ -54,6 +55,7 @@ def parse_json(text: str) -> TcpResult:
         float(i["sum"]["bits_per_second"]) / 1e9 for i in doc.get("intervals") or [] if "sum" in i
     )
     return TcpResult(
+        receiver_bits_per_second=float(received["bits_per_second"]),
         receiver_gbps=float(received["bits_per_second"]) / 1e9,
         sender_gbps=float(sent["bits_per_second"]) / 1e9,
         retransmits=int(sent["retransmits"]) if "retransmits" in sent else None,
