@@ -81,7 +81,7 @@ class Probe(Protocol):
     description: ClassVar[str]
     Params: ClassVar[type]
     requires: ClassVar[tuple[Requirement, ...]]
-    #: expansion kind (``numa``, ``gpu``, ``mount``) -> parameter that receives the subject
+    #: expansion kind (``numa``, ``gpu``, ``mount``, ``nic``) -> parameter that receives the subject
     expands: ClassVar[dict[str, str]]
 
     def run(self, params: Any, ctx: ProbeContext) -> list[Measurement]: ...
