@@ -315,3 +315,26 @@ def test_rdma_perftest_failure_is_an_error_with_its_line(
         ProbeError, match=r"^ib_write_bw client \(exit 1\): Couldn't connect to 192.168.125.211:18515$"
     ):
         rdma_run(str(FIXTURES / "hgx8"), "mlx5_0:1", tmp_path)
+
+
+def test_rdma_through_dma_buf_and_use_cuda_on_without_gpudirect(
+    replay: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "work").mkdir()
+    root = tmp_path / "root"
+    shutil.copytree(FIXTURES / "hgx8", root, symlinks=True)
+    shutil.rmtree(root / "sys/module/nvidia_peermem")
+    (root / "proc/modules").write_text("mlx5_ib 16384 0 - Live 0x0000000000000000\n")
+    (root / "proc/sys/kernel/osrelease").write_text("6.8.0-45-generic\n")  # open module 570 + kernel >= 5.12
+    ms = rdma_run(str(root), "mlx5_0:1", tmp_path)
+    assert "--use_cuda=0 --use_cuda_dmabuf" in replay.read_text().splitlines()[0]
+    assert (
+        ms["rdma_write_bw"]
+        .settings["rdma_memory"]
+        .startswith("GPU 0 memory (dma-buf: NVIDIA open kernel module")
+    )
+    (root / "proc/sys/kernel/osrelease").write_text("5.4.0-42-generic\n")  # too old for dma-buf
+    with pytest.raises(ProbeError, match="use_cuda = on but GPUDirect RDMA is not possible here: neither"):
+        rdma_run(str(root), "mlx5_0:1", tmp_path, use_cuda="on")
+    auto = rdma_run(str(root), "mlx5_0:1", tmp_path)  # auto: host memory, and why
+    assert auto["rdma_write_bw"].settings["rdma_memory"].startswith("host memory: neither nvidia_peermem")

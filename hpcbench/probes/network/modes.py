@@ -204,23 +204,14 @@ def cuda_choice(
         if use_cuda == "on":
             raise ProbeError("use_cuda = on but this node has no GPU")
         return None, False, "host memory (no GPU)"
-    possible, why = topology.gpudirect(
-        topology.loaded_modules(root),
-        read_text(os.path.join(root, "proc/driver/nvidia/version")),
-        (read_text(os.path.join(root, "proc/sys/kernel/osrelease")) or "").strip() or None,
-    )
+    possible, why = topology.gpudirect_at(root)
     if not possible:
         if use_cuda == "on":
             raise ProbeError(f"use_cuda = on but GPUDirect RDMA is not possible here: {why}")
         return None, False, f"host memory: {why}"
-    nic = next(iter(topology.nic_devices(root, [port])), None)
-    ranked = sorted(
-        gpus,
-        key=lambda g: (
-            topology.LEVELS.index(lv) if nic and (lv := topology.between(g, nic)) in topology.LEVELS else 99
-        ),
-    )
-    gpu = ranked[0]
+    (nic,) = topology.nic_devices(root, [port])
+    gpu = topology.nearest_gpu(nic, gpus)
+    assert gpu is not None
     index = int(gpu.name.removeprefix("gpu"))
     return index, "dma-buf" in why, f"GPU {index} memory ({why})"
 

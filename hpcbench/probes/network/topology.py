@@ -117,6 +117,12 @@ def between(x: Device, y: Device) -> str:
     return level(x.path, y.path, x.numa, y.numa)
 
 
+def nearest_gpu(nic: Device, gpus: list[Device]) -> Device | None:
+    """The GPU nearest an RDMA NIC (ties: the first GPU); None when there is none."""
+    ranked = [(LEVELS.index(lv), i, g) for i, g in enumerate(gpus) if (lv := between(g, nic)) in LEVELS]
+    return min(ranked)[2] if ranked else (gpus[0] if gpus else None)
+
+
 def nearest(gpu: Device, nics: list[Device]) -> tuple[Device, str] | None:
     """The NIC nearest a GPU and its level (ties: the first NIC)."""
     ranked = [(LEVELS.index(lv), i, n, lv) for i, n in enumerate(nics) if (lv := between(gpu, n)) in LEVELS]
@@ -211,11 +217,14 @@ def loaded_modules(root: str) -> list[str]:
     return sorted(names)
 
 
-def gpudirect_item(root: str) -> Item:
-    release = read_text(os.path.join(root, "proc/sys/kernel/osrelease"))
-    possible, why = gpudirect(
-        loaded_modules(root),
-        read_text(os.path.join(root, "proc/driver/nvidia/version")),
-        (release or "").strip() or None,
+def gpudirect_at(root: str) -> tuple[bool, str]:
+    """``gpudirect`` from what ``root``'s /proc and /sys say."""
+    release = (read_text(os.path.join(root, "proc/sys/kernel/osrelease")) or "").strip() or None
+    return gpudirect(
+        loaded_modules(root), read_text(os.path.join(root, "proc/driver/nvidia/version")), release
     )
+
+
+def gpudirect_item(root: str) -> Item:
+    possible, why = gpudirect_at(root)
     return Item("gpudirect_rdma", 1.0 if possible else 0.0, "flag", True, why)
