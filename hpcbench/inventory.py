@@ -1,4 +1,4 @@
-"""What this node is: CPU, NUMA, memory, GPUs, disks, versions and tunables.
+"""What this node is: CPU, NUMA, memory, GPUs, disks, network ports, versions and tunables.
 
 ``collect(root)`` reads procfs/sysfs files relative to ``root`` (``/`` on a real
 node, a fake tree in tests) and returns a JSON-serialisable dict. A fact that
@@ -15,11 +15,12 @@ import platform
 import re
 import socket
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from datetime import datetime, timezone
 from importlib import metadata
 from typing import Any
 
-from hpcbench import __version__
+from hpcbench import __version__, nics
 from hpcbench.node import Inventory, as_inventory
 from hpcbench.pci import pci_gpus
 
@@ -371,7 +372,7 @@ def collect(root: str = "/", *, nvml: Any = None) -> Inventory:
             "mounts": parse_mounts(_read(root, "proc/self/mounts") or ""),
         },
     }
-    return Inventory.from_dict(facts)
+    return replace(Inventory.from_dict(facts), network=nics.collect(root))
 
 
 # ---------------------------------------------------------------------------
@@ -439,5 +440,6 @@ def summary_lines(inv: Inventory | Mapping[str, Any]) -> list[str]:
         )
     for mount in inv.storage.mounts:
         lines.append(f"Mount: {mount.mountpoint} {mount.fstype} on {mount.device}")
+    lines += nics.summary_lines(inv.network)
     lines.append("Versions: " + ", ".join(f"{k} {v or 'n/a'}" for k, v in inv.versions.items()))
     return lines

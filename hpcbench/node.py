@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hpcbench import typed
+from hpcbench.nics import Network
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,7 @@ class Storage:
 
 @dataclass(frozen=True)
 class Inventory:
-    """What this node is: CPU, NUMA, memory, GPUs, disks, versions and tunables."""
+    """What this node is: CPU, NUMA, memory, GPUs, disks, network ports, versions and tunables."""
 
     hostname: str = ""
     collected_at: str = ""
@@ -136,6 +137,7 @@ class Inventory:
     )
     gpus: Gpus = Gpus()
     storage: Storage = Storage()
+    network: Network = Network()
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON form (a record's ``inventory``)."""

@@ -1,4 +1,5 @@
-"""PCI devices as sysfs shows them: addresses, vendors and classes, NVIDIA GPUs on the bus.
+"""PCI devices as sysfs shows them: addresses, vendors and classes, NVIDIA GPUs on the bus, and
+where a device sits in the PCIe tree (its path from the host bridge, NUMA node, local CPUs).
 
 Pure functions of text where they can be; the readers take the sysfs folder as a parameter
 (``/sys/bus/pci/devices`` on a real node, a fixture tree in tests) and return None where it
@@ -8,6 +9,8 @@ cannot be read, never raising for a missing file.
 from __future__ import annotations
 
 import os
+import re
+from dataclasses import dataclass
 
 PCI_DEVICES = "/sys/bus/pci/devices"
 #: PCI class codes of GPUs: VGA controller, 3D controller (NVSwitches are bridges: not counted)
@@ -116,3 +119,93 @@ def describe_device(root: str, entry: str) -> str:
     except OSError:
         parts.append("no driver")
     return f"{entry} ({', '.join(parts)})"
+
+
+# ---------------------------------------------------------------------------
+# Where a device sits: its path through the PCIe tree, NUMA node and local CPUs.
+# ``root`` is the file system root ("/" on a node, a fixture tree in tests).
+
+_ADDRESS = re.compile(r"^[0-9a-f]{4,8}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")
+_HOST_BRIDGE = re.compile(r"^pci[0-9a-f]{4,8}:[0-9a-f]{2}$")
+
+
+def full_address(text: str | None) -> str | None:
+    """A PCI function as ``dddd:bb:dd.f`` in lower case: NVML's ``00000000:19:00.0`` -> ``0000:19:00.0``."""
+    bus = normalize_bus(text)
+    if bus is None or text is None:
+        return None
+    _, dot, function = text.strip().rpartition(".")
+    try:
+        return f"{bus}.{int(function, 16) if dot else 0}"
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class PciPath:
+    """A PCI function's place in the tree: its host bridge and the functions from the root port down.
+
+    ``chain`` ends with the function itself: ``("0000:15:01.0", "0000:16:00.0", "0000:17:01.0",
+    "0000:19:00.0")`` is a GPU behind a PCIe switch (upstream port 16:00.0, downstream port 17:01.0).
+    """
+
+    host_bridge: str
+    chain: tuple[str, ...]
+
+    @property
+    def address(self) -> str:
+        return self.chain[-1]
+
+
+def path_of(sysfs_path: str) -> PciPath | None:
+    """The PciPath of a resolved sysfs path (``/sys/devices/pci0000:15/0000:15:01.0/.../0000:19:00.0``,
+    or a path below a PCI function, such as a network interface's); None when no PCI function is in it."""
+    parts = [p for p in sysfs_path.split("/") if p]
+    for i, part in enumerate(parts):
+        if _HOST_BRIDGE.match(part):
+            chain: list[str] = []
+            for p in parts[i + 1 :]:
+                if not _ADDRESS.match(p):
+                    break
+                chain.append(p)
+            return PciPath(part, tuple(chain)) if chain else None
+    return None
+
+
+def device_dir(root: str, address: str) -> str:
+    return os.path.join(root, "sys/bus/pci/devices", address)
+
+
+def pci_path(root: str, address: str) -> PciPath | None:
+    """The PciPath of a PCI function from sysfs (``sys/bus/pci/devices/<address>`` resolved)."""
+    path = device_dir(root, address)
+    if not os.path.exists(path):
+        return None
+    return path_of(os.path.realpath(path))
+
+
+def _int_or_none(text: str | None) -> int | None:
+    try:
+        return int((text or "").strip())
+    except ValueError:
+        return None
+
+
+def numa_node(root: str, address: str) -> int | None:
+    """The NUMA node sysfs gives a PCI function; None when unknown (the kernel's -1, or unreadable)."""
+    value = _int_or_none(read_text(os.path.join(device_dir(root, address), "numa_node")))
+    return value if value is not None and value >= 0 else None
+
+
+def local_cpulist(root: str, address: str) -> str | None:
+    """The CPUs near a PCI function (its ``local_cpulist``), e.g. ``0-55,112-167``."""
+    text = read_text(os.path.join(device_dir(root, address), "local_cpulist"))
+    return text.strip() if text and text.strip() else None
+
+
+def driver_name(device_path: str) -> str | None:
+    """The driver bound to a device folder (the name its ``driver`` link points at)."""
+    link = os.path.join(device_path, "driver")
+    if not os.path.islink(link):
+        return None
+    return os.path.basename(os.readlink(link)) or None

@@ -78,6 +78,10 @@ def expand(
             if not subjects:
                 why = "none of this node's GPUs is selected (--gpus or CUDA_VISIBLE_DEVICES)"
                 return Unrunnable("skip", why)
+    elif check.expand == "nic":  # every RDMA port and physical Ethernet interface (hpcbench.nics)
+        subjects = [(n, n) for n in inventory.network.nics]
+        if not subjects:
+            return Unrunnable("skip", "no RDMA port and no physical Ethernet interface on this node")
     else:  # mount: the targets the check names in a list parameter, else the local mounts
         listed = _takes_list(probe_cls, key)
         given = check.params.get(key) if listed else None

@@ -126,13 +126,14 @@ def execute(
     job = launch.from_environ(os.environ)
     if job is not None and opts.max_age_s is not None:
         raise ConfigError("--max-age cannot be used under a distributed launch: every rank must run")
-    runlog = ops.open_log(opts, suite.name) if job is None or job.reports else None
+    # probes whose results are per node (the network probe's pairs): each node's local rank 0 reports
+    per_node = all(probe_classes[c.probe].record_per_node for c in suite.checks)
+    reports = job is None or job.reports or (per_node and job.locks)
+    runlog = ops.open_log(opts, suite.name) if reports else None
     fresh = ops.recent_pass(outdir, host, suite.as_dict(), opts)
     if fresh is not None:  # --max-age: this suite passed recently enough here
         return ops.skipped(fresh, args, runlog, on_record)
-    progress = Progress(
-        quiet=args.quiet or (job is not None and not job.reports), log=runlog.line if runlog else None
-    )
+    progress = Progress(quiet=args.quiet or not reports, log=runlog.line if runlog else None)
     lock_path = Path(cfg.lock.value)
     holder = {"run_id": run_id, "suite": suite.name, "started": started}
     node_lock = lock.RunLock(lock_path, holder) if job is None or job.locks else contextlib.nullcontext()
@@ -157,7 +158,7 @@ def execute(
         )
         outcomes, not_run = runner.run(suite, probe_classes)
         record = build_record(suite, baseline, inv, run_id, started, outcomes, not_run, runner.stopped)
-        if job is not None and not job.reports:  # rank 0 writes the record and prints
+        if job is not None and not reports:  # rank 0 (per-node probes: each local rank 0) writes and prints
             for line in rank_lines(record, job.rank):
                 print(line, file=sys.stderr)
             return record.exit_code

@@ -14,6 +14,7 @@ import records
 import torch
 
 from hpcbench.errors import ParamError, ProbeError, ProbeSkip
+from hpcbench.hw.ranks import behind_ranks, stalled_ranks
 from hpcbench.probes.base import build_params
 from hpcbench.probes.collectives import calc as cm
 from hpcbench.probes.collectives.probe import (
@@ -126,10 +127,10 @@ def test_wrong_summary() -> None:
 
 
 def test_diagnosis_helpers() -> None:
-    assert cm.stalled_ranks({0: 5, 1: 7, 2: 3}, {0: 9, 1: 7, 2: None}, me=0) == [1, 2]
-    assert cm.stalled_ranks({0: 5, 1: 7}, {0: 5, 1: 9}, me=0) == []  # my own counter is not judged
-    assert cm.behind_ranks({0: 12, 1: 12, 2: 4}, me=0) == [2]
-    assert cm.behind_ranks({}, me=0) == []
+    assert stalled_ranks({0: 5, 1: 7, 2: 3}, {0: 9, 1: 7, 2: None}, me=0) == [1, 2]
+    assert stalled_ranks({0: 5, 1: 7}, {0: 5, 1: 9}, me=0) == []  # my own counter is not judged
+    assert behind_ranks({0: 12, 1: 12, 2: 4}, me=0) == [2]
+    assert behind_ranks({}, me=0) == []
     assert cm.exit_reason(-9) == "killed by SIGKILL" and cm.exit_reason(1) == "exited with status 1"
 
 

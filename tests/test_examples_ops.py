@@ -12,6 +12,7 @@ from conftest import ROOT
 
 SCRIPTS = [
     ("bash", "examples/slurm/acceptance.sbatch"),
+    ("bash", "examples/slurm/network-pairs.sbatch"),
     ("sh", "examples/slurm/hpcbench-healthcheck.sh"),
     ("sh", "examples/k8s/hpcbench-node-check.sh"),
 ]

@@ -23,6 +23,7 @@ XEON = FIXTURES / "xeon_2s_2numa.txt"  # realistic 2-socket, 2-NUMA node (writte
 
 TOP_KEYS = {
     "hostname", "collected_at", "cpu", "numa", "memory", "tunables", "os", "versions", "gpus", "storage",
+    "network",
 }  # fmt: skip
 
 
@@ -185,6 +186,8 @@ def test_collect_captured_vm(tmp_path: Path, no_gpu: FakeNvml) -> None:
     ]
     assert [m["mountpoint"] for m in data["storage"]["mounts"]] == ["/"]
     assert data["gpus"]["count"] == 0 and data["gpus"]["devices"] == []
+    # this captured root has no sys/class/net: no port, no subject, nothing raised
+    assert data["network"] == {"rdma_ports": [], "interfaces": [], "virtual_interfaces": [], "nics": []}
     json.dumps(data)
 
 

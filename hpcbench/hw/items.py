@@ -9,7 +9,7 @@ a WARN or FAIL reason), ``not_measured`` (metric -> why it does not apply here: 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from typing import Any
 
 from hpcbench.model import Measurement
@@ -28,8 +28,11 @@ class Item:
     unit: str = "count"
     higher_is_better: bool = False
     detail: str = ""
+    _: KW_ONLY  # the rest by name only: two probes' positional calls once put a convention into error
     not_measured: str = ""
     error: str = ""
+    #: how this value was counted, where it differs from the probe's (``to_measurements``'s)
+    convention: str = ""
 
 
 def missing(metrics: tuple[str, ...] | list[str], why: str) -> list[Item]:
@@ -43,11 +46,12 @@ def failed(metrics: tuple[str, ...] | list[str], why: str) -> list[Item]:
 
 
 def to_measurements(
-    items: list[Item], subject: str, settings: dict[str, Any], convention: Callable[[str], str]
+    items: list[Item], subject: str, settings: dict[str, Any], convention: str | Callable[[str], str] = ""
 ) -> list[Measurement]:
     """Measurements of the items with a value; the first also carries ``settings`` and the
     items without a value (``not_measured``, ``could_not_measure``) with their reasons.
-    ``convention(metric)`` names where each value comes from."""
+    ``convention``: where the values come from, one text or ``convention(metric)`` per metric."""
+    named = convention if callable(convention) else (lambda _metric: convention)
     absent = {i.metric: i.not_measured or "no value" for i in items if i.value is None and not i.error}
     errors = {i.metric: i.error for i in items if i.value is None and i.error}
     out = []
@@ -64,7 +68,7 @@ def to_measurements(
                 item.unit,
                 subject,
                 higher_is_better=item.higher_is_better,
-                convention=convention(item.metric),
+                convention=item.convention or named(item.metric),
                 settings=s,
             )
         )

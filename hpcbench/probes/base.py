@@ -50,8 +50,8 @@ def register_cleanup(ctx: ProbeContext, path: Any) -> None:
 
 
 #: what a probe may expand over (``expands`` keys; a suite's ``expand``, besides ``none``):
-#: one subject per NUMA node, GPU, or mount
-EXPANSIONS: tuple[str, ...] = ("numa", "gpu", "mount")
+#: one subject per NUMA node, GPU, mount, or NIC port (RDMA port or physical Ethernet interface)
+EXPANSIONS: tuple[str, ...] = ("numa", "gpu", "mount", "nic")
 #: the kinds of ``Requirement``
 REQUIREMENT_KINDS: tuple[str, ...] = ("gpu", "binary", "ranks", "idle_gpu")
 
@@ -139,20 +139,23 @@ class Probe(Protocol):
     ``description`` (one line), ``Params`` (a frozen dataclass whose fields all have defaults of
     the types ``build_params`` coerces), ``requires`` (Requirements of known kinds), ``expands``
     (keys from EXPANSIONS, each naming a Params field) and ``run(params, ctx)``; optional are
-    ``metrics`` (the metric names it can report, default: not declared) and ``concurrent``
-    (default True: the subjects of a ``gpu`` expansion run at once).
+    ``metrics`` (the metric names it can report, default: not declared), ``concurrent``
+    (default True: the subjects of a ``gpu`` expansion run at once) and ``record_per_node``
+    (default False: under a launch, rank 0 alone writes the record).
     """
 
     name: ClassVar[str]
     description: ClassVar[str]
     Params: ClassVar[type]
     requires: ClassVar[tuple[Requirement, ...]]
-    #: expansion kind (``numa``, ``gpu``, ``mount``) -> parameter that receives the subject
+    #: expansion kind (``numa``, ``gpu``, ``mount``, ``nic``) -> parameter that receives the subject
     expands: ClassVar[dict[str, str]]
     #: optional: the metrics it can report (a suite naming another is refused)
     metrics: ClassVar[tuple[str, ...] | None]
     #: optional: False runs the subjects of a ``gpu`` expansion one after another
     concurrent: ClassVar[bool]
+    #: optional: True lets the first rank of every node of a torchrun/srun launch write its own record
+    record_per_node: ClassVar[bool]
 
     def run(self, params: Any, ctx: ProbeContext) -> list[Measurement]: ...
 

@@ -46,6 +46,7 @@ class ProbeSpec:
     expands: Mapping[str, str]
     metrics: tuple[str, ...] | None
     concurrent: bool
+    record_per_node: bool = False
     package: str = ""
     source: str = ""
 
@@ -178,9 +179,10 @@ def contract_problems(cls: Any, name: str) -> list[str]:
         not isinstance(metrics, (tuple, list)) or not all(isinstance(m, str) for m in metrics)
     ):
         problems.append(f"metrics must be a tuple of metric names, got {metrics!r}")
-    concurrent = getattr(cls, "concurrent", True)
-    if not isinstance(concurrent, bool):
-        problems.append(f"concurrent must be True or False, got {concurrent!r}")
+    for flag, default in (("concurrent", True), ("record_per_node", False)):
+        value = getattr(cls, flag, default)
+        if not isinstance(value, bool):
+            problems.append(f"{flag} must be True or False, got {value!r}")
     run = getattr(cls, "run", None)
     if "run" not in missing:
         if not callable(run):
@@ -222,6 +224,7 @@ def spec_of(cls: Any, name: str | None = None, package: str = "", source: str = 
         expands=types.MappingProxyType(dict(cls.expands)),
         metrics=metrics if metrics is None or isinstance(metrics, tuple) else tuple(metrics),
         concurrent=getattr(cls, "concurrent", True),
+        record_per_node=getattr(cls, "record_per_node", False),
         package=package,
         source=source,
     )

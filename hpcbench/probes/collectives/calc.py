@@ -216,19 +216,6 @@ def human_size(n: int) -> str:
     return f"{n} B"
 
 
-def stalled_ranks(before: dict[int, int], after: dict[int, int | None], me: int) -> list[int]:
-    """Ranks whose heartbeat counter did not move (or vanished) between two readings."""
-    return sorted(r for r in before if r != me and (after.get(r) is None or after[r] == before[r]))
-
-
-def behind_ranks(steps: dict[int, int], me: int) -> list[int]:
-    """Ranks whose last started step is behind the furthest rank's."""
-    if not steps:
-        return []
-    furthest = max(steps.values())
-    return sorted(r for r, s in steps.items() if r != me and s < furthest)
-
-
 def exit_reason(returncode: int) -> str:
     """'killed by SIGKILL' / 'exited with status 3' for a child's return code."""
     if returncode < 0:
@@ -237,7 +224,3 @@ def exit_reason(returncode: int) -> str:
         except ValueError:
             return f"killed by signal {-returncode}"
     return f"exited with status {returncode}"
-
-
-def rank_list(ranks: list[int]) -> str:
-    return ("rank " if len(ranks) == 1 else "ranks ") + ", ".join(map(str, ranks))

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from hpcbench.errors import ConfigError, ProbeError, ProbeSkip
+from hpcbench.hw.ranks import rank_list
 from hpcbench.launch import LaunchEnv, from_environ
 from hpcbench.model import Measurement
 from hpcbench.probes.base import ProbeContext, Requirement, check
@@ -166,7 +167,7 @@ def spawn_failure(
         return f"rank {told[0]}: {reports[told[0]]['message']}", ""
     if timed_out is not None:
         left = sorted(r for r, c in codes.items() if c is None or r in killed)
-        return f"{cm.rank_list(left)} of {world} did not finish within {timed_out:g} s", ""
+        return f"{rank_list(left)} of {world} did not finish within {timed_out:g} s", ""
     bad = sorted(r for r, c in codes.items() if c)
     return "; ".join(f"rank {r} {cm.exit_reason(codes[r] or 0)}" for r in bad) or "no result from rank 0", ""
 
@@ -275,8 +276,8 @@ def _watch(
 
 
 def _join(cfg: RankConfig, launch: LaunchEnv) -> dict[str, Any]:
+    from hpcbench.hw.rendezvous import RankFailure
     from hpcbench.probes.collectives.rank import RankConfigError, run_rank
-    from hpcbench.probes.collectives.rdzv import RankFailure
 
     try:
         return run_rank(cfg, launch)
