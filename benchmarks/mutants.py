@@ -67,6 +67,7 @@ MATMUL = "tests/test_matmul.py"
 BURN = "tests/test_burn_math.py"
 MEMTEST = "tests/test_memtest.py"
 HEALTH = "tests/test_node_health.py"
+NET = ("tests/test_network_tools.py", "tests/test_network_health.py", "tests/test_network_sysfs.py")
 
 MUTANTS: tuple[Mutant, ...] = (
     # -- the five
@@ -220,6 +221,24 @@ MUTANTS: tuple[Mutant, ...] = (
     M("node-health-gib-kB", "hpcbench/probes/node_health/system.py",
       "_KIB_PER_GIB = 2**20", "_KIB_PER_GIB = 10**6", (HEALTH,),
       "node_health memory in GB-ish (kB / 1e6) instead of GiB"),
+    # the network probe (#15)
+    M("perftest-mb-1e6", "hpcbench/probes/network/perftest.py",
+      '"MB/sec": 2**20 * 8 / 1e9', '"MB/sec": 1e6 * 8 / 1e9', NET,
+      "perftest's MB/sec read as 1e6 bytes (it divides by 2**20)"),
+    M("perftest-bytes-not-bits", "hpcbench/probes/network/perftest.py",
+      '"MiB/sec": 2**20 * 8 / 1e9', '"MiB/sec": 2**20 / 1e9', NET,
+      "perftest's MiB/sec as bytes, not bits"),
+    M("iperf3-receiver-2**30", "hpcbench/probes/network/iperf.py",
+      'receiver_gbps=float(received["bits_per_second"]) / 1e9',
+      'receiver_gbps=float(received["bits_per_second"]) / 2**30', NET, "iperf3 receiver Gb/s with 2**30"),
+    M("iperf3-sender-as-receiver", "hpcbench/probes/network/iperf.py",
+      'receiver_gbps=float(received["bits_per_second"]) / 1e9',
+      'receiver_gbps=float(sent["bits_per_second"]) / 1e9', NET,
+      "iperf3 bandwidth taken from the sender, not the receiver"),
+    M("eth-rate-mbps", "hpcbench/nics.py",
+      "return self.speed_mbps / 1000 if self.speed_mbps is not None else None",
+      "return self.speed_mbps / 1024 if self.speed_mbps is not None else None", NET,
+      "Ethernet rate Mb/s / 1024"),
 )  # fmt: skip
 
 

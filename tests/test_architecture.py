@@ -35,6 +35,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         (
             "hpcbench.nvml",
             "hpcbench.pci",
+            "hpcbench.nics",
             "hpcbench.launch",
             "hpcbench.lock",
             "hpcbench.node",
