@@ -86,7 +86,7 @@ UNITS: dict[str, tuple[str, float]] = {
     "TiB": ("bytes", 2.0**40),
 }
 #: units of counted things: hpcbench_count, no unit suffix
-COUNTS = frozenset({"count", "", "GPUs", "errors", "events", "ports", "links", "words", "lines", "cpus"})
+COUNTS = frozenset({"count", "", "GPUs", "CPUs", "errors", "events", "ports", "links", "words", "lines"})
 #: the unit of a 1/0 state: hpcbench_flag
 FLAG = "flag"
 

@@ -360,7 +360,7 @@ class Burn:
             Measurement.from_samples(
                 "stability",
                 [st.stability],
-                "",
+                "ratio",
                 subject,
                 convention="worst window / median window, after the warm-up",
                 settings={
@@ -376,7 +376,7 @@ class Burn:
                 Measurement.from_samples(
                     "droop",
                     [st.droop],
-                    "",
+                    "ratio",
                     subject,
                     convention=f"TFLOPS over the last {warm:.0f} s / over the first {warm:.0f} s",
                     settings={

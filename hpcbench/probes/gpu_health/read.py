@@ -82,14 +82,14 @@ def remapped_rows_items(nvml: Any, h: Any, errors: list[str]) -> list[Item]:
         Item(
             "remapped_rows_pending",
             float(bool(pending)),
-            "",
+            "flag",
             False,
             rows + ("; remapping pending: reset the GPU" if pending else ""),
         ),
         Item(
             "remapped_rows_failed",
             float(bool(failure)),
-            "",
+            "flag",
             False,
             rows + ("; a remapping FAILED: the GPU needs service" if failure else ""),
         ),
