@@ -15,6 +15,7 @@ from typing import Any
 
 from hpcbench import results, timeparse
 from hpcbench.errors import ConfigError, HpcbenchError
+from hpcbench.model import Verdict
 from hpcbench.record import Record
 
 _NAME_TIME = re.compile(r"^(\d{8}T\d{6})Z(?:-(\d+))?\.json$")
@@ -189,6 +190,21 @@ def open_log(opts: Options, suite: str) -> Any:
 def not_ok(record: Record) -> list[str]:
     """``check/subject`` of every check that is WARN, FAIL or ERROR, sorted."""
     return sorted({f"{c.id}/{c.subject}" for c in record.not_ok()})
+
+
+def why_unknown(record: Record) -> str:
+    """Why a run with no WARN, FAIL or ERROR check is UNKNOWN: checks left unrun, or measurements
+    without the baseline the suite requires; "" otherwise."""
+    parts = []
+    if record.not_run:
+        parts.append(f"not run: {', '.join(n.id for n in record.not_run)}")
+    nobase = sorted({c.id for c in record.checks if c.verdict is Verdict.NOBASELINE})
+    if nobase and record.suite.require_baseline:
+        parts.append(
+            f"no baseline for {', '.join(nobase)}, and suite {record.suite.name} requires one "
+            "(hpcbench baseline create RECORD -o PROFILE.toml)"
+        )
+    return "; ".join(parts)
 
 
 def summary(record: Record, path: Path) -> str:

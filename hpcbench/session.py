@@ -176,7 +176,7 @@ def execute(
         print(nagios.line(record))
     elif args.quiet:
         if record.exit_code != ExitCode.OK:
-            bad = ", ".join(ops.not_ok(record)) or "see record"
+            bad = ", ".join(ops.not_ok(record)) or ops.why_unknown(record) or "see record"
             print(f"hpcbench {suite.name}: {record.verdict}: {bad} ({path})")
     else:
         from hpcbench.report.table import render

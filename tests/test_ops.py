@@ -196,3 +196,14 @@ def test_existing_log_is_appended_not_replaced(cli: Cli) -> None:
     assert cli("run", "cron.toml", "-q", "--log-file", str(log)).returncode == ExitCode.OK
     text = log.read_text()
     assert text.startswith("an older line\n") and text.count("\n") == 4
+
+
+def test_why_unknown_names_the_missing_baseline_and_unrun_checks() -> None:
+    nobase = recs.check("membw", verdict="NOBASELINE")
+    required = recs.record(suite={"name": "nightly", "require_baseline": True}, checks=[nobase], exit_code=3)
+    assert ops.why_unknown(required) == (
+        "no baseline for membw, and suite nightly requires one (hpcbench baseline create RECORD -o PROFILE.toml)"
+    )
+    assert ops.why_unknown(recs.record(checks=[nobase])) == ""  # not required: no reason to give
+    late = recs.record(not_run=["storage"], exit_code=3)
+    assert ops.why_unknown(late) == "not run: storage"
