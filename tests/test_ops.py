@@ -202,7 +202,8 @@ def test_why_unknown_names_the_missing_baseline_and_unrun_checks() -> None:
     nobase = recs.check("membw", verdict="NOBASELINE")
     required = recs.record(suite={"name": "nightly", "require_baseline": True}, checks=[nobase], exit_code=3)
     assert ops.why_unknown(required) == (
-        "no baseline for membw, and suite nightly requires one (hpcbench baseline create RECORD -o PROFILE.toml)"
+        "no baseline for membw, and suite nightly requires one "
+        "(hpcbench baseline create RECORD -o PROFILE.toml)"
     )
     assert ops.why_unknown(recs.record(checks=[nobase])) == ""  # not required: no reason to give
     late = recs.record(not_run=["storage"], exit_code=3)
