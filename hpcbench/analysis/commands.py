@@ -60,7 +60,9 @@ def add_parsers(sub: Any) -> None:
         epilog=ANALYSIS_EPILOG,
     )
     p.add_argument("host", help="the node's host name, as in its records")
-    p.add_argument("dirs", nargs="*", metavar="DIR", default=["results"], help="record folders (results)")
+    p.add_argument(
+        "dirs", nargs="*", metavar="DIR", help="record folders (default: the output folder; hpcbench config)"
+    )
     p.add_argument("--suite", help="only this suite's records")
     p.add_argument("--window", type=int, default=7, help="records in the rolling median (7)")
     p.add_argument("--tolerance", type=float, default=0.05, help="degraded below 1 - this ratio (0.05)")
@@ -132,6 +134,10 @@ def cmd_history(args: argparse.Namespace) -> int:
 
     if args.window < 2 or not 0 <= args.tolerance < 1:
         raise ConfigError("--window must be at least 2 and --tolerance in [0, 1)")
+    if not args.dirs:
+        from hpcbench import config
+
+        args.dirs = [str(config.load().output.value)]
     result = history.run(args.host, args.dirs, suite=args.suite, window=args.window, tolerance=args.tolerance)
     if args.csv:
         history.write_csv(result, args.csv)
