@@ -6,7 +6,6 @@ written from the saved record, after it.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -17,8 +16,6 @@ from hpcbench import results, timeparse
 from hpcbench.errors import ConfigError, HpcbenchError
 from hpcbench.model import Verdict
 from hpcbench.record import Record
-
-_NAME_TIME = re.compile(r"^(\d{8}T\d{6})Z(?:-(\d+))?\.json$")
 
 
 @dataclass(frozen=True)
@@ -76,10 +73,8 @@ def options(args: Any) -> Options:
 
 def name_time(name: str) -> datetime | None:
     """The UTC start time in a record's file name (20261128T020000Z.json, ...Z-1.json), or None."""
-    m = _NAME_TIME.match(name)
-    if not m:
-        return None
-    return datetime.strptime(m[1], "%Y%m%dT%H%M%S").replace(tzinfo=timezone.utc)
+    stamp = results.name_stamp(name)
+    return stamp[0] if stamp else None
 
 
 def same_suite(record: Record, suite: dict[str, Any]) -> bool:
@@ -124,8 +119,8 @@ def newest_of_suite(
         started = timeparse.try_time(record.started)
         if started is None or not same(record, suite):
             continue
-        m = _NAME_TIME.match(path.name)
-        order = (started, int(m[2] or 0) if m else 0)  # two runs in one second: name-1.json is the later
+        stamp = results.name_stamp(path.name)
+        order = (started, stamp[1] if stamp else 0)  # two runs in one second: name-1.json is the later
         if newest is None or order > newest[0]:
             newest = (order, path, record)
     return (newest[1], newest[2]) if newest else None

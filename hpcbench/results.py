@@ -8,6 +8,8 @@ readers of many records that want only a few fields of each (``hpcbench.analysis
 from __future__ import annotations
 
 import json
+import re
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,19 @@ def record_path(outdir: str | Path, host: str, started: str) -> Path:
         path = Path(outdir) / host / f"{stamp}-{n}.json"
         n += 1
     return path
+
+
+_NAME = re.compile(r"^(\d{8}T\d{6})Z(?:-(\d+))?\.json$")
+
+
+def name_stamp(name: str) -> tuple[datetime, int] | None:
+    """What ``record_path`` put in a record's file name: the UTC start and the collision number
+    (``20261128T020000Z-1.json`` -> 2026-11-28 02:00:00 UTC, 1: written after the one without);
+    None for any other name."""
+    m = _NAME.match(name)
+    if not m:
+        return None
+    return datetime.strptime(m[1], "%Y%m%dT%H%M%S").replace(tzinfo=timezone.utc), int(m[2] or 0)
 
 
 def _json_loads() -> Any:

@@ -237,13 +237,10 @@ def parse_many(paths: list[str], samples: bool = False, workers: int | None = No
         return [item for part in parts for item in part]
 
 
-_SEQ = re.compile(r"-(\d+)\.json$")
-
-
 def sequence(path: str) -> int:
     """results.record_path's collision suffix: ``<stamp>-2.json`` was written after ``<stamp>-1.json``."""
-    m = _SEQ.search(path)
-    return int(m.group(1)) if m else 0
+    stamp = results.name_stamp(Path(path).name)
+    return stamp[1] if stamp else 0
 
 
 def _select(
