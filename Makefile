@@ -19,7 +19,7 @@ WHEELS ?= wheels
 PY_VERSION ?=
 PY := $(VENV)/bin/python
 
-.PHONY: bench test lint fidelity benchmarks install clean gpu-check wheels tools-bench tools-test mutants
+.PHONY: bench test lint fidelity benchmarks install clean gpu-check wheels tools tools-bench tools-test mutants
 
 # System tools (fio, nvme-cli for bench; also iperf3, Slurm, munge, node_exporter for test).
 tools-bench:
@@ -27,6 +27,11 @@ tools-bench:
 
 tools-test:
 	@$(PYTHON) scripts/ensure_tools.py test
+
+# Everything a bundled suite may run on a node (also iperf3 and perftest's ib_write_bw/ib_read_lat
+# for the network checks): before `hpcbench run acceptance` on a new node.
+tools:
+	@$(PYTHON) scripts/ensure_tools.py suites
 
 install: $(VENV)/.installed
 

@@ -3,6 +3,7 @@
 
     python3 scripts/ensure_tools.py bench      # fio, nvme-cli
     python3 scripts/ensure_tools.py test       # those, iperf3, Slurm, munge, node_exporter
+    python3 scripts/ensure_tools.py suites     # all a bundled suite may run: fio, nvme-cli, iperf3, perftest
     python3 scripts/ensure_tools.py --check test
 
 Run by ``make bench`` and ``make test`` before anything else, with the system python3 (the
@@ -37,6 +38,7 @@ TOOLS = {
     "fio": Tool("fio", "fio", "fio", "the storage probe"),
     "nvme": Tool("nvme", "nvme-cli", "nvme-cli", "node_health's NVMe SMART log"),
     "iperf3": Tool("iperf3", "iperf3", "iperf3", "the network probe's TCP bandwidth"),
+    "perftest": Tool("ib_write_bw", "perftest", "perftest", "the network probe's RDMA bandwidth and latency"),
     "slurmctld": Tool("slurmctld", "slurmctld", "slurm-slurmctld", "the Slurm tests"),
     "slurmd": Tool("slurmd", "slurmd", "slurm-slurmd", "the Slurm tests"),
     "scontrol": Tool("scontrol", "slurm-client", "slurm", "slurm-check and the Slurm tests"),
@@ -62,6 +64,9 @@ TARGETS = {
         "munged",
         "node_exporter",
     ),
+    # acceptance and nightly on an RDMA node (network_rdma), the network-pairs suite (iperf3):
+    # perftest is not in `test`, whose RDMA tests replay captured output (no RDMA device there)
+    "suites": ("fio", "nvme", "iperf3", "perftest"),
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -58,6 +59,27 @@ def test_install_commands_and_packages() -> None:
     ]
     assert et.install_commands([et.TOOLS["fio"]], "dnf") == [["dnf", "install", "-y", "-q", "fio"]]
     assert set(et.TARGETS["bench"]) <= set(et.TARGETS["test"])
+    assert set(et.TARGETS["bench"]) <= set(et.TARGETS["suites"])
+
+
+def test_suites_target_names_the_network_tools(tmp_path: Path) -> None:
+    """`make tools`: what acceptance runs on an RDMA node, perftest included, in one line."""
+    path = bare_path(tmp_path, "apt-get")
+    env = {**os.environ, "PATH": path}
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--check", "suites"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "ib_write_bw (the network probe's RDMA bandwidth and latency)" in lines[0]
+    assert "iperf3 (the network probe's TCP bandwidth)" in lines[0]
+    # nvme lives in sbin, which ensure_tools also searches: listed only where nvme-cli is absent
+    assert re.search(r"; run: apt-get install -y fio( nvme-cli)? iperf3 perftest$", lines[0]), lines[0]
 
 
 def bare_path(tmp_path: Path, *tools: str) -> str:
