@@ -84,6 +84,9 @@ def test_latency() -> None:
 def test_perftest_errors() -> None:
     with pytest.raises(perftest.PerftestError, match=r"^Couldn't connect to 192.168.125.211:18515$"):
         perftest.parse_bw(read("write_bw_connect_error.txt"))
+    # recorded here: Debian's perftest 4.5 with no RDMA device; its last line is the reason
+    with pytest.raises(perftest.PerftestError, match=r"^Unable to find the Infiniband/RoCE device$"):
+        perftest.parse_bw(read("write_bw_4.5_no_device.txt"))
     with pytest.raises(perftest.PerftestError, match="no '#bytes #iterations t_min"):
         perftest.parse_lat(read("write_bw_post_list_gbits.txt"))
     with pytest.raises(perftest.PerftestError, match="a duration"):
