@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hpcbench.hw import telemetry as tm
+from hpcbench.hw.items import Item, missing
 
 #: the warm-up and the droop's span: a minute, or a third of a shorter run
 SPAN_S = 60.0
@@ -292,24 +293,11 @@ def run_telemetry(
     )
 
 
-@dataclass(frozen=True)
-class Item:
-    """One burn metric on one subject: a value with the one-line detail a verdict quotes, or why
-    it could not be measured."""
-
-    metric: str
-    value: float | None = None
-    unit: str = "count"
-    higher_is_better: bool = False
-    detail: str = ""
-    not_measured: str = ""
-
-
 def telemetry_items(t: RunTelemetry) -> list[Item]:
     """The telemetry metrics of a run, each with the numbers a WARN or FAIL quotes."""
     if not t.samples:
         why = "NVML gave no sample during the run"
-        return [Item(m, not_measured=why) for m in (*TELEMETRY_METRICS, *REASON_METRICS)]
+        return missing((*TELEMETRY_METRICS, *REASON_METRICS), why)
     limit = f" of max {t.sm_clock_max_limit:.0f}" if t.sm_clock_max_limit else ""
     items = []
     if t.sm_clock_median is not None and t.sm_clock_min is not None:
@@ -319,7 +307,7 @@ def telemetry_items(t: RunTelemetry) -> list[Item]:
             Item("sm_clock_min", t.sm_clock_min, "MHz", True, clock),
         ]
     else:
-        items += [Item(m, not_measured="NVML gave no SM clock") for m in ("sm_clock_median", "sm_clock_min")]
+        items += missing(("sm_clock_median", "sm_clock_min"), "NVML gave no SM clock")
     if t.temperature_max is not None:
         slope = (
             f", {t.temperature_slope:+.2f} C/min over the last half"

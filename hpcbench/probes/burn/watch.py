@@ -15,6 +15,7 @@ from typing import Any
 from hpcbench import nvml as seam
 from hpcbench.hw import gpu_counters as gc
 from hpcbench.hw import telemetry, xid
+from hpcbench.hw.items import Item, missing
 from hpcbench.hw.kernel_log import boot_time, read_kernel_log
 from hpcbench.pci import normalize_bus
 from hpcbench.probes.burn import calc
@@ -103,20 +104,20 @@ class Watch:
             return f"kernel log not readable: {log.unsupported}"
         return [e for e in xid.parse_kernel_log(log.text, boot_time()) if e.bus == self.bus]
 
-    def xid_item(self) -> calc.Item:
+    def xid_item(self) -> Item:
         """``xid_new``: XIDs of this GPU logged during the burn (in the log after, not before)."""
         if isinstance(self.xids_before, str) or isinstance(self.xids_after, str):
             why = self.xids_before if isinstance(self.xids_before, str) else self.xids_after
-            return calc.Item("xid_new", not_measured=str(why))
+            return Item("xid_new", not_measured=str(why))
         new = list((Counter(self.xids_after) - Counter(self.xids_before)).elements())
         counted = [e for e in new if e.code not in self.xid_ignore]
         ignored = [e for e in new if e.code in self.xid_ignore]
         detail = (xid.describe(counted) or "no XID") + f" on PCI {self.bus} during the burn"
         if ignored:
             detail += f" (not counted: {xid.describe(ignored)})"
-        return calc.Item("xid_new", float(len(counted)), detail=detail)
+        return Item("xid_new", float(len(counted)), detail=detail)
 
-    def items(self, t0: float, t1: float) -> list[calc.Item]:
+    def items(self, t0: float, t1: float) -> list[Item]:
         """Every watched metric of the run between ``t0`` and ``t1`` (sampler clock); [] when inactive."""
         if not self.active:
             return []
@@ -124,18 +125,18 @@ class Watch:
         items = calc.telemetry_items(tel) if tel is not None else []
         if tel is None:
             why = self.sampler.summary().get("reason") or "no telemetry"
-            items = [calc.Item(m, not_measured=why) for m in (*calc.TELEMETRY_METRICS, *calc.REASON_METRICS)]
+            items = missing((*calc.TELEMETRY_METRICS, *calc.REASON_METRICS), why)
         if isinstance(self.before, str) or isinstance(self.after, str):
             why = self.before if isinstance(self.before, str) else self.after
-            items += [calc.Item(m, not_measured=str(why)) for m in calc.DELTA_METRICS]
+            items += missing(tuple(calc.DELTA_METRICS), str(why))
         else:
             items += calc.delta_items(gc.deltas(self.before, self.after))
         items.append(self.xid_item())
         return items
 
-    def unwatched(self) -> list[calc.Item]:
+    def unwatched(self) -> list[Item]:
         """Every watched metric as not measured, with why (a GPU NVML does not list)."""
-        return [calc.Item(m, not_measured=self.why_none or "not watched") for m in calc.WATCH_METRICS]
+        return missing(calc.WATCH_METRICS, self.why_none or "not watched")
 
     def run_telemetry(self, t0: float, t1: float) -> calc.RunTelemetry | None:
         if self.sampler.reason:
