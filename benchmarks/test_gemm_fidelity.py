@@ -35,7 +35,7 @@ import numpy as np
 import pytest
 import torch
 
-from hpcbench.inventory import collect
+from hpcbench.node.collector import collect
 from hpcbench.probes.base import ProbeContext, build_params
 from hpcbench.probes.gemm.probe import Gemm
 

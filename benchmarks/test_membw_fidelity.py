@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from hpcbench.inventory import collect
+from hpcbench.node.collector import collect
 from hpcbench.probes.cpu_membw.probe import KERNELS, choose_variants, default_array_size
 
 HERE = Path(__file__).resolve().parent

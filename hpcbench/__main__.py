@@ -1,5 +1,5 @@
 import sys
 
-from hpcbench.cli import main
+from hpcbench.cli.main import main
 
 sys.exit(main())

@@ -15,8 +15,8 @@ from typing import Any
 
 import psutil
 import pytest
-from required import ENV as REQUIRE_SERVICES
-from required import required
+from support.required import ENV as REQUIRE_SERVICES
+from support.required import required
 
 ROOT = Path(__file__).resolve().parent.parent
 PLUGIN_SRC = ROOT / "tests" / "plugins" / "hpcbench-testprobes"
@@ -93,7 +93,7 @@ class Cli:
         self.env = {
             **os.environ,
             "PYTHONPATH": str(plugin_site),
-            "HPCBENCH_LOCK": str(workdir / "hpcbench.lock"),
+            "HPCBENCH_LOCK": str(workdir / "hpcbench.engine.lock"),
             "HPCBENCH_OUTPUT": str(workdir / "results"),
             "TMPDIR": str(self.tmpdir),
             "HPCBENCH_TEST_MARK": self.mark,
@@ -180,7 +180,7 @@ def marked_processes(mark: str) -> list[psutil.Process]:
 def record_files(folder: Path) -> list[Path]:
     """The hpcbench records of this schema version under ``folder`` (files that are no JSON, no
     record or another version's record are what some tests write on purpose)."""
-    from hpcbench.record import SCHEMA_VERSION
+    from hpcbench.engine.record import SCHEMA_VERSION
 
     found = []
     for path in sorted(folder.rglob("*.json")):
@@ -194,7 +194,7 @@ def record_files(folder: Path) -> list[Path]:
 
 
 def schema_problems(folder: Path) -> list[str]:
-    from hpcbench.validate import validate_file
+    from hpcbench.engine.validate import validate_file
 
     return [line for path in record_files(folder) for line in validate_file(path)]
 

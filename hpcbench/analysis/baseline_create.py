@@ -16,8 +16,9 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from hpcbench import __version__, results
-from hpcbench.errors import ConfigError
+from hpcbench import __version__
+from hpcbench.core.errors import ConfigError
+from hpcbench.engine import store
 
 #: the unit of the health probes' fault counts (errors, offline CPUs, missing mounts): such a
 #: count is judged by the suite's absolute limits (fail above 0.5, ...), never against what a
@@ -25,13 +26,13 @@ from hpcbench.errors import ConfigError
 COUNT_UNIT = "count"
 
 
-def _toml_str(value: str) -> str:
+def toml_str(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _toml_key(key: str) -> str:
     """A bare TOML key where allowed, else a quoted one (check ids may contain dots)."""
-    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else _toml_str(key)
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else toml_str(key)
 
 
 def expected_values(records: list[dict[str, Any]]) -> dict[str, dict[str, tuple[float, str, int]]]:
@@ -54,7 +55,7 @@ def expected_values(records: list[dict[str, Any]]) -> dict[str, dict[str, tuple[
     return dict(out)
 
 
-def _match(records: list[dict[str, Any]], how: str | None) -> dict[str, str]:
+def match_keys(records: list[dict[str, Any]], how: str | None) -> dict[str, str]:
     cpus = {r["inventory"].get("cpu", {}).get("model") for r in records}
     gpus = {((r["inventory"].get("gpus", {}).get("devices") or [{}])[0]).get("name") for r in records}
     if how is None:
@@ -89,23 +90,23 @@ def render(
     description = f"{source} baseline from {len(hosts)} node(s): suite(s) {', '.join(suites)}"
     lines = [
         f"# Created by hpcbench {__version__} on {date.today().isoformat()} from {len(records)} record(s).",
-        f"name = {_toml_str(name)}",
-        f"description = {_toml_str(description)}",
+        f"name = {toml_str(name)}",
+        f"description = {toml_str(description)}",
         "",
         "[match]",
     ]
-    lines += [f"{k} = {_toml_str(v)}" for k, v in match.items()]
+    lines += [f"{k} = {toml_str(v)}" for k, v in match.items()]
     lines += [
         "",
         "[provenance]",
-        f"source = {_toml_str(source)}",
-        f"date = {_toml_str(dates[-1])}",
-        f"first_date = {_toml_str(dates[0])}",
+        f"source = {toml_str(source)}",
+        f"date = {toml_str(dates[-1])}",
+        f"first_date = {toml_str(dates[0])}",
         f"nodes = {len(hosts)}",
-        f"hosts = [{', '.join(_toml_str(h) for h in hosts)}]",
+        f"hosts = [{', '.join(toml_str(h) for h in hosts)}]",
         f"records = {len(records)}",
-        f"tool_version = {_toml_str(__version__)}",
-        f"statistic = {_toml_str(statistic)}",
+        f"tool_version = {toml_str(__version__)}",
+        f"statistic = {toml_str(statistic)}",
         *extra,
     ]
     for check, metrics in expected.items():
@@ -117,7 +118,7 @@ def render(
             if value <= 0:
                 lines.append(f"# {metric}: median {value:g} {unit} of {n} is not a usable expected value")
                 continue
-            lines.append(f"{metric} = {{ value = {value:.6g}, unit = {_toml_str(unit)} }}  # median of {n}")
+            lines.append(f"{metric} = {{ value = {value:.6g}, unit = {toml_str(unit)} }}  # median of {n}")
     return "\n".join(lines) + "\n"
 
 
@@ -133,18 +134,19 @@ def create(
     out = Path(output)
     if out.exists() and not force:
         raise ConfigError(f"{out} exists; pass --force to overwrite it")
-    files = results.find(paths)
+    files = store.find(paths)
     if not files:
         raise ConfigError(f"no result records found in {' '.join(paths)}")
-    records = [results.load_data(f) for f in files]
-    text = render(records, name or out.stem, source, _match(records, match))
+    records = [store.load_data(f) for f in files]
+    text = render(records, name or out.stem, source, match_keys(records, match))
     return write_profile(text, out)
 
 
 def write_profile(text: str, out: Path) -> Path:
     """Write a profile atomically, after checking that it loads back."""
-    from hpcbench import baselines, tomlfile
-    from hpcbench.atomic import write_atomic
+    from hpcbench.core import tomlfile
+    from hpcbench.core.atomic import write_atomic
+    from hpcbench.engine import baselines
 
     def loads_back(tmp: Path) -> None:  # what we write must load back
         baselines.parse(tomlfile.read(tmp, "baseline"))

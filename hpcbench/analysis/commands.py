@@ -10,7 +10,7 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-from hpcbench.errors import ConfigError
+from hpcbench.core.errors import ConfigError
 
 ANALYSIS_EPILOG = """Reads result records only. Bad files (truncated, another schema version, not a record,
 another suite's records with --suite) are skipped with a warning on stderr naming the file.
@@ -135,7 +135,7 @@ def cmd_history(args: argparse.Namespace) -> int:
     if args.window < 2 or not 0 <= args.tolerance < 1:
         raise ConfigError("--window must be at least 2 and --tolerance in [0, 1)")
     if not args.dirs:
-        from hpcbench import config
+        from hpcbench.engine import config
 
         args.dirs = [str(config.load().output.value)]
     result = history.run(args.host, args.dirs, suite=args.suite, window=args.window, tolerance=args.tolerance)
@@ -154,7 +154,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from hpcbench.analysis import fleet, fleet_output
-    from hpcbench.report import html
+    from hpcbench.analysis import html
 
     out = Path(args.output)
     if out.exists() and not args.force:

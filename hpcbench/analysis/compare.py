@@ -19,8 +19,8 @@ from typing import Any, TextIO
 
 from hpcbench.analysis import load
 from hpcbench.analysis.robust import compare_samples
-from hpcbench.errors import ConfigError
-from hpcbench.exitcodes import ExitCode
+from hpcbench.core.errors import ConfigError
+from hpcbench.core.exitcodes import ExitCode
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from hpcbench.analysis import load
-from hpcbench.analysis.baseline_create import _match, _toml_str, render, write_profile
+from hpcbench.analysis.baseline_create import match_keys, toml_str, render, write_profile
 from hpcbench.analysis.robust import trimmed
-from hpcbench.errors import ConfigError
+from hpcbench.core.errors import ConfigError
 
 K = 3.5
 
@@ -44,7 +44,7 @@ def expected_from_fleet(
 
 
 def slim_records(runs: Any) -> list[dict[str, Any]]:
-    """What ``render`` and ``_match`` read of a record, from the loaded runs."""
+    """What ``render`` and ``match_keys`` read of a record, from the loaded runs."""
     out = []
     for r in runs.itertuples():
         cfg = r.config
@@ -87,9 +87,9 @@ def create_from_fleet(
         for key, hosts in removed.items()
     ]
     extra = (
-        f"outlier_rule = {_toml_str(f'iterative: values with |modified z| > {k:g} removed until none')}",
-        f"outliers_removed = [{', '.join(_toml_str(x) for x in listed)}]",
+        f"outlier_rule = {toml_str(f'iterative: values with |modified z| > {k:g} removed until none')}",
+        f"outliers_removed = [{', '.join(toml_str(x) for x in listed)}]",
     )
     statistic = "median over the latest record of every node and its subjects, outliers removed"
-    text = render(records, name or out.stem, source, _match(records, match), expected, extra, statistic)
+    text = render(records, name or out.stem, source, match_keys(records, match), expected, extra, statistic)
     return write_profile(text, out)

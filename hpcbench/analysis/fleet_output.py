@@ -10,7 +10,7 @@ from typing import Any, TextIO
 
 from hpcbench.analysis.fleet import SuiteFleet
 from hpcbench.analysis.load import Skipped
-from hpcbench.exitcodes import ExitCode
+from hpcbench.core.exitcodes import ExitCode
 
 CSV_COLUMNS = [
     "suite",

@@ -22,8 +22,8 @@ from typing import Any, TextIO
 
 from hpcbench.analysis import load
 from hpcbench.analysis.robust import MAD_TO_SIGMA
-from hpcbench.errors import ConfigError
-from hpcbench.exitcodes import ExitCode
+from hpcbench.core.errors import ConfigError
+from hpcbench.core.exitcodes import ExitCode
 
 NOISE_K = 3.0
 MIN_POINTS = 3
@@ -259,7 +259,7 @@ def dump_json(h: History, stream: TextIO | None = None) -> None:
 def write_csv(h: History, path: str) -> Path:
     import csv
 
-    from hpcbench.atomic import atomic_open
+    from hpcbench.core.atomic import atomic_open
 
     out = Path(path)
     with atomic_open(out, newline="") as fh:

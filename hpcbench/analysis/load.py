@@ -30,8 +30,8 @@ from pathlib import Path
 from sys import intern
 from typing import Any
 
-from hpcbench import results
-from hpcbench.errors import ConfigError
+from hpcbench.core.errors import ConfigError
+from hpcbench.engine import store
 
 HEAD_BYTES = 4096
 PARALLEL_FROM = 200  # files; below this one process is faster than starting workers
@@ -208,7 +208,7 @@ Parsed = tuple[str, dict[str, Any] | None, list[tuple[Any, ...]], str]
 def parse_file(path: str, samples: bool) -> Parsed:
     """(path, run, rows, "") for a good record; (path, None, [], reason) for a bad one."""
     try:
-        rec = results.load_data(path)
+        rec = store.load_data(path)
         run, rows = extract(rec, path, samples)
     except ConfigError as exc:
         reason = str(exc)
@@ -238,8 +238,8 @@ def parse_many(paths: list[str], samples: bool = False, workers: int | None = No
 
 
 def sequence(path: str) -> int:
-    """results.record_path's collision suffix: ``<stamp>-2.json`` was written after ``<stamp>-1.json``."""
-    stamp = results.name_stamp(Path(path).name)
+    """store.record_path's collision suffix: ``<stamp>-2.json`` was written after ``<stamp>-1.json``."""
+    stamp = store.name_stamp(Path(path).name)
     return stamp[1] if stamp else 0
 
 
@@ -289,7 +289,7 @@ def load(
     ``latest``: only the newest good record of each (host, suite). ``host``/``suite``: only
     those records. ``samples``: keep every measurement's samples (for ``compare``).
     """
-    files = [str(p) for p in results.find(list(paths))]
+    files = [str(p) for p in store.find(list(paths))]
     missing = [f for f in files if not Path(f).exists()]
     if missing:
         raise ConfigError(f"{missing[0]}: no such file or folder")

@@ -1,7 +1,7 @@
 """A GPU's error counters through NVML: ECC, row remapping, PCIe replays; read once (gpu_health)
 or before and after a load (burn), and the deltas between two readings.
 
-Every call goes through ``hpcbench.nvml.read``: NotSupported, NoPermission and FunctionNotFound
+Every call goes through ``hpcbench.node.nvml.read``: NotSupported, NoPermission and FunctionNotFound
 make a counter *unsupported* (never a failure); any other NVML error (GpuIsLost, Unknown, ...)
 is a ``Reading`` with ``error``. ``deltas`` is a pure function of two ``Counters``.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from hpcbench import nvml as seam
+from hpcbench.node import nvml as seam
 
 #: (name, NVML memory error type, NVML counter type) of the ECC counts nvmlDeviceGetTotalEccErrors gives
 ECC_COUNTERS = (

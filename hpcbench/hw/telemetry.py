@@ -2,7 +2,7 @@
 
 What explains a GPU's number: SM and memory clocks, power, temperature, utilization and the
 clock event (throttle) reasons NVML reports as a bitmask. ``Sampler`` reads them every
-``interval`` seconds through the one NVML seam (``hpcbench.nvml``); ``summary(t0, t1)`` gives
+``interval`` seconds through the one NVML seam (``hpcbench.node.nvml``); ``summary(t0, t1)`` gives
 min/median/max per field over a time window (one probe case) and the fraction of samples in
 which each reason was active, with the names decoded from the bitmask. The summary goes into
 the measurement's settings as ``telemetry``; ``throttle_hint`` turns it into the hint a
@@ -167,7 +167,7 @@ class Sampler:
     ``with Sampler(index, 0.1) as s: ... s.summary(t0, t1)`` (times of ``clock``, by default
     ``time.monotonic``; tests replay a trace with a clock of their own). When
     NVML cannot be used (no pynvml, no driver, no such GPU) nothing is sampled and every
-    summary says why. ``nvml`` injects a module for tests (else ``hpcbench.nvml.load()``).
+    summary says why. ``nvml`` injects a module for tests (else ``hpcbench.node.nvml.load()``).
     """
 
     def __init__(
@@ -204,7 +204,7 @@ class Sampler:
     def start(self) -> None:
         if self.reason or self.index is None:
             return
-        from hpcbench import nvml as seam
+        from hpcbench.node import nvml as seam
 
         try:
             mod = seam.load(self._nvml)
@@ -241,7 +241,7 @@ class Sampler:
         """Read one sample now."""
         if self._mod is None:
             return
-        from hpcbench import nvml as seam
+        from hpcbench.node import nvml as seam
 
         values, errors = sample_values(seam.telemetry_sample(self._mod, self._handle))
         with self._lock:

@@ -19,9 +19,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from hpcbench.errors import ProbeError, ProbeSkip
-from hpcbench.inventory import gpu_absence
-from hpcbench.node import GpuDevice, Inventory, as_inventory
+from hpcbench.core.errors import ProbeError, ProbeSkip
+from hpcbench.node.collector import gpu_absence
+from hpcbench.node.inventory import GpuDevice, Inventory, as_inventory
 
 #: the probes' dtype names -> torch dtype attribute
 TORCH_DTYPES = {

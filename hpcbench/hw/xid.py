@@ -5,7 +5,7 @@ name=<unknown>, GPU has fallen off the bus.`` (older drivers: ``pid=1234, ...`` 
 pid). Newer drivers also report a lost GPU over several lines without an XID (``NVRM:
 The NVIDIA GPU 0000:b3:00.0`` ... ``fallen off the bus``); that counts as XID 79.
 
-``parse_kernel_log`` is pure and tested on captured text in ``tests/fixtures/xid/``.
+``parse_kernel_log`` is pure and tested on captured text in ``tests/hw/fixtures/xid/``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from hpcbench.hw.kernel_log import line_time
-from hpcbench.pci import normalize_bus
+from hpcbench.node.pci import normalize_bus
 
 #: application-caused XIDs (NVIDIA's XID catalogue: user app errors), not counted by default
 DEFAULT_IGNORE = (13, 31, 43, 45)

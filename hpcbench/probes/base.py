@@ -15,10 +15,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
-from hpcbench.errors import ParamError
-from hpcbench.inventory import gpu_absence
-from hpcbench.model import Measurement
-from hpcbench.node import Inventory, as_inventory
+from hpcbench.core.errors import ParamError
+from hpcbench.core.measurement import Measurement
+from hpcbench.node.collector import gpu_absence
+from hpcbench.node.inventory import Inventory, as_inventory
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ class Requirement:
     kind: ``gpu`` (a CUDA device; unmet is SKIP), ``binary`` (a program on PATH;
     unmet is ERROR with ``install`` as the hint), ``ranks`` (at least ``count``
     processes; informational for the runner), ``idle_gpu`` (no other process may hold
-    the job's GPUs; evaluated by the runner with NVML per job, see ``hpcbench.busy``:
+    the job's GPUs; evaluated by the runner with NVML per job, see ``hpcbench.engine.busy``:
     unmet is SKIP "busy: ...", unless ``--force``).
     """
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
-from hpcbench.errors import ConfigError
+from hpcbench.core.errors import ConfigError
 from hpcbench.probes.base import EXPANSIONS, Requirement
 
 GROUP = "hpcbench.probes"

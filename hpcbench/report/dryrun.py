@@ -15,7 +15,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any, TextIO
 
-from hpcbench.plan import PlannedCheck, Unrunnable, estimate
+from hpcbench.engine.plan import PlannedCheck, Unrunnable, estimate
 
 
 def _params(params: Mapping[str, Any]) -> str:

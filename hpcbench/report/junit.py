@@ -15,10 +15,10 @@ from datetime import timezone
 from pathlib import Path
 from typing import Any
 
-from hpcbench import timeparse
-from hpcbench.atomic import atomic_open
-from hpcbench.model import Evaluation
-from hpcbench.record import CheckResult, Record
+from hpcbench.core import timeparse
+from hpcbench.core.atomic import atomic_open
+from hpcbench.core.measurement import Evaluation
+from hpcbench.engine.record import CheckResult, Record
 
 
 def _num(value: Any, unit: str = "") -> str:

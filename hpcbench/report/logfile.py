@@ -11,8 +11,8 @@ import os
 from datetime import datetime
 from pathlib import Path
 
-from hpcbench.errors import ConfigError
-from hpcbench.timeparse import utc_stamp
+from hpcbench.core.errors import ConfigError
+from hpcbench.core.timeparse import utc_stamp
 
 
 def format_line(text: str, suite: str, pid: int, now: datetime | None = None) -> str:

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import re
 
-from hpcbench.model import Evaluation, Verdict
-from hpcbench.record import CheckResult, Record
+from hpcbench.core.measurement import Evaluation, Verdict
+from hpcbench.engine.record import CheckResult, Record
 
 STATES = {0: "OK", 1: "WARNING", 2: "CRITICAL", 3: "UNKNOWN"}
 #: a probe's unit -> (Nagios unit of measure, factor)

@@ -36,9 +36,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from hpcbench import timeparse
-from hpcbench.model import Verdict, worst_verdict
-from hpcbench.record import Record
+from hpcbench.core import timeparse
+from hpcbench.core.measurement import Verdict, worst_verdict
+from hpcbench.engine.record import Record
 
 PREFIX = "hpcbench"
 VERDICTS = ("PASS", "WARN", "FAIL", "ERROR", "SKIP", "NOBASELINE")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 from typing import Any, TextIO
 
-from hpcbench.model import Verdict
-from hpcbench.record import Record
+from hpcbench.core.measurement import Verdict
+from hpcbench.engine.record import Record
 
 _STYLE = {
     "PASS": "green",

@@ -28,9 +28,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from hpcbench.errors import ProbeSkip
+from hpcbench.core.errors import ProbeSkip
+from hpcbench.core.measurement import Measurement
 from hpcbench.hw import torch_device as td
-from hpcbench.model import Measurement
 from hpcbench.probes.attention import calc as am
 from hpcbench.probes.base import MetricNames, ProbeContext, Requirement, check
 

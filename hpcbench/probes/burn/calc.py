@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hpcbench.hw import telemetry as tm
-from hpcbench.hw.items import Item, missing
+from hpcbench.probes.items import Item, missing
 
 #: the warm-up and the droop's span: a minute, or a third of a shorter run
 SPAN_S = 60.0

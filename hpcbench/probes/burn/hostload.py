@@ -53,7 +53,7 @@ def rates(stats: dict[str, Any]) -> tuple[float, float]:
 
 def work(cpu: int, seconds: float, mib: int, out: Path) -> int:
     """The worker: pin to ``cpu``, loop triad + GEMM until the deadline, SIGTERM or an orphaning."""
-    from hpcbench.atomic import write_json
+    from hpcbench.core.atomic import write_json
 
     stop = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))

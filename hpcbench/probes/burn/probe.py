@@ -24,11 +24,11 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from hpcbench.errors import ParamError, ProbeError, ProbeSkip
+from hpcbench.core.errors import ParamError, ProbeError, ProbeSkip
+from hpcbench.core.measurement import Measurement
 from hpcbench.hw import matmul as mm
 from hpcbench.hw import torch_device as td
-from hpcbench.model import Measurement
-from hpcbench.node import Inventory
+from hpcbench.node.inventory import Inventory
 from hpcbench.probes.base import MetricNames, ProbeContext, Requirement, check, report_progress
 from hpcbench.probes.burn import calc, hostload, loop
 from hpcbench.probes.burn.watch import Watch

@@ -33,10 +33,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from hpcbench.errors import ConfigError, ProbeError, ProbeSkip
-from hpcbench.hw.ranks import rank_list
-from hpcbench.launch import LaunchEnv, from_environ
-from hpcbench.model import Measurement
+from hpcbench.core.errors import ConfigError, ProbeError, ProbeSkip
+from hpcbench.core.measurement import Measurement
+from hpcbench.launch.launcher import LaunchEnv, from_environ
+from hpcbench.launch.ranks import rank_list
 from hpcbench.probes.base import ProbeContext, Requirement, check
 from hpcbench.probes.collectives import calc as cm
 from hpcbench.probes.collectives.rank import EXIT_CONFIG, EXIT_FAILED, RankConfig
@@ -276,7 +276,7 @@ def _watch(
 
 
 def _join(cfg: RankConfig, launch: LaunchEnv) -> dict[str, Any]:
-    from hpcbench.hw.rendezvous import RankFailure
+    from hpcbench.launch.rendezvous import RankFailure
     from hpcbench.probes.collectives.rank import RankConfigError, run_rank
 
     try:

@@ -30,8 +30,8 @@ from dataclasses import asdict, dataclass
 from datetime import timedelta
 from typing import Any
 
-from hpcbench.atomic import write_json
-from hpcbench.launch import LaunchEnv, from_environ
+from hpcbench.core.atomic import write_json
+from hpcbench.launch.launcher import LaunchEnv, from_environ
 from hpcbench.probes.collectives import calc as cm
 
 EXIT_FAILED = 3
@@ -285,7 +285,7 @@ def run_rank(cfg: RankConfig, launch: LaunchEnv) -> dict[str, Any]:
     import torch
     import torch.distributed as dist
 
-    from hpcbench.hw.rendezvous import RankFailure, Rendezvous
+    from hpcbench.launch.rendezvous import RankFailure, Rendezvous
 
     torch.set_num_threads(
         max(1, len(os.sched_getaffinity(0)) // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
@@ -365,7 +365,7 @@ def _write(path: str, data: dict[str, Any]) -> None:
 
 def main(argv: list[str]) -> int:
     config_path, outdir = argv
-    from hpcbench.hw.rendezvous import RankFailure
+    from hpcbench.launch.rendezvous import RankFailure
 
     launch = from_environ(os.environ)
     assert launch is not None, "RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT must be set"

@@ -27,12 +27,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from hpcbench.errors import ProbeError
+from hpcbench.core.errors import ProbeError
+from hpcbench.core.measurement import Measurement
+from hpcbench.core.stats import fastest
 from hpcbench.hw.torch_device import Clock, PerfCounterClock
-from hpcbench.model import Measurement
-from hpcbench.node import Inventory, as_inventory
+from hpcbench.node.inventory import Inventory, as_inventory
 from hpcbench.probes.base import ProbeContext, Requirement, check
-from hpcbench.stats import fastest
 
 KERNELS: tuple[str, ...] = ("copy", "scale", "add", "triad")
 #: arrays each kernel reads plus writes (STREAM's counting)

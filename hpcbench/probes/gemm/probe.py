@@ -33,13 +33,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from hpcbench.errors import ParamError, ProbeSkip
+from hpcbench.core.errors import ParamError, ProbeSkip
+from hpcbench.core.measurement import Measurement
+from hpcbench.core.stats import fastest
 from hpcbench.hw import matmul as mm
 from hpcbench.hw import torch_device as td
-from hpcbench.model import Measurement
 from hpcbench.probes.base import MetricNames, ProbeContext, Requirement, check
 from hpcbench.probes.gemm import calc as gm
-from hpcbench.stats import fastest
 
 CONVENTION = "2*m*n*k FLOPs per GEMM (MAMF-finder); TFLOPS = 1e12 FLOP/s"
 LAYOUT = "nn.Linear: y (m x n) = x (m x k) @ W^T, W (n x k) row-major"

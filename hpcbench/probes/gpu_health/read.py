@@ -1,7 +1,7 @@
 """The gpu_health probe's NVML readings, each turned into an Item: a metric's value with a
 one-line detail, or why it could not be measured here.
 
-Every call goes through ``hpcbench.nvml.read``: NotSupported, NoPermission and
+Every call goes through ``hpcbench.node.nvml.read``: NotSupported, NoPermission and
 FunctionNotFound make an item *not measured* (never a failure); any other NVML error
 (GpuIsLost, Unknown, Timeout, ...) is collected in ``errors`` and becomes the
 ``nvml_errors`` count, which the suites fail on. Flags are 1.0 (true) or 0.0.
@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from hpcbench import nvml as seam
 from hpcbench.hw import gpu_counters as gc
 from hpcbench.hw.gpu_counters import ECC_COUNTERS
-from hpcbench.hw.items import Item, missing
+from hpcbench.node import nvml as seam
+from hpcbench.probes.items import Item, missing
 
 __all__ = ["GPU_METRICS", "Item", "gpu_items", "missing"]
 

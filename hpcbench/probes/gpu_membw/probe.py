@@ -20,9 +20,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from hpcbench import nvml as seam
+from hpcbench.core.measurement import Measurement
 from hpcbench.hw.torch_device import Clock, check_device_param, prepare, sampler, time_calls
-from hpcbench.model import Measurement
+from hpcbench.node import nvml as seam
 from hpcbench.probes.base import ProbeContext, Requirement, check
 
 NAME = "gpu_membw"

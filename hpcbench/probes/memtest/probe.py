@@ -17,9 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from hpcbench.errors import ProbeError
+from hpcbench.core.errors import ProbeError
+from hpcbench.core.measurement import Measurement
 from hpcbench.hw import torch_device as td
-from hpcbench.model import Measurement
 from hpcbench.probes.base import ProbeContext, Requirement, check, report_progress
 from hpcbench.probes.memtest import calc
 

@@ -1,7 +1,7 @@
 """Port health from sysfs: link state, rate, MTU and error counters. Pure decisions, no I/O.
 
-Every function takes what ``hpcbench.nics`` read (ports, interfaces, counter snapshots) and returns
-health items (``hpcbench.hw.items.Item``): a count or a rate with a one-line detail that a WARN
+Every function takes what ``hpcbench.node.nics`` read (ports, interfaces, counter snapshots) and returns
+health items (``hpcbench.probes.items.Item``): a count or a rate with a one-line detail that a WARN
 or FAIL quotes, or why the item was not measured here (SKIP). The suites put absolute limits on
 the counts; the rates are compared with the baseline and with the sibling ports.
 
@@ -24,8 +24,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from hpcbench.hw.items import Item
-from hpcbench.nics import (
+from hpcbench.node.nics import (
     ETH_ERROR_COUNTERS,
     IB_ERROR_COUNTERS,
     PHYS_STATE_HINT,
@@ -33,6 +32,7 @@ from hpcbench.nics import (
     RdmaPort,
     saturated,
 )
+from hpcbench.probes.items import Item
 
 PORT_METRICS = ("rdma_rate", "eth_rate", "link_down", "mismatches", "counters_grew", "counters_over_limit")
 NODE_METRICS = ("rdma_ports_active", "link_down", "mismatches", "counters_grew", "counters_over_limit")

@@ -3,7 +3,7 @@
 The bandwidth is the receiver's: ``end.sum_received.bits_per_second`` / 1e9 (Gb/s), the
 "receiver" line iperf3 prints at the end of a TCP test (what arrived, over the receiver's
 time). The sender's rate and its retransmits are kept beside it. Tested on the JSON of iperf3
-3.1.3, 3.1.6, 3.9 and 3.12 (tests/fixtures/network/iperf3/); iperf3 prints ``"error"`` in the
+3.1.3, 3.1.6, 3.9 and 3.12 (tests/probes/network/fixtures/network/iperf3/); iperf3 prints ``"error"`` in the
 same document when it fails (connection refused, a busy server), which becomes the error.
 """
 

@@ -15,11 +15,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from hpcbench import nics
-from hpcbench.errors import ProbeError
-from hpcbench.hw.items import Item, missing
-from hpcbench.node import Inventory
-from hpcbench.pci import read_text
+from hpcbench.core.errors import ProbeError
+from hpcbench.node import nics
+from hpcbench.node.inventory import Inventory
+from hpcbench.node.pci import read_text
+from hpcbench.probes.items import Item, missing
 from hpcbench.probes.network import health, iperf, perftest, procs, topology
 
 RDMA_METRICS = ("rdma_write_bw", "rdma_read_lat", "rdma_read_lat_p99")

@@ -1,6 +1,6 @@
 """One node's part of the pairs mode under torchrun or srun: join, run the rounds, gather.
 
-Every rank is one node. The ranks meet on the launch's TCPStore (``hpcbench.hw.rendezvous``,
+Every rank is one node. The ranks meet on the launch's TCPStore (``hpcbench.launch.rendezvous``,
 key space ``hpcbench/network/``), announce the address their iperf3 server listens on (port
 ``base_port + rank``), and go through the rounds of ``pairs.rounds``: in each pair both nodes send
 once, the receiver running a one-off ``iperf3 -s -1`` and saying so in the store, the sender
@@ -21,8 +21,8 @@ import struct
 import time
 from dataclasses import dataclass
 
-from hpcbench.hw.rendezvous import RankFailure, Rendezvous
-from hpcbench.launch import LaunchEnv
+from hpcbench.launch.launcher import LaunchEnv
+from hpcbench.launch.rendezvous import RankFailure, Rendezvous
 from hpcbench.probes.network import iperf, procs
 from hpcbench.probes.network.pairs import PairResult, rounds
 

@@ -2,7 +2,7 @@
 
 The parsers are pure functions of the text perftest prints (server or client side, or both
 interleaved in one log), tested on captured output of several versions
-(tests/fixtures/network/perftest/):
+(tests/probes/network/fixtures/network/perftest/):
 
 - bandwidth: the result line under the header ``#bytes #iterations BW peak[..] BW average[..]
   MsgRate[Mpps]``. The unit is ``Gb/sec`` with ``--report_gbits`` (1e9 bit/s: perftest divides

@@ -22,11 +22,11 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from hpcbench.errors import ConfigError, ProbeError, ProbeSkip
-from hpcbench.hw.items import Item, missing, to_measurements
-from hpcbench.launch import from_environ
-from hpcbench.model import Measurement
+from hpcbench.core.errors import ConfigError, ProbeError, ProbeSkip
+from hpcbench.core.measurement import Measurement
+from hpcbench.launch.launcher import from_environ
 from hpcbench.probes.base import ProbeContext, Requirement, check
+from hpcbench.probes.items import Item, missing, to_measurements
 from hpcbench.probes.network import health, modes, pairs, procs, topology
 
 NAME = "network"
@@ -258,7 +258,7 @@ class Network:
             return missing(pairs.METRICS, "pairs mode runs under torchrun or srun, one rank per node")
         if launch.world_size < 2:
             return missing(pairs.METRICS, f"pairs need 2 or more nodes; WORLD_SIZE is {launch.world_size}")
-        from hpcbench.hw.rendezvous import RankFailure
+        from hpcbench.launch.rendezvous import RankFailure
         from hpcbench.probes.network import pairs_run
 
         cfg = pairs_run.PairsConfig(

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from hpcbench.errors import ProbeError
+from hpcbench.core.errors import ProbeError
 
 #: what to install for each tool (Debian/Ubuntu package, RHEL/Rocky package)
 PERFTEST = "install perftest: apt-get install perftest (Debian/Ubuntu) or dnf install perftest (RHEL/Rocky)"

@@ -9,7 +9,7 @@ Levels, nearest first (``nvidia-smi topo -m``'s legend):
 - ``NODE``: between host bridges within a NUMA node;
 - ``SYS``: across the SMP interconnect between NUMA nodes (UPI, Infinity Fabric).
 
-From the two functions' paths (``hpcbench.pci.PciPath``): other host bridges -> NODE or SYS by
+From the two functions' paths (``hpcbench.node.pci.PciPath``): other host bridges -> NODE or SYS by
 their NUMA nodes (unknown on both, as a one-node machine reports -1: NODE); the same host bridge
 but no shared bridge -> PHB; else the paths below the deepest shared bridge: at most one
 downstream port on each side -> PIX (one switch), deeper -> PXB. GPU pairs show their PCIe
@@ -29,10 +29,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from hpcbench.hw.items import Item
-from hpcbench.nics import RdmaPort
-from hpcbench.node import Inventory, as_inventory
-from hpcbench.pci import PciPath, full_address, local_cpulist, numa_node, pci_path, read_text
+from hpcbench.node.inventory import Inventory, as_inventory
+from hpcbench.node.nics import RdmaPort
+from hpcbench.node.pci import PciPath, full_address, local_cpulist, numa_node, pci_path, read_text
+from hpcbench.probes.items import Item
 
 LEVELS = ("X", "PIX", "PXB", "PHB", "NODE", "SYS")
 LEGEND = (

@@ -6,7 +6,7 @@ are someone else's drives. nvme-cli runs with an argv list and a timeout, throug
 the tests replace (or from a folder of captured outputs, ``nvme_smart_logs``).
 
 ``parse_smart_log`` is pure and reads the JSON of every nvme-cli version we know
-(tests/fixtures/node_health/nvme/): numbers (1.x, 2.0, 2.2+), numbers printed as strings
+(tests/probes/node_health/fixtures/node_health/nvme/): numbers (1.x, 2.0, 2.2+), numbers printed as strings
 (2.1: ``"media_errors":"0.000000"``), ``critical_warning`` as a number or, with ``-H``, an
 object ``{"value": 4, "available_spare": 0, ...}``.
 """
@@ -21,8 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from hpcbench.hw.items import Item, failed, missing
-from hpcbench.pci import read_text
+from hpcbench.node.pci import read_text
+from hpcbench.probes.items import Item, failed, missing
 
 NVME_CLASS = "sys/class/nvme"
 METRICS = (

@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, ClassVar
 
-from hpcbench import timeparse
-from hpcbench.hw.items import Item, missing, to_measurements
+from hpcbench.core import timeparse
+from hpcbench.core.measurement import Measurement
 from hpcbench.hw.kernel_log import boot_time, read_kernel_log
-from hpcbench.model import Measurement
 from hpcbench.probes.base import ProbeContext, Requirement, check
+from hpcbench.probes.items import Item, missing, to_measurements
 from hpcbench.probes.node_health import aer, edac, klog, nvme, system
 
 NAME = "node_health"

@@ -27,10 +27,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
-from hpcbench import nvml as seam
-from hpcbench.errors import ProbeError
+from hpcbench.core.errors import ProbeError
+from hpcbench.core.measurement import Measurement
 from hpcbench.hw.torch_device import prepare
-from hpcbench.model import Measurement
+from hpcbench.node import nvml as seam
 from hpcbench.probes.base import ProbeContext, Requirement, check
 from hpcbench.probes.pcie.cuda import CudaEngine
 

@@ -21,8 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from hpcbench.errors import ProbeError
-from hpcbench.inventory import mount_fields
+from hpcbench.core.errors import ProbeError
+from hpcbench.node.collector import mount_fields
 
 GiB = 2**30
 MiB = 2**20

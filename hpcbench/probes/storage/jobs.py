@@ -11,7 +11,7 @@ import os
 import subprocess
 from dataclasses import dataclass
 
-from hpcbench.errors import ProbeError
+from hpcbench.core.errors import ProbeError
 from hpcbench.probes.storage.fio import FioOutputError, FioRun, parse_fio_json, stderr_reason
 
 

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from hpcbench.errors import ProbeError
-from hpcbench.model import Measurement
+from hpcbench.core.errors import ProbeError
+from hpcbench.core.measurement import Measurement
 from hpcbench.probes.base import ProbeContext, Requirement, check, register_cleanup
 from hpcbench.probes.storage import fs as sfs
 from hpcbench.probes.storage.fio import FioRun

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hpcbench.model import Measurement
+from hpcbench.core.measurement import Measurement
 from hpcbench.probes.base import ProbeContext, Requirement
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hpcbench.model import Measurement
+from hpcbench.core.measurement import Measurement
 from hpcbench.probes.base import ProbeContext, Requirement
 from hpcbench_brokenprobes import Good
 

@@ -8,7 +8,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 
-from hpcbench.model import Measurement
+from hpcbench.core.measurement import Measurement
 from hpcbench.probes.base import ProbeContext, Requirement, check
 
 

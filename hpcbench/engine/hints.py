@@ -1,0 +1,48 @@
+"""Hints: where the node's own configuration explains a shortfall. Pure functions of the
+measurement's settings and the inventory snapshot."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from hpcbench.core.measurement import Measurement, Verdict
+from hpcbench.hw.telemetry import throttle_hint
+from hpcbench.node.inventory import Inventory, as_inventory
+
+
+def config_hints(settings: dict[str, Any], inventory: Inventory | Mapping[str, Any]) -> list[str]:
+    """Every configuration fact that can lower a bandwidth or throughput number."""
+    inventory = as_inventory(inventory)
+    hints: list[str] = [str(w) for w in settings.get("warnings") or [] if w]  # the probe's own
+    throttled = throttle_hint(settings.get("telemetry"))  # GPU clock event reasons during the run
+    if throttled:
+        hints.append(throttled)
+    cpu = inventory.cpu
+    governors = cpu.governors or ((cpu.governor,) if cpu.governor else ())
+    slow = sorted(g for g in governors if g in ("powersave", "conservative", "ondemand"))
+    if slow:
+        hints.append(
+            f"CPU frequency governor is {'/'.join(slow)}: set performance "
+            "(cpupower frequency-set -g performance)"
+        )
+    threads = settings.get("threads")
+    cpus = settings.get("cpus")
+    available = len(cpus) if isinstance(cpus, list) and settings.get("numa_node") is not None else cpu.threads
+    if isinstance(threads, int) and isinstance(available, int) and 0 < threads < available:
+        hints.append(f"ran {threads} threads where {available} CPUs are available: fewer threads than cores")
+    if inventory.tunables.get("numa_balancing") and len(inventory.numa.nodes) > 1:
+        hints.append("numa_balancing is on and migrates pages during the run: sysctl kernel.numa_balancing=0")
+    if inventory.memory.thp.enabled == "never":
+        hints.append(
+            "transparent huge pages are 'never': TLB misses cost bandwidth "
+            "(echo madvise > /sys/kernel/mm/transparent_hugepage/enabled)"
+        )
+    return hints
+
+
+def hint_for(verdict: Verdict, m: Measurement, inventory: Inventory | Mapping[str, Any]) -> str:
+    """A hint for a shortfall (WARN or FAIL); empty otherwise."""
+    if verdict not in (Verdict.WARN, Verdict.FAIL):
+        return ""
+    return "; ".join(config_hints(m.settings, inventory))

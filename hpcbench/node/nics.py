@@ -1,0 +1,436 @@
+"""The node's network ports as sysfs shows them: RDMA ports and physical Ethernet interfaces.
+
+RDMA ports come from ``/sys/class/infiniband/<device>/ports/<n>`` (InfiniBand, or RoCE when the
+link layer is Ethernet); network interfaces from ``/sys/class/net``. Each port's PCI address and
+NUMA node come from its device link (``hpcbench.node.pci``). ``root`` is the file system root ("/" on
+a node, a fixture tree in tests); nothing here raises for a missing or unreadable file.
+
+Which ports are NIC subjects (``nic_subjects``), one per physical port:
+
+- every RDMA port, named ``<device>:<port>`` (``mlx5_0:1``, as perftest's ``-d mlx5_0 -i 1``);
+  its netdev (IPoIB ``ibp24s0``, or the RoCE interface) belongs to it and is no subject of its own;
+- every physical Ethernet interface (``eth0``, ``eno1``, a bond's slaves) that is not an RDMA
+  port's netdev and not an SR-IOV virtual function;
+- never a virtual interface (its sysfs device lives under ``/sys/devices/virtual``: ``lo``,
+  ``ifb*``, ``veth*``, bridges, bond and VLAN masters, tunnels), which are listed by name only.
+
+The error counters: InfiniBand's PortCounters (symbol errors,
+link downed, link error recovery, receive errors, transmit discards, local link integrity,
+excessive buffer overrun), which saturate at their width (``IB_COUNTER_BITS``); Ethernet's
+``statistics`` error counters and ``carrier_changes`` (a link flap). Drops are reported, never
+judged: a busy host drops packets it has no socket for.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import os
+import re
+import socket
+import struct
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
+
+from hpcbench.node.pci import driver_name, numa_node, path_of, read_text
+
+IB_CLASS = "sys/class/infiniband"
+NET_CLASS = "sys/class/net"
+#: the IB error counters judged (ports/N/counters/<name>)
+IB_ERROR_COUNTERS = (
+    "symbol_error",
+    "link_downed",
+    "link_error_recovery",
+    "port_rcv_errors",
+    "port_xmit_discards",
+    "local_link_integrity_errors",
+    "excessive_buffer_overrun_errors",
+)
+#: read and reported, not judged
+IB_OTHER_COUNTERS = (
+    "port_rcv_remote_physical_errors",
+    "port_rcv_switch_relay_errors",
+    "port_xmit_constraint_errors",
+    "port_rcv_constraint_errors",
+    "VL15_dropped",
+    "port_xmit_wait",
+    "port_xmit_data",
+    "port_rcv_data",
+    "port_xmit_packets",
+    "port_rcv_packets",
+)
+#: PortCounters field widths (IBTA): an error counter at 2**bits - 1 has saturated
+IB_COUNTER_BITS = {
+    "symbol_error": 16,
+    "link_error_recovery": 8,
+    "link_downed": 8,
+    "port_rcv_errors": 16,
+    "port_rcv_remote_physical_errors": 16,
+    "port_rcv_switch_relay_errors": 16,
+    "port_xmit_discards": 16,
+    "port_xmit_constraint_errors": 8,
+    "port_rcv_constraint_errors": 8,
+    "local_link_integrity_errors": 4,
+    "excessive_buffer_overrun_errors": 4,
+    "VL15_dropped": 16,
+}
+#: Ethernet error counters judged (statistics/<name>, and the interface's carrier_changes)
+ETH_ERROR_COUNTERS = (
+    "rx_errors",
+    "tx_errors",
+    "rx_crc_errors",
+    "rx_missed_errors",
+    "rx_fifo_errors",
+    "tx_carrier_errors",
+    "carrier_changes",
+)
+ETH_OTHER_COUNTERS = ("rx_dropped", "tx_dropped", "rx_packets", "tx_packets", "rx_bytes", "tx_bytes")
+#: /sys/class/net/<if>/type (ARPHRD_*)
+ARPHRD = {1: "ethernet", 32: "infiniband", 772: "loopback"}
+#: what a port's physical state means to the one who has to fix it
+PHYS_STATE_HINT = {
+    "Polling": "no link partner: check the cable and the switch port",
+    "Disabled": "the port is disabled (by the subnet manager or an administrator)",
+    "Sleep": "the port is asleep",
+    "PortConfigurationTraining": "the link is training",
+    "LinkErrorRecovery": "the link is recovering from errors",
+}
+
+
+# ---------------------------------------------------------------------------
+# Pure parsers: sysfs text in, values out.
+
+
+def parse_numbered(text: str | None) -> str | None:
+    """``state`` or ``phys_state``: ``"4: ACTIVE"`` -> ``"ACTIVE"``, ``"5: LinkUp"`` -> ``"LinkUp"``."""
+    value = (text or "").strip()
+    if not value:
+        return None
+    _, sep, name = value.partition(":")
+    return name.strip() if sep else value
+
+
+def parse_rate(text: str | None) -> float | None:
+    """A port's ``rate``: ``"400 Gb/sec (4X NDR)"`` -> 400.0 (Gb/s, as ibstat's Rate)."""
+    m = re.match(r"\s*([\d.]+)\s*Gb/sec", text or "")
+    return float(m.group(1)) if m else None
+
+
+def parse_speed(text: str | None) -> int | None:
+    """An interface's ``speed`` in Mb/s; None when unknown (-1 from a virtual NIC, or unreadable)."""
+    try:
+        value = int((text or "").strip())
+    except ValueError:
+        return None
+    return value if value > 0 else None
+
+
+def parse_int(text: str | None, base: int = 10) -> int | None:
+    try:
+        return int((text or "").strip(), base)
+    except ValueError:
+        return None
+
+
+def saturated(name: str, value: int | None) -> bool:
+    """Whether an IB error counter stopped at its maximum (the real count is higher)."""
+    bits = IB_COUNTER_BITS.get(name)
+    return bits is not None and value is not None and value >= 2**bits - 1
+
+
+# ---------------------------------------------------------------------------
+# What sysfs says about one port or interface.
+
+
+@dataclass(frozen=True)
+class RdmaPort:
+    """One port of an RDMA device (an HCA's port, or a RoCE NIC's)."""
+
+    device: str
+    port: int
+    state: str | None  # ACTIVE, DOWN, INIT, ARMED
+    phys_state: str | None  # LinkUp, Polling, Disabled, ...
+    rate_gbps: float | None
+    rate_text: str | None  # "400 Gb/sec (4X NDR)"
+    link_layer: str | None  # InfiniBand | Ethernet
+    lid: str | None
+    netdevs: tuple[str, ...]
+    netdev_mtu: int | None
+    netdev_operstate: str | None
+    hca_type: str | None
+    fw_ver: str | None
+    node_guid: str | None
+    sys_image_guid: str | None
+    board_id: str | None
+    pci_address: str | None
+    numa_node: int | None
+    driver: str | None
+
+    #: as_dict adds the subject name (its JSON Schema)
+    JSON_EXTRA: ClassVar[dict[str, Any]] = {"subject": {"type": "string", "description": "device:port"}}
+
+    @property
+    def subject(self) -> str:
+        return f"{self.device}:{self.port}"
+
+    @property
+    def active(self) -> bool:
+        """Carrying traffic: ACTIVE with the physical link up."""
+        return self.state == "ACTIVE" and self.phys_state == "LinkUp"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"subject": self.subject, **asdict(self), "netdevs": list(self.netdevs)}
+
+
+@dataclass(frozen=True)
+class Interface:
+    """One network interface of /sys/class/net that is a physical device."""
+
+    name: str
+    kind: str  # ethernet | infiniband | type <n>
+    operstate: str | None  # up, down, unknown, lowerlayerdown, ...
+    admin_up: bool | None  # IFF_UP in flags: configured up
+    carrier: bool | None
+    speed_mbps: int | None
+    mtu: int | None
+    mac: str | None
+    driver: str | None
+    firmware: str | None
+    pci_address: str | None
+    numa_node: int | None
+    virtual_function: bool
+    rdma_port: str | None  # the RDMA port it is the netdev of, e.g. "mlx5_0:1"
+
+    @property
+    def rate_gbps(self) -> float | None:
+        return self.speed_mbps / 1000 if self.speed_mbps is not None else None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _strip(root: str, rel: str) -> str | None:
+    text = read_text(os.path.join(root, rel))
+    return text.strip() if text is not None and text.strip() else None
+
+
+def _listdir(path: str) -> list[str]:
+    try:
+        names = os.listdir(path)
+    except OSError:
+        return []
+    return sorted(names, key=lambda n: [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", n)])
+
+
+def _pci(root: str, device_link: str) -> tuple[str | None, int | None, str | None]:
+    """(PCI address, NUMA node, driver) of the device a ``device`` link points at."""
+    if not os.path.exists(device_link):
+        return None, None, None
+    path = path_of(os.path.realpath(device_link))
+    address = path.address if path else None
+    return address, numa_node(root, address) if address else None, driver_name(device_link)
+
+
+def _netdevs(root: str, device: str, port: int) -> list[str]:
+    """The network interfaces of an RDMA device's port (its PCI function's ``net`` folder)."""
+    names = _listdir(os.path.join(root, IB_CLASS, device, "device", "net"))
+    mine = []
+    for name in names:
+        dev_port = parse_int(read_text(os.path.join(root, NET_CLASS, name, "dev_port")))
+        if dev_port is None or dev_port == port - 1 or len(names) == 1:
+            mine.append(name)
+    return mine
+
+
+def rdma_ports(root: str = "/") -> list[RdmaPort]:
+    """Every port of every RDMA device; [] when there is no /sys/class/infiniband."""
+    out = []
+    for device in _listdir(os.path.join(root, IB_CLASS)):
+        base = f"{IB_CLASS}/{device}"
+        address, numa, driver = _pci(root, os.path.join(root, base, "device"))
+        for port_name in _listdir(os.path.join(root, base, "ports")):
+            if not port_name.isdigit():
+                continue
+            port = int(port_name)
+            p = f"{base}/ports/{port}"
+            rate_text = _strip(root, f"{p}/rate")
+            netdevs = _netdevs(root, device, port)
+            first = netdevs[0] if netdevs else None
+            out.append(
+                RdmaPort(
+                    device=device,
+                    port=port,
+                    state=parse_numbered(read_text(os.path.join(root, p, "state"))),
+                    phys_state=parse_numbered(read_text(os.path.join(root, p, "phys_state"))),
+                    rate_gbps=parse_rate(rate_text),
+                    rate_text=rate_text,
+                    link_layer=_strip(root, f"{p}/link_layer"),
+                    lid=_strip(root, f"{p}/lid"),
+                    netdevs=tuple(netdevs),
+                    netdev_mtu=parse_int(read_text(os.path.join(root, NET_CLASS, first, "mtu")))
+                    if first
+                    else None,
+                    netdev_operstate=_strip(root, f"{NET_CLASS}/{first}/operstate") if first else None,
+                    hca_type=_strip(root, f"{base}/hca_type"),
+                    fw_ver=_strip(root, f"{base}/fw_ver"),
+                    node_guid=_strip(root, f"{base}/node_guid"),
+                    sys_image_guid=_strip(root, f"{base}/sys_image_guid"),
+                    board_id=_strip(root, f"{base}/board_id"),
+                    pci_address=address,
+                    numa_node=numa,
+                    driver=driver,
+                )
+            )
+    return out
+
+
+def is_virtual(root: str, name: str) -> bool:
+    """Whether an interface is virtual: its sysfs folder is under /sys/devices/virtual (lo, ifb, veth,
+    bridges, bond and VLAN masters, tunnels); a physical one has a ``device`` link."""
+    real = os.path.realpath(os.path.join(root, NET_CLASS, name))
+    return "/devices/virtual/" in real or not os.path.exists(os.path.join(root, NET_CLASS, name, "device"))
+
+
+def interfaces(
+    root: str = "/", firmware: Callable[[str], str | None] | None = None, ports: list[RdmaPort] | None = None
+) -> tuple[list[Interface], list[str]]:
+    """(physical interfaces, names of the virtual ones). ``firmware(name)`` reads an interface's
+    firmware version (``ethtool_firmware`` on a live node); ``ports`` are the RDMA ports, to mark
+    their netdevs (read when not given)."""
+    owner = {n: p.subject for p in (rdma_ports(root) if ports is None else ports) for n in p.netdevs}
+    physical, virtual = [], []
+    for name in _listdir(os.path.join(root, NET_CLASS)):
+        if is_virtual(root, name):
+            virtual.append(name)
+            continue
+        rel = f"{NET_CLASS}/{name}"
+        device_link = os.path.join(root, rel, "device")
+        address, numa, driver = _pci(root, device_link)
+        arphrd = parse_int(read_text(os.path.join(root, rel, "type")))
+        flags = parse_int(read_text(os.path.join(root, rel, "flags")), 16)
+        carrier = parse_int(read_text(os.path.join(root, rel, "carrier")))
+        physical.append(
+            Interface(
+                name=name,
+                kind=ARPHRD.get(arphrd or -1, f"type {arphrd}"),
+                operstate=_strip(root, f"{rel}/operstate"),
+                admin_up=bool(flags & 1) if flags is not None else None,
+                carrier=bool(carrier) if carrier is not None else None,
+                speed_mbps=parse_speed(read_text(os.path.join(root, rel, "speed"))),
+                mtu=parse_int(read_text(os.path.join(root, rel, "mtu"))),
+                mac=_strip(root, f"{rel}/address"),
+                driver=driver,
+                firmware=firmware(name) if firmware else None,
+                pci_address=address,
+                numa_node=numa,
+                virtual_function=os.path.exists(os.path.join(device_link, "physfn")),
+                rdma_port=owner.get(name),
+            )
+        )
+    return physical, virtual
+
+
+def is_subject(iface: Interface) -> bool:
+    """Whether a physical interface is a NIC subject of its own (see the module docstring)."""
+    return iface.kind == "ethernet" and iface.rdma_port is None and not iface.virtual_function
+
+
+def _counters(folder: str, names: tuple[str, ...]) -> dict[str, int]:
+    values = {}
+    for name in names:
+        value = parse_int(read_text(os.path.join(folder, name)))
+        if value is not None:
+            values[name] = value
+    return values
+
+
+def rdma_counters(root: str, device: str, port: int) -> dict[str, int]:
+    """The port's IB counters that can be read (a RoCE port's PMA counters may be unsupported)."""
+    return _counters(
+        os.path.join(root, IB_CLASS, device, "ports", str(port), "counters"),
+        IB_ERROR_COUNTERS + IB_OTHER_COUNTERS,
+    )
+
+
+def interface_counters(root: str, name: str) -> dict[str, int]:
+    """An interface's statistics and its carrier_changes."""
+    values = _counters(
+        os.path.join(root, NET_CLASS, name, "statistics"), ETH_ERROR_COUNTERS + ETH_OTHER_COUNTERS
+    )
+    changes = parse_int(read_text(os.path.join(root, NET_CLASS, name, "carrier_changes")))
+    if changes is not None:
+        values["carrier_changes"] = changes
+    return values
+
+
+# ---------------------------------------------------------------------------
+# The inventory's view, and the subjects of the ``nic`` expansion.
+
+
+def ethtool_firmware(name: str) -> str | None:
+    """An interface's firmware version from the kernel (ETHTOOL_GDRVINFO, as ``ethtool -i``);
+    None when the driver has none or the call is not supported (``lo``)."""
+    info = ctypes.create_string_buffer(196)  # struct ethtool_drvinfo
+    struct.pack_into("I", info, 0, 0x00000003)  # ETHTOOL_GDRVINFO
+    ifreq = bytearray(struct.pack("16sP", name.encode()[:15], ctypes.addressof(info)).ljust(40, b"\0"))
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            fcntl.ioctl(s.fileno(), 0x8946, ifreq)  # SIOCETHTOOL
+    except OSError:
+        return None
+    version = info.raw[68:100].split(b"\0", 1)[0].decode(errors="replace").strip()
+    return version or None
+
+
+@dataclass(frozen=True)
+class Network:
+    """The inventory's ``network``: RDMA ports, physical interfaces, the virtual ones by name, and
+    ``nics``: the subjects of the ``nic`` expansion."""
+
+    rdma_ports: tuple[RdmaPort, ...] = ()
+    interfaces: tuple[Interface, ...] = ()
+    virtual_interfaces: tuple[str, ...] = ()
+    nics: tuple[str, ...] = ()
+
+
+def collect(root: str = "/") -> Network:
+    """The node's ports for the inventory (see Network)."""
+    ports = rdma_ports(root)
+    firmware = ethtool_firmware if os.path.realpath(root) == "/" else None
+    physical, virtual = interfaces(root, firmware=firmware, ports=ports)
+    return Network(
+        rdma_ports=tuple(ports),
+        interfaces=tuple(physical),
+        virtual_interfaces=tuple(virtual),
+        nics=tuple([p.subject for p in ports] + [i.name for i in physical if is_subject(i)]),
+    )
+
+
+def summary_lines(network: Network) -> list[str]:
+    """One line per NIC subject for ``hpcbench inventory``."""
+    lines = []
+    for p in network.rdma_ports:
+        where = f"{p.pci_address or '?'}, NUMA {_numa(p.numa_node)}"
+        lines.append(
+            f"NIC: {p.subject} {p.link_layer or '?'} {p.state or '?'}"
+            f"/{p.phys_state or '?'} {p.rate_text or 'rate ?'}, {p.hca_type or '?'} "
+            f"fw {p.fw_ver or '?'}, {where}"
+        )
+    for i in network.interfaces:
+        if i.kind != "ethernet" or i.rdma_port or i.virtual_function:
+            continue
+        speed = f"{i.speed_mbps / 1000:g} Gb/s" if i.speed_mbps else "speed unknown"
+        lines.append(
+            f"NIC: {i.name} Ethernet {i.operstate or '?'}, {speed}, MTU {i.mtu}, "
+            f"{i.driver or '?'}"
+            + (f" fw {i.firmware}" if i.firmware else "")
+            + f", {i.pci_address or '?'}, NUMA {_numa(i.numa_node)}"
+        )
+    if network.virtual_interfaces:
+        lines.append(f"Virtual interfaces (not NICs): {', '.join(network.virtual_interfaces)}")
+    return lines
+
+
+def _numa(node: Any) -> str:
+    return "?" if node is None else str(node)

@@ -1,0 +1,248 @@
+"""The house: layers that only point down, no import cycle, one package per probe.
+
+Walks every module of the hpcbench package with ``ast`` and collects its imports of hpcbench
+modules, imports inside functions included (an import moved into a function to dodge a cycle
+is still an edge here). The layers are those of docs/architecture.md.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+from support import ROOT
+
+PACKAGE = ROOT / "hpcbench"
+
+#: the layers, lowest first: each is a folder of hpcbench/ (the package root holds only its
+#: ``__init__`` and ``__main__``); a module may import its own folder or a lower one
+LAYERS: list[tuple[str, tuple[str, ...]]] = [
+    ("core", ("hpcbench", "hpcbench.core")),
+    ("node", ("hpcbench.node",)),
+    ("hw", ("hpcbench.hw",)),
+    ("launch", ("hpcbench.launch",)),
+    ("probes", ("hpcbench.probes",)),
+    ("engine", ("hpcbench.engine",)),
+    ("report", ("hpcbench.report",)),
+    ("analysis", ("hpcbench.analysis",)),
+    ("cli", ("hpcbench.cli", "hpcbench.__main__")),
+]
+#: folders of one level that never import each other (reporters and analysis both only read records)
+SIBLINGS = (("hpcbench.report", "hpcbench.analysis"),)
+#: the probe contract, which every probe package may use
+CONTRACT = ("hpcbench.probes", "hpcbench.probes.base", "hpcbench.probes.registry", "hpcbench.probes.items")
+
+
+def module_name(path: Path, root: Path = PACKAGE.parent) -> str:
+    parts = path.relative_to(root).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def modules() -> dict[str, Path]:
+    return {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def imports(path: Path, known: set[str], root: Path = PACKAGE.parent) -> dict[str, int]:
+    """hpcbench modules ``path`` imports (at any depth of its code) -> the first line doing so."""
+    name = module_name(path, root)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: dict[str, int] = {}
+
+    def add(target: str, line: int) -> None:
+        while target and target not in known:  # an attribute of a module: the module
+            target = target.rpartition(".")[0]
+        if target and target != name:
+            found.setdefault(target, line)
+
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.startswith("hpcbench"):
+                    add(alias.name, node.lineno)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                module = ".".join([*base, node.module] if node.module else base)
+            else:
+                module = node.module or ""
+            if module.startswith("hpcbench"):
+                for alias in node.names:
+                    sub = f"{module}.{alias.name}"
+                    add(sub if sub in known else module, node.lineno)
+    return found
+
+
+@pytest.fixture(scope="module")
+def graph() -> dict[str, dict[str, int]]:
+    mods = modules()
+    known = set(mods)
+    return {name: imports(path, known) for name, path in mods.items()}
+
+
+def layer_of(module: str) -> int:
+    best: tuple[int, int] | None = None  # (prefix length, layer) of the longest matching prefix
+    for index, (_, prefixes) in enumerate(LAYERS):
+        for prefix in prefixes:
+            # the package itself ("hpcbench") is its __init__ alone; other entries cover their submodules
+            matches = module == prefix or (prefix != "hpcbench" and module.startswith(prefix + "."))
+            if matches and (best is None or len(prefix) > best[0]):
+                best = (len(prefix), index)
+    assert best is not None, f"{module} is in no layer: add it to LAYERS and docs/architecture.md"
+    return best[1]
+
+
+def probe_package(module: str) -> str | None:
+    """``hpcbench.probes.gemm`` for any module of the gemm probe; None for the contract and others."""
+    parts = module.split(".")
+    if len(parts) >= 3 and parts[:2] == ["hpcbench", "probes"] and module not in CONTRACT:
+        return ".".join(parts[:3])
+    return None
+
+
+def cycles(graph: dict[str, dict[str, int]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph.get(v, {}):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_every_module_is_in_a_layer(graph: dict[str, dict[str, int]]) -> None:
+    for module in graph:
+        layer_of(module)
+
+
+def test_no_import_cycle_even_through_imports_inside_functions(graph: dict[str, dict[str, int]]) -> None:
+    assert cycles(graph) == []
+
+
+def test_every_module_lives_in_a_layer_folder() -> None:
+    """The tree is the architecture: no module sits loose beside the layer folders."""
+    loose = sorted(p.name for p in PACKAGE.glob("*.py") if p.name not in ("__init__.py", "__main__.py"))
+    assert loose == []
+    folders = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()}
+    layer_folders = {prefix.split(".")[1] for _, prefixes in LAYERS for prefix in prefixes if "." in prefix}
+    assert folders - layer_folders == set(), "a folder of hpcbench/ that is no layer: add it to LAYERS"
+
+
+def test_report_and_analysis_never_import_each_other(graph: dict[str, dict[str, int]]) -> None:
+    crossing = [
+        f"{m}:{line} imports {t}"
+        for a, b in SIBLINGS
+        for m, targets in graph.items()
+        for t, line in targets.items()
+        if (m.startswith(a) and t.startswith(b)) or (m.startswith(b) and t.startswith(a))
+    ]
+    assert crossing == []
+
+
+def private_imports(path: Path, root: Path = PACKAGE.parent) -> list[str]:
+    """``from hpcbench.x import _name`` (or ``x._name``) of another module: a private name crossing."""
+    found = []
+    tree = ast.parse(path.read_text(), str(path))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("hpcbench"):
+            found += [
+                f"{module_name(path, root)}:{node.lineno} imports {node.module}.{a.name}"
+                for a in node.names
+                if a.name.startswith("_") and not a.name.startswith("__")
+            ]
+    return found
+
+
+def test_no_private_name_is_imported_across_modules() -> None:
+    found = [line for path in sorted(PACKAGE.rglob("*.py")) for line in private_imports(path)]
+    assert found == []
+
+
+def test_the_private_import_rule_sees_one(tmp_path: Path) -> None:
+    pkg = tmp_path / "hpcbench"
+    pkg.mkdir()
+    (pkg / "a.py").write_text("from hpcbench.b import _hidden, shown\n")
+    assert private_imports(pkg / "a.py", tmp_path) == ["hpcbench.a:1 imports hpcbench.b._hidden"]
+
+
+def test_imports_point_down(graph: dict[str, dict[str, int]]) -> None:
+    upward = [
+        f"{m}:{line} imports {t} ({LAYERS[layer_of(t)][0]} is above {LAYERS[layer_of(m)][0]})"
+        for m, targets in graph.items()
+        for t, line in targets.items()
+        if layer_of(t) > layer_of(m)
+    ]
+    assert upward == []
+
+
+def test_a_probe_never_imports_another_probe(graph: dict[str, dict[str, int]]) -> None:
+    crossing = [
+        f"{m}:{line} imports {t}"
+        for m, targets in graph.items()
+        for t, line in targets.items()
+        if probe_package(m) and probe_package(t) and probe_package(m) != probe_package(t)
+    ]
+    assert crossing == []
+
+
+def test_the_core_never_imports_a_probe(graph: dict[str, dict[str, int]]) -> None:
+    below_probes = LAYERS.index(next(x for x in LAYERS if x[0] == "probes"))
+    leaks = [
+        f"{m}:{line} imports {t}"
+        for m, targets in graph.items()
+        for t, line in targets.items()
+        if layer_of(m) < below_probes and t.startswith("hpcbench.probes")
+    ]
+    assert leaks == []
+
+
+def test_each_probe_lives_in_a_package_of_its_own() -> None:
+    loose = [
+        p.name
+        for p in (PACKAGE / "probes").glob("*.py")
+        if p.stem not in ("__init__", "base", "registry", "items")
+    ]
+    assert loose == [], "a probe's modules belong in hpcbench/probes/<name>/"
+    for folder in (p for p in (PACKAGE / "probes").iterdir() if p.is_dir() and p.name != "__pycache__"):
+        assert (folder / "__init__.py").is_file() and (folder / "probe.py").is_file(), folder
+
+
+def test_the_checker_sees_imports_inside_functions(tmp_path: Path) -> None:
+    """The walk counts an import inside a function: a cycle hidden that way is still a cycle."""
+    pkg = tmp_path / "hpcbench"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("from hpcbench import b\n")
+    (pkg / "b.py").write_text("def f():\n    from hpcbench.a import thing\n    return thing\n")
+    known = {"hpcbench", "hpcbench.a", "hpcbench.b"}
+    rel = {"a": imports(pkg / "a.py", known, tmp_path), "b": imports(pkg / "b.py", known, tmp_path)}
+    assert rel == {"a": {"hpcbench.b": 1}, "b": {"hpcbench.a": 2}}
+
+
+def test_the_cycle_finder_finds_a_cycle() -> None:
+    assert cycles({"x": {"y": 1}, "y": {"z": 1}, "z": {"x": 1}, "w": {"x": 1}}) == [["x", "y", "z"]]

@@ -1,0 +1,249 @@
+"""The network probe through the installed CLI: on this VM (eth0 virtio, lo, ifb0/ifb1, no RDMA),
+and the pairs mode across "nodes": launcher agents on 127.0.0.1, each in a UTS namespace of its
+own (``unshare --uts``: a real host name per node, so each writes its own record, as on a cluster),
+with real iperf3 between them and one node slowed on purpose (its iperf3 sends at most 200 Mbit/s:
+``-p bitrate=200M``, the test hook) so that it is the node named, and `hpcbench fleet` drains it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import Cli
+
+from hpcbench.core.exitcodes import ExitCode
+from hpcbench.probes.network.procs import free_port
+
+SUITE = """name = "network-pairs"
+require_baseline = false
+
+[[check]]
+id = "pairs"
+probe = "network"
+params = { modes = ["pairs"], meet = "all", duration = 1.0, timeout = 60.0 }
+timeout = 180
+[check.absolute]
+slow_node = { fail = 0.5 }
+slow_links = { warn = 0.5 }
+"""
+
+
+def records(folder: Path) -> list[Path]:
+    return sorted(folder.glob("results/*/*.json"))
+
+
+def test_probe_on_this_vm(cli: Cli) -> None:
+    if shutil.which("iperf3") is None:
+        pytest.fail("iperf3 is not installed: apt-get install iperf3 (Debian/Ubuntu) or dnf install iperf3")
+    r = cli("probe", "network", "-p", "duration=1", "--format", "json")
+    assert r.returncode == ExitCode.OK, r.stderr
+    (check,) = json.loads(r.stdout)["checks"]
+    assert check["status"] == "ok" and check["subject"] == "node"
+    ms = {m["metric"]: m for m in check["measurements"]}
+    assert ms["link_down"]["value"] == 0.0
+    assert "eth0 up (virtio_net" in ms["link_down"]["settings"]["detail"]
+    assert ms["link_down"]["settings"]["detail"].endswith("(not NICs: ifb0, ifb1, lo)")
+    settings = check["measurements"][0]["settings"]  # the run's settings travel with its first measurement
+    assert ms["tcp_bw"]["value"] == settings["tcp_result"]["receiver_bits_per_second"] / 1e9 > 0
+    assert settings["tcp_interface"] == "lo" and settings["not_nics"] == ["ifb0", "ifb1", "lo"]
+    skipped = {e["metric"]: e for e in check["evaluations"] if e["verdict"] == "SKIP"}
+    assert skipped["rdma_ports_active"]["reason"].startswith(
+        "not measured: no RDMA device: /sys/class/infiniband"
+    )
+    assert skipped["gpus_near_nic"]["reason"] == "not measured: no GPU on this node"
+
+
+def test_expand_nic_on_this_vm(cli: Cli) -> None:
+    r = cli(
+        "probe", "network", "--expand", "nic", "-p", "modes=health", "-p", "interval=0.2", "--format", "json"
+    )
+    assert r.returncode == ExitCode.OK, r.stderr
+    (check,) = json.loads(r.stdout)["checks"]
+    assert check["subject"] == "eth0" and check["expand"] == "nic"
+    evals = {e["metric"]: e for e in check["evaluations"]}
+    assert evals["eth_rate"]["verdict"] == "SKIP"  # a virtio NIC has no speed: never a failure
+    assert (
+        evals["eth_rate"]["reason"]
+        == "not measured: eth0 (virtio_net) reports no link speed (-1), as virtual NICs do"
+    )
+    assert evals["link_down"]["measured"] == 0.0 and evals["counters_grew"]["measured"] == 0.0
+
+
+def test_missing_iperf3_is_an_error_naming_the_package(cli: Cli, tmp_path: Path) -> None:
+    cli.env["PATH"] = str(Path(sys.executable).parent)  # the venv: hpcbench, no iperf3
+    r = cli("probe", "network", "-p", "modes=tcp", "--format", "json")
+    assert r.returncode == ExitCode.UNKNOWN, r.stderr
+    (check,) = json.loads(r.stdout)["checks"]
+    assert (check["verdict"], check["reason"]) == ("ERROR", "iperf3 not found on PATH")
+    assert (
+        check["hint"]
+        == "install iperf3: apt-get install iperf3 (Debian/Ubuntu) or dnf install iperf3 (RHEL/Rocky)"
+    )
+
+
+def test_bad_parameter_is_a_usage_error(cli: Cli) -> None:
+    r = cli("probe", "network", "-p", "modes=ping")
+    assert r.returncode == ExitCode.USAGE
+    assert r.stderr.count("\n") == 1 and "unknown mode 'ping'" in r.stderr
+
+
+def test_pairs_without_a_launch_is_not_measured(cli: Cli) -> None:
+    r = cli("probe", "network", "-p", "modes=pairs", "--format", "json")
+    assert r.returncode == ExitCode.OK, r.stderr
+    (check,) = json.loads(r.stdout)["checks"]
+    assert (
+        check["verdict"] == "SKIP"
+        and check["reason"] == "pairs mode runs under torchrun or srun, one rank per node"
+    )
+
+
+# --- the pairs mode with real launcher agents -------------------------------------------------
+
+
+def _unshare() -> str:
+    exe = shutil.which("unshare")
+    probe = (
+        subprocess.run([exe or "unshare", "--uts", "true"], capture_output=True, timeout=30) if exe else None
+    )
+    if probe is None or probe.returncode != 0:
+        pytest.fail("these tests give each node its own host name with `unshare --uts` (util-linux, as root)")
+    return str(exe)
+
+
+def start_nodes(
+    cli: Cli, argvs: list[list[str]], envs: list[dict[str, str]]
+) -> list[subprocess.CompletedProcess[str]]:
+    """Run each argv as a node: its own UTS namespace and host name (node-0, node-1, ...), its own lock."""
+    unshare = _unshare()
+    procs = []
+    for n, (argv, env) in enumerate(zip(argvs, envs, strict=True)):
+        script = f'hostname node-{n} && exec "$@"'
+        full = [unshare, "--uts", "sh", "-c", script, "sh", *argv]
+        node_env = {**cli.env, "HPCBENCH_LOCK": str(cli.workdir / f"node{n}.lock"), **env}
+        procs.append(
+            subprocess.Popen(
+                full, cwd=cli.workdir, env=node_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+        )
+    done = []
+    try:
+        for p in procs:
+            out, err = p.communicate(timeout=240)
+            done.append(subprocess.CompletedProcess(p.args, p.returncode, out, err))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    return done
+
+
+def node_record(folder: Path, host: str) -> dict[str, Any]:
+    (path,) = sorted(folder.glob(f"results/{host}/*.json"))
+    return dict(json.loads(path.read_text()))
+
+
+def check_pairs(cli: Cli, launcher: str) -> dict[str, dict[str, Any]]:
+    """Each node's record of a 3-node pairs run in which node-2 sends at most 200 Mbit/s."""
+    assert sorted(p.parent.name for p in records(cli.workdir)) == ["node-0", "node-1", "node-2"]  # one each
+    checks = {h: node_record(cli.workdir, h)["checks"][0] for h in ("node-0", "node-1", "node-2")}
+    for host, check in checks.items():
+        ms = {m["metric"]: m for m in check["measurements"]}
+        settings = check["measurements"][0]["settings"]
+        assert (
+            settings["pairs_nodes"] == ["node-0", "node-1", "node-2"]
+            and settings["pairs_launcher"] == launcher
+        )
+        assert settings["pairs_rounds"] == [
+            [["node-1", "node-2"]],
+            [["node-0", "node-2"]],
+            [["node-0", "node-1"]],
+        ]
+        raw = settings["pairs_gbps"]
+        assert set(raw) == {f"{a} -> {b}" for a in checks for b in checks if a != b}
+        fast = min(raw["node-0 -> node-1"]["gbps"], raw["node-1 -> node-0"]["gbps"])
+        mine = [
+            min(raw[f"{host} -> {o}"]["gbps"], raw[f"{o} -> {host}"]["gbps"]) for o in checks if o != host
+        ]
+        assert ms["pair_bw"]["value"] == max(mine)  # the node's best pair, each pair its slower direction
+        assert ms["pair_bw"]["unit"] == "Gb/s" and ms["slow_links"]["value"] == 0.0
+        if host == "node-2":
+            assert ms["slow_node"]["value"] == 1.0
+            # its own sending is paced at 200 Mbit/s (-b 200M): about 0.2 Gb/s, far below the others
+            assert ms["pair_bw"]["value"] < 0.25 and ms["pair_bw"]["value"] < 0.8 * fast
+            assert (
+                "node-2 is slow in every pair it is in (with node-0 " in ms["slow_node"]["settings"]["detail"]
+            )
+        else:
+            assert ms["slow_node"]["value"] == 0.0 and ms["pair_bw"]["value"] == fast
+    return checks
+
+
+def fleet_status(cli: Cli) -> dict[str, str]:
+    r = cli("fleet", "results", "--min-nodes", "3", "--format", "json")
+    assert r.returncode in (0, 1, 2), r.stderr
+    data = json.loads(r.stdout)
+    (fleet,) = data["suites"]
+    return {n["host"]: n["status"] for n in fleet["node_status"]}
+
+
+def test_three_torchrun_agents_name_the_slow_node_and_fleet_drains_it(cli: Cli) -> None:
+    torchrun = str(Path(sys.executable).parent / "torchrun")
+    port = free_port()
+    argvs = []
+    for n in range(3):
+        argv = [
+            torchrun, "--nnodes", "3", "--nproc-per-node", "1", "--node-rank", str(n),
+            "--master-addr", "127.0.0.1", "--master-port", str(port),
+            "-m", "hpcbench", "probe", "network",
+            "-p", "modes=pairs", "-p", "meet=all", "-p", "duration=1", "-q",
+        ]  # fmt: skip
+        argvs.append(argv + (["-p", "bitrate=200M"] if n == 2 else []))  # the test hook: node-2 is slow
+    done = start_nodes(cli, argvs, [{}, {}, {}])
+    # no limits in a single probe: every node exits 0 (a worker exiting non-zero is a failure to torchrun)
+    assert [d.returncode for d in done] == [0, 0, 0], [d.stderr[-2000:] for d in done]
+    check_pairs(cli, "torchrun")
+    # the outlier among the nodes' records: node-2's best pair is far below the others'
+    assert fleet_status(cli) == {"node-0": "OK", "node-1": "OK", "node-2": "DRAIN"}
+
+
+def test_three_srun_style_nodes_fail_the_slow_one(cli: Cli) -> None:
+    """srun's way: RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT from the batch script, rank 0 hosts the store;
+    a suite puts limits on slow_node, so the slow node's record is FAIL and it exits 2."""
+    suite = cli.workdir / "pairs.toml"
+    suite.write_text(SUITE)
+    slow = cli.workdir / "pairs-slow.toml"
+    slow.write_text(SUITE.replace("duration = 1.0,", 'duration = 1.0, bitrate = "200M",'))
+    exe = str(Path(sys.executable).parent / "hpcbench")
+    port = free_port()
+    argvs = [[exe, "run", str(slow if n == 2 else suite), "-q"] for n in range(3)]
+    envs = [
+        {
+            "RANK": str(n),
+            "WORLD_SIZE": "3",
+            "LOCAL_RANK": "0",
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+        }
+        for n in range(3)
+    ]
+    done = start_nodes(cli, argvs, envs)
+    assert [d.returncode for d in done] == [ExitCode.OK, ExitCode.OK, ExitCode.FAIL], [
+        d.stderr[-2000:] for d in done
+    ]
+    checks = check_pairs(cli, "env")
+    # pair_bw has no baseline here (NOBASELINE, exit 0): slow_node's limit fails node-2 alone
+    assert [checks[h]["verdict"] for h in ("node-0", "node-1", "node-2")] == [
+        "NOBASELINE",
+        "NOBASELINE",
+        "FAIL",
+    ]
+    reason = next(e["reason"] for e in checks["node-2"]["evaluations"] if e["metric"] == "slow_node")
+    assert reason.startswith("1 flag is above the suite's absolute limit 0.5 flag: reference ")
+    assert done[2].stdout.startswith("hpcbench network-pairs: FAIL: pairs/node (") and done[0].stdout == ""
+    assert fleet_status(cli)["node-2"] == "DRAIN"
