@@ -153,8 +153,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from hpcbench.analysis import fleet, fleet_output
-    from hpcbench.analysis import html
+    from hpcbench.analysis import fleet, fleet_output, html
 
     out = Path(args.output)
     if out.exists() and not args.force:

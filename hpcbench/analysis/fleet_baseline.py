@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from hpcbench.analysis import load
-from hpcbench.analysis.baseline_create import match_keys, toml_str, render, write_profile
+from hpcbench.analysis.baseline_create import match_keys, render, toml_str, write_profile
 from hpcbench.analysis.robust import trimmed
 from hpcbench.core.errors import ConfigError
 

@@ -1,7 +1,8 @@
 """Frozen dataclasses <-> JSON, and the JSON Schema of their JSON form, from one set of type hints.
 
 The record's classes (``hpcbench.engine.record``, ``hpcbench.node.inventory``,
-``hpcbench.core.measurement``) are plain frozen dataclasses with type hints. From those hints ``decode`` builds an instance from JSON
+``hpcbench.core.measurement``) are plain frozen dataclasses with type hints. From those hints
+``decode`` builds an instance from JSON
 data (nested dataclasses, lists as tuples, a missing key taking its field's default, so
 records written before a field existed still load), and ``schema`` writes the JSON Schema
 (draft 2020-12) that the published ``record`` schema is made of. A class that serialises

@@ -64,6 +64,59 @@ def worst_verdict(verdicts: list[Verdict]) -> Verdict:
 
 
 @dataclass(frozen=True)
+class Conditions:
+    """What a measurement ran under that can explain a shortfall: the facts hints read.
+
+    ``threads``: the worker threads it ran; ``cpus``: the CPUs it was confined to (a NUMA node's;
+    empty when it had the whole node); ``gpu_clocks_held``: what held the GPU clocks down during
+    the run, from its telemetry (empty when nothing did).
+    """
+
+    threads: int | None = None
+    cpus: tuple[int, ...] = ()
+    gpu_clocks_held: str = ""
+
+
+@dataclass(frozen=True)
+class Consensus:
+    """A value every subject of one group must agree on (the same GPU model, seed and work give the
+    same first-output digest): ``name`` of the value, the ``value``, the ``group`` it belongs to,
+    and ``what`` it is in words. The judge's consensus names the odd subject out."""
+
+    name: str
+    value: str
+    group: str
+    what: str = ""
+
+
+#: why a metric has no value: SKIP (does not apply here) or ERROR (measuring it failed)
+UnmeasuredKind = Literal["not_measured", "could_not_measure"]
+
+
+@dataclass(frozen=True)
+class Unmeasured:
+    """A metric a probe did not measure, and why: ``not_measured`` (it does not apply here, e.g.
+    no NVMe on this node: SKIP) or ``could_not_measure`` (reading it failed where it should have
+    worked, e.g. a missing tool: ERROR). Returned by a probe beside its measurements, so the
+    reason survives when nothing at all was measured."""
+
+    metric: str
+    kind: UnmeasuredKind
+    reason: str
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("not_measured", "could_not_measure"):
+            raise ValueError(f"kind must be not_measured or could_not_measure, not {self.kind!r}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"metric": self.metric, "kind": self.kind, "reason": self.reason}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Unmeasured:
+        return cls(metric=str(data["metric"]), kind=data["kind"], reason=str(data["reason"]))
+
+
+@dataclass(frozen=True)
 class Measurement:
     """One metric measured by a probe on one subject.
 
@@ -72,6 +125,11 @@ class Measurement:
     way the work was counted (``STREAM``, ``nccl-tests busbw``, ``fio``).
     ``sanity`` is None when the probe verified its result, else why the
     computed result is wrong (a FAIL of its own, apart from slowness).
+
+    What the judge and the hints read are fields: ``detail`` (quoted by a WARN or FAIL reason),
+    ``warnings`` (the probe's own advice, shown as hints of a shortfall), ``conditions`` (facts
+    that explain a shortfall) and ``consensus``. ``settings`` is provenance only: what the probe
+    used and saw, for a person or an analysis to read; no verdict depends on it.
     """
 
     metric: str
@@ -85,13 +143,22 @@ class Measurement:
     settings: dict[str, Any] = field(
         default_factory=dict,
         metadata={
-            "doc": "the settings the probe used (probe-specific); checks read 'detail' (the reason's "
-            "explanation), 'not_measured' (metric -> why it does not apply here: SKIP) and "
-            "'could_not_measure' (metric -> why measuring it failed: ERROR)"
+            "doc": "provenance: the settings the probe used and what it saw (probe-specific); "
+            "no verdict reads it"
         },
     )
     sanity: str | None = field(
         default=None, metadata={"doc": "why the computed result is wrong; null: verified"}
+    )
+    detail: str = field(default="", metadata={"doc": "the explanation a WARN or FAIL reason quotes"})
+    warnings: tuple[str, ...] = field(
+        default=(), metadata={"doc": "the probe's own advice, shown as hints of a shortfall"}
+    )
+    conditions: Conditions = field(
+        default=Conditions(), metadata={"doc": "what the measurement ran under that can explain a shortfall"}
+    )
+    consensus: Consensus | None = field(
+        default=None, metadata={"doc": "a value every subject of its group must agree on"}
     )
 
     #: keys as_dict writes beyond the fields (their JSON Schema)
@@ -128,6 +195,10 @@ class Measurement:
         convention: str = "",
         settings: dict[str, Any] | None = None,
         sanity: str | None = None,
+        detail: str = "",
+        warnings: tuple[str, ...] | list[str] = (),
+        conditions: Conditions | None = None,
+        consensus: Consensus | None = None,
     ) -> Measurement:
         stats = summarize(samples)
         value = best(samples, higher_is_better) if statistic == "best" else stats.median
@@ -142,6 +213,10 @@ class Measurement:
             convention=convention,
             settings=dict(settings or {}),
             sanity=sanity,
+            detail=detail,
+            warnings=tuple(str(w) for w in warnings if w),
+            conditions=conditions or Conditions(),
+            consensus=consensus,
         )
 
     @property
@@ -164,6 +239,14 @@ class Measurement:
             "samples": list(self.samples),
             "settings": self.settings,
             "sanity": self.sanity,
+            "detail": self.detail,
+            "warnings": list(self.warnings),
+            "conditions": {
+                "threads": self.conditions.threads,
+                "cpus": list(self.conditions.cpus),
+                "gpu_clocks_held": self.conditions.gpu_clocks_held,
+            },
+            "consensus": None if self.consensus is None else dict(vars(self.consensus)),
         }
 
     @classmethod
@@ -179,6 +262,14 @@ class Measurement:
             convention=data.get("convention", ""),
             settings=dict(data.get("settings", {})),
             sanity=data.get("sanity"),
+            detail=str(data.get("detail", "")),
+            warnings=tuple(data.get("warnings", ())),
+            conditions=Conditions(
+                threads=(data.get("conditions") or {}).get("threads"),
+                cpus=tuple((data.get("conditions") or {}).get("cpus", ())),
+                gpu_clocks_held=(data.get("conditions") or {}).get("gpu_clocks_held", ""),
+            ),
+            consensus=Consensus(**data["consensus"]) if data.get("consensus") else None,
         )
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 def run_job(job: dict[str, Any]) -> dict[str, Any]:
     from hpcbench.core.errors import HpcbenchError, ProbeError, ProbeSkip
+    from hpcbench.core.measurement import Unmeasured
     from hpcbench.node.inventory import Inventory
     from hpcbench.probes import registry
     from hpcbench.probes.base import ProbeContext, build_params, params_as_dict
@@ -31,11 +32,12 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
             timeout=job.get("timeout"),
             gpus=tuple(job["gpus"]) if job.get("gpus") is not None else None,
         )
-        measurements = probe.instance().run(params, ctx)
+        results = probe.instance().run(params, ctx)
         return {
             "status": "ok",
             "params": params_as_dict(params),
-            "measurements": [m.as_dict() for m in measurements],
+            "measurements": [m.as_dict() for m in results if not isinstance(m, Unmeasured)],
+            "unmeasured": [u.as_dict() for u in results if isinstance(u, Unmeasured)],
         }
     except ProbeSkip as exc:
         return {"status": "skip", "reason": str(exc)}

@@ -1,5 +1,5 @@
 """Hints: where the node's own configuration explains a shortfall. Pure functions of the
-measurement's settings and the inventory snapshot."""
+measurement's typed fields (its warnings and conditions) and the inventory snapshot."""
 
 from __future__ import annotations
 
@@ -7,17 +7,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from hpcbench.core.measurement import Measurement, Verdict
-from hpcbench.hw.telemetry import throttle_hint
 from hpcbench.node.inventory import Inventory, as_inventory
 
 
-def config_hints(settings: dict[str, Any], inventory: Inventory | Mapping[str, Any]) -> list[str]:
+def config_hints(m: Measurement, inventory: Inventory) -> list[str]:
     """Every configuration fact that can lower a bandwidth or throughput number."""
-    inventory = as_inventory(inventory)
-    hints: list[str] = [str(w) for w in settings.get("warnings") or [] if w]  # the probe's own
-    throttled = throttle_hint(settings.get("telemetry"))  # GPU clock event reasons during the run
-    if throttled:
-        hints.append(throttled)
+    hints: list[str] = list(m.warnings)  # the probe's own
+    if m.conditions.gpu_clocks_held:  # GPU clock event reasons during the run
+        hints.append(m.conditions.gpu_clocks_held)
     cpu = inventory.cpu
     governors = cpu.governors or ((cpu.governor,) if cpu.governor else ())
     slow = sorted(g for g in governors if g in ("powersave", "conservative", "ondemand"))
@@ -26,9 +23,8 @@ def config_hints(settings: dict[str, Any], inventory: Inventory | Mapping[str, A
             f"CPU frequency governor is {'/'.join(slow)}: set performance "
             "(cpupower frequency-set -g performance)"
         )
-    threads = settings.get("threads")
-    cpus = settings.get("cpus")
-    available = len(cpus) if isinstance(cpus, list) and settings.get("numa_node") is not None else cpu.threads
+    threads = m.conditions.threads
+    available = len(m.conditions.cpus) if m.conditions.cpus else cpu.threads
     if isinstance(threads, int) and isinstance(available, int) and 0 < threads < available:
         hints.append(f"ran {threads} threads where {available} CPUs are available: fewer threads than cores")
     if inventory.tunables.get("numa_balancing") and len(inventory.numa.nodes) > 1:
@@ -45,4 +41,4 @@ def hint_for(verdict: Verdict, m: Measurement, inventory: Inventory | Mapping[st
     """A hint for a shortfall (WARN or FAIL); empty otherwise."""
     if verdict not in (Verdict.WARN, Verdict.FAIL):
         return ""
-    return "; ".join(config_hints(m.settings, inventory))
+    return "; ".join(config_hints(m, as_inventory(inventory)))

@@ -4,16 +4,14 @@ Ratios are always "performance ratios": measured / expected where higher is
 better, expected / measured where lower is better, so a ratio below the warn
 or fail fraction is always a shortfall.
 
-Optional keys of a measurement's settings take part: ``detail`` (the probe's
-one-line explanation of the value, e.g. which XIDs or which NVLink links) is appended
-to the reason of a WARN or FAIL; ``not_measured`` (metric -> why the probe could not
-measure it on this subject, e.g. a field NVML does not support) becomes a SKIP
-evaluation of kind ``not_measured`` for each such metric the check judges;
-``could_not_measure`` (metric -> why measuring it failed where it should have worked,
-e.g. the tool that reads it is not installed) becomes an ERROR evaluation of kind
-``could_not_measure``, while the probe's other metrics keep their own verdicts. A fourth,
-``consensus``, asks for a node-level comparison of a value every subject should share (the burn
-probe's digest of its first output): see ``consensus``.
+What a probe returns takes part through typed fields, never through its settings (provenance):
+a measurement's ``detail`` (its one-line explanation, e.g. which XIDs or which NVLink links) is
+appended to the reason of a WARN or FAIL; each ``Unmeasured`` entry the probe returned becomes a
+SKIP evaluation (``not_measured``: does not apply here, e.g. a field NVML does not support) or an
+ERROR (``could_not_measure``: measuring failed where it should have worked, e.g. the tool is
+missing) for the metrics the check judges, while the others keep their own verdicts; a
+measurement's ``consensus`` asks for a node-level comparison of a value every subject should
+share (the burn probe's digest of its first output): see ``consensus``.
 """
 
 from __future__ import annotations
@@ -22,7 +20,7 @@ import statistics
 from collections.abc import Mapping
 from typing import Any
 
-from hpcbench.core.measurement import Evaluation, Measurement, Verdict
+from hpcbench.core.measurement import Consensus, Evaluation, Measurement, Unmeasured, Verdict
 from hpcbench.engine.baselines import Baseline
 from hpcbench.engine.hints import hint_for
 from hpcbench.engine.record import CheckResult
@@ -86,30 +84,31 @@ def _fmt(value: float, unit: str) -> str:
 
 
 def _with_detail(reason: str, m: Measurement) -> str:
-    detail = m.settings.get("detail")
-    return f"{reason}: {detail}" if reason and detail else reason
+    return f"{reason}: {m.detail}" if reason and m.detail else reason
 
 
-#: settings key a probe lists unmeasured metrics under -> (the verdict, how the reason starts)
+#: an Unmeasured entry's kind -> (the verdict, how the reason starts)
 UNMEASURED: dict[str, tuple[Verdict, str]] = {
     "not_measured": (Verdict.SKIP, "not measured"),
     "could_not_measure": (Verdict.ERROR, "could not measure"),
 }
 
 
-def unmeasured(measurements: list[Measurement], check: CheckSpec, key: str) -> list[Evaluation]:
-    """One evaluation for each judged metric a probe lists in ``settings[key]`` (metric -> why):
-    SKIP for ``not_measured`` (does not apply here), ERROR for ``could_not_measure``."""
-    verdict, prefix = UNMEASURED[key]
-    reasons: dict[str, str] = {}
-    for m in measurements:
-        for metric, why in (m.settings.get(key) or {}).items():
-            reasons.setdefault(str(metric), str(why))
-    return [
-        Evaluation(metric=metric, verdict=verdict, kind=key, reason=f"{prefix}: {why}")  # type: ignore[arg-type]
-        for metric, why in sorted(reasons.items())
-        if check.metrics is None or metric in check.metrics
-    ]
+def unmeasured(entries: list[Unmeasured], check: CheckSpec) -> list[Evaluation]:
+    """One evaluation for each judged metric the probe did not measure: SKIP for
+    ``not_measured`` (does not apply here), ERROR for ``could_not_measure``; one per metric (the
+    first reason given for it)."""
+    first: dict[str, Unmeasured] = {}
+    for u in entries:
+        first.setdefault(u.metric, u)
+    out = []
+    for metric, u in sorted(first.items()):
+        if check.metrics is None or metric in check.metrics:
+            verdict, prefix = UNMEASURED[u.kind]
+            out.append(
+                Evaluation(metric=metric, verdict=verdict, kind=u.kind, reason=f"{prefix}: {u.reason}")
+            )
+    return out
 
 
 def evaluate(
@@ -258,19 +257,19 @@ def relative(
 def consensus(by_subject: dict[str, list[Measurement]]) -> dict[str, list[Evaluation]]:
     """Subjects that must agree, against each other: subject -> evaluations.
 
-    A measurement's ``settings["consensus"] = {"name", "value", "group", "what"}`` says that every
+    A measurement's ``consensus`` (name, value, group, what) says that every
     subject of the same ``group`` (e.g. GPUs of one model running the same computation) must
     report the same ``value``. Within a group of two or more, a value more than half of them
     report is the reference: a subject with another value FAILs, named; the others PASS. Without
     such a majority (a tie) every subject WARNs: which one is wrong cannot be told. A subject
     alone in its group gets no evaluation.
     """
-    groups: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+    groups: dict[tuple[str, str], dict[str, Consensus]] = {}
     for subject, ms in by_subject.items():
         for m in ms:
-            c = m.settings.get("consensus")
-            if isinstance(c, dict) and c.get("value") is not None:
-                groups.setdefault((str(c.get("name")), str(c.get("group"))), {})[subject] = c
+            c = m.consensus
+            if c is not None:
+                groups.setdefault((c.name, c.group), {})[subject] = c
                 break
     out: dict[str, list[Evaluation]] = {}
     for (name, group), members in groups.items():
@@ -278,11 +277,11 @@ def consensus(by_subject: dict[str, list[Measurement]]) -> dict[str, list[Evalua
             continue
         counts: dict[str, int] = {}
         for c in members.values():
-            counts[str(c["value"])] = counts.get(str(c["value"]), 0) + 1
+            counts[c.value] = counts.get(c.value, 0) + 1
         top, top_n = max(counts.items(), key=lambda kv: kv[1])
         n = len(members)
         for subject, c in members.items():
-            value, what = str(c["value"]), str(c.get("what") or name)
+            value, what = c.value, c.what or name
             if top_n * 2 > n and value == top:
                 ev = Evaluation(
                     metric=name,
@@ -333,7 +332,7 @@ def judge(
             evaluations = [evaluate(m, check, baseline, inventory) for m in judged]
             evaluations += rel.get(o.job.subject, [])
             evaluations += agree.get(o.job.subject, [])
-            missing = [e for key in UNMEASURED for e in unmeasured(o.measurements, check, key)]
+            missing = unmeasured(o.unmeasured, check)
             evaluations += missing
             if not judged and not missing:
                 evaluations = [

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from hpcbench.core.measurement import Measurement
+from hpcbench.core.measurement import Measurement, Unmeasured
 from hpcbench.core.timeparse import utc_stamp
 from hpcbench.engine import busy
 from hpcbench.engine.plan import Job, PlannedCheck, Unrunnable, estimate, make_plan
@@ -51,6 +51,8 @@ class Outcome:
     hint: str = ""
     params: dict[str, Any] = field(default_factory=dict)
     measurements: list[Measurement] = field(default_factory=list)
+    #: the metrics the probe did not measure, and why
+    unmeasured: list[Unmeasured] = field(default_factory=list)
 
 
 class Tail:
@@ -171,7 +173,17 @@ class Runner:
             note = {"reused_from": f"{p.reuses}/{src.job.subject}", "reused_why": p.why_reused}
             ms = [replace(m, subject=job.subject, settings={**m.settings, **note}) for m in src.measurements]
             out.append(
-                Outcome(job, src.status, src.started, 0.0, src.reason or "", src.hint, dict(src.params), ms)
+                Outcome(
+                    job,
+                    src.status,
+                    src.started,
+                    0.0,
+                    src.reason or "",
+                    src.hint,
+                    dict(src.params),
+                    ms,
+                    list(src.unmeasured),
+                )
             )
         return out
 
@@ -366,6 +378,7 @@ def _read_outcome(job: Job, code: int, workdir: Path, stamp: str, stopped: str |
             hint=data.get("hint", ""),
             params=data.get("params", {}),
             measurements=[Measurement.from_dict(m) for m in data.get("measurements", [])],
+            unmeasured=[Unmeasured.from_dict(u) for u in data.get("unmeasured", [])],
         )
     if stopped:
         return Outcome(job, "interrupted", stamp, reason=f"interrupted by {stopped}")

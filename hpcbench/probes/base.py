@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from hpcbench.core.errors import ParamError
-from hpcbench.core.measurement import Measurement
+from hpcbench.core.measurement import Measurement, Unmeasured
 from hpcbench.node.collector import gpu_absence
 from hpcbench.node.inventory import Inventory, as_inventory
 
@@ -157,7 +157,7 @@ class Probe(Protocol):
     #: optional: True lets the first rank of every node of a torchrun/srun launch write its own record
     record_per_node: ClassVar[bool]
 
-    def run(self, params: Any, ctx: ProbeContext) -> list[Measurement]: ...
+    def run(self, params: Any, ctx: ProbeContext) -> list[Measurement | Unmeasured]: ...
 
 
 # ---------------------------------------------------------------------------

@@ -1,9 +1,9 @@
 """Health items: a metric's value with a one-line detail, or why it could not be measured.
 
-The health probes (gpu_health, node_health) read many small facts; each becomes an Item and
-the Items become Measurements whose settings carry what checks.py needs: ``detail`` (quoted by
-a WARN or FAIL reason), ``not_measured`` (metric -> why it does not apply here: SKIP) and
-``could_not_measure`` (metric -> why reading it failed, e.g. a missing tool: ERROR).
+The health probes (gpu_health, node_health, burn's counters, the network's ports) read many small
+facts; each becomes an Item, and ``to_measurements`` is the one conversion of Items into what a
+probe returns: a Measurement (with its ``detail`` and ``warnings``) for each item with a value,
+an ``Unmeasured`` entry for each without one (``not_measured``: SKIP; ``error``: ERROR).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass
 from typing import Any
 
-from hpcbench.core.measurement import Measurement
+from hpcbench.core.measurement import Measurement, Unmeasured
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,8 @@ class Item:
     error: str = ""
     #: how this value was counted, where it differs from the probe's (``to_measurements``'s)
     convention: str = ""
+    #: advice shown as a hint when this item is judged WARN or FAIL
+    warnings: tuple[str, ...] = ()
 
 
 def missing(metrics: tuple[str, ...] | list[str], why: str) -> list[Item]:
@@ -45,22 +47,27 @@ def failed(metrics: tuple[str, ...] | list[str], why: str) -> list[Item]:
     return [Item(m, error=why) for m in metrics]
 
 
+def unmeasured(items: list[Item]) -> list[Unmeasured]:
+    """The items without a value, as Unmeasured entries (an item with ``error``: could not
+    measure; otherwise not measured here)."""
+    return [
+        Unmeasured(i.metric, "could_not_measure", i.error)
+        if i.error
+        else Unmeasured(i.metric, "not_measured", i.not_measured or "no value")
+        for i in items
+        if i.value is None
+    ]
+
+
 def to_measurements(
     items: list[Item], subject: str, settings: dict[str, Any], convention: str | Callable[[str], str] = ""
-) -> list[Measurement]:
-    """Measurements of the items with a value; the first also carries ``settings`` and the
-    items without a value (``not_measured``, ``could_not_measure``) with their reasons.
+) -> list[Measurement | Unmeasured]:
+    """A Measurement for each item with a value (the first also carries ``settings``, the
+    provenance of the whole reading), then an Unmeasured entry for each item without one.
     ``convention``: where the values come from, one text or ``convention(metric)`` per metric."""
     named = convention if callable(convention) else (lambda _metric: convention)
-    absent = {i.metric: i.not_measured or "no value" for i in items if i.value is None and not i.error}
-    errors = {i.metric: i.error for i in items if i.value is None and i.error}
-    out = []
+    out: list[Measurement | Unmeasured] = []
     for item in (i for i in items if i.value is not None):
-        s: dict[str, Any] = {"detail": item.detail}
-        if not out:
-            s.update(settings, not_measured=absent)
-            if errors:
-                s["could_not_measure"] = errors
         out.append(
             Measurement.from_samples(
                 item.metric,
@@ -69,7 +76,9 @@ def to_measurements(
                 subject,
                 higher_is_better=item.higher_is_better,
                 convention=item.convention or named(item.metric),
-                settings=s,
+                settings=dict(settings) if not out else {},
+                detail=item.detail,
+                warnings=item.warnings,
             )
         )
-    return out
+    return out + unmeasured(items)

@@ -7,11 +7,12 @@ from typing import Any
 
 import pytest
 
-from hpcbench.core.measurement import Measurement, Verdict
+from hpcbench.core.measurement import Conditions, Measurement, Unmeasured, Verdict
 from hpcbench.engine.baselines import Baseline, Expectation
 from hpcbench.engine.hints import config_hints, hint_for
 from hpcbench.engine.judge import absolute_verdict, band_verdict, evaluate, judge, performance_ratio, relative
 from hpcbench.engine.suite import Band, CheckSpec, Relative
+from hpcbench.node.inventory import as_inventory
 
 
 def meas(
@@ -23,6 +24,8 @@ def meas(
     sanity: str | None = None,
     settings: dict[str, Any] | None = None,
     unit: str = "GB/s",
+    threads: int | None = None,
+    cpus: tuple[int, ...] = (),
 ) -> Measurement:
     return Measurement(
         metric=metric,
@@ -33,6 +36,7 @@ def meas(
         samples=(value, value * 0.99, value * 0.98),
         settings=dict(settings or {}),
         sanity=sanity,
+        conditions=Conditions(threads=threads, cpus=cpus),
     )
 
 
@@ -335,7 +339,7 @@ def test_relative_ignores_sanity_failures_and_unselected_metrics() -> None:
 
 
 def test_hints_on_warn_name_governor_and_threads() -> None:
-    m = meas(85.0, settings={"threads": 16})
+    m = meas(85.0, threads=16)
     e = evaluate(m, CHECK, BASE, SLOW_NODE)
     assert e.verdict is Verdict.WARN
     assert "powersave" in e.hint
@@ -344,22 +348,22 @@ def test_hints_on_warn_name_governor_and_threads() -> None:
 
 
 def test_no_hint_on_pass_even_on_a_misconfigured_node() -> None:
-    e = evaluate(meas(99.0, settings={"threads": 16}), CHECK, BASE, SLOW_NODE)
+    e = evaluate(meas(99.0, threads=16), CHECK, BASE, SLOW_NODE)
     assert e.verdict is Verdict.PASS
     assert e.hint == ""
 
 
 def test_no_hint_when_configuration_is_fine() -> None:
-    e = evaluate(meas(60.0, settings={"threads": 8}), CHECK, BASE, HEALTHY)
+    e = evaluate(meas(60.0, threads=8), CHECK, BASE, HEALTHY)
     assert e.verdict is Verdict.FAIL
     assert e.hint == ""
 
 
 def test_hints_per_numa_node_use_that_nodes_cpus() -> None:
-    settings = {"threads": 4, "numa_node": 1, "cpus": [8, 9, 10, 11, 12, 13, 14, 15]}
-    assert any("4 threads where 8 CPUs" in h for h in config_hints(settings, SLOW_NODE))
-    all_cpus = {"threads": 8, "numa_node": 1, "cpus": list(range(8, 16))}
-    assert not any("threads" in h for h in config_hints(all_cpus, SLOW_NODE))
+    node1 = meas(1.0, threads=4, cpus=(8, 9, 10, 11, 12, 13, 14, 15))
+    assert any("4 threads where 8 CPUs" in h for h in config_hints(node1, as_inventory(SLOW_NODE)))
+    all_cpus = meas(1.0, threads=8, cpus=tuple(range(8, 16)))
+    assert not any("threads" in h for h in config_hints(all_cpus, as_inventory(SLOW_NODE)))
 
 
 def test_other_config_hints() -> None:
@@ -368,7 +372,7 @@ def test_other_config_hints() -> None:
         "numa": {"nodes": [{"id": 0}, {"id": 1}]},
         "memory": {"thp": {"enabled": "never"}},
     }
-    hints = config_hints({}, inv)
+    hints = config_hints(meas(1.0), as_inventory(inv))
     assert any("numa_balancing" in h for h in hints)
     assert any("huge pages" in h for h in hints)
     assert hint_for(Verdict.NOBASELINE, meas(1.0), inv) == ""
@@ -377,7 +381,7 @@ def test_other_config_hints() -> None:
 
 def test_relative_shortfall_gets_a_hint() -> None:
     by_subject = {
-        s: [meas(v, "triad", s, settings={"threads": 2})]
+        s: [meas(v, "triad", s, threads=2)]
         for s, v in {"numa0": 100.0, "numa1": 100.0, "numa2": 50.0}.items()
     }
     out = relative(by_subject, rel_check(), SLOW_NODE)
@@ -396,6 +400,7 @@ def outcome(
     reason: str = "",
     hint: str = "",
     params: dict[str, Any] | None = None,
+    unmeasured: list[Unmeasured] | None = None,
 ) -> SimpleNamespace:
     return SimpleNamespace(
         job=SimpleNamespace(subject=subject, params={"numa_node": 0}),
@@ -406,6 +411,7 @@ def outcome(
         hint=hint,
         params=params if params is not None else {},
         measurements=measurements or [],
+        unmeasured=unmeasured or [],
     )
 
 
@@ -469,18 +475,19 @@ def test_judge_none_of_the_metrics_measured_is_error() -> None:
 def test_judge_could_not_measure_is_error_beside_the_other_verdicts() -> None:
     """``could_not_measure`` (a tool missing for one item) is ERROR for that metric only: the
     probe's other metrics keep their verdicts, and a FAIL among them still decides the check."""
-    settings = {
-        "not_measured": {"edac_corrected": "no EDAC"},
-        "could_not_measure": {"nvme_media_errors": "nvme-cli is not on PATH", "unjudged": "x"},
-    }
+    unmeasured = [
+        Unmeasured("edac_corrected", "not_measured", "no EDAC"),
+        Unmeasured("nvme_media_errors", "could_not_measure", "nvme-cli is not on PATH"),
+        Unmeasured("unjudged", "could_not_measure", "x"),
+    ]
     check = CheckSpec(
         id="node_health",
         probe="node_health",
         metrics=("aer_fatal", "edac_corrected", "nvme_media_errors"),
         absolute={"aer_fatal": Band(None, 0.5)},
     )
-    ok = [meas(0.0, "aer_fatal", higher=False, settings=settings, unit="count")]
-    (r,) = judge(check, [outcome("node", measurements=ok)], None, HEALTHY)
+    ok = [meas(0.0, "aer_fatal", higher=False, unit="count")]
+    (r,) = judge(check, [outcome("node", measurements=ok, unmeasured=unmeasured)], None, HEALTHY)
     got = {e.metric: (e.verdict, e.kind, e.reason) for e in r.evaluations}
     assert got == {
         "aer_fatal": (Verdict.PASS, "absolute", ""),
@@ -492,8 +499,8 @@ def test_judge_could_not_measure_is_error_beside_the_other_verdicts() -> None:
         ),
     }
     assert r.verdict is Verdict.ERROR
-    bad = [meas(1.0, "aer_fatal", higher=False, settings=settings, unit="count")]
-    (r,) = judge(check, [outcome("node", measurements=bad)], None, HEALTHY)
+    bad = [meas(1.0, "aer_fatal", higher=False, unit="count")]
+    (r,) = judge(check, [outcome("node", measurements=bad, unmeasured=unmeasured)], None, HEALTHY)
     assert r.verdict is Verdict.FAIL  # a proven failure outranks "could not measure"
 
 

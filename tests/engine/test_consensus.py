@@ -12,7 +12,7 @@ import pytest
 
 from hpcbench.core import tomlfile
 from hpcbench.core.errors import ConfigError
-from hpcbench.core.measurement import Measurement, Verdict
+from hpcbench.core.measurement import Consensus, Measurement, Verdict
 from hpcbench.engine import suite as suite_mod
 from hpcbench.engine.judge import consensus, judge, relative
 from hpcbench.engine.suite import Band, CheckSpec, Relative
@@ -27,15 +27,10 @@ def m(
     digest: str | None = None,
     group: str = "NVIDIA H200 bf16 8192x8192x8192 seed 0",
 ) -> Measurement:
-    settings: dict[str, Any] = {}
+    agree = None
     if digest is not None:
-        settings["consensus"] = {
-            "name": "first_output_sha256",
-            "value": digest,
-            "group": group,
-            "what": "the sha256 of the first output",
-        }
-    return Measurement.from_samples(metric, [value], "TFLOPS", "x", statistic="median", settings=settings)
+        agree = Consensus("first_output_sha256", digest, group, "the sha256 of the first output")
+    return Measurement.from_samples(metric, [value], "TFLOPS", "x", statistic="median", consensus=agree)
 
 
 def test_the_odd_gpu_out_fails_by_name() -> None:
@@ -91,6 +86,7 @@ class _Outcome:
     hint: str = ""
     params: dict[str, Any] = field(default_factory=dict)
     measurements: list[Measurement] = field(default_factory=list)
+    unmeasured: list[Any] = field(default_factory=list)
 
 
 def test_judge_fails_only_the_odd_gpu_and_compares_throughput_only() -> None:

@@ -58,7 +58,15 @@ def test_gpu_checks_expand_over_every_gpu_and_compare_with_the_best(name: str) -
 def _outcome(subject: str, ms: list[Measurement]) -> Any:
     job = SimpleNamespace(subject=subject, params={})
     return SimpleNamespace(
-        job=job, status="ok", started="", duration=1.0, reason="", hint="", params={}, measurements=ms
+        job=job,
+        status="ok",
+        started="",
+        duration=1.0,
+        reason="",
+        hint="",
+        params={},
+        measurements=ms,
+        unmeasured=[],
     )
 
 

@@ -29,8 +29,9 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from hpcbench.core.errors import ProbeSkip
-from hpcbench.core.measurement import Measurement
+from hpcbench.core.measurement import Conditions, Measurement
 from hpcbench.hw import torch_device as td
+from hpcbench.hw.telemetry import throttle_hint
 from hpcbench.probes.attention import calc as am
 from hpcbench.probes.base import MetricNames, ProbeContext, Requirement, check
 
@@ -288,9 +289,8 @@ class Attention:
                     sanity = (
                         f"attention {case.metric}: the timed call produced a non-finite output or gradient"
                     )
-                settings.update(
-                    {"reference_check": checked, "telemetry": sampler.summary(t0, time.monotonic())}
-                )
+                tel = sampler.summary(t0, time.monotonic())
+                settings.update({"reference_check": checked, "telemetry": tel})
                 out.append(
                     Measurement.from_samples(
                         case.metric,
@@ -301,6 +301,7 @@ class Attention:
                         convention=CONVENTION,
                         settings={**common, **settings},
                         sanity=sanity,
+                        conditions=Conditions(gpu_clocks_held=throttle_hint(tel)),
                     )
                 )
         if not out:

@@ -21,17 +21,19 @@ from __future__ import annotations
 import hashlib
 import os
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 from hpcbench.core.errors import ParamError, ProbeError, ProbeSkip
-from hpcbench.core.measurement import Measurement
+from hpcbench.core.measurement import Conditions, Consensus, Measurement, Unmeasured
 from hpcbench.hw import matmul as mm
 from hpcbench.hw import torch_device as td
+from hpcbench.hw.telemetry import throttle_hint
 from hpcbench.node.inventory import Inventory
 from hpcbench.probes.base import MetricNames, ProbeContext, Requirement, check, report_progress
 from hpcbench.probes.burn import calc, hostload, loop
 from hpcbench.probes.burn.watch import Watch
+from hpcbench.probes.items import to_measurements
 
 NAME = "burn"
 GPU_DEFAULT_SIZE = 8192
@@ -329,24 +331,13 @@ class Burn:
             "sustained_windows": [i + 1 for i in st.sustained_windows],
             "warmup_s": round(warm, 3),
             "verification": verification,
-            "consensus": {
-                "name": "first_output_sha256",
-                "value": first_digest,
-                "group": f"{model} {dtype} {shape.label} seed {params.seed}",
-                "what": "the sha256 of the first output",
-            },
             "host_load": host if host is not None else {"cpus": 0, "requested": params.host_load},
-            "detail": (
-                f"sustained {st.sustained:.4g} TFLOPS: median of windows {st.sustained_windows[0] + 1}"
-                f"-{st.sustained_windows[-1] + 1} (after the first {warm:.0f} s)"
-            ),
         }
         items = (
             watch.items(started, ended) if watch.active else (watch.unwatched() if rt.choice.is_cuda else [])
         )
-        main_settings["not_measured"] = {i.metric: i.not_measured for i in items if i.value is None}
         worst = result.windows[st.worst_window]
-        out = [
+        out: list[Measurement | Unmeasured] = [
             Measurement.from_samples(
                 f"{dtype}_sustained",
                 [result.windows[i].tflops for i in st.sustained_windows],
@@ -356,6 +347,15 @@ class Burn:
                 convention=CONVENTION,
                 settings=main_settings,
                 sanity=sanity,
+                detail=f"sustained {st.sustained:.4g} TFLOPS: median of windows {st.sustained_windows[0] + 1}"
+                f"-{st.sustained_windows[-1] + 1} (after the first {warm:.0f} s)",
+                consensus=Consensus(
+                    name="first_output_sha256",
+                    value=first_digest,
+                    group=f"{model} {dtype} {shape.label} seed {params.seed}",
+                    what="the sha256 of the first output",
+                ),
+                conditions=Conditions(gpu_clocks_held=throttle_hint(main_settings.get("telemetry"))),
             ),
             Measurement.from_samples(
                 "stability",
@@ -363,10 +363,8 @@ class Burn:
                 "ratio",
                 subject,
                 convention="worst window / median window, after the warm-up",
-                settings={
-                    "detail": f"worst window {worst.index + 1} ({worst.start:.0f}-{worst.end:.0f} s) "
-                    f"{worst.tflops:.4g} TFLOPS against the median {st.sustained:.4g}"
-                },
+                detail=f"worst window {worst.index + 1} ({worst.start:.0f}-{worst.end:.0f} s) "
+                f"{worst.tflops:.4g} TFLOPS against the median {st.sustained:.4g}",
             ),
         ]
         if st.droop is not None:
@@ -379,29 +377,20 @@ class Burn:
                     "ratio",
                     subject,
                     convention=f"TFLOPS over the last {warm:.0f} s / over the first {warm:.0f} s",
+                    detail=f"last {warm:.0f} s {last_rate:.4g} TFLOPS against the first "
+                    f"{warm:.0f} s {first_rate:.4g}",
                     settings={
-                        "detail": f"last {warm:.0f} s {last_rate:.4g} TFLOPS against the first "
-                        f"{warm:.0f} s {first_rate:.4g}",
                         "first_windows": [i + 1 for i in st.first_windows],
                         "last_windows": [i + 1 for i in st.last_windows],
                     },
                 )
             )
-        for item in (i for i in items if i.value is not None):
-            out.append(
-                Measurement.from_samples(
-                    item.metric,
-                    [item.value],
-                    item.unit,
-                    subject,
-                    higher_is_better=item.higher_is_better,
-                    convention="kernel log" if item.metric == "xid_new" else "NVML",
-                    settings={"detail": item.detail, "warnings": [calc.ADVICE[item.metric]]}
-                    if item.metric in calc.ADVICE
-                    else {"detail": item.detail},
-                )
-            )
-        return out
+        advised = [
+            replace(i, warnings=(calc.ADVICE[i.metric],)) if i.metric in calc.ADVICE else i for i in items
+        ]
+        return out + to_measurements(
+            advised, subject, {}, lambda m: "kernel log" if m == "xid_new" else "NVML"
+        )
 
 
 def progress_line(win: calc.Window, duration_s: float, tel: dict[str, float]) -> str:

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from hpcbench.core.errors import ProbeError
-from hpcbench.core.measurement import Measurement
+from hpcbench.core.measurement import Conditions, Measurement
 from hpcbench.core.stats import fastest
 from hpcbench.hw.torch_device import Clock, PerfCounterClock
 from hpcbench.node.inventory import Inventory, as_inventory
@@ -327,6 +327,9 @@ class CpuMembw:
                     },
                 },
                 sanity=sanity,
+                conditions=Conditions(
+                    threads=threads, cpus=tuple(cpus) if params.numa_node is not None else ()
+                ),
             )
             for kernel in KERNELS
         ]

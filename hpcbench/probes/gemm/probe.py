@@ -34,10 +34,11 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from hpcbench.core.errors import ParamError, ProbeSkip
-from hpcbench.core.measurement import Measurement
+from hpcbench.core.measurement import Conditions, Measurement
 from hpcbench.core.stats import fastest
 from hpcbench.hw import matmul as mm
 from hpcbench.hw import torch_device as td
+from hpcbench.hw.telemetry import throttle_hint
 from hpcbench.probes.base import MetricNames, ProbeContext, Requirement, check
 from hpcbench.probes.gemm import calc as gm
 
@@ -391,4 +392,5 @@ class Gemm:
             convention=CONVENTION,
             settings={**common, "dtype": dtype, **case.settings, "telemetry": tel},
             sanity=case.sanity,
+            conditions=Conditions(gpu_clocks_held=throttle_hint(tel)),
         )

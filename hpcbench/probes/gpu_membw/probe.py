@@ -20,7 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from hpcbench.core.measurement import Measurement
+from hpcbench.core.measurement import Conditions, Measurement
+from hpcbench.hw.telemetry import throttle_hint
 from hpcbench.hw.torch_device import Clock, check_device_param, prepare, sampler, time_calls
 from hpcbench.node import nvml as seam
 from hpcbench.probes.base import ProbeContext, Requirement, check
@@ -199,6 +200,7 @@ class GpuMembw:
                     convention=CONVENTION,
                     settings={**settings, **extra},
                     sanity=sanity,
+                    conditions=Conditions(gpu_clocks_held=throttle_hint(tel)),
                 )
             )
         return out

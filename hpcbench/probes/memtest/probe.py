@@ -270,8 +270,9 @@ class Memtest:
                 ctx.subject,
                 higher_is_better=False,
                 convention="64-bit words read back different from what was written",
-                settings={**settings, "detail": detail},
+                settings=settings,
                 sanity=sanity,
+                detail=detail,
             ),
             Measurement.from_samples(
                 "bandwidth",
@@ -279,8 +280,8 @@ class Memtest:
                 "GB/s",
                 ctx.subject,
                 convention="(bytes written + bytes read back) / seconds of the patterns, 1e9",
+                detail=f"{(written + read) / 1e9:.1f} GB moved in {seconds:.2f} s",
                 settings={
-                    "detail": f"{(written + read) / 1e9:.1f} GB moved in {seconds:.2f} s",
                     "bytes_written": written,
                     "bytes_read": read,
                     "seconds": round(seconds, 6),

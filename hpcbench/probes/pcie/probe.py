@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
 from hpcbench.core.errors import ProbeError
-from hpcbench.core.measurement import Measurement
+from hpcbench.core.measurement import Measurement, Unmeasured
 from hpcbench.hw.torch_device import prepare
 from hpcbench.node import nvml as seam
 from hpcbench.probes.base import ProbeContext, Requirement, check
@@ -144,26 +144,25 @@ def gbps(nbytes: int, seconds: float) -> float:
 
 def build_measurements(
     result: Transfers, nbytes: int, link: dict[str, Any], subject: str, settings: dict[str, Any]
-) -> list[Measurement]:
+) -> list[Measurement | Unmeasured]:
     """The five measurements; link metrics NVML could not give are listed as not measured."""
     gen_def, width_def, detail = link_deficits(
         result.link_samples, link.get("max_gen"), link.get("max_width")
     )
     deficits = (("link_gen_deficit", gen_def, "generations"), ("link_width_deficit", width_def, "lanes"))
     why = link.get("unsupported") or "NVML gave no current or maximum link state"
-    absent = {metric: why for metric, value, _ in deficits if value is None}
+    absent = [Unmeasured(metric, "not_measured", why) for metric, value, _ in deficits if value is None]
     common = {
         **settings,
         "bidirectional_h2d_gbps": statistics.median(gbps(nbytes, t) for _, t, _ in result.bidir),
         "bidirectional_d2h_gbps": statistics.median(gbps(nbytes, t) for _, _, t in result.bidir),
     }
-    out = []
+    out: list[Measurement | Unmeasured] = []
     for metric, seconds, moved in (
         ("h2d", result.h2d, nbytes),
         ("d2h", result.d2h, nbytes),
         ("bidirectional", [total for total, _, _ in result.bidir], 2 * nbytes),
     ):
-        extra = {"not_measured": absent} if absent and not out else {}
         out.append(
             Measurement.from_samples(
                 metric,
@@ -172,11 +171,11 @@ def build_measurements(
                 subject,
                 statistic="median",
                 convention=CONVENTION,
-                settings={**common, **extra, "bytes_per_transfer": moved},
+                settings={**common, "bytes_per_transfer": moved},
                 sanity=result.sanity,
             )
         )
-    link_settings = {"detail": detail, "link": link, "link_samples": result.link_samples}
+    link_settings = {"link": link, "link_samples": result.link_samples}
     for metric, value, unit in deficits:
         if value is not None:
             out.append(
@@ -188,9 +187,10 @@ def build_measurements(
                     higher_is_better=False,
                     convention="NVML, read under load",
                     settings=link_settings,
+                    detail=detail,
                 )
             )
-    return out
+    return out + absent
 
 
 def _nvml_link(nv: Any, handle: Any) -> dict[str, Any]:
@@ -219,7 +219,7 @@ class Pcie:
     def __init__(self, nvml: Any = None) -> None:
         self.nvml = nvml
 
-    def run(self, params: PcieParams, ctx: ProbeContext) -> list[Measurement]:
+    def run(self, params: PcieParams, ctx: ProbeContext) -> list[Measurement | Unmeasured]:
         nnodes = max(len(ctx.inventory.numa.nodes), 1)
         settings: dict[str, Any] = {
             "size_bytes": params.size_mib * 2**20,
@@ -278,7 +278,7 @@ class Pcie:
         settings: dict[str, Any],
         link: dict[str, Any],
         read_link: Callable[[], tuple[int | None, int | None]],
-    ) -> list[Measurement]:
+    ) -> list[Measurement | Unmeasured]:
         import torch
 
         rt = prepare(torch, params.gpu, ctx.inventory)
