@@ -93,7 +93,7 @@ class Cli:
         self.env = {
             **os.environ,
             "PYTHONPATH": str(plugin_site),
-            "HPCBENCH_LOCK": str(workdir / "hpcbench.engine.lock"),
+            "HPCBENCH_LOCK": str(workdir / "hpcbench.lock"),
             "HPCBENCH_OUTPUT": str(workdir / "results"),
             "TMPDIR": str(self.tmpdir),
             "HPCBENCH_TEST_MARK": self.mark,

@@ -52,7 +52,7 @@ def _add_run_options(p: argparse.ArgumentParser, suite_options: bool = True) -> 
         "--lock-file",
         metavar="FILE",
         help="the node's run lock (default: $HPCBENCH_LOCK, the config file's lock, else "
-        "/run/lock/hpcbench.engine.lock)",
+        "/run/lock/hpcbench.lock)",
     )
     p.add_argument(
         "--force",
@@ -63,6 +63,8 @@ def _add_run_options(p: argparse.ArgumentParser, suite_options: bool = True) -> 
     if suite_options:
         sel.add_argument("--only", metavar="ID[,ID]", help="run only these checks of the suite")
         sel.add_argument("--skip", metavar="ID[,ID]", help="run the suite without these checks")
+    else:  # every run command's namespace holds every run option (hpcbench.cli.request reads them)
+        p.set_defaults(only=None, skip=None)
     sel.add_argument(
         "--gpus",
         metavar="N[,N]",
@@ -253,12 +255,14 @@ def cmd_inventory(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace, suite: Any = None) -> int:
+    from hpcbench.cli import request
     from hpcbench.cli.run import execute
     from hpcbench.engine import config
     from hpcbench.engine import suite as suite_mod
     from hpcbench.probes import registry
 
-    cfg = config.from_args(args)
+    req = request.from_args(args)
+    cfg = config.load({"output": req.output, "lock": req.lock_file})
     if suite is None:
         config.check_folders(cfg.suites)
         found = registry.catalog()
@@ -266,7 +270,7 @@ def cmd_run(args: argparse.Namespace, suite: Any = None) -> int:
         suite = suite_mod.load(args.suite, probe_classes, found.broken, cfg.suites.value)
     else:
         probe_classes = {c.probe: registry.load(c.probe) for c in suite.checks}
-    return execute(suite, probe_classes, args, cfg=cfg)
+    return execute(suite, probe_classes, req, cfg=cfg)
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
@@ -281,7 +285,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
     params = {k: getattr(typed, k) for k in values}
     if args.expand != "none" and args.expand not in cls.expands:
         raise ConfigError(f"probe {args.name!r} cannot expand over {args.expand!r}")
-    cfg = config.from_args(args)
+    cfg = config.load({"output": args.output, "lock": args.lock_file})
     rules = suite_mod.load("quick", site=cfg.suites.value)  # its limits judge the probe's counts
     return cmd_run(args, suite_mod.single_check(args.name, params, args.timeout, args.expand, rules))
 

@@ -8,7 +8,6 @@ interrupted.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import socket
 import sys
@@ -20,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from hpcbench import __version__
-from hpcbench.cli import ops
+from hpcbench.cli.request import RunRequest
 from hpcbench.core.errors import ConfigError, LockHeld
 from hpcbench.core.exitcodes import ExitCode, worst
 from hpcbench.core.timeparse import utc_stamp
@@ -31,6 +30,8 @@ from hpcbench.engine.suite import Suite
 from hpcbench.launch import launcher
 from hpcbench.node import collector
 from hpcbench.node.inventory import Inventory
+from hpcbench.report import console, emit
+from hpcbench.report.logfile import RunLog
 from hpcbench.report.progress import Progress
 
 
@@ -93,51 +94,48 @@ def rank_lines(record: Record, rank: int) -> list[str]:
 def execute(
     suite: Suite,
     probe_classes: dict[str, Any],
-    args: Any,
+    request: RunRequest,
     on_record: Callable[[Record, Path], None] | None = None,
     cfg: config.Config | None = None,
 ) -> int:
     """One run; ``on_record(record, path)`` sees the saved record (or the one --max-age reused)."""
     began = time.monotonic()
-    cfg = cfg or config.from_args(args)
-    chosen = plan.select_checks(suite.checks, getattr(args, "only", None), getattr(args, "skip", None))
+    req = request
+    cfg = cfg or config.load({"output": req.output, "lock": req.lock_file})
+    chosen = plan.select_checks(suite.checks, req.only, req.skip)
     if chosen != suite.checks:
-        selection = " ".join(
-            f"--{k} {v}"
-            for k, v in (("only", getattr(args, "only", None)), ("skip", getattr(args, "skip", None)))
-            if v
-        )
-        suite = replace(suite, checks=chosen, selection=selection)
+        suite = replace(suite, checks=chosen, selection=req.selection)
     config.check_folders(cfg.baselines)
     outdir = _check_output_dir(cfg.output)
-    opts = ops.options(args)
     inv = collector.collect()
-    gpus = plan.select_gpus(inv, getattr(args, "gpus", None), os.environ.get("CUDA_VISIBLE_DEVICES"))
-    baseline = baselines.choose(inv, args.baseline, cfg.baselines.value)
+    gpus = plan.select_gpus(inv, req.gpus, os.environ.get("CUDA_VISIBLE_DEVICES"))
+    baseline = baselines.choose(inv, req.baseline, cfg.baselines.value)
     host = inv.hostname or socket.gethostname()
-    dry_run = getattr(args, "dry_run", False)
-    history = ops.durations(outdir, host, suite.as_dict()) if dry_run or opts.deadline_s else {}
-    if dry_run:
-        from hpcbench.report import dryrun
-
+    history = store.durations(outdir, host, suite.as_dict()) if req.dry_run or req.deadline_s else {}
+    if req.dry_run:
         planned = plan.make_plan(suite.checks, probe_classes, inv, gpus)
-        fmt = "json" if args.format == "json" else "table"
-        dryrun.show(suite, host, planned, baseline, history, cfg, opts.deadline_s, fmt)
+        emit.plan(req.format, suite, host, planned, baseline, history, cfg, req.deadline_s)
         return ExitCode.OK
     run_id = uuid.uuid4().hex[:12]
     started = utc_stamp()
     # under torchrun/srun every rank runs hpcbench: local rank 0 locks the node, rank 0 reports
     job = launcher.from_environ(os.environ)
-    if job is not None and opts.max_age_s is not None:
+    if job is not None and req.max_age_s is not None:
         raise ConfigError("--max-age cannot be used under a distributed launch: every rank must run")
     # probes whose results are per node (the network probe's pairs): each node's local rank 0 reports
     per_node = all(probe_classes[c.probe].record_per_node for c in suite.checks)
     reports = job is None or job.reports or (per_node and job.locks)
-    runlog = ops.open_log(opts, suite.name) if reports else None
-    fresh = ops.recent_pass(outdir, host, suite.as_dict(), opts)
+    runlog = RunLog.open(req.log_file, suite.name) if reports and req.log_file else None
+    fresh = store.recent_pass(outdir, host, suite.as_dict(), req.max_age_s, req.max_age_text)
     if fresh is not None:  # --max-age: this suite passed recently enough here
-        return ops.skipped(fresh, args, runlog, on_record)
-    progress = Progress(quiet=args.quiet or not reports, log=runlog.line if runlog else None)
+        path, record, line = fresh
+        if runlog:
+            runlog.line(line)
+        if on_record is not None:
+            on_record(record, path)
+        emit.skipped(record, line, req.format, req.quiet)
+        return ExitCode.OK
+    progress = Progress(quiet=req.quiet or not reports, log=runlog.line if runlog else None)
     lock_path = Path(cfg.lock.value)
     holder = {"run_id": run_id, "suite": suite.name, "started": started}
     node_lock = lock.RunLock(lock_path, holder) if job is None or job.locks else contextlib.nullcontext()
@@ -154,10 +152,10 @@ def execute(
             inv,
             on_start=progress.start,
             on_finish=progress.finish,
-            force=getattr(args, "force", False),
+            force=req.force,
             on_progress=progress.note,
             gpus=gpus,
-            deadline_s=opts.deadline_s - (time.monotonic() - began) if opts.deadline_s else None,
+            deadline_s=req.deadline_s - (time.monotonic() - began) if req.deadline_s else None,
             history=history,
         )
         outcomes, not_run = runner.run(suite, probe_classes)
@@ -169,21 +167,8 @@ def execute(
         path = store.save_atomic(record, store.record_path(outdir, record.host, started))
     if on_record is not None:
         on_record(record, path)
-    ops.write_reports(record, opts)
+    emit.write_files(record, req.junit, req.prometheus_dir)
     if runlog:
-        runlog.line(ops.summary(record, path))
-    if args.format == "json":
-        sys.stdout.write(json.dumps(record.as_dict(), indent=1) + "\n")
-    elif args.format == "nagios":
-        from hpcbench.report import nagios
-
-        print(nagios.line(record))
-    elif args.quiet:
-        if record.exit_code != ExitCode.OK:
-            bad = ", ".join(ops.not_ok(record)) or ops.why_unknown(record) or "see record"
-            print(f"hpcbench {suite.name}: {record.verdict}: {bad} ({path})")
-    else:
-        from hpcbench.report.table import render
-
-        render(record, str(path))
+        runlog.line(console.summary(record, path))
+    emit.result(record, path, req.format, req.quiet)
     return record.exit_code

@@ -22,7 +22,6 @@ import socket
 import subprocess
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from hpcbench.core.errors import ConfigError, HpcbenchError, LockHeld
@@ -240,6 +239,7 @@ def _say(args: argparse.Namespace, text: str, log: Any, important: bool) -> None
 
 
 def cmd_slurm_check(args: argparse.Namespace) -> int:
+    from hpcbench.cli import request
     from hpcbench.cli.run import execute
     from hpcbench.engine import config
     from hpcbench.engine import suite as suite_mod
@@ -249,17 +249,16 @@ def cmd_slurm_check(args: argparse.Namespace) -> int:
     scontrol = Scontrol(args.scontrol)
     name = node_name(args.node, os.environ)
     scontrol.show_node(name)  # fails fast: no scontrol, no controller, no such node
-    cfg = config.from_args(args)
+    req = request.from_args(args)
+    cfg = config.load({"output": req.output, "lock": req.lock_file})
     config.check_folders(cfg.suites)
     found = registry.catalog()
     probe_classes = found.probes
     suite = suite_mod.load(args.suite, probe_classes, found.broken, cfg.suites.value)
     seen: dict[str, Any] = {}
-    log = RunLog.open(Path(args.log_file), suite.name) if args.log_file else None
+    log = RunLog.open(req.log_file, suite.name) if req.log_file else None
     try:
-        execute(
-            suite, probe_classes, args, on_record=lambda record, path: seen.update(record=record), cfg=cfg
-        )
+        execute(suite, probe_classes, req, on_record=lambda record, path: seen.update(record=record), cfg=cfg)
     except LockHeld as exc:
         _say(args, f"not judged, node {name} left alone: {exc}", log, important=True)
         return ExitCode.OK

@@ -11,7 +11,7 @@ The config file (every key optional; relative paths are relative to the file's f
     output = "/var/lib/hpcbench/results"            # records: <output>/<host>/<UTC time>.json
     baselines = ["/etc/hpcbench/baselines"]         # site profiles, searched and matched first
     suites = ["/etc/hpcbench/suites"]               # site suites: `hpcbench run nightly` finds them
-    lock = "/run/lock/hpcbench.engine.lock"                # one run per node
+    lock = "/run/lock/hpcbench.lock"                # one run per node
 
 Path lists in the environment are separated by ``:`` (``os.pathsep``). The default output is
 absolute (``/var/lib/hpcbench/results`` for root, ``$XDG_STATE_HOME/hpcbench/results`` or
@@ -91,7 +91,7 @@ def default_output(euid: int, environ: Mapping[str, str]) -> Path:
 def default_lock() -> Path:
     for folder in ("/run/lock", "/var/lock"):
         if os.path.isdir(folder) and os.access(folder, os.W_OK):
-            return Path(folder) / "hpcbench.engine.lock"
+            return Path(folder) / "hpcbench.lock"
     return Path(tempfile.gettempdir()) / f"hpcbench-{os.getuid()}.lock"
 
 
@@ -150,11 +150,6 @@ def load(
         else:
             settings[key] = Setting(key, defaults[key], "default")
     return Config(file=file, **settings)
-
-
-def from_args(args: Any) -> Config:
-    """The settings of a parsed command line (its --output and --lock-file, where it has them)."""
-    return load({"output": getattr(args, "output", None), "lock": getattr(args, "lock_file", None)})
 
 
 def check_folders(setting: Setting) -> None:

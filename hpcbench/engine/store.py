@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from hpcbench.core import codec
+from hpcbench.core import codec, timeparse
 from hpcbench.core.atomic import write_json
 from hpcbench.core.errors import ConfigError
 from hpcbench.engine.record import Record, migrate
@@ -139,3 +140,96 @@ def to_dataframe(paths: list[str | Path]) -> Any:
     if not frame.empty:
         frame["started"] = pd.to_datetime(frame["started"], utc=True)
     return frame
+
+
+# ---------------------------------------------------------------------------
+# history: what earlier records of this host say (--max-age, --deadline, --dry-run)
+
+
+def name_time(name: str) -> datetime | None:
+    """The UTC start time in a record's file name (20261128T020000Z.json, ...Z-1.json), or None."""
+    stamp = name_stamp(name)
+    return stamp[0] if stamp else None
+
+
+def same_suite(record: Record, suite: dict[str, Any]) -> bool:
+    """Whether a record is of this suite file with the same checks chosen (--only, --skip)."""
+    return (
+        record.suite.name == suite.get("name")
+        and record.suite.sha256 == suite.get("sha256")
+        and record.suite.selection == suite.get("selection", "")
+    )
+
+
+def fresh_pass(record: Record, now: datetime, max_age_s: float) -> bool:
+    """Whether a record passed (OK, nothing left unrun, not interrupted) and started within max_age_s."""
+    started = timeparse.try_time(record.started)
+    if started is None or record.verdict != "OK" or record.exit_code != 0:
+        return False
+    if record.interrupted or record.not_run:
+        return False
+    return timedelta(0) <= now - started <= timedelta(seconds=max_age_s)
+
+
+def newest_of_suite(
+    host_dir: Path,
+    suite: dict[str, Any],
+    since: datetime,
+    same: Callable[[Record, dict[str, Any]], bool] | None = None,
+) -> tuple[Path, Record] | None:
+    """This host's newest readable record of ``suite`` (``same``: the test, default same_suite) that
+    started after ``since`` (file names say when; older files are not read), or None."""
+    same = same or same_suite
+    if not host_dir.is_dir():
+        return None
+    newest: tuple[tuple[datetime, int], Path, Record] | None = None
+    for path in host_dir.glob("*.json"):
+        when = name_time(path.name)
+        if path.name.startswith(".") or (when is not None and when < since - timedelta(seconds=1)):
+            continue
+        try:
+            record = load(path)
+        except ConfigError:
+            continue  # a bad record does not stop the run; the run writes a good one
+        started = timeparse.try_time(record.started)
+        if started is None or not same(record, suite):
+            continue
+        stamp = name_stamp(path.name)
+        order = (started, stamp[1] if stamp else 0)  # two runs in one second: name-1.json is the later
+        if newest is None or order > newest[0]:
+            newest = (order, path, record)
+    return (newest[1], newest[2]) if newest else None
+
+
+def durations(outdir: Path, host: str, suite: dict[str, Any]) -> dict[tuple[str, str], float]:
+    """(check id, subject) -> seconds each took in this host's newest record of a suite of this name
+    (any verdict, any version of the file): what --deadline and --dry-run expect a run to take."""
+    since = datetime(1970, 1, 2, tzinfo=timezone.utc)
+    found = newest_of_suite(Path(outdir) / host, suite, since, lambda r, s: r.suite.name == s.get("name"))
+    if found is None:
+        return {}
+    # a check that was skipped or failed fast will likely do so again: its duration is as good a guess
+    return {(c.id, c.subject): c.duration for c in found[1].checks if c.status != "interrupted"}
+
+
+def recent_pass(
+    outdir: Path,
+    host: str,
+    suite: dict[str, Any],
+    max_age_s: float | None,
+    max_age_text: str = "",
+    now: datetime | None = None,
+) -> tuple[Path, Record, str] | None:
+    """With --max-age: the newest record of this suite for this host when it passed recently
+    enough, and the line that says so; else None (run)."""
+    if max_age_s is None:
+        return None
+    now = now or datetime.now(timezone.utc)
+    found = newest_of_suite(Path(outdir) / host, suite, now - timedelta(seconds=max_age_s))
+    if found is None or not fresh_pass(found[1], now, max_age_s):
+        return None
+    path, record = found
+    started = timeparse.try_time(record.started)
+    age = timeparse.format_duration((now - started).total_seconds()) if started else "?"
+    line = f"skipped: {path} passed (OK) {age} ago, within --max-age {max_age_text} (run {record.run_id})"
+    return path, record, line

@@ -11,9 +11,11 @@ import pytest
 import support.records as recs
 from conftest import Cli, write
 
-from hpcbench.cli import ops
+from hpcbench.cli.request import parse_duration
 from hpcbench.core.errors import ConfigError
 from hpcbench.core.exitcodes import ExitCode
+from hpcbench.engine.store import fresh_pass, name_time
+from hpcbench.report.console import why_unknown
 
 SUITE = """name = "cron"
 [[check]]
@@ -56,13 +58,13 @@ def records(cli: Cli) -> list[Path]:
     ],
 )
 def test_parse_duration(text: str, seconds: float) -> None:
-    assert ops.parse_duration(text) == seconds
+    assert parse_duration(text) == seconds
 
 
 @pytest.mark.parametrize("text", ["", "0", "h", "20x", "-5m", "1h 30", "soon"])
 def test_parse_duration_refuses(text: str) -> None:
     with pytest.raises(ConfigError, match="--max-age"):
-        ops.parse_duration(text)
+        parse_duration(text)
 
 
 def test_fresh_pass_rule() -> None:
@@ -74,15 +76,15 @@ def test_fresh_pass_rule() -> None:
         "not_run": [],
         "interrupted": None,
     }
-    assert ops.fresh_pass(recs.record(**ok), now, 20 * 3600)
-    assert not ops.fresh_pass(recs.record(**ok), now, 9 * 3600)  # 10 h old
-    assert not ops.fresh_pass(recs.record(**{**ok, "verdict": "WARN", "exit_code": 1}), now, 20 * 3600)
-    assert not ops.fresh_pass(recs.record(**{**ok, "interrupted": "SIGTERM"}), now, 20 * 3600)
-    assert not ops.fresh_pass(recs.record(**{**ok, "not_run": ["b"]}), now, 20 * 3600)
+    assert fresh_pass(recs.record(**ok), now, 20 * 3600)
+    assert not fresh_pass(recs.record(**ok), now, 9 * 3600)  # 10 h old
+    assert not fresh_pass(recs.record(**{**ok, "verdict": "WARN", "exit_code": 1}), now, 20 * 3600)
+    assert not fresh_pass(recs.record(**{**ok, "interrupted": "SIGTERM"}), now, 20 * 3600)
+    assert not fresh_pass(recs.record(**{**ok, "not_run": ["b"]}), now, 20 * 3600)
     future = recs.record(**{**ok, "started": "2026-11-29T02:00:00Z"})
-    assert not ops.fresh_pass(future, now, 20 * 3600)
-    assert ops.name_time("20261128T020000Z-1.json") == datetime(2026, 11, 28, 2, tzinfo=timezone.utc)
-    assert ops.name_time("notes.json") is None
+    assert not fresh_pass(future, now, 20 * 3600)
+    assert name_time("20261128T020000Z-1.json") == datetime(2026, 11, 28, 2, tzinfo=timezone.utc)
+    assert name_time("notes.json") is None
 
 
 def test_log_file_gets_progress_and_summary_never_the_table(cli: Cli) -> None:
@@ -201,10 +203,10 @@ def test_existing_log_is_appended_not_replaced(cli: Cli) -> None:
 def test_why_unknown_names_the_missing_baseline_and_unrun_checks() -> None:
     nobase = recs.check("membw", verdict="NOBASELINE")
     required = recs.record(suite={"name": "nightly", "require_baseline": True}, checks=[nobase], exit_code=3)
-    assert ops.why_unknown(required) == (
+    assert why_unknown(required) == (
         "no baseline for membw, and suite nightly requires one "
         "(hpcbench baseline create RECORD -o PROFILE.toml)"
     )
-    assert ops.why_unknown(recs.record(checks=[nobase])) == ""  # not required: no reason to give
+    assert why_unknown(recs.record(checks=[nobase])) == ""  # not required: no reason to give
     late = recs.record(not_run=["storage"], exit_code=3)
-    assert ops.why_unknown(late) == "not run: storage"
+    assert why_unknown(late) == "not run: storage"

@@ -62,7 +62,7 @@ def test_second_concurrent_run_names_the_holder_and_exits(cli: Cli, tmp_path: Pa
         'name = "slow"\n[[check]]\nid = "s"\nprobe = "fixed"\nparams = { sleep = 30 }\n',
     )
     first = cli.popen("run", str(slow), "--quiet")
-    lock_file = tmp_path / "hpcbench.engine.lock"
+    lock_file = tmp_path / "hpcbench.lock"
     try:
         wait_for(lambda: lock_file.exists() and b"run_id" in lock_file.read_bytes())
         second = cli("run", str(slow))
