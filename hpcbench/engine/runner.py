@@ -54,6 +54,17 @@ class Outcome:
     #: the metrics the probe did not measure, and why
     unmeasured: list[Unmeasured] = field(default_factory=list)
 
+    @classmethod
+    def of(cls, job: Job, results: list[Measurement | Unmeasured], **kw: Any) -> Outcome:
+        """An ``ok`` outcome of what a probe's ``run`` returned (measurements and Unmeasured entries)."""
+        return cls(
+            job,
+            "ok",
+            measurements=[m for m in results if isinstance(m, Measurement)],
+            unmeasured=[u for u in results if isinstance(u, Unmeasured)],
+            **kw,
+        )
+
 
 class Tail:
     """The complete lines appended to a file since the last read (a child's progress lines)."""

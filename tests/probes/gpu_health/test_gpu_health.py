@@ -9,12 +9,13 @@ from typing import Any
 
 import pynvml
 import pytest
-from support import ROOT
+from support import ROOT, TESTS
 from support.fakenvml import FakeNvml
 from support.nvml_models import BROKEN, GPU_IS_LOST, MODELS, NO_PERMISSION, NOT_SUPPORTED
+from support.results import measured
 
 from hpcbench.core.errors import ParamError, ProbeError, ProbeSkip
-from hpcbench.core.measurement import Evaluation, Verdict
+from hpcbench.core.measurement import Evaluation, Measurement, Unmeasured, Verdict
 from hpcbench.engine import judge
 from hpcbench.engine import suite as suite_mod
 from hpcbench.engine.plan import Job
@@ -25,7 +26,8 @@ from hpcbench.probes.base import ProbeContext, build_params
 from hpcbench.probes.gpu_health import probe as gh
 
 FIXTURES = Path(__file__).parent / "fixtures"
-KERNEL_LOG = str(FIXTURES / "xid" / "dmesg_iso.txt")  # XIDs on 0000:5d:00 (H100 GPU 3) and 0000:3a:00
+# XIDs on 0000:5d:00 (H100 GPU 3) and 0000:3a:00
+KERNEL_LOG = str(TESTS / "hw" / "fixtures" / "xid" / "dmesg_iso.txt")
 NIGHTLY = {c.id: c for c in suite_mod.load(str(ROOT / "suites" / "nightly.toml")).checks}
 MODEL_NAMES = ["H100", "H200", "A100", "B200", "V100"]
 #: what each model's NVML does not support (not a failure: SKIP "not measured")
@@ -65,10 +67,11 @@ def run_gpu(fake: FakeNvml, gpu: int = 0, kernel_log: str = KERNEL_LOG, **params
 
 
 def judged(
-    measurements: list[Any], check_id: str = "gpu_health"
+    results: list[Any], check_id: str = "gpu_health", subject: str | None = None
 ) -> tuple[dict[str, Evaluation], CheckResult]:
     check = NIGHTLY[check_id]
-    outcome = Outcome(Job(check, measurements[0].subject, {}), "ok", measurements=measurements)
+    subject = subject or next(m.subject for m in results if isinstance(m, Measurement))
+    outcome = Outcome.of(Job(check, subject, {}), results)
     (result,) = judge.judge(check, [outcome], None, {})
     return {e.metric: e for e in result.evaluations}, result
 
@@ -124,7 +127,7 @@ def test_xids_of_this_gpu_fail_it_and_application_xids_are_not_counted() -> None
     assert later["xid_errors"].verdict is Verdict.PASS  # the DBE came before
     other = run_gpu(FakeNvml(model="H100"), gpu=0)
     assert judged(other)[0]["xid_errors"].verdict is Verdict.PASS
-    assert next(m for m in other if m.metric == "xid_errors").settings["detail"] == "no XID on PCI 0000:18:00"
+    assert next(m for m in other if m.metric == "xid_errors").detail == "no XID on PCI 0000:18:00"
 
 
 def test_unreadable_kernel_log_is_not_measured(tmp_path: Path) -> None:
@@ -214,7 +217,7 @@ def test_a_lost_gpu_fails_and_its_xids_are_still_read() -> None:
 def test_processes_are_reported_not_judged() -> None:
     ms = run_gpu(FakeNvml(model="H100", devices={0: BROKEN["processes"]}))
     procs = next(m for m in ms if m.metric == "processes")
-    assert procs.value == 1 and procs.settings["detail"] == "pid 4242 (python3) uses 70000 MiB"
+    assert procs.value == 1 and procs.detail == "pid 4242 (python3) uses 70000 MiB"
     evals, _ = judged(ms)
     assert "processes" not in evals
 
@@ -232,7 +235,7 @@ def test_gpu_identity_and_settings() -> None:
     assert (
         first.settings["kernel_log_source"] == KERNEL_LOG and first.settings["driver_version"] == "570.124.06"
     )
-    assert {m.convention for m in ms} == {"NVML", "kernel log"}
+    assert {m.convention for m in measured(ms)} == {"NVML", "kernel log"}
     margin = next(m for m in ms if m.metric == "temperature_margin")
     assert (margin.value, margin.unit, margin.higher_is_better) == (56.0, "C", True)
 
@@ -288,9 +291,7 @@ def test_node_expected_count_from_the_suite(tmp_path: Path) -> None:
     ms = run_node(FakeNvml(count=4, model="A100"), str(tmp_path))  # sysfs lists no GPU (a container)
     assert judged(ms, "gpu_health_node")[0]["gpus_missing"].verdict is Verdict.PASS
     missing = next(m for m in ms if m.metric == "gpus_missing")
-    assert (
-        missing.settings["detail"] == "4 of 4 GPUs (sysfs lists none: as many as NVML sees) visible to NVML"
-    )
+    assert missing.detail == "4 of 4 GPUs (sysfs lists none: as many as NVML sees) visible to NVML"
     evals, _ = judged(
         run_node(FakeNvml(count=4, model="A100"), str(tmp_path), expected_gpus=8), "gpu_health_node"
     )
@@ -389,12 +390,12 @@ def test_supported_list_is_complete() -> None:
 
 
 def test_a_check_whose_metrics_are_all_unmeasured_is_skip_not_error() -> None:
-    from hpcbench.core.measurement import Measurement
-
+    """Nothing measured at all: every reason still reaches the verdicts (an Unmeasured entry per
+    metric, not a key riding on a first measurement that does not exist)."""
     check = NIGHTLY["gpu_health"]
     why = {m: "NVML: Not Supported" for m in check.metrics or ()}
-    ms = [Measurement.from_samples("processes", [0.0], "count", "gpu0", settings={"not_measured": why})]
-    evals, result = judged(ms)
+    results = [Unmeasured(m, "not_measured", reason) for m, reason in why.items()]
+    evals, result = judged(results, subject="gpu0")
     assert set(evals) == set(why) and {e.verdict for e in evals.values()} == {Verdict.SKIP}
     assert result.verdict is Verdict.SKIP
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from support.fakenvml import FakeNvml
+from support.results import measured, reasons
 
 from hpcbench.core.errors import ParamError, ProbeSkip
 from hpcbench.engine import baselines, judge
@@ -162,14 +163,23 @@ def test_states_other_than_down_say_what_to_look_at() -> None:
 # --- the probe in-process on the fixture trees, judged by the bundled suites -----------------
 
 
-def run(root: str, subject: str = "node", tmp: Path | None = None, **params: Any) -> dict[str, Any]:
+def results(root: str, subject: str = "node", tmp: Path | None = None, **params: Any) -> list[Any]:
     values = {"modes": ["health"], "interval": 0.0, "root": root, **params}
     if subject != "node":
         values["nic"] = subject
     p = build_params(Network, values)
     inv = replace(Inventory(), network=nics.collect(root))
-    ms = Network().run(p, ProbeContext(subject, inv, str(tmp or "."), 60.0))
-    return {m.metric: m for m in ms}
+    return Network().run(p, ProbeContext(subject, inv, str(tmp or "."), 60.0))
+
+
+def run(root: str, subject: str = "node", tmp: Path | None = None, **params: Any) -> dict[str, Any]:
+    """metric -> measurement of the metrics measured."""
+    return {m.metric: m for m in measured(results(root, subject, tmp, **params))}
+
+
+def unmeasured_of(root: str, subject: str = "node", **params: Any) -> dict[str, str]:
+    """metric -> why it was not measured."""
+    return reasons(results(root, subject, **params))
 
 
 def judged(check_id: str, root: str, baseline: str | None, tmp: Path) -> dict[str, dict[str, Any]]:
@@ -187,7 +197,7 @@ def judged(check_id: str, root: str, baseline: str | None, tmp: Path) -> dict[st
         params = build_params(Network, {**job.params, "root": root, "interval": 0.01})
         try:
             ms = Network().run(params, ProbeContext(job.subject, inv, str(tmp), 60.0))
-            outcomes.append(Outcome(job, "ok", measurements=ms))
+            outcomes.append(Outcome.of(job, ms))
         except ProbeSkip as exc:
             outcomes.append(Outcome(job, "skip", reason=str(exc)))
     chosen = baselines.load(baseline) if baseline else None
@@ -250,12 +260,12 @@ def test_node_summary(tmp_path: Path) -> None:
     ms = run(tree("hgx8_port_down"), expected_ports=8, expected_rate_gbps=400.0)
     assert ms["rdma_ports_active"].value == 7.0 and ms["rdma_ports_active"].unit == "ports"
     assert ms["link_down"].value == 1.0
-    assert ms["link_down"].settings["detail"] == (
+    assert ms["link_down"].detail == (
         "mlx5_3:1: state DOWN, physical state Polling: no link partner: check the cable and the switch port "
         "(not NICs: docker0, lo)"
     )
     assert ms["mismatches"].value == 1.0  # the port count; the down port's rate is not also a mismatch
-    assert ms["mismatches"].settings["detail"] == "7 active RDMA ports, expected 8"
+    assert ms["mismatches"].detail == "7 active RDMA ports, expected 8"
     assert ms["counters_over_limit"].value == 1.0
     first = next(iter(ms.values()))
     assert [p.get("subject", p.get("name")) for p in first.settings["ports"]][:2] == ["mlx5_0:1", "mlx5_1:1"]
@@ -272,10 +282,9 @@ def test_ignore_leaves_ports_out(tmp_path: Path) -> None:
 def test_this_vm_skips_rdma_with_the_reason(tmp_path: Path) -> None:
     ms = run(tree("vm"))
     assert ms["link_down"].value == 0.0
-    assert ms["link_down"].settings["detail"].startswith("all up: eth0 up (virtio_net, 0000:00:03.0, MTU ")
-    assert ms["link_down"].settings["detail"].endswith("(not NICs: ifb0, ifb1, lo)")
-    not_measured = next(iter(ms.values())).settings["not_measured"]
-    assert not_measured["rdma_ports_active"] == (
+    assert ms["link_down"].detail.startswith("all up: eth0 up (virtio_net, 0000:00:03.0, MTU ")
+    assert ms["link_down"].detail.endswith("(not NICs: ifb0, ifb1, lo)")
+    assert unmeasured_of(tree("vm"))["rdma_ports_active"] == (
         "no RDMA device: /sys/class/infiniband does not exist (no InfiniBand/RoCE adapter, or its RDMA "
         "driver such as mlx5_ib is not loaded)"
     )
@@ -287,7 +296,7 @@ def test_rdma_hardware_without_its_driver_is_zero_ports_not_a_skip(tmp_path: Pat
     shutil.rmtree(root / "sys/class/infiniband")
     ms = run(str(root), tmp=tmp_path)
     assert ms["rdma_ports_active"].value == 0.0
-    assert ms["rdma_ports_active"].settings["detail"] == (
+    assert ms["rdma_ports_active"].detail == (
         "the PCI bus has 8 RDMA adapter function(s) (0000:18:00.0, 0000:3a:00.0, 0000:4b:00.0, "
         "0000:5c:00.0 ...) but no RDMA device is registered: the RDMA driver (mlx5_ib, ib_core) is not loaded"
     )

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from support import ROOT
+from support.results import measured
 
 from hpcbench.core import timeparse
 from hpcbench.core.errors import ParamError
@@ -56,13 +57,14 @@ def judged(
     measurements: list[Any], suite: str = "acceptance", baseline: baselines.Baseline | None = BASELINE
 ) -> tuple[dict[str, Evaluation], CheckResult]:
     check = CHECKS[suite]
-    outcome = Outcome(Job(check, "node", {}), "ok", measurements=measurements)
+    outcome = Outcome.of(Job(check, "node", {}), measurements)
     (result,) = judge.judge(check, [outcome], baseline, {})
     return {e.metric: e for e in result.evaluations}, result
 
 
-def values(measurements: list[Any]) -> dict[str, float]:
-    return {m.metric: m.value for m in measurements}
+def values(results: list[Any]) -> dict[str, float]:
+    """metric -> value of the metrics measured."""
+    return {m.metric: m.value for m in measured(results)}
 
 
 # ---------------------------------------------------------------------------
@@ -247,7 +249,7 @@ def test_since_leaves_out_older_kernel_log_lines() -> None:
     v = values(ms)
     assert (v["kernel_io_errors"], v["kernel_oom_kills"]) == (2, 1)  # the 02:31 and 02:47 lines left out
     assert v["kernel_hw_errors"] == 4
-    detail = next(m for m in ms if m.metric == "kernel_io_errors").settings["detail"]
+    detail = next(m for m in ms if m.metric == "kernel_io_errors").detail
     assert detail.startswith(
         "2 block I/O error line(s) since 2026-11-29T03:00:00Z (2026-11-29T03:00:00Z); first: "
     )
@@ -259,7 +261,7 @@ def test_missing_dimm_alone_fails_memory_without_a_baseline() -> None:
     the missing DIMM and cpus_offline the offline CPU."""
     ms = run_tree(BROKEN)
     check = CHECKS["quick"]
-    (result,) = judge.judge(check, [Outcome(Job(check, "node", {}), "ok", measurements=ms)], None, {})
+    (result,) = judge.judge(check, [Outcome.of(Job(check, "node", {}), ms)], None, {})
     evals = {e.metric: e for e in result.evaluations}
     assert evals["memory_gib"].verdict is Verdict.NOBASELINE
     assert evals["online_cpus"].verdict is Verdict.NOBASELINE

@@ -15,6 +15,7 @@ import pytest
 import torch
 from support import ROOT
 from support.fakenvml import FakeNvml
+from support.results import measured, reasons
 
 from hpcbench.core.errors import ParamError, ProbeError
 from hpcbench.core.measurement import Verdict
@@ -97,7 +98,7 @@ def run(fake: FakeNvml, engine: CpuEngine | None = None, gpu: int = 0) -> list[A
 
 
 def judged(ms: list[Any]) -> dict[str, Any]:
-    outcome = Outcome(Job(CHECK, ms[0].subject, {}), "ok", measurements=ms)
+    outcome = Outcome.of(Job(CHECK, ms[0].subject, {}), ms)
     (result,) = judge.judge(CHECK, [outcome], None, {})
     return {e.metric: e for e in result.evaluations}
 
@@ -215,7 +216,11 @@ def test_without_nvml_the_link_is_not_measured() -> None:
     engine = CpuEngine()
     result = pcie.measure(engine, lambda: (None, None), warmup=0, repeats=2)
     ms = pcie.build_measurements(result, NBYTES, {"unsupported": "NVML unavailable: no module"}, "gpu0", {})
-    assert [m.metric for m in ms] == ["h2d", "d2h", "bidirectional"]
+    assert [m.metric for m in measured(ms)] == ["h2d", "d2h", "bidirectional"]
+    assert reasons(ms) == {
+        "link_gen_deficit": "NVML unavailable: no module",
+        "link_width_deficit": "NVML unavailable: no module",
+    }
     evals = judged(ms)
     assert evals["link_gen_deficit"].verdict is Verdict.SKIP
     assert evals["link_width_deficit"].reason == "not measured: NVML unavailable: no module"
