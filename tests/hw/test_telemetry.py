@@ -10,7 +10,7 @@ import pytest
 from support.fakenvml import FakeNvml
 from support.nvml_models import GPU_IS_LOST, NOT_SUPPORTED
 
-from hpcbench.core.measurement import Measurement, Verdict
+from hpcbench.core.measurement import Conditions, Measurement, Verdict
 from hpcbench.engine.baselines import Baseline, Expectation
 from hpcbench.engine.judge import evaluate, relative
 from hpcbench.engine.suite import Band, CheckSpec, Relative
@@ -169,7 +169,14 @@ def test_clock_event_reasons_fall_back_to_the_old_name() -> None:
 
 def measured(value: float, tel: dict[str, Any], subject: str = "gpu0") -> Measurement:
     samples = [value, value * 0.99]
-    return Measurement.from_samples("bf16", samples, "TFLOPS", subject, settings={"telemetry": tel})
+    return Measurement.from_samples(
+        "bf16",
+        samples,
+        "TFLOPS",
+        subject,
+        settings={"telemetry": tel},
+        conditions=Conditions(gpu_clocks_held=telemetry.throttle_hint(tel)),
+    )
 
 
 def test_a_throttled_shortfall_gets_a_hint_naming_the_reason() -> None:

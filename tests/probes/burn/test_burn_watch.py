@@ -160,7 +160,7 @@ def test_throttling_and_new_errors_fail_with_their_numbers(tmp_path: Path) -> No
     for metric in check.absolute:
         item = items[metric]
         m = Measurement.from_samples(
-            metric, [item.value], item.unit, "gpu3", higher_is_better=False, settings={"detail": item.detail}
+            metric, [item.value], item.unit, "gpu3", higher_is_better=False, detail=item.detail
         )
         ev = evaluate(m, check, None, {})
         verdicts[metric] = ev.verdict

@@ -172,7 +172,7 @@ def test_the_time_bound_stops_between_chunks_and_says_so() -> None:
     s = wrong.settings
     done = s["patterns"]
     assert 1 <= len(done) < 3 * len(calc.PATTERNS) and wrong.sanity is None
-    assert "max_time_s 0.02 reached with" in s["detail"]
+    assert "max_time_s 0.02 reached with" in wrong.detail
     assert all(p["bytes_read"] <= p["bytes_written"] for p in done)
 
 
