@@ -17,14 +17,14 @@ copy = { value = 480.0, unit = "GB/s", source = "STREAM on node a17", estimate =
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from hpcbench.core import tomlfile
 from hpcbench.core.errors import ConfigError
-from hpcbench.node.inventory import GpuDevice, Inventory, as_inventory
+from hpcbench.node.inventory import GpuDevice, Inventory
 
 SOURCES = ("datasheet", "golden-node", "fleet-median", "estimate", "published")
 MATCH_KEYS = ("cpu_model", "gpu_name", "pci_device_id")
@@ -153,11 +153,11 @@ def load(name_or_path: str, site: Sequence[Path] = ()) -> Baseline:
     return parse(tomlfile.read(path, "baseline"))
 
 
-def match_score(match: dict[str, str], inventory: Inventory | Mapping[str, Any]) -> int:
+def match_score(match: dict[str, str], inventory: Inventory) -> int:
     """How many match keys the inventory satisfies; 0 when any key fails or there are none."""
     if not match:
         return 0
-    inventory = as_inventory(inventory)
+    inventory = inventory
     cpu_model = (inventory.cpu.model or "").lower()
     devices = inventory.gpus.devices
     gpu = devices[0] if devices else GpuDevice()
@@ -173,7 +173,7 @@ def match_score(match: dict[str, str], inventory: Inventory | Mapping[str, Any])
 
 
 def choose(
-    inventory: Inventory | Mapping[str, Any], explicit: str | None = None, site: Sequence[Path] = ()
+    inventory: Inventory, explicit: str | None = None, site: Sequence[Path] = ()
 ) -> Baseline | None:
     """The baseline for this node: the explicit one (``--baseline FILE|NAME``), else the profile
     that matches the inventory best in the ``site`` folders, else among the bundled ones, else None."""

@@ -14,7 +14,7 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from hpcbench.core.errors import ConfigError
-from hpcbench.node.inventory import Inventory, as_inventory
+from hpcbench.node.inventory import Inventory
 from hpcbench.node.nvml import GpuProcess
 
 HINT = "another process uses this GPU, so the check did not run; --force runs it anyway"
@@ -23,7 +23,7 @@ HINT = "another process uses this GPU, so the check did not run; --force runs it
 def job_gpus(
     probe_cls: Any,
     params: Mapping[str, Any],
-    inventory: Inventory | Mapping[str, Any],
+    inventory: Inventory,
     environ: Mapping[str, str],
     selected: Sequence[int] | None = None,
 ) -> list[int]:
@@ -36,7 +36,7 @@ def job_gpus(
     from hpcbench.launch import launcher
     from hpcbench.probes.base import build_params
 
-    devices = as_inventory(inventory).gpus.devices
+    devices = inventory.gpus.devices
     if not devices:
         return []
     key = probe_cls.expands.get("gpu")

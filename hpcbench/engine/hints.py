@@ -3,11 +3,8 @@ measurement's typed fields (its warnings and conditions) and the inventory snaps
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from hpcbench.core.measurement import Measurement, Verdict
-from hpcbench.node.inventory import Inventory, as_inventory
+from hpcbench.node.inventory import Inventory
 
 
 def config_hints(m: Measurement, inventory: Inventory) -> list[str]:
@@ -37,8 +34,8 @@ def config_hints(m: Measurement, inventory: Inventory) -> list[str]:
     return hints
 
 
-def hint_for(verdict: Verdict, m: Measurement, inventory: Inventory | Mapping[str, Any]) -> str:
+def hint_for(verdict: Verdict, m: Measurement, inventory: Inventory) -> str:
     """A hint for a shortfall (WARN or FAIL); empty otherwise."""
     if verdict not in (Verdict.WARN, Verdict.FAIL):
         return ""
-    return "; ".join(config_hints(m, as_inventory(inventory)))
+    return "; ".join(config_hints(m, inventory))

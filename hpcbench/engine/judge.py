@@ -17,7 +17,6 @@ share (the burn probe's digest of its first output): see ``consensus``.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Mapping
 from typing import Any
 
 from hpcbench.core.measurement import Consensus, Evaluation, Measurement, Unmeasured, Verdict
@@ -112,7 +111,7 @@ def unmeasured(entries: list[Unmeasured], check: CheckSpec) -> list[Evaluation]:
 
 
 def evaluate(
-    m: Measurement, check: CheckSpec, baseline: Baseline | None, inventory: Inventory | Mapping[str, Any]
+    m: Measurement, check: CheckSpec, baseline: Baseline | None, inventory: Inventory
 ) -> Evaluation:
     """The verdict on one measurement: sanity first, then the baseline, then absolute limits."""
     common = {"metric": m.metric, "measured": m.value, "unit": m.unit}
@@ -188,7 +187,7 @@ def selected(measurements: list[Measurement], check: CheckSpec) -> list[Measurem
 
 
 def relative(
-    by_subject: dict[str, list[Measurement]], check: CheckSpec, inventory: Inventory | Mapping[str, Any]
+    by_subject: dict[str, list[Measurement]], check: CheckSpec, inventory: Inventory
 ) -> dict[str, list[Evaluation]]:
     """Each subject against its siblings (no baseline needed): subject -> evaluations.
 
@@ -313,7 +312,7 @@ def consensus(by_subject: dict[str, list[Measurement]]) -> dict[str, list[Evalua
 
 
 def judge(
-    check: CheckSpec, outcomes: list[Any], baseline: Baseline | None, inventory: Inventory | Mapping[str, Any]
+    check: CheckSpec, outcomes: list[Any], baseline: Baseline | None, inventory: Inventory
 ) -> list[CheckResult]:
     """CheckResults (one per subject) for a check's outcomes, with every verdict decided.
 

@@ -15,7 +15,7 @@ from typing import Any
 from hpcbench.core.errors import ConfigError
 from hpcbench.engine.suite import CheckSpec
 from hpcbench.node.collector import gpu_absence
-from hpcbench.node.inventory import Inventory, as_inventory
+from hpcbench.node.inventory import Inventory
 
 #: expansions whose subjects run at once, one child each (unless the probe says concurrent = False)
 CONCURRENT_EXPANSIONS = ("gpu",)
@@ -28,11 +28,11 @@ class Job:
     params: dict[str, Any]
 
 
-def local_mounts(inventory: Inventory | Mapping[str, Any]) -> list[str]:
+def local_mounts(inventory: Inventory) -> list[str]:
     """Writable mounts of local block devices, one per device (the shallowest of its mount points):
     read-only mounts, loop devices and further (bind) mounts of a device are left out."""
     chosen: dict[str, str] = {}
-    for m in as_inventory(inventory).storage.mounts:
+    for m in inventory.storage.mounts:
         device, point = m.device, m.mountpoint
         if not device.startswith("/dev/") or device.startswith("/dev/loop") or m.read_only:
             continue
@@ -58,12 +58,12 @@ class Unrunnable:
 def expand(
     check: CheckSpec,
     probe_cls: Any,
-    inventory: Inventory | Mapping[str, Any],
+    inventory: Inventory,
     gpus: Sequence[int] | None = None,
 ) -> list[Job] | Unrunnable:
     """The jobs of a check, one per subject, or why there are none. ``gpus``: the GPUs (NVML
     indices) this run may use (``--gpus``, ``CUDA_VISIBLE_DEVICES``); None: all of them."""
-    inventory = as_inventory(inventory)
+    inventory = inventory
     if check.expand == "none":
         return [Job(check, "node", dict(check.params))]
     key = probe_cls.expands[check.expand]
@@ -124,13 +124,13 @@ def _same_measurement(a: CheckSpec, b: CheckSpec, key: str) -> bool:
 def make_plan(
     checks: Sequence[CheckSpec],
     probes: Mapping[str, Any],
-    inventory: Inventory | Mapping[str, Any],
+    inventory: Inventory,
     gpus: Sequence[int] | None = None,
 ) -> list[PlannedCheck]:
     """Every check's jobs. A check expanded over NUMA nodes on a node with one NUMA node measures
     the whole node: where an earlier check already measures it with the same probe and parameters,
     it takes that measurement over instead of taking it again."""
-    inventory = as_inventory(inventory)
+    inventory = inventory
     planned: list[PlannedCheck] = []
     for check in checks:
         probe = probes[check.probe]
@@ -190,12 +190,12 @@ def select_checks(checks: Sequence[CheckSpec], only: str | None, skip: str | Non
 
 
 def select_gpus(
-    inventory: Inventory | Mapping[str, Any], gpus: str | None, visible: str | None
+    inventory: Inventory, gpus: str | None, visible: str | None
 ) -> tuple[int, ...] | None:
     """The GPUs (NVML indices) a run may use: ``--gpus 0,3``, else those ``CUDA_VISIBLE_DEVICES``
     names (UUIDs, ``GPU-`` prefixes of them, or indices in PCI bus order, as NVML numbers them),
     else None (all). ConfigError for a GPU the node does not have."""
-    devices = as_inventory(inventory).gpus.devices
+    devices = inventory.gpus.devices
     indices = [d.index for d in devices]
     if gpus is not None:
         chosen = []

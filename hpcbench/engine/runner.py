@@ -28,7 +28,7 @@ from hpcbench.engine import busy
 from hpcbench.engine.plan import Job, PlannedCheck, Unrunnable, estimate, make_plan
 from hpcbench.engine.record import NotRun
 from hpcbench.engine.suite import Suite
-from hpcbench.node.inventory import Inventory, as_inventory
+from hpcbench.node.inventory import Inventory
 from hpcbench.probes.base import CLEANUP_LIST, PROGRESS_FILE
 from hpcbench.probes.registry import spec_of
 
@@ -92,7 +92,7 @@ class Runner:
 
     def __init__(
         self,
-        inventory: Inventory | Mapping[str, Any],
+        inventory: Inventory,
         on_start: Callable[[Job, int, int], None] | None = None,
         on_finish: Callable[[Outcome, int, int], None] | None = None,
         force: bool = False,
@@ -102,7 +102,7 @@ class Runner:
         deadline_s: float | None = None,
         history: Mapping[tuple[str, str], float] | None = None,
     ) -> None:
-        self.inventory = as_inventory(inventory)
+        self.inventory = inventory
         #: the GPUs this run may use (NVML indices; --gpus, CUDA_VISIBLE_DEVICES); None: all
         self.gpus = tuple(gpus) if gpus is not None else None
         #: seconds the whole run may take (--deadline): what cannot finish in time is not started

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from hpcbench.core.errors import ProbeError, ProbeSkip
 from hpcbench.node.collector import gpu_absence
-from hpcbench.node.inventory import GpuDevice, Inventory, as_inventory
+from hpcbench.node.inventory import GpuDevice, Inventory
 
 #: the probes' dtype names -> torch dtype attribute
 TORCH_DTYPES = {
@@ -100,7 +100,7 @@ def normalize_uuid(uuid: Any) -> str | None:
 def choose_device(
     device: int | str,
     *,
-    inventory: Inventory | Mapping[str, Any],
+    inventory: Inventory,
     cuda_available: bool,
     cuda_uuids: list[str | None],
     torch_version: str = "",
@@ -111,7 +111,7 @@ def choose_device(
     Pure: the caller passes what torch and the environment say. ``cuda_uuids`` is the UUID
     of each CUDA ordinal torch sees (None where torch cannot tell).
     """
-    inventory = as_inventory(inventory)
+    inventory = inventory
     devices = inventory.gpus.devices
     if device == "cpu":
         return DeviceChoice("cpu", how="device=cpu")
@@ -301,7 +301,7 @@ class Runtime:
 def prepare(
     torch: Any,
     device_param: int | str,
-    inventory: Inventory | Mapping[str, Any],
+    inventory: Inventory,
     threads: int = 0,
     clock: Clock | None = None,
 ) -> Runtime:
@@ -335,7 +335,7 @@ def prepare(
         )
     if threads:
         torch.set_num_threads(threads)
-    cpu = as_inventory(inventory).cpu
+    cpu = inventory.cpu
     info = {
         "kind": "cpu",
         "name": cpu.model or "cpu",

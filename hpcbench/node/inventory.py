@@ -4,7 +4,8 @@
 them to each probe (``ProbeContext.inventory``); checks, hints, baselines and reports read
 their attributes. ``Inventory.from_dict`` reads the JSON form back (a record's ``inventory``,
 a probe child's job file), a missing section or field taking its default, so records from
-before a field existed still load; ``as_inventory`` accepts either form at a boundary.
+before a field existed still load. Inside hpcbench the inventory is this one type everywhere; its JSON
+form is decoded once, where it arrives (the child's job, a record).
 A fact that could not be read is None.
 """
 
@@ -152,10 +153,3 @@ class Inventory:
     def numa_nodes(self) -> tuple[NumaNode, ...]:
         """The NUMA nodes, or one node 0 with every CPU where sysfs lists none."""
         return self.numa.nodes or (NumaNode(0, (), self.memory.total_bytes),)
-
-
-def as_inventory(value: Inventory | Mapping[str, Any] | None) -> Inventory:
-    """An Inventory from either form (tests and older callers pass the JSON form)."""
-    if isinstance(value, Inventory):
-        return value
-    return Inventory.from_dict(value or {})

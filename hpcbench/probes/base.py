@@ -11,14 +11,13 @@ import dataclasses
 import shutil
 import types
 import typing
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from hpcbench.core.errors import ParamError
 from hpcbench.core.measurement import Measurement, Unmeasured
 from hpcbench.node.collector import gpu_absence
-from hpcbench.node.inventory import Inventory, as_inventory
+from hpcbench.node.inventory import Inventory
 
 
 @dataclass(frozen=True)
@@ -31,9 +30,6 @@ class ProbeContext:
     timeout: float | None = None
     #: the GPUs (NVML indices) this run may use (--gpus, CUDA_VISIBLE_DEVICES); None: all of the node's
     gpus: tuple[int, ...] | None = None
-
-    def __post_init__(self) -> None:  # the JSON form of the inventory is accepted too
-        object.__setattr__(self, "inventory", as_inventory(self.inventory))
 
 
 #: in ``ctx.workdir``: folders a probe created outside it, one per line; the runner removes
@@ -96,10 +92,10 @@ class Requirement:
                 "a binary requirement names its program: Requirement('binary', 'fio', install=...)"
             )
 
-    def unmet(self, inventory: Inventory | Mapping[str, Any]) -> tuple[str, str, str] | None:
+    def unmet(self, inventory: Inventory) -> tuple[str, str, str] | None:
         """None when met, else (verdict name, reason, hint)."""
         if self.kind == "gpu":
-            inventory = as_inventory(inventory)
+            inventory = inventory
             if not inventory.gpus.count:
                 status, reason, hint = gpu_absence(inventory)
                 return (status.upper(), reason, hint)

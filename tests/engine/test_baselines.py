@@ -10,6 +10,7 @@ import pytest
 from hpcbench.core.errors import ConfigError
 from hpcbench.engine import baselines
 from hpcbench.engine.baselines import Expectation, match_score
+from hpcbench.node.inventory import Inventory
 
 VALID = """\
 name = "epyc-9654-2s"
@@ -189,11 +190,11 @@ def test_bad_toml(tmp_path: Path) -> None:
 # matching
 
 
-def inventory(cpu: str | None = None, gpu: str | None = None, pci: str | None = None) -> dict[str, Any]:
+def inventory(cpu: str | None = None, gpu: str | None = None, pci: str | None = None) -> Inventory:
     inv: dict[str, Any] = {"cpu": {"model": cpu}, "gpus": {"count": 0, "devices": []}}
     if gpu or pci:
         inv["gpus"] = {"count": 1, "devices": [{"name": gpu, "pci_device_id": pci}]}
-    return inv
+    return Inventory.from_dict(inv)
 
 
 def test_match_cpu_model_substring_case_insensitive() -> None:
@@ -226,7 +227,7 @@ def test_match_all_keys_must_match() -> None:
 
 def test_empty_match_never_matches() -> None:
     assert match_score({}, inventory(cpu="anything")) == 0
-    assert match_score({}, {}) == 0
+    assert match_score({}, Inventory()) == 0
 
 
 def test_choose_explicit_path(tmp_path: Path) -> None:
@@ -241,12 +242,12 @@ def test_choose_explicit_path(tmp_path: Path) -> None:
 
 def test_choose_explicit_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not found"):
-        baselines.choose({}, explicit=str(tmp_path / "missing.toml"))
+        baselines.choose(Inventory(), explicit=str(tmp_path / "missing.toml"))
 
 
 def test_choose_unknown_bundled_name() -> None:
     with pytest.raises(ConfigError, match="no baseline named 'no-such-profile'"):
-        baselines.choose({}, explicit="no-such-profile")
+        baselines.choose(Inventory(), explicit="no-such-profile")
 
 
 def test_choose_without_match_returns_none() -> None:

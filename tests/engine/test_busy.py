@@ -13,31 +13,34 @@ from hpcbench.engine import busy
 from hpcbench.engine.runner import Runner
 from hpcbench.engine.suite import CheckSpec, Suite
 from hpcbench.node import nvml as seam
+from hpcbench.node.inventory import Inventory
 from hpcbench.node.nvml import GpuProcess
 from hpcbench.probes.collectives.probe import Collectives
 from hpcbench.probes.gpu_membw.probe import GpuMembw
 from hpcbench.probes.pcie.probe import Pcie
 
-INVENTORY: dict[str, Any] = {
-    "gpus": {
-        "count": 2,
-        "devices": [
-            {
-                "index": 0,
-                "name": "NVIDIA H100 80GB HBM3",
-                "uuid": "GPU-aaaa",
-                "pci_bus_id": "00000000:18:00.0",
-            },
-            {
-                "index": 1,
-                "name": "NVIDIA H100 80GB HBM3",
-                "uuid": "GPU-bbbb",
-                "pci_bus_id": "00000000:2A:00.0",
-            },
-        ],
+INVENTORY = Inventory.from_dict(
+    {
+        "gpus": {
+            "count": 2,
+            "devices": [
+                {
+                    "index": 0,
+                    "name": "NVIDIA H100 80GB HBM3",
+                    "uuid": "GPU-aaaa",
+                    "pci_bus_id": "00000000:18:00.0",
+                },
+                {
+                    "index": 1,
+                    "name": "NVIDIA H100 80GB HBM3",
+                    "uuid": "GPU-bbbb",
+                    "pci_bus_id": "00000000:2A:00.0",
+                },
+            ],
+        }
     }
-}
-ALL = {"gpus": {"count": 8, "devices": [{"index": i} for i in range(8)]}}
+)
+ALL = Inventory.from_dict({"gpus": {"count": 8, "devices": [{"index": i} for i in range(8)]}})
 
 
 def test_job_gpus_from_the_expansion_parameter_its_default_a_launch_or_the_node() -> None:
@@ -49,7 +52,7 @@ def test_job_gpus_from_the_expansion_parameter_its_default_a_launch_or_the_node(
     assert busy.job_gpus(Collectives, {}, ALL, {}) == list(range(8))
     launch = {"RANK": "9", "WORLD_SIZE": "16", "LOCAL_RANK": "1", "MASTER_ADDR": "n0", "MASTER_PORT": "29500"}
     assert busy.job_gpus(Collectives, {}, ALL, launch) == [1]  # one rank of torchrun: its own GPU
-    assert busy.job_gpus(Collectives, {}, {}, {}) == []
+    assert busy.job_gpus(Collectives, {}, Inventory(), {}) == []
 
 
 def test_busy_reason_names_pid_process_and_memory() -> None:
@@ -112,7 +115,7 @@ def test_no_gpu_no_nvml_question() -> None:
     def processes(gpus: list[int]) -> dict[int, list[GpuProcess]]:
         raise AssertionError("a node without GPUs has nothing to ask NVML about")
 
-    runner = Runner({"gpus": {"count": 0, "devices": []}}, gpu_processes=processes)
+    runner = Runner(Inventory.from_dict({"gpus": {"count": 0, "devices": []}}), gpu_processes=processes)
     check = CheckSpec(id="membw", probe="gpu_membw", params={"device": "cpu", "buffer_mib": 4}, timeout=120)
     outcomes, _ = runner.run(suite(check), probe_classes())
     assert outcomes[0].status == "skip" and outcomes[0].reason == "no GPU on this node"

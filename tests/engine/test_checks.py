@@ -12,7 +12,7 @@ from hpcbench.engine.baselines import Baseline, Expectation
 from hpcbench.engine.hints import config_hints, hint_for
 from hpcbench.engine.judge import absolute_verdict, band_verdict, evaluate, judge, performance_ratio, relative
 from hpcbench.engine.suite import Band, CheckSpec, Relative
-from hpcbench.node.inventory import as_inventory
+from hpcbench.node.inventory import Inventory
 
 
 def meas(
@@ -52,12 +52,12 @@ def baseline(expected: dict[str, dict[str, float]], name: str = "golden") -> Bas
 
 CHECK = CheckSpec(id="membw", probe="cpu_membw")  # thresholds 0.9 / 0.8
 BASE = baseline({"membw": {"triad": 100.0}})
-HEALTHY: dict[str, Any] = {
-    "cpu": {"model": "EPYC", "threads": 8, "governor": "performance", "governors": ["performance"]}
-}
-SLOW_NODE: dict[str, Any] = {
-    "cpu": {"model": "EPYC", "threads": 64, "governor": "powersave", "governors": ["powersave"]}
-}
+HEALTHY: dict[str, Any] = Inventory.from_dict(
+    {"cpu": {"model": "EPYC", "threads": 8, "governor": "performance", "governors": ["performance"]}}
+)
+SLOW_NODE: dict[str, Any] = Inventory.from_dict(
+    {"cpu": {"model": "EPYC", "threads": 64, "governor": "powersave", "governors": ["powersave"]}}
+)
 
 
 # ---------------------------------------------------------------------------
@@ -268,7 +268,9 @@ def per_subject(
 
 def test_relative_median_flags_one_slow_subject_among_four() -> None:
     out = relative(
-        per_subject({"numa0": 100.0, "numa1": 102.0, "numa2": 98.0, "numa3": 70.0}), rel_check(), {}
+        per_subject({"numa0": 100.0, "numa1": 102.0, "numa2": 98.0, "numa3": 70.0}),
+        rel_check(),
+        Inventory.from_dict({}),
     )
     verdicts = {s: es[0].verdict for s, es in out.items()}
     assert verdicts == {
@@ -288,14 +290,18 @@ def test_relative_median_flags_one_slow_subject_among_four() -> None:
 
 
 def test_relative_median_warn() -> None:
-    out = relative(per_subject({"numa0": 100.0, "numa1": 100.0, "numa2": 85.0}), rel_check(), {})
+    out = relative(
+        per_subject({"numa0": 100.0, "numa1": 100.0, "numa2": 85.0}), rel_check(), Inventory.from_dict({})
+    )
     assert out["numa2"][0].verdict is Verdict.WARN
     assert out["numa0"][0].verdict is Verdict.PASS
 
 
 def test_relative_best() -> None:
     out = relative(
-        per_subject({"gpu0": 100.0, "gpu1": 95.0, "gpu2": 85.0, "gpu3": 75.0}), rel_check("best"), {}
+        per_subject({"gpu0": 100.0, "gpu1": 95.0, "gpu2": 85.0, "gpu3": 75.0}),
+        rel_check("best"),
+        Inventory.from_dict({}),
     )
     assert [out[s][0].verdict for s in ("gpu0", "gpu1", "gpu2", "gpu3")] == [
         Verdict.PASS,
@@ -308,7 +314,11 @@ def test_relative_best() -> None:
 
 
 def test_relative_best_lower_is_better() -> None:
-    out = relative(per_subject({"d0": 10.0, "d1": 20.0}, metric="lat", higher=False), rel_check("best"), {})
+    out = relative(
+        per_subject({"d0": 10.0, "d1": 20.0}, metric="lat", higher=False),
+        rel_check("best"),
+        Inventory.from_dict({}),
+    )
     assert out["d0"][0].verdict is Verdict.PASS
     assert out["d0"][0].expected == 10.0
     assert out["d1"][0].verdict is Verdict.FAIL
@@ -316,7 +326,7 @@ def test_relative_best_lower_is_better() -> None:
 
 
 def test_relative_single_subject_is_skip() -> None:
-    out = relative(per_subject({"numa0": 100.0}), rel_check(), {})
+    out = relative(per_subject({"numa0": 100.0}), rel_check(), Inventory.from_dict({}))
     (e,) = out["numa0"]
     assert e.verdict is Verdict.SKIP
     assert e.measured == 100.0
@@ -328,7 +338,7 @@ def test_relative_ignores_sanity_failures_and_unselected_metrics() -> None:
     by_subject["numa2"] = [meas(10.0, "triad", "numa2", sanity="wrong")]
     for s in by_subject:
         by_subject[s].append(meas(1.0 if s == "numa1" else 100.0, "copy", s))
-    out = relative(by_subject, rel_check(metrics=("triad",)), {})
+    out = relative(by_subject, rel_check(metrics=("triad",)), Inventory.from_dict({}))
     assert [e.metric for e in out["numa0"]] == ["triad"]
     assert out["numa0"][0].verdict is Verdict.PASS
     assert out["numa2"] == []  # its wrong result gets no relative verdict (the sanity FAIL covers it)
@@ -361,18 +371,20 @@ def test_no_hint_when_configuration_is_fine() -> None:
 
 def test_hints_per_numa_node_use_that_nodes_cpus() -> None:
     node1 = meas(1.0, threads=4, cpus=(8, 9, 10, 11, 12, 13, 14, 15))
-    assert any("4 threads where 8 CPUs" in h for h in config_hints(node1, as_inventory(SLOW_NODE)))
+    assert any("4 threads where 8 CPUs" in h for h in config_hints(node1, SLOW_NODE))
     all_cpus = meas(1.0, threads=8, cpus=tuple(range(8, 16)))
-    assert not any("threads" in h for h in config_hints(all_cpus, as_inventory(SLOW_NODE)))
+    assert not any("threads" in h for h in config_hints(all_cpus, SLOW_NODE))
 
 
 def test_other_config_hints() -> None:
-    inv = {
-        "tunables": {"numa_balancing": 1},
-        "numa": {"nodes": [{"id": 0}, {"id": 1}]},
-        "memory": {"thp": {"enabled": "never"}},
-    }
-    hints = config_hints(meas(1.0), as_inventory(inv))
+    inv = Inventory.from_dict(
+        {
+            "tunables": {"numa_balancing": 1},
+            "numa": {"nodes": [{"id": 0}, {"id": 1}]},
+            "memory": {"thp": {"enabled": "never"}},
+        }
+    )
+    hints = config_hints(meas(1.0), inv)
     assert any("numa_balancing" in h for h in hints)
     assert any("huge pages" in h for h in hints)
     assert hint_for(Verdict.NOBASELINE, meas(1.0), inv) == ""

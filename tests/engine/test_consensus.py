@@ -16,6 +16,7 @@ from hpcbench.core.measurement import Consensus, Measurement, Verdict
 from hpcbench.engine import suite as suite_mod
 from hpcbench.engine.judge import consensus, judge, relative
 from hpcbench.engine.suite import Band, CheckSpec, Relative
+from hpcbench.node.inventory import Inventory
 from hpcbench.probes import registry
 
 GOOD, BAD = "a" * 64, "b" * 64
@@ -106,16 +107,16 @@ def test_judge_fails_only_the_odd_gpu_and_compares_throughput_only() -> None:
                 _Job(f"gpu{i}"), measurements=[m("bf16_sustained", 700.0 - i, BAD if i == 2 else GOOD), xid]
             )
         )
-    results = {r.subject: r for r in judge(check, outcomes, None, {})}
+    results = {r.subject: r for r in judge(check, outcomes, None, Inventory.from_dict({}))}
     assert results["gpu2"].verdict is Verdict.FAIL and results["gpu0"].verdict is not Verdict.FAIL
     kinds = sorted(e.kind for e in results["gpu1"].evaluations)
     assert kinds == ["absolute", "consensus", "none", "relative"]  # no relative evaluation of xid_new
     rel = [e for e in results["gpu1"].evaluations if e.kind == "relative"]
     assert [e.metric for e in rel] == ["bf16_sustained"] and rel[0].expected == 700.0
     assert (
-        relative({"a": [m("bf16_sustained", 1.0)], "b": [m("bf16_sustained", 2.0)]}, check, {})["a"][
-            0
-        ].verdict
+        relative(
+            {"a": [m("bf16_sustained", 1.0)], "b": [m("bf16_sustained", 2.0)]}, check, Inventory.from_dict({})
+        )["a"][0].verdict
         is Verdict.FAIL
     )
 

@@ -18,6 +18,7 @@ from hpcbench.engine import suite as suite_mod
 from hpcbench.engine.judge import judge
 from hpcbench.engine.plan import CONCURRENT_EXPANSIONS, Unrunnable, expand
 from hpcbench.node import nvml
+from hpcbench.node.inventory import Inventory
 from hpcbench.probes import registry
 from hpcbench.probes.attention.probe import Attention
 from hpcbench.probes.base import ProbeContext, build_params
@@ -27,11 +28,15 @@ GPU_SUITES = ("quick", "nightly", "acceptance", "gpu-check")
 PROFILES = {"H100": "h100-sxm", "H200": "h200", "A100": "a100-sxm-80gb", "B200": "b200"}
 
 
-def gpu_node(model: str = "H200", count: int = 8) -> dict[str, Any]:
+def gpu_node_data(model: str = "H200", count: int = 8) -> dict[str, Any]:
     return {
         "cpu": {"model": "Xeon", "threads": 224},
         "gpus": nvml.gpu_inventory(FakeNvml(count=count, model=model)),
     }
+
+
+def gpu_node(model: str = "H200", count: int = 8) -> Inventory:
+    return Inventory.from_dict(gpu_node_data(model, count))
 
 
 def load(name: str) -> suite_mod.Suite:
@@ -50,7 +55,9 @@ def test_gpu_checks_expand_over_every_gpu_and_compare_with_the_best(name: str) -
         assert [(j.subject, j.params["device"]) for j in jobs] == [(f"gpu{i}", i) for i in range(8)]
         for job in jobs:  # what each child gets is a valid parameter set
             build_params(registry.load(check.probe), job.params)
-        none = expand(check, registry.load(check.probe), {"gpus": {"count": 0, "devices": []}})
+        none = expand(
+            check, registry.load(check.probe), Inventory.from_dict({"gpus": {"count": 0, "devices": []}})
+        )
         assert none == Unrunnable("skip", "no GPU on this node")
     assert "gpu" in CONCURRENT_EXPANSIONS  # one child per GPU, all at once
 
@@ -75,7 +82,9 @@ def test_the_slow_gpu_is_caught_against_the_nodes_best_without_a_baseline() -> N
     params = build_params(
         gemm.Gemm, {"device": "cpu", "dtypes": ["fp32"], "shapes": ["128"], "warmup_s": 0.0}
     )
-    (m,) = gemm.Gemm().run(params, ProbeContext(subject="gpu0", inventory={"gpus": {"count": 0}}))
+    (m,) = gemm.Gemm().run(
+        params, ProbeContext(subject="gpu0", inventory=Inventory.from_dict({"gpus": {"count": 0}}))
+    )
     outcomes = []
     for i in range(4):
         factor = 0.75 if i == 2 else 1.0
@@ -86,7 +95,7 @@ def test_the_slow_gpu_is_caught_against_the_nodes_best_without_a_baseline() -> N
         outcomes.append(_outcome(f"gpu{i}", [slow]))
     check = next(c for c in load("quick").checks if c.id == "gemm")
     check = suite_mod.CheckSpec(**{**check.__dict__, "metrics": ("fp32",)})
-    results = {r.subject: r for r in judge(check, outcomes, None, {})}
+    results = {r.subject: r for r in judge(check, outcomes, None, Inventory.from_dict({}))}
     rel = {s: next(e for e in r.evaluations if e.kind == "relative") for s, r in results.items()}
     assert rel["gpu2"].verdict is Verdict.FAIL and rel["gpu2"].ratio == pytest.approx(0.75)
     assert rel["gpu2"].reason.startswith("gpu2 reaches 75% of the best subject")
@@ -104,15 +113,20 @@ def test_bundled_profiles_match_their_gpu(model: str, profile: str) -> None:
 
 def test_no_profile_for_other_gpus_or_cpu_nodes() -> None:
     assert baselines.choose(gpu_node("V100")) is None
-    pcie = gpu_node("H100")
+    pcie = gpu_node_data("H100")
     for d in pcie["gpus"]["devices"]:
         d["name"] = "NVIDIA H100 PCIe"
-    assert baselines.choose(pcie) is None
-    nvl = gpu_node("H200")
+    assert baselines.choose(Inventory.from_dict(pcie)) is None
+    nvl = gpu_node_data("H200")
     for d in nvl["gpus"]["devices"]:
         d["pci_device_id"] = "0x233B10DE"  # H200 NVL
-    assert baselines.choose(nvl) is None
-    assert baselines.choose({"cpu": {"model": "AMD EPYC"}, "gpus": {"count": 0, "devices": []}}) is None
+    assert baselines.choose(Inventory.from_dict(nvl)) is None
+    assert (
+        baselines.choose(
+            Inventory.from_dict({"cpu": {"model": "AMD EPYC"}, "gpus": {"count": 0, "devices": []}})
+        )
+        is None
+    )
 
 
 @pytest.mark.parametrize("profile", PROFILES.values())

@@ -11,6 +11,7 @@ from pathlib import Path
 from hpcbench.engine.plan import Job
 from hpcbench.engine.runner import Runner, Tail
 from hpcbench.engine.suite import single_check
+from hpcbench.node.inventory import Inventory
 from hpcbench.probes import registry
 from hpcbench.probes.base import PROGRESS_FILE, ProbeContext, report_progress
 from hpcbench.report.progress import Progress
@@ -69,7 +70,7 @@ def test_progress_note_on_a_tty_a_pipe_and_quiet() -> None:
 
 
 def test_the_runner_hands_a_running_probes_lines_to_its_callback() -> None:
-    inventory = {"cpu": {"model": "test cpu"}, "gpus": {"count": 0}}
+    inventory = Inventory.from_dict({"cpu": {"model": "test cpu"}, "gpus": {"count": 0}})
     lines: list[tuple[str, str]] = []
 
     def on_progress(job: Job, line: str) -> None:

@@ -16,14 +16,15 @@ from hpcbench.core.errors import ConfigError
 from hpcbench.engine.lock import RunLock
 from hpcbench.engine.plan import estimate, make_plan, select_checks, select_gpus
 from hpcbench.engine.suite import CheckSpec
+from hpcbench.node.inventory import Inventory
 from hpcbench.probes import registry
 
 UUID = "GPU-6f1c2a7e-94b3-5d0e-8c1a-2b9e0f4d7a{:02d}"  # tests/fakenvml.py's
 
 
-def gpus_inventory(n: int) -> dict[str, Any]:
+def gpus_inventory(n: int) -> Inventory:
     devices = [{"index": i, "uuid": f"GPU-{i}{UUID[5:].format(i)}"} for i in range(n)]
-    return {"gpus": {"count": n, "devices": devices}}
+    return Inventory.from_dict({"gpus": {"count": n, "devices": devices}})
 
 
 CHECKS = (CheckSpec("a", "fixed"), CheckSpec("b", "fixed"), CheckSpec("c", "fixed"))
@@ -54,7 +55,7 @@ def test_select_gpus_from_the_option_and_the_environment() -> None:
     with pytest.raises(ConfigError, match="no GPU 'x'"):
         select_gpus(inv, "x", None)
     assert select_gpus(inv, None, "2,0") == (0, 2)  # indices, in PCI bus order as NVML's
-    uuid = {d["index"]: d["uuid"] for d in inv["gpus"]["devices"]}
+    uuid = {d.index: d.uuid for d in inv.gpus.devices}
     assert select_gpus(inv, None, f"{uuid[3]},{uuid[1]}") == (1, 3)
     assert select_gpus(inv, None, uuid[2][:6]) == (2,)  # a unique prefix, as CUDA accepts
     assert select_gpus(inv, None, "1,-1,2") == (1,)  # CUDA stops at an invalid entry
@@ -65,7 +66,7 @@ def test_select_gpus_from_the_option_and_the_environment() -> None:
     ):
         select_gpus(inv, None, "GPU-ffff")
     with pytest.raises(ConfigError, match=r"NVML indices: none"):
-        select_gpus({}, "0", None)
+        select_gpus(Inventory.from_dict({}), "0", None)
 
 
 def probes() -> dict[str, Any]:
@@ -75,11 +76,11 @@ def probes() -> dict[str, Any]:
 def test_a_numa_check_on_one_numa_node_takes_over_the_whole_node_measurement() -> None:
     membw = CheckSpec("membw", "cpu_membw", params={"repeats": 5})
     numa = CheckSpec("numa", "cpu_membw", params={"repeats": 5}, expand="numa")
-    one = {"numa": {"nodes": [{"id": 0, "cpus": [0, 1]}]}}
+    one = Inventory.from_dict({"numa": {"nodes": [{"id": 0, "cpus": [0, 1]}]}})
     planned = make_plan((membw, numa), probes(), one)
     assert planned[1].reuses == "membw" and "one NUMA node" in planned[1].why_reused
     assert planned[1].batches() == []  # no child of its own
-    two = {"numa": {"nodes": [{"id": 0, "cpus": [0]}, {"id": 1, "cpus": [1]}]}}
+    two = Inventory.from_dict({"numa": {"nodes": [{"id": 0, "cpus": [0]}, {"id": 1, "cpus": [1]}]}})
     assert make_plan((membw, numa), probes(), two)[1].reuses is None  # two subjects: measured apart
     other = CheckSpec("numa", "cpu_membw", params={"repeats": 9}, expand="numa")
     assert make_plan((membw, other), probes(), one)[1].reuses is None  # another measurement
@@ -94,7 +95,9 @@ def test_estimate_from_the_last_run_else_the_timeout() -> None:
     history = {("g", "gpu0"): 2.0, ("g", "gpu1"): 3.5, ("g", "gpu2"): 1.0}
     assert estimate(p, history) == (3.5, "the last run")
     assert estimate(p, {("g", "gpu0"): 2.0}) == (60.0, "the timeout")  # a subject not seen before
-    (s,) = make_plan((CheckSpec("s", "cpu_membw", expand="numa", timeout=30),), probes(), {})
+    (s,) = make_plan(
+        (CheckSpec("s", "cpu_membw", expand="numa", timeout=30),), probes(), Inventory.from_dict({})
+    )
     assert estimate(s, {("s", "numa0"): 4.0}) == (4.0, "the last run")
 
 

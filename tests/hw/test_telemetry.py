@@ -16,6 +16,7 @@ from hpcbench.engine.judge import evaluate, relative
 from hpcbench.engine.suite import Band, CheckSpec, Relative
 from hpcbench.hw import telemetry
 from hpcbench.node import nvml
+from hpcbench.node.inventory import Inventory
 
 SM, MEM = pynvml.NVML_CLOCK_SM, pynvml.NVML_CLOCK_MEM
 THERMAL = pynvml.nvmlClocksEventReasonHwThermalSlowdown
@@ -187,13 +188,21 @@ def test_a_throttled_shortfall_gets_a_hint_naming_the_reason() -> None:
     expected = {"gemm": {"bf16": Expectation(794.5, "TFLOPS")}}
     base = Baseline("h200", "/h200.toml", {}, {"source": "published", "date": "2026-11-28"}, expected)
     check = CheckSpec(id="gemm", probe="gemm", expand="gpu", relative=Relative("best", Band(0.9, 0.8)))
-    slow = evaluate(measured(560.0, hot), check, base, {})
+    slow = evaluate(measured(560.0, hot), check, base, Inventory.from_dict({}))
     assert slow.verdict is Verdict.FAIL
     assert "HwThermalSlowdown in 100% of samples" in slow.hint and "SwPowerCap" in slow.hint
     assert "temperature max 89 C" in slow.hint
-    assert evaluate(measured(790.0, hot), check, base, {}).hint == ""  # no shortfall, no hint
-    cool = evaluate(measured(560.0, {"source": "nvml", "throttle_reasons": {}}), check, base, {})
+    assert (
+        evaluate(measured(790.0, hot), check, base, Inventory.from_dict({})).hint == ""
+    )  # no shortfall, no hint
+    cool = evaluate(
+        measured(560.0, {"source": "nvml", "throttle_reasons": {}}), check, base, Inventory.from_dict({})
+    )
     assert cool.verdict is Verdict.FAIL and "held down" not in cool.hint
     # the relative check against the node's best GPU gets the same hint
-    rel = relative({"gpu0": [measured(790.0, {})], "gpu1": [measured(600.0, hot, "gpu1")]}, check, {})
+    rel = relative(
+        {"gpu0": [measured(790.0, {})], "gpu1": [measured(600.0, hot, "gpu1")]},
+        check,
+        Inventory.from_dict({}),
+    )
     assert rel["gpu1"][0].verdict is Verdict.FAIL and "HwThermalSlowdown" in rel["gpu1"][0].hint

@@ -9,15 +9,20 @@ import pytest
 
 from hpcbench.core.errors import ProbeError, ProbeSkip
 from hpcbench.hw import torch_device as td
+from hpcbench.node.inventory import Inventory
 
 UUIDS = [f"6f1c2a7e-94b3-5d0e-8c1a-2b9e0f4d7a{i:02d}" for i in range(4)]
-INVENTORY = {
-    "gpus": {
-        "count": 4,
-        "devices": [{"index": i, "uuid": f"GPU-{u}", "name": "NVIDIA H200"} for i, u in enumerate(UUIDS)],
+INVENTORY = Inventory.from_dict(
+    {
+        "gpus": {
+            "count": 4,
+            "devices": [{"index": i, "uuid": f"GPU-{u}", "name": "NVIDIA H200"} for i, u in enumerate(UUIDS)],
+        }
     }
-}
-NO_GPU: dict[str, Any] = {"gpus": {"count": 0, "devices": [], "reason": "NVML unavailable"}}
+)
+NO_GPU: dict[str, Any] = Inventory.from_dict(
+    {"gpus": {"count": 0, "devices": [], "reason": "NVML unavailable"}}
+)
 
 
 def choose(device: int | str, inventory: dict[str, Any] = INVENTORY, **kw: Any) -> td.DeviceChoice:
@@ -55,7 +60,9 @@ def test_no_gpu_on_this_node_is_skip() -> None:
 
 
 def test_a_gpu_index_where_nvml_cannot_see_the_pci_buss_gpus_is_an_error() -> None:
-    unseen = {"gpus": {**NO_GPU["gpus"], "pci_nvidia_gpus": 2, "reason": "NVML unavailable: x"}}
+    unseen = Inventory.from_dict(
+        {"gpus": {**NO_GPU.as_dict()["gpus"], "pci_nvidia_gpus": 2, "reason": "NVML unavailable: x"}}
+    )
     reason = "^no usable GPU: NVML unavailable: x; the PCI bus has 2 NVIDIA GPUs$"
     with pytest.raises(ProbeError, match=reason):
         choose(0, unseen, cuda_available=False, cuda_uuids=[])

@@ -16,6 +16,7 @@ from support.fakenvml import FakeNvml
 
 from hpcbench.node import collector as inv
 from hpcbench.node import nvml as nvml_seam
+from hpcbench.node.inventory import Inventory
 
 FIXTURES = Path(__file__).parent / "fixtures" / "inventory"
 VM = FIXTURES / "vm_epyc_2cpu.txt"  # captured from a real 2-vCPU KVM guest
@@ -247,7 +248,7 @@ def test_collect_on_empty_root_never_raises(tmp_path: Path, no_gpu: FakeNvml) ->
     assert data["storage"] == {"block_devices": [], "mounts": []}
     assert isinstance(data["os"]["kernel"], str) and isinstance(data["os"]["name"], str)
     json.dumps(data)
-    assert inv.summary_lines(data)
+    assert inv.summary_lines(Inventory.from_dict(data))
 
 
 # ---------------------------------------------------------------------------
@@ -360,7 +361,7 @@ def test_collect_does_not_import_torch() -> None:
 
 def test_summary_lines(tmp_path: Path) -> None:
     data = inv.collect(str(make_root(XEON, tmp_path)), nvml=FakeNvml(count=2)).as_dict()
-    lines = inv.summary_lines(data)
+    lines = inv.summary_lines(Inventory.from_dict(data))
     assert (
         "CPU: Intel(R) Xeon(R) Gold 6434, 2 sockets, 16 cores, 32 threads, LLC 45 MiB, "
         "governor performance/powersave" in lines
@@ -375,10 +376,10 @@ def test_summary_lines(tmp_path: Path) -> None:
 def test_summary_lines_vm_and_partial_records(tmp_path: Path) -> None:
     no_gpu = FakeNvml(init_error=pynvml.NVML_ERROR_LIBRARY_NOT_FOUND)
     data = inv.collect(str(make_root(VM, tmp_path)), nvml=no_gpu).as_dict()
-    lines = inv.summary_lines(data)
+    lines = inv.summary_lines(Inventory.from_dict(data))
     assert any(line.startswith("CPU: AMD EPYC, 1 socket, 2 cores, 2 threads, LLC 32 MiB") for line in lines)
     assert "GPUs: none (NVML unavailable: libnvidia-ml.so.1 not found)" in lines
-    assert inv.summary_lines({})  # an old or partial record renders, it does not raise
+    assert inv.summary_lines(Inventory.from_dict({}))  # an old or partial record renders, it does not raise
 
 
 def _pci_function(root: Path, address: str, vendor: str, pci_class: str) -> None:
@@ -402,16 +403,18 @@ def test_gpus_on_the_pci_bus_that_nvml_cannot_see_are_an_error_not_a_cpu_node(
     monkeypatch.setitem(sys.modules, "pynvml", None)
     data = inv.collect(str(root)).as_dict()
     assert data["gpus"]["count"] == 0 and data["gpus"]["pci_nvidia_gpus"] == 1
-    status, reason, hint = inv.gpu_absence(data)
+    status, reason, hint = inv.gpu_absence(Inventory.from_dict(data))
     assert status == "error" and reason == (
         "no usable GPU: NVML unavailable: nvidia-ml-py (pynvml) is not installed; "
         "the PCI bus has 1 NVIDIA GPU"
     )
     assert "nvidia-ml-py" in hint
     check = CheckSpec(id="g", probe="gemm", expand="gpu")
-    assert expand(check, SimpleNamespace(expands={"gpu": "device"}), data) == Unrunnable(status, reason, hint)
+    assert expand(check, SimpleNamespace(expands={"gpu": "device"}), Inventory.from_dict(data)) == Unrunnable(
+        status, reason, hint
+    )
     assert Requirement("gpu").unmet(data) == ("ERROR", reason, hint)
-    assert f"GPUs: {reason}" in inv.summary_lines(data)
+    assert f"GPUs: {reason}" in inv.summary_lines(Inventory.from_dict(data))
     # the same node without NVIDIA functions on the bus: a CPU node, SKIP
     data["gpus"]["pci_nvidia_gpus"] = 0
     assert inv.gpu_absence(data) == ("skip", "no GPU on this node", "")

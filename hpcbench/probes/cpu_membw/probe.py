@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -31,7 +31,7 @@ from hpcbench.core.errors import ProbeError
 from hpcbench.core.measurement import Conditions, Measurement
 from hpcbench.core.stats import fastest
 from hpcbench.hw.torch_device import Clock, PerfCounterClock
-from hpcbench.node.inventory import Inventory, as_inventory
+from hpcbench.node.inventory import Inventory
 from hpcbench.probes.base import ProbeContext, Requirement, check
 
 KERNELS: tuple[str, ...] = ("copy", "scale", "add", "triad")
@@ -96,9 +96,9 @@ def validate_stream(arrays: dict[str, Any], iterations: int, scalar: float = SCA
     return f"STREAM validation failed after {iterations} iterations: " + "; ".join(failures)
 
 
-def numa_cpus(inventory: Inventory | Mapping[str, Any], node: int) -> list[int]:
+def numa_cpus(inventory: Inventory, node: int) -> list[int]:
     """The CPUs of NUMA node ``node`` from the inventory; ProbeError when it is not there."""
-    nodes = as_inventory(inventory).numa.nodes
+    nodes = inventory.numa.nodes
     for entry in nodes:
         if entry.id == node:
             cpus = sorted(set(entry.cpus))

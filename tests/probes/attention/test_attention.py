@@ -10,11 +10,14 @@ import torch
 from conftest import Cli
 
 from hpcbench.core.errors import ParamError, ProbeSkip
+from hpcbench.node.inventory import Inventory
 from hpcbench.probes.attention import calc as am
 from hpcbench.probes.attention import probe as attention
 from hpcbench.probes.base import ProbeContext, build_params
 
-INVENTORY = {"cpu": {"model": "test cpu", "threads": 2, "llc_bytes": 4 * 2**20}, "gpus": {"count": 0}}
+INVENTORY = Inventory.from_dict(
+    {"cpu": {"model": "test cpu", "threads": 2, "llc_bytes": 4 * 2**20}, "gpus": {"count": 0}}
+)
 FAST = {"device": "cpu", "repeats": 2, "warmup": 0, "warmup_s": 0.0, "check_seq_len": 32}
 
 

@@ -26,6 +26,7 @@ from hpcbench.core.measurement import Measurement, Verdict
 from hpcbench.engine.judge import evaluate
 from hpcbench.engine.suite import Band, CheckSpec
 from hpcbench.hw import gpu_counters as gc
+from hpcbench.node.inventory import Inventory
 from hpcbench.probes.burn import calc
 from hpcbench.probes.burn.watch import Watch
 
@@ -162,7 +163,7 @@ def test_throttling_and_new_errors_fail_with_their_numbers(tmp_path: Path) -> No
         m = Measurement.from_samples(
             metric, [item.value], item.unit, "gpu3", higher_is_better=False, detail=item.detail
         )
-        ev = evaluate(m, check, None, {})
+        ev = evaluate(m, check, None, Inventory.from_dict({}))
         verdicts[metric] = ev.verdict
         assert item.detail in ev.reason  # the reason quotes the numbers
     assert verdicts == {

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from hpcbench.core.errors import ParamError, ProbeError
+from hpcbench.node.inventory import Inventory
 from hpcbench.probes.base import ProbeContext, build_params
 from hpcbench.probes.cpu_membw import probe as cpu_membw
 from hpcbench.probes.cpu_membw.probe import (
@@ -28,11 +29,13 @@ from hpcbench.probes.cpu_membw.probe import (
 MiB = 2**20
 GiB = 2**30
 CPUS = sorted(os.sched_getaffinity(0))
-INVENTORY = {
-    "cpu": {"llc_bytes": 32 * MiB},
-    "memory": {"total_bytes": 16 * GiB},
-    "numa": {"nodes": [{"id": 0, "cpus": CPUS}]},
-}
+INVENTORY = Inventory.from_dict(
+    {
+        "cpu": {"llc_bytes": 32 * MiB},
+        "memory": {"total_bytes": 16 * GiB},
+        "numa": {"nodes": [{"id": 0, "cpus": CPUS}]},
+    }
+)
 
 
 # ---------------------------------------------------------------- pure helpers
@@ -96,14 +99,14 @@ def test_validate_stream_detects_wrong_iteration_count_and_nan() -> None:
 
 
 def test_numa_cpus_from_inventory() -> None:
-    inv = {"numa": {"nodes": [{"id": 0, "cpus": [1, 0]}, {"id": 2, "cpus": [5, 4, 4]}]}}
+    inv = Inventory.from_dict({"numa": {"nodes": [{"id": 0, "cpus": [1, 0]}, {"id": 2, "cpus": [5, 4, 4]}]}})
     assert numa_cpus(inv, 2) == [4, 5] and numa_cpus(inv, 0) == [0, 1]
     with pytest.raises(ProbeError, match="NUMA node 3 has no CPUs"):
-        numa_cpus({"numa": {"nodes": [{"id": 3, "cpus": []}]}}, 3)
+        numa_cpus(Inventory.from_dict({"numa": {"nodes": [{"id": 3, "cpus": []}]}}), 3)
     with pytest.raises(ProbeError, match="NUMA node 1 is not in .*known NUMA nodes: 0, 2"):
         numa_cpus(inv, 1)
     with pytest.raises(ProbeError, match="known NUMA nodes: none"):
-        numa_cpus({}, 0)
+        numa_cpus(Inventory.from_dict({}), 0)
 
 
 # ---------------------------------------------------------------- parameters

@@ -20,11 +20,14 @@ from hpcbench.engine.baselines import Baseline, Expectation
 from hpcbench.engine.judge import evaluate
 from hpcbench.engine.suite import CheckSpec
 from hpcbench.hw import matmul as mm
+from hpcbench.node.inventory import Inventory
 from hpcbench.probes.base import ProbeContext, build_params
 from hpcbench.probes.gemm import calc as gm
 from hpcbench.probes.gemm import probe as gemm
 
-INVENTORY = {"cpu": {"model": "test cpu", "threads": 2, "llc_bytes": 4 * 2**20}, "gpus": {"count": 0}}
+INVENTORY = Inventory.from_dict(
+    {"cpu": {"model": "test cpu", "threads": 2, "llc_bytes": 4 * 2**20}, "gpus": {"count": 0}}
+)
 FAST = {"device": "cpu", "repeats": 2, "warmup": 0, "warmup_s": 0.0}
 
 
@@ -163,7 +166,7 @@ def test_wrong_answer_sets_sanity_and_fails_apart_from_slowness(monkeypatch: pyt
     fast = Baseline(
         "b", "/b.toml", {}, {"source": "published", "date": "2026-01-01"}, {"g": {"fp32": Expectation(1e-9)}}
     )
-    ev = evaluate(ms[0], CheckSpec(id="g", probe="gemm"), fast, {})
+    ev = evaluate(ms[0], CheckSpec(id="g", probe="gemm"), fast, Inventory.from_dict({}))
     assert (
         ev.verdict is Verdict.FAIL and ev.kind == "sanity" and ev.reason.startswith("wrong result: gemm fp32")
     )

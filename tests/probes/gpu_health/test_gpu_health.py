@@ -21,6 +21,7 @@ from hpcbench.engine import suite as suite_mod
 from hpcbench.engine.plan import Job
 from hpcbench.engine.record import CheckResult
 from hpcbench.engine.runner import Outcome
+from hpcbench.node.inventory import Inventory
 from hpcbench.node.pci import is_nvidia_gpu
 from hpcbench.probes.base import ProbeContext, build_params
 from hpcbench.probes.gpu_health import probe as gh
@@ -72,7 +73,7 @@ def judged(
     check = NIGHTLY[check_id]
     subject = subject or next(m.subject for m in results if isinstance(m, Measurement))
     outcome = Outcome.of(Job(check, subject, {}), results)
-    (result,) = judge.judge(check, [outcome], None, {})
+    (result,) = judge.judge(check, [outcome], None, Inventory.from_dict({}))
     return {e.metric: e for e in result.evaluations}, result
 
 
@@ -203,7 +204,7 @@ def test_an_item_failing_with_a_real_nvml_error_counts_as_nvml_error(model: str)
 def test_a_lost_gpu_fails_and_its_xids_are_still_read() -> None:
     fake = FakeNvml(model="H100", failures={("nvmlDeviceGetHandleByIndex", 3): pynvml.NVML_ERROR_GPU_IS_LOST})
     p = build_params(gh.GpuHealth, {"gpu": 3, "kernel_log": KERNEL_LOG})
-    inventory = {"gpus": {"devices": [{"index": 3, "pci_bus_id": "00000000:5D:00.0"}]}}
+    inventory = Inventory.from_dict({"gpus": {"devices": [{"index": 3, "pci_bus_id": "00000000:5D:00.0"}]}})
     ms = gh.GpuHealth(nvml=fake).run(p, ProbeContext(subject="gpu3", inventory=inventory))
     evals, result = judged(ms)
     assert bad(evals) == {"nvml_errors": Verdict.FAIL, "xid_errors": Verdict.FAIL}

@@ -13,6 +13,7 @@ from support.fakenvml import FakeNvml
 
 from hpcbench.core.errors import ParamError
 from hpcbench.hw.torch_device import PerfCounterClock
+from hpcbench.node.inventory import Inventory
 from hpcbench.node.nvml import peak_memory_gbps
 from hpcbench.probes.base import ProbeContext, build_params
 from hpcbench.probes.gpu_membw import probe as gm
@@ -22,7 +23,7 @@ MIB = 2**20
 
 def test_copy_and_triad_on_the_cpu_device() -> None:
     params = build_params(gm.GpuMembw, {"device": "cpu", "buffer_mib": 16, "repeats": 3, "warmup": 1})
-    ms = gm.GpuMembw().run(params, ProbeContext(subject="node", inventory={}))
+    ms = gm.GpuMembw().run(params, ProbeContext(subject="node", inventory=Inventory.from_dict({})))
     assert [m.metric for m in ms] == ["copy", "triad"]
     n = 16 * MIB // 4
     copy, triad = ms
@@ -117,7 +118,9 @@ def test_reported_gbs_is_streams_bytes_over_seconds_over_1e9() -> None:
     copy_s, triad_s = [2e-3, 1.25e-3, 1.6e-3], [3e-3, 2.5e-3, 4e-3]
     clock = FixedClock(copy_s + triad_s)
     params = build_params(gm.GpuMembw, {"device": "cpu", "buffer_mib": 1, "repeats": 3, "warmup": 2})
-    copy, triad = gm.GpuMembw(clock=clock).run(params, ProbeContext(subject="node", inventory={}))
+    copy, triad = gm.GpuMembw(clock=clock).run(
+        params, ProbeContext(subject="node", inventory=Inventory.from_dict({}))
+    )
     n = MIB // 4
     assert len(clock.timed) == 6  # warm-up calls are not timed
     assert list(copy.samples) == [2 * 4 * n / t / 1e9 for t in copy_s]

@@ -27,6 +27,7 @@ from hpcbench.engine.plan import Job
 from hpcbench.engine.record import CheckResult
 from hpcbench.engine.runner import Outcome
 from hpcbench.hw.kernel_log import read_kernel_log
+from hpcbench.node.inventory import Inventory
 from hpcbench.node.pci import describe_device, device_kind
 from hpcbench.probes.base import ProbeContext, build_params
 from hpcbench.probes.node_health import aer, edac, klog, nvme, system
@@ -58,7 +59,7 @@ def judged(
 ) -> tuple[dict[str, Evaluation], CheckResult]:
     check = CHECKS[suite]
     outcome = Outcome.of(Job(check, "node", {}), measurements)
-    (result,) = judge.judge(check, [outcome], baseline, {})
+    (result,) = judge.judge(check, [outcome], baseline, Inventory.from_dict({}))
     return {e.metric: e for e in result.evaluations}, result
 
 
@@ -261,7 +262,7 @@ def test_missing_dimm_alone_fails_memory_without_a_baseline() -> None:
     the missing DIMM and cpus_offline the offline CPU."""
     ms = run_tree(BROKEN)
     check = CHECKS["quick"]
-    (result,) = judge.judge(check, [Outcome.of(Job(check, "node", {}), ms)], None, {})
+    (result,) = judge.judge(check, [Outcome.of(Job(check, "node", {}), ms)], None, Inventory.from_dict({}))
     evals = {e.metric: e for e in result.evaluations}
     assert evals["memory_gib"].verdict is Verdict.NOBASELINE
     assert evals["online_cpus"].verdict is Verdict.NOBASELINE

@@ -24,6 +24,7 @@ from hpcbench.engine import suite as suite_mod
 from hpcbench.engine.plan import Job
 from hpcbench.engine.runner import Outcome
 from hpcbench.node import nvml as seam
+from hpcbench.node.inventory import Inventory
 from hpcbench.probes.base import ProbeContext, build_params
 from hpcbench.probes.pcie import probe as pcie
 from hpcbench.probes.pcie.cuda import verify_copies
@@ -99,7 +100,7 @@ def run(fake: FakeNvml, engine: CpuEngine | None = None, gpu: int = 0) -> list[A
 
 def judged(ms: list[Any]) -> dict[str, Any]:
     outcome = Outcome.of(Job(CHECK, ms[0].subject, {}), ms)
-    (result,) = judge.judge(CHECK, [outcome], None, {})
+    (result,) = judge.judge(CHECK, [outcome], None, Inventory.from_dict({}))
     return {e.metric: e for e in result.evaluations}
 
 
@@ -267,7 +268,9 @@ def test_bind_off_or_unsupported(affinity: set[int]) -> None:
 
 
 def test_run_binds_then_needs_cuda(affinity: set[int]) -> None:
-    inventory = {"gpus": {"count": 8, "devices": [{"index": i, "uuid": f"GPU-{i}"} for i in range(8)]}}
+    inventory = Inventory.from_dict(
+        {"gpus": {"count": 8, "devices": [{"index": i, "uuid": f"GPU-{i}"} for i in range(8)]}}
+    )
     params = build_params(pcie.Pcie, {"gpu": 2, "size_mib": 1})
     with pytest.raises(ProbeError, match="cannot use CUDA here"):
         pcie.Pcie(nvml=FakeNvml(model="H100")).run(params, ProbeContext(subject="gpu2", inventory=inventory))

@@ -16,6 +16,7 @@ from hpcbench.core.errors import ParamError, ProbeError
 from hpcbench.engine.plan import Unrunnable, expand, local_mounts
 from hpcbench.engine.runner import _remove_registered
 from hpcbench.engine.suite import CheckSpec
+from hpcbench.node.inventory import Inventory
 from hpcbench.probes.base import CLEANUP_LIST, ProbeContext, build_params, register_cleanup
 from hpcbench.probes.storage import fs as sfs
 from hpcbench.probes.storage.fio import parse_fio_json
@@ -252,18 +253,25 @@ def test_missing_percentiles_are_an_error() -> None:
 # -- the runner's mount expansion and cleanup list ---------------------------------------
 
 
-INVENTORY = {
-    "storage": {
-        "mounts": [
-            {"mountpoint": "/", "device": "/dev/vda", "fstype": "ext4", "options": "rw"},
-            {"mountpoint": "/etc/hosts", "device": "/dev/vda", "fstype": "ext4", "options": "rw"},
-            {"mountpoint": "/mnt/nvme0", "device": "/dev/nvme0n1", "fstype": "xfs", "options": "rw"},
-            {"mountpoint": "/boot/efi", "device": "/dev/sda1", "fstype": "vfat", "options": "ro,relatime"},
-            {"mountpoint": "/snap/core/1", "device": "/dev/loop3", "fstype": "squashfs", "options": "rw"},
-            {"mountpoint": "/mnt/nfs", "device": "srv:/x", "fstype": "nfs4", "options": "rw"},
-        ]
+INVENTORY = Inventory.from_dict(
+    {
+        "storage": {
+            "mounts": [
+                {"mountpoint": "/", "device": "/dev/vda", "fstype": "ext4", "options": "rw"},
+                {"mountpoint": "/etc/hosts", "device": "/dev/vda", "fstype": "ext4", "options": "rw"},
+                {"mountpoint": "/mnt/nvme0", "device": "/dev/nvme0n1", "fstype": "xfs", "options": "rw"},
+                {
+                    "mountpoint": "/boot/efi",
+                    "device": "/dev/sda1",
+                    "fstype": "vfat",
+                    "options": "ro,relatime",
+                },
+                {"mountpoint": "/snap/core/1", "device": "/dev/loop3", "fstype": "squashfs", "options": "rw"},
+                {"mountpoint": "/mnt/nfs", "device": "srv:/x", "fstype": "nfs4", "options": "rw"},
+            ]
+        }
     }
-}
+)
 
 
 def test_local_mounts_leave_out_ro_loop_bind_and_network() -> None:
@@ -282,7 +290,7 @@ def test_mount_expansion_uses_named_targets_or_local_mounts() -> None:
     jobs = expand(named, Storage, INVENTORY)
     assert isinstance(jobs, list)
     assert [(j.subject, j.params["targets"]) for j in jobs] == [("/a", ["/a"]), ("/b", ["/b"])]
-    assert expand(check, Storage, {"storage": {"mounts": []}}) == Unrunnable(
+    assert expand(check, Storage, Inventory.from_dict({"storage": {"mounts": []}})) == Unrunnable(
         "skip", "no local block-device mounts on this node"
     )
 
