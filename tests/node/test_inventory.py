@@ -413,7 +413,7 @@ def test_gpus_on_the_pci_bus_that_nvml_cannot_see_are_an_error_not_a_cpu_node(
     assert expand(check, SimpleNamespace(expands={"gpu": "device"}), Inventory.from_dict(data)) == Unrunnable(
         status, reason, hint
     )
-    assert Requirement("gpu").unmet(data) == ("ERROR", reason, hint)
+    assert Requirement("gpu").unmet(Inventory.from_dict(data)) == ("ERROR", reason, hint)
     assert f"GPUs: {reason}" in inv.summary_lines(Inventory.from_dict(data))
     # the same node without NVIDIA functions on the bus: a CPU node, SKIP
     data["gpus"]["pci_nvidia_gpus"] = 0
