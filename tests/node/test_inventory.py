@@ -417,5 +417,5 @@ def test_gpus_on_the_pci_bus_that_nvml_cannot_see_are_an_error_not_a_cpu_node(
     assert f"GPUs: {reason}" in inv.summary_lines(Inventory.from_dict(data))
     # the same node without NVIDIA functions on the bus: a CPU node, SKIP
     data["gpus"]["pci_nvidia_gpus"] = 0
-    assert inv.gpu_absence(data) == ("skip", "no GPU on this node", "")
-    assert Requirement("gpu").unmet(data) == ("SKIP", "no GPU on this node", "")
+    assert inv.gpu_absence(Inventory.from_dict(data)) == ("skip", "no GPU on this node", "")
+    assert Requirement("gpu").unmet(Inventory.from_dict(data)) == ("SKIP", "no GPU on this node", "")
