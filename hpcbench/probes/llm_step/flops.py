@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-CONVENTION = "6*N*T + 6*L*h*s*T FLOPs per step (PaLM appendix B, causal attention halved)"
+CONVENTION = "6*N*T + 6*L*h*s*T FLOPs per step (PaLM appendix B, causal halved); TFLOPS = 1e12 FLOP/s"
 
 
 @dataclass(frozen=True)

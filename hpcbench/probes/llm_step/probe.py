@@ -92,6 +92,12 @@ class LlmStepParams:
         problem = td.check_device_param(self.device)
         check(problem is None, NAME, "device", problem or "")
         check(self.mode in MODES, NAME, "mode", f"single or ddp, not {self.mode!r}")
+        check(
+            self.mode == "single" or self.device in ("auto", "cpu"),
+            NAME,
+            "device",
+            "the ddp mode takes a rank per GPU: device auto (NCCL) or cpu (gloo), not a GPU index",
+        )
         known = ", ".join(("auto", *fl.PRESETS))
         check(
             self.preset == "auto" or self.preset in fl.PRESETS,
@@ -373,7 +379,11 @@ class LlmStep:
         from hpcbench.probes.llm_step import ddp
 
         gpus = list(ctx.gpus) if ctx.gpus is not None else sorted(d.index for d in ctx.inventory.gpus.devices)
-        backend = "gloo" if params.device == "cpu" or not gpus else "nccl"
+        if params.device == "auto" and not gpus:
+            raise ProbeSkip(
+                "no GPU on this node: the ddp mode trains one rank per GPU (device=cpu runs gloo ranks)"
+            )
+        backend = "gloo" if params.device == "cpu" else "nccl"
         preset, shape = resolve_shape(params, backend == "nccl")
         timeout = min(params.timeout, ctx.timeout * TIMEOUT_FRACTION) if ctx.timeout else params.timeout
         cfg = ddp.config(
