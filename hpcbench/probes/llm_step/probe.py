@@ -199,7 +199,7 @@ def single_measurements(
             "name": "first_loss_bits",
             "value": bits,
             "group": consensus_group,
-            "what": "the float32 bits of the first step's loss",
+            "what": "the float32 bit pattern of the first step's loss",
         },
         "detail": f"{shape.tokens} tokens a step, median step {median * 1e3:.4g} ms",
     }
@@ -419,6 +419,7 @@ class LlmStep:
                 )
             deadline = ctx.timeout * 0.9 if ctx.timeout else 3600.0
             result = spawn.spawn("hpcbench.probes.llm_step.ddp", cfg, world, ctx.workdir, deadline)
+            result["launcher"] = "spawned"
         extra = {"preset": preset, "seed": params.seed, "timeout_s": cfg["timeout"]}
         return ddp_measurements(
             shape,
