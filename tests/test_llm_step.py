@@ -309,6 +309,13 @@ def test_suites_run_the_8b_layer_on_every_gpu_and_the_ddp_mode() -> None:
         assert ddp.params["mode"] == "ddp" and ddp.expand in ("none", None, "")
         cpu_node = {"gpus": {"count": 0, "devices": []}}
         assert expand(per_gpu, probe, cpu_node) == Unrunnable("skip", "no GPU on this node")
+        # nothing judged is left NOBASELINE (UNKNOWN under require_baseline) on a bundled GPU profile
+        for profile in ("h200", "h100-sxm", "a100-sxm-80gb", "b200"):
+            base = baselines.load(profile)
+            assert all(base.expectation("llm_step", m) is not None for m in per_gpu.metrics or ())
+        assert list(ddp.metrics or ()) == ["scaling_efficiency"] and set(ddp.absolute) == {
+            "scaling_efficiency"
+        }
 
 
 @pytest.mark.parametrize("profile", ["h200", "h100-sxm", "a100-sxm-80gb", "b200"])

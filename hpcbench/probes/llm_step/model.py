@@ -135,18 +135,19 @@ def matmul_weights(model: nn.Module) -> int:
 
 
 def build(shape: Shape, device: Any, seed: int) -> Decoder:
-    """The decoder in fp32 on ``device``, initialised from ``seed`` (normal, std 0.02; output
-    projections scaled by 1/sqrt(2 · layers), as GPT-2 and Megatron-LM do)."""
-    gen = torch.Generator(device="cpu").manual_seed(seed)
-    model = Decoder(shape)
-    scaled = 0.02 / math.sqrt(2 * shape.layers)
+    """The decoder in fp32, built on ``device`` and initialised there from a seeded generator of the
+    device (normal, std 0.02; output projections scaled by 1/sqrt(2 · layers), as GPT-2 and
+    Megatron-LM do): the same weights on every device of one kind, without a host copy."""
+    with torch.device(device):
+        model = Decoder(shape)
+    gen = torch.Generator(device=device).manual_seed(seed)
+    scaled = INIT_STD / math.sqrt(2 * shape.layers)
     with torch.no_grad():
         for name, p in model.named_parameters():
             if p.dim() == 1:
                 continue  # RMSNorm weights stay 1
-            std = scaled if name.endswith(("o.weight", "down.weight")) else INIT_STD
-            p.copy_(torch.randn(p.shape, generator=gen) * std)
-    return model.to(device)
+            p.normal_(0.0, scaled if name.endswith(("o.weight", "down.weight")) else INIT_STD, generator=gen)
+    return model
 
 
 @dataclass(frozen=True)
