@@ -45,7 +45,7 @@ PRESETS: dict[str, tuple[Arch, int, int, int]] = {
     # CPU and tests: seconds on one core
     "tiny": (Arch(hidden=64, heads=4, kv_heads=2, ffn=176, vocab=256), 2, 64, 2),
     # one Llama-3-8B decoder layer (hidden 4096, 32 heads, 8 KV heads, SwiGLU 14336), 4k tokens;
-    # a small vocabulary: the LM head stays a sliver (0.4%) of the layer's FLOPs
+    # a small vocabulary: the LM head stays a sliver (1.9%) of N
     "8b-layer": (Arch(hidden=4096, heads=32, kv_heads=8, ffn=14336, vocab=1024), 1, 4096, 1),
     # one Llama-3-70B decoder layer (hidden 8192, 64 heads, 8 KV heads, SwiGLU 28672)
     "70b-layer": (Arch(hidden=8192, heads=64, kv_heads=8, ffn=28672, vocab=1024), 1, 4096, 1),
