@@ -62,3 +62,45 @@ def test_the_spawner_names_the_rank_that_died_first() -> None:
         spawn.failure(2, {0: 3, 1: 4}, set(), config, None) == "rank 1: backend nccl: this torch has no CUDA"
     )
     assert spawn.failure(2, {0: 0, 1: -9}, {1}, {}, 30.0) == "rank 1 of 2 did not finish within 30 s"
+
+
+class _Props:
+    def __init__(self, uuid: str) -> None:
+        self.uuid = uuid  # torch's form: no "GPU-" prefix
+
+
+class _FakeCuda:
+    """torch.cuda as srun shows one task its one GPU: a single ordinal, with that GPU's UUID."""
+
+    def __init__(self, uuids: list[str]) -> None:
+        self.uuids = uuids
+
+    def device_count(self) -> int:
+        return len(self.uuids)
+
+    def get_device_properties(self, ordinal: int) -> _Props:
+        return _Props(self.uuids[ordinal])
+
+
+def test_a_joined_rank_finds_its_gpu_by_uuid() -> None:
+    from types import SimpleNamespace
+
+    from hpcbench.launch import LaunchEnv
+    from hpcbench.probes.llm_step import ddp
+
+    inventory = {
+        "gpus": {
+            "count": 2,
+            "devices": [
+                {"index": 5, "name": "NVIDIA H200", "uuid": "GPU-aaaa"},
+                {"index": 6, "name": "NVIDIA H200", "uuid": "GPU-bbbb"},
+            ],
+        }
+    }
+    launch = LaunchEnv(3, 4, 1, "127.0.0.1", 29500, False, "env")
+    one = SimpleNamespace(cuda=_FakeCuda(["bbbb"]))  # CUDA_VISIBLE_DEVICES=6: ordinal 0 is NVML's GPU 6
+    assert ddp._joined_gpu(one, {"inventory": inventory}, launch) == 6
+    both = SimpleNamespace(cuda=_FakeCuda(["aaaa", "bbbb"]))  # local rank 1 of a task that sees both
+    assert ddp._joined_gpu(both, {"inventory": inventory}, launch) == 6
+    unknown = SimpleNamespace(cuda=_FakeCuda(["cccc", "dddd"]))  # not in the inventory: the ordinal
+    assert ddp._joined_gpu(unknown, {"inventory": inventory}, launch) == 1

@@ -46,11 +46,30 @@ def _runtime(torch: Any, cfg: dict[str, Any], launch: LaunchEnv) -> Any:
             "use the node's CUDA build of torch, or -p device=cpu for gloo ranks"
         )
     devices = cfg.get("devices") or []
-    device = devices[launch.local_rank] if launch.local_rank < len(devices) else launch.local_rank
+    device = (
+        devices[launch.local_rank] if launch.local_rank < len(devices) else _joined_gpu(torch, cfg, launch)
+    )
     try:
         return td.prepare(torch, device, cfg["inventory"])
     except (ProbeSkip, ProbeError) as exc:
         raise RankConfigError(f"GPU {device}: {exc}") from None
+
+
+def _joined_gpu(torch: Any, cfg: dict[str, Any], launch: LaunchEnv) -> int:
+    """Under torchrun/srun: CUDA ordinal LOCAL_RANK (modulo the GPUs this process sees, as the
+    collectives probe does; srun may show each task one GPU), as its NVML index where the
+    inventory lists its UUID, else the ordinal itself."""
+    from hpcbench.hw import cuda_only
+    from hpcbench.hw import torch_device as td
+    from hpcbench.node import as_inventory
+
+    ordinal = launch.local_rank % max(1, torch.cuda.device_count())
+    uuids = cuda_only.cuda_uuids(torch)
+    want = td.normalize_uuid(uuids[ordinal]) if ordinal < len(uuids) else None
+    for d in as_inventory(cfg["inventory"]).gpus.devices:
+        if want is not None and td.normalize_uuid(d.uuid) == want:
+            return int(d.index)
+    return ordinal
 
 
 def _phase(

@@ -406,7 +406,7 @@ class LlmStep:
         if launch is not None:
             if launch.world_size < 2:
                 raise ProbeSkip(f"ddp needs 2 or more ranks; WORLD_SIZE is {launch.world_size}")
-            result = self._join(cfg, launch)
+            result = self._join({**cfg, "devices": []}, launch)  # each rank: its LOCAL_RANK's GPU
         else:
             world = params.ranks or (len(gpus) if backend == "nccl" else 2)
             if backend == "nccl" and world > len(gpus):
