@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import resource
 import statistics
+import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -83,6 +84,7 @@ class LlmStepParams:
     )
     ranks: int = field(default=0, metadata={"help": "ddp: ranks to spawn; 0 = one per GPU, or 2 on the CPU"})
     threads: int = field(default=0, metadata={"help": "CPU threads per process (CPU device); 0 = torch's"})
+    telemetry_interval: float = field(default=0.1, metadata={"help": "NVML sampling period, s; 0 = off"})
     timeout: float = field(
         default=120.0, metadata={"help": "ddp: seconds for the ranks to join, and per collective"}
     )
@@ -124,6 +126,7 @@ class LlmStepParams:
             self.ranks == 0 or self.ranks >= 2, NAME, "ranks", f"must be 0 (auto) or >= 2, got {self.ranks}"
         )
         check(self.threads >= 0, NAME, "threads", f"must be >= 0, got {self.threads}")
+        check(self.telemetry_interval >= 0, NAME, "telemetry_interval", "must be >= 0")
         check(self.timeout > 0, NAME, "timeout", f"must be > 0 seconds, got {self.timeout}")
 
 
@@ -347,9 +350,12 @@ class LlmStep:
         rt = td.prepare(torch, params.device, ctx.inventory, params.threads, clock=self.clock)
         preset, shape = resolve_shape(params, rt.choice.is_cuda)
         s = train.setup(shape, rt.device, precision=params.precision, lr=params.lr, seed=params.seed)
-        timed = train.run(
-            s, rt.clock, rt.device, warmup=params.warmup, steps=params.steps, before_step=self.before_step
-        )
+        with td.sampler(rt, params.telemetry_interval) as sampler:
+            t0 = time.monotonic()
+            timed = train.run(
+                s, rt.clock, rt.device, warmup=params.warmup, steps=params.steps, before_step=self.before_step
+            )
+            telemetry = sampler.summary(t0, time.monotonic())
         settings = {
             **s.settings,
             "device": rt.info,
@@ -357,6 +363,7 @@ class LlmStep:
             "timer": rt.clock.name,
             "seed": params.seed,
             "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            "telemetry": telemetry,
         }
         group = (
             f"{rt.info.get('name')} {preset} {shape.layers}L s{shape.seq} b{shape.batch} "
