@@ -45,6 +45,15 @@ def test_two_gloo_ranks_report_node_tokens_and_a_scaling_efficiency(cli: Cli) ->
     assert {e["verdict"] for e in check["evaluations"]} == {"NOBASELINE"}
 
 
+def test_a_rank_that_dies_during_ddp_is_named(cli: Cli) -> None:
+    cli.env["HPCBENCH_TEST_LLM_STEP_FAULT"] = "1:ddp"  # rank 1 SIGKILLs itself as DDP starts
+    r = cli("probe", "llm_step", *SMALL, "--format", "json")
+    assert r.returncode == ExitCode.UNKNOWN, r.stderr
+    check = json.loads(r.stdout)["checks"][0]
+    assert check["status"] == "error"
+    assert check["reason"].startswith("rank 1 of 2 died (killed by SIGKILL)"), check["reason"]
+
+
 def test_a_bad_parameter_is_one_line_and_exit_4(cli: Cli) -> None:
     r = cli("probe", "llm_step", "-p", "mode=ddp", "-p", "device=1")
     assert r.returncode == ExitCode.USAGE and "Traceback" not in r.stderr

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import sys
 from dataclasses import asdict
@@ -27,6 +28,15 @@ from hpcbench.errors import ProbeError, ProbeSkip
 from hpcbench.hw.spawn import EXIT_CONFIG, EXIT_FAILED
 from hpcbench.launch import LaunchEnv, from_environ
 from hpcbench.probes.llm_step.flops import Shape
+
+#: test hook: RANK:STAGE, that rank kills itself (SIGKILL) as it reaches ``alone`` or ``ddp``
+FAULT_ENV = "HPCBENCH_TEST_LLM_STEP_FAULT"
+
+
+def _fault(stage: str, rank: int) -> None:
+    who, _, when = os.environ.get(FAULT_ENV, "").partition(":")
+    if who and int(who) == rank and when == stage:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 class RankConfigError(Exception):
@@ -120,9 +130,11 @@ def run_rank(cfg: dict[str, Any], launch: LaunchEnv) -> dict[str, Any]:
     ids = [rt.choice.cuda_ordinal] if rt.choice.is_cuda else None
     try:
         rdzv.step("alone")
+        _fault("alone", launch.rank)
         alone, settings = _phase(torch, rt, shape, cfg, None)
         dist.barrier()
         rdzv.step("ddp")
+        _fault("ddp", launch.rank)
         together, _ = _phase(
             torch,
             rt,
