@@ -5,6 +5,7 @@ DDP arithmetic, the suites and the GPU profiles' estimates."""
 
 from __future__ import annotations
 
+import json
 import statistics
 import subprocess
 import sys
@@ -12,12 +13,14 @@ from typing import Any
 
 import pytest
 import torch
+from conftest import Cli
 from fixedclock import FixedClock
 
 from hpcbench import baselines
 from hpcbench import suite as suite_mod
 from hpcbench.checks import consensus, evaluate
 from hpcbench.errors import ParamError, ProbeSkip
+from hpcbench.exitcodes import ExitCode
 from hpcbench.model import Measurement, Verdict
 from hpcbench.plan import Unrunnable, expand
 from hpcbench.probes import registry
@@ -30,6 +33,7 @@ from hpcbench.probes.llm_step import probe as llm
 INVENTORY = {"cpu": {"model": "test cpu", "threads": 2, "llc_bytes": 4 * 2**20}, "gpus": {"count": 0}}
 #: one thread: on a shared 2-core machine an OpenMP pair beside other tests stalls
 FAST = {"device": "cpu", "preset": "tiny", "steps": 4, "warmup": 1, "threads": 1}
+CLI_FAST = [arg for k, v in FAST.items() for arg in ("-p", f"{k}={v}")]
 
 
 def run(values: dict[str, Any], subject: str = "node", **probe_kwargs: Any) -> dict[str, Measurement]:
@@ -170,6 +174,17 @@ def test_a_nan_planted_in_one_step_is_a_fail_of_sanity() -> None:
     ev = evaluate(main, suite_check("nightly", "llm_step"), None, INVENTORY)
     assert ev.verdict is Verdict.FAIL and ev.kind == "sanity"
     assert ev.reason == f"wrong result: {main.sanity}"
+
+
+def test_a_diverging_run_through_the_cli_is_a_fail_with_its_losses_in_the_record(cli: Cli) -> None:
+    # lr 1e30: the second update overflows the weights, the loss is NaN from the third step on
+    r = cli("probe", "llm_step", *CLI_FAST, "-p", "lr=1e30", "--format", "json")
+    assert r.returncode == ExitCode.FAIL, r.stderr
+    (check,) = json.loads(r.stdout)["checks"]
+    main = next(m for m in check["measurements"] if m["metric"] == "tokens_per_s")
+    assert main["sanity"] == "node: the loss is nan at step 3 of 5 (3 non-finite step(s))"
+    assert main["settings"]["losses_first"][2:] == ["nan"] * 3  # strict JSON: the text, not NaN
+    assert {e["verdict"] for e in check["evaluations"] if e["kind"] == "sanity"} == {"FAIL"}
 
 
 def test_loss_problems_pure() -> None:

@@ -29,6 +29,11 @@ def loss_problem(losses: list[float], warmup: int, subject: str) -> str | None:
     return None
 
 
+def json_losses(values: list[float]) -> list[float | str]:
+    """Losses for the record: a NaN or Inf as its text ("nan", "inf"), which strict JSON can hold."""
+    return [v if math.isfinite(v) else str(v) for v in values]
+
+
 def float32_bits(value: float) -> str:
     """The IEEE-754 float32 bits of a loss, as 8 hex digits: the first-step digest GPUs must share."""
     return struct.pack(">f", value).hex()
