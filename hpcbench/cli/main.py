@@ -244,7 +244,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_inventory(args: argparse.Namespace) -> int:
     import json
 
-    from hpcbench.node import collector
+    from hpcbench.node.inventory import collector
 
     inv = collector.collect()
     if args.format == "json":
@@ -255,7 +255,7 @@ def cmd_inventory(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace, suite: Any = None) -> int:
-    from hpcbench.cli import request
+    from hpcbench.cli.main import request
     from hpcbench.cli.run import execute
     from hpcbench.engine import config
     from hpcbench.engine import suite as suite_mod

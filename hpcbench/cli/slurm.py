@@ -239,7 +239,7 @@ def _say(args: argparse.Namespace, text: str, log: Any, important: bool) -> None
 
 
 def cmd_slurm_check(args: argparse.Namespace) -> int:
-    from hpcbench.cli import request
+    from hpcbench.cli.main import request
     from hpcbench.cli.run import execute
     from hpcbench.engine import config
     from hpcbench.engine import suite as suite_mod

@@ -6,6 +6,7 @@ result record is the only serialisation, and its shape is visible here.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from enum import Enum
@@ -15,6 +16,18 @@ from hpcbench.core.exitcodes import ExitCode
 from hpcbench.core.stats import Stats, best, summarize
 
 _SNAKE = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float (NaN, +-inf) as its text ("nan", "inf", "-inf"): JSON
+    has no such numbers, and a record must always be written, whatever a probe saw."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
 
 
 class Verdict(str, Enum):
@@ -237,7 +250,7 @@ class Measurement:
             "median": stats.median,
             "stats": stats.as_dict(),
             "samples": list(self.samples),
-            "settings": self.settings,
+            "settings": json_safe(self.settings),
             "sanity": self.sanity,
             "detail": self.detail,
             "warnings": list(self.warnings),

@@ -33,7 +33,7 @@ def job_gpus(
     else the parameter's default); one rank of a torchrun/srun launch: its LOCAL_RANK's
     GPU; otherwise every GPU of the node.
     """
-    from hpcbench.launch import launcher
+    from hpcbench.launch.launcher import launcher
     from hpcbench.probes.base import build_params
 
     devices = inventory.gpus.devices

@@ -189,9 +189,7 @@ def select_checks(checks: Sequence[CheckSpec], only: str | None, skip: str | Non
     return chosen
 
 
-def select_gpus(
-    inventory: Inventory, gpus: str | None, visible: str | None
-) -> tuple[int, ...] | None:
+def select_gpus(inventory: Inventory, gpus: str | None, visible: str | None) -> tuple[int, ...] | None:
     """The GPUs (NVML indices) a run may use: ``--gpus 0,3``, else those ``CUDA_VISIBLE_DEVICES``
     names (UUIDs, ``GPU-`` prefixes of them, or indices in PCI bus order, as NVML numbers them),
     else None (all). ConfigError for a GPU the node does not have."""

@@ -113,3 +113,16 @@ def test_fastest_is_the_shortest_median_with_a_preferred_name_on_ties() -> None:
     assert fastest({"a": [], "b": [5.0]}) == "b"
     with pytest.raises(ValueError):
         fastest({"a": []})
+
+
+def test_a_measurement_whose_settings_hold_nan_still_writes_strict_json() -> None:
+    """A probe that saw a NaN (a diverging loss) in its provenance must not lose the record."""
+    import json
+
+    from hpcbench.core.measurement import Measurement
+
+    m = Measurement.from_samples(
+        "x", [1.0], "u", "node", settings={"loss": float("nan"), "trace": [1.0, float("inf"), -float("inf")]}
+    )
+    data = json.loads(json.dumps(m.as_dict(), allow_nan=False))
+    assert data["settings"] == {"loss": "nan", "trace": [1.0, "inf", "-inf"]}

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 from hpcbench.core.measurement import Conditions, Measurement
 from hpcbench.hw.telemetry import throttle_hint
 from hpcbench.hw.torch_device import Clock, check_device_param, prepare, sampler, time_calls
-from hpcbench.node import nvml as seam
+from hpcbench.node.inventory import nvml as seam
 from hpcbench.probes.base import ProbeContext, Requirement, check
 
 NAME = "gpu_membw"

@@ -8,7 +8,7 @@ runs). Same seed on every rank: the same weights, the same batch, so every rank'
 the same bit for bit. The ranks' results are gathered to every rank (``all_gather_object``).
 
 Spawned by the probe, a rank is ``python -m hpcbench.probes.llm_step.ddp CONFIG.json OUTDIR``
-(``hw/spawn.py``'s convention: rank 0 writes OUTDIR/result.json, a failed rank
+(``launch/spawn.py``'s convention: rank 0 writes OUTDIR/result.json, a failed rank
 OUTDIR/error-RANK.json); under torchrun or srun the probe process calls ``run_rank`` itself.
 """
 
@@ -23,10 +23,10 @@ from dataclasses import asdict
 from datetime import timedelta
 from typing import Any
 
-from hpcbench.atomic import write_json
-from hpcbench.errors import ProbeError, ProbeSkip
-from hpcbench.hw.spawn import EXIT_CONFIG, EXIT_FAILED
-from hpcbench.launch import LaunchEnv, from_environ
+from hpcbench.core.atomic import write_json
+from hpcbench.core.errors import ProbeError, ProbeSkip
+from hpcbench.launch.launcher import LaunchEnv, from_environ
+from hpcbench.launch.spawn import EXIT_CONFIG, EXIT_FAILED
 from hpcbench.probes.llm_step.flops import Shape
 
 #: test hook: RANK:STAGE, that rank kills itself (SIGKILL) as it reaches ``alone`` or ``ddp``
@@ -71,7 +71,7 @@ def _joined_gpu(torch: Any, cfg: dict[str, Any], launch: LaunchEnv) -> int:
     inventory lists its UUID, else the ordinal itself."""
     from hpcbench.hw import cuda_only
     from hpcbench.hw import torch_device as td
-    from hpcbench.node import as_inventory
+    from hpcbench.node.inventory import as_inventory
 
     ordinal = launch.local_rank % max(1, torch.cuda.device_count())
     uuids = cuda_only.cuda_uuids(torch)
@@ -102,7 +102,7 @@ def run_rank(cfg: dict[str, Any], launch: LaunchEnv) -> dict[str, Any]:
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel
 
-    from hpcbench.hw.rendezvous import RankFailure, Rendezvous
+    from hpcbench.launch.rendezvous import RankFailure, Rendezvous
 
     local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     torch.set_num_threads(cfg.get("threads") or max(1, len(os.sched_getaffinity(0)) // local))
@@ -171,7 +171,7 @@ def config(shape: Shape, **values: Any) -> dict[str, Any]:
 
 def main(argv: list[str]) -> int:
     config_path, outdir = argv
-    from hpcbench.hw.rendezvous import RankFailure
+    from hpcbench.launch.rendezvous import RankFailure
 
     launch = from_environ(os.environ)
     assert launch is not None, "RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT must be set"

@@ -28,10 +28,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from hpcbench.errors import ConfigError, ProbeError, ProbeSkip
+from hpcbench.core.errors import ConfigError, ProbeError, ProbeSkip
+from hpcbench.core.measurement import Conditions, Consensus, Measurement, Unmeasured
 from hpcbench.hw import torch_device as td
-from hpcbench.launch import from_environ
-from hpcbench.model import Measurement
+from hpcbench.hw.telemetry import throttle_hint
+from hpcbench.launch.launcher import from_environ
 from hpcbench.probes.base import ProbeContext, Requirement, check
 from hpcbench.probes.llm_step import calc
 from hpcbench.probes.llm_step import flops as fl
@@ -163,18 +164,24 @@ def single_measurements(
     peak_memory_bytes: int | None,
     settings: dict[str, Any],
     consensus_group: str,
-) -> list[Measurement]:
+) -> list[Measurement | Unmeasured]:
     """The measurements of one device's run. Pure: the run's losses and step seconds in."""
     sanity = calc.loss_problem(losses, warmup, subject)
     bits = calc.float32_bits(losses[0])
     tflops, peak_source = peak
-    not_measured: dict[str, str] = {}
+    not_measured: list[Unmeasured] = []
     if tflops is None:
-        not_measured["mfu"] = peak_source
+        not_measured.append(Unmeasured("mfu", "not_measured", peak_source))
     if peak_memory_bytes is None:
-        not_measured["peak_memory"] = (
-            "the CPU device: torch keeps no allocator statistics for it (the process's peak RSS is in "
-            "settings.peak_rss_bytes)"
+        not_measured.append(
+            Unmeasured(
+                "peak_memory",
+                "not_measured",
+                (
+                    "the CPU device: torch keeps no allocator statistics for it (the process's peak RSS is in "
+                    "settings.peak_rss_bytes)"
+                ),
+            )
         )
     median = statistics.median(seconds)
     common = {
@@ -194,25 +201,20 @@ def single_measurements(
         "peak_tflops": tflops,
         "peak_source": peak_source,
     }
-    main = {
-        **common,
-        "not_measured": not_measured,
-        "first_loss_bits": bits,
-        "consensus": {
-            "name": "first_loss_bits",
-            "value": bits,
-            "group": consensus_group,
-            "what": "the float32 bit pattern of the first step's loss",
-        },
-        "detail": f"{shape.tokens} tokens a step, median step {median * 1e3:.4g} ms",
-    }
+    main = {**common, "first_loss_bits": bits}
+    agree = Consensus(
+        "first_loss_bits", bits, consensus_group, "the float32 bit pattern of the first step's loss"
+    )
+    held = Conditions(gpu_clocks_held=throttle_hint(settings.get("telemetry")))
 
     def m(
         metric: str, samples: list[float], unit: str, conv: str, *, higher: bool = True, s: Any = None
     ) -> Measurement:
         return Measurement.from_samples(
             metric, samples, unit, subject, higher_is_better=higher, statistic="median",
-            convention=conv, settings=s or common, sanity=sanity,
+            convention=conv, settings=s or common, sanity=sanity, conditions=held,
+            detail=f"{shape.tokens} tokens a step, median step {median * 1e3:.4g} ms",
+            consensus=agree if s is main else None,
         )  # fmt: skip
 
     rate = "tokens per step / step seconds, median of the timed steps"
@@ -229,7 +231,7 @@ def single_measurements(
     if peak_memory_bytes is not None:
         conv = "torch.cuda.max_memory_allocated, GiB = 2^30 B"
         out.append(m("peak_memory", [peak_memory_bytes / GIB], "GiB", conv, higher=False))
-    return out
+    return out + not_measured
 
 
 def _member_name(member: dict[str, Any]) -> str:
@@ -247,7 +249,7 @@ def ddp_measurements(
     subject: str,
     peak: tuple[float | None, str],
     extra: dict[str, Any],
-) -> list[Measurement]:
+) -> list[Measurement | Unmeasured]:
     """node tokens/s, scaling efficiency, step time and MFU of a DDP run. Pure: the gathered result in.
 
     A step of the node lasts as long as its slowest rank's; one rank alone runs at the median of
@@ -298,17 +300,16 @@ def ddp_measurements(
         "peak_tflops": tflops,
         "peak_source": peak_source,
         "peak_memory_bytes": [r["together"]["peak_memory_bytes"] for r in ranks],
-        "not_measured": {"mfu": peak_source} if tflops is None else {},
-        "detail": f"slowest {_member_name(members[worst])}: alone {fraction:.0%} of the other ranks' median",
     }
+    detail = f"slowest {_member_name(members[worst])}: alone {fraction:.0%} of the other ranks' median"
 
     def m(metric: str, samples: list[float], unit: str, conv: str, higher: bool = True) -> Measurement:
         return Measurement.from_samples(
             metric, samples, unit, subject, higher_is_better=higher, statistic="median",
-            convention=conv, settings=settings, sanity=sanity,
+            convention=conv, settings=settings, sanity=sanity, detail=detail,
         )  # fmt: skip
 
-    out = [
+    out: list[Measurement | Unmeasured] = [
         m("node_tokens_per_s", node_rates, "tokens/s",
           "ranks x tokens per step / the slowest rank's step seconds, median of the timed steps"),
         m("scaling_efficiency", [efficiency], "ratio",
@@ -339,7 +340,7 @@ class LlmStep:
         self.clock = clock  # None: the device's own (tests pass fixed timings)
         self.before_step = before_step  # test seam: (step index, model) before each step
 
-    def run(self, params: LlmStepParams, ctx: ProbeContext) -> list[Measurement]:
+    def run(self, params: LlmStepParams, ctx: ProbeContext) -> list[Measurement | Unmeasured]:
         os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")  # before CUDA starts
         if params.mode == "ddp":
             return self._ddp(params, ctx)
@@ -382,7 +383,7 @@ class LlmStep:
         )
 
     def _ddp(self, params: LlmStepParams, ctx: ProbeContext) -> list[Measurement]:
-        from hpcbench.hw import spawn
+        from hpcbench.launch import spawn
         from hpcbench.probes.llm_step import ddp
 
         gpus = list(ctx.gpus) if ctx.gpus is not None else sorted(d.index for d in ctx.inventory.gpus.devices)
@@ -439,7 +440,7 @@ class LlmStep:
 
     @staticmethod
     def _join(cfg: dict[str, Any], launch: Any) -> dict[str, Any]:
-        from hpcbench.hw.rendezvous import RankFailure
+        from hpcbench.launch.rendezvous import RankFailure
         from hpcbench.probes.llm_step.ddp import RankConfigError, run_rank
 
         try:

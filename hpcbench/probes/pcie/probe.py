@@ -30,7 +30,7 @@ from typing import Any, ClassVar, Protocol
 from hpcbench.core.errors import ProbeError
 from hpcbench.core.measurement import Measurement, Unmeasured
 from hpcbench.hw.torch_device import prepare
-from hpcbench.node import nvml as seam
+from hpcbench.node.inventory import nvml as seam
 from hpcbench.probes.base import ProbeContext, Requirement, check
 from hpcbench.probes.pcie.cuda import CudaEngine
 

@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hpcbench.errors import ProbeError
-from hpcbench.hw.ranks import rank_list
+from hpcbench.core.errors import ProbeError
+from hpcbench.launch.ranks import rank_list
 
 EXIT_FAILED = 3
 EXIT_CONFIG = 4

@@ -10,8 +10,9 @@ import statistics
 import pytest
 from conftest import Cli
 
-from hpcbench.exitcodes import ExitCode
+from hpcbench.core.exitcodes import ExitCode
 from hpcbench.hw import spawn
+from hpcbench.node.inventory import Inventory
 from hpcbench.probes.llm_step import flops as fl
 
 SMALL = ["-p", "mode=ddp", "-p", "device=cpu", "-p", "steps=3", "-p", "warmup=1", "-p", "threads=1"]
@@ -41,7 +42,9 @@ def test_two_gloo_ranks_report_node_tokens_and_a_scaling_efficiency(cli: Cli) ->
     assert ms["mfu"]["value"] == pytest.approx(
         statistics.median(fl.step_flops(fl.make_shape("tiny")) / t / 1e10 for t in node_steps), rel=1e-9
     )
-    assert s["slowest_rank"] in (0, 1) and s["detail"].startswith(f"slowest rank {s['slowest_rank']} (")
+    assert s["slowest_rank"] in (0, 1) and ms["scaling_efficiency"]["detail"].startswith(
+        f"slowest rank {s['slowest_rank']} ("
+    )
     assert {e["verdict"] for e in check["evaluations"]} == {"NOBASELINE"}
 
 
@@ -94,18 +97,20 @@ class _FakeCuda:
 def test_a_joined_rank_finds_its_gpu_by_uuid() -> None:
     from types import SimpleNamespace
 
-    from hpcbench.launch import LaunchEnv
+    from hpcbench.launch.launcher import LaunchEnv
     from hpcbench.probes.llm_step import ddp
 
-    inventory = {
-        "gpus": {
-            "count": 2,
-            "devices": [
-                {"index": 5, "name": "NVIDIA H200", "uuid": "GPU-aaaa"},
-                {"index": 6, "name": "NVIDIA H200", "uuid": "GPU-bbbb"},
-            ],
+    inventory = Inventory.from_dict(
+        {
+            "gpus": {
+                "count": 2,
+                "devices": [
+                    {"index": 5, "name": "NVIDIA H200", "uuid": "GPU-aaaa"},
+                    {"index": 6, "name": "NVIDIA H200", "uuid": "GPU-bbbb"},
+                ],
+            }
         }
-    }
+    )
     launch = LaunchEnv(3, 4, 1, "127.0.0.1", 29500, False, "env")
     one = SimpleNamespace(cuda=_FakeCuda(["bbbb"]))  # CUDA_VISIBLE_DEVICES=6: ordinal 0 is NVML's GPU 6
     assert ddp._joined_gpu(one, {"inventory": inventory}, launch) == 6

@@ -15,14 +15,16 @@ import pytest
 import torch
 from conftest import Cli
 from fixedclock import FixedClock
+from support.results import measured, reasons
 
-from hpcbench import baselines
-from hpcbench import suite as suite_mod
-from hpcbench.checks import consensus, evaluate
-from hpcbench.errors import ParamError, ProbeSkip
-from hpcbench.exitcodes import ExitCode
-from hpcbench.model import Measurement, Verdict
-from hpcbench.plan import Unrunnable, expand
+from hpcbench.core.errors import ParamError, ProbeSkip
+from hpcbench.core.exitcodes import ExitCode
+from hpcbench.core.measurement import Measurement, Verdict
+from hpcbench.engine import baselines
+from hpcbench.engine import suite as suite_mod
+from hpcbench.engine.judge import consensus, evaluate
+from hpcbench.engine.plan import Unrunnable, expand
+from hpcbench.node.inventory import Inventory
 from hpcbench.probes import registry
 from hpcbench.probes.base import ProbeContext, build_params
 from hpcbench.probes.llm_step import calc, train
@@ -30,16 +32,23 @@ from hpcbench.probes.llm_step import flops as fl
 from hpcbench.probes.llm_step import model as lm
 from hpcbench.probes.llm_step import probe as llm
 
-INVENTORY = {"cpu": {"model": "test cpu", "threads": 2, "llc_bytes": 4 * 2**20}, "gpus": {"count": 0}}
+INVENTORY = Inventory.from_dict(
+    {"cpu": {"model": "test cpu", "threads": 2, "llc_bytes": 4 * 2**20}, "gpus": {"count": 0}}
+)
 #: one thread: on a shared 2-core machine an OpenMP pair beside other tests stalls
 FAST = {"device": "cpu", "preset": "tiny", "steps": 4, "warmup": 1, "threads": 1}
 CLI_FAST = [arg for k, v in FAST.items() for arg in ("-p", f"{k}={v}")]
 
 
-def run(values: dict[str, Any], subject: str = "node", **probe_kwargs: Any) -> dict[str, Measurement]:
+def results(values: dict[str, Any], subject: str = "node", **probe_kwargs: Any) -> list[Any]:
     params = build_params(llm.LlmStep, {**FAST, **values})
     ctx = ProbeContext(subject=subject, inventory=INVENTORY)
-    return {m.metric: m for m in llm.LlmStep(**probe_kwargs).run(params, ctx)}
+    return llm.LlmStep(**probe_kwargs).run(params, ctx)
+
+
+def run(values: dict[str, Any], subject: str = "node", **probe_kwargs: Any) -> dict[str, Measurement]:
+    """metric -> measurement of the metrics measured."""
+    return {m.metric: m for m in measured(results(values, subject, **probe_kwargs))}
 
 
 def suite_check(name: str, check_id: str) -> Any:
@@ -121,29 +130,26 @@ def test_tokens_step_time_and_mfu_are_the_documented_formulas_with_a_fixed_clock
     assert s["timer"] == "fixed (test)" and s["steps"] == 4 and s["warmup"] == 1
     assert s["precision"] in ("bf16", "fp32") and s["precision_reason"].startswith("auto: ")
     assert s["optimizer"] == "AdamW foreach=True" and s["master_weights"] == "fp32"
-    assert s["not_measured"] == {"peak_memory": s["not_measured"]["peak_memory"]}  # no CUDA allocator here
     assert "peak_memory" not in ms
 
 
 def test_without_a_peak_the_cpu_has_no_mfu_and_says_why() -> None:
-    ms = run({})
-    assert "mfu" not in ms
-    why = ms["tokens_per_s"].settings["not_measured"]["mfu"]
-    assert why.startswith("the CPU device has no datasheet bf16 peak")
+    out = results({})
+    assert "mfu" not in run({})
+    why = reasons(out)
+    assert set(why) == {"mfu", "peak_memory"}  # no CUDA allocator here either
+    assert why["mfu"].startswith("the CPU device has no datasheet bf16 peak")
     check = suite_check("nightly", "llm_step")
-    evs = [e for e in check_evals(check, list(ms.values())) if e.metric == "mfu"]
+    evs = [e for e in check_evals(check, out) if e.metric == "mfu"]
     assert [(e.verdict, e.kind) for e in evs] == [(Verdict.SKIP, "not_measured")]
 
 
-def check_evals(check: Any, ms: list[Measurement]) -> list[Any]:
-    from types import SimpleNamespace
+def check_evals(check: Any, out: list[Any]) -> list[Any]:
+    from hpcbench.engine.judge import judge
+    from hpcbench.engine.plan import Job
+    from hpcbench.engine.runner import Outcome
 
-    from hpcbench.checks import judge
-
-    job = SimpleNamespace(subject="node", params={})
-    outcome = SimpleNamespace(
-        job=job, status="ok", started="", duration=1.0, reason="", hint="", params={}, measurements=ms
-    )
+    outcome = Outcome.of(Job(check, "node", {}), out)
     (result,) = judge(check, [outcome], None, INVENTORY)
     return list(result.evaluations)
 
@@ -208,7 +214,7 @@ def test_consensus_names_the_gpu_whose_first_loss_differs() -> None:
     fast = {"steps": 2, "warmup": 0}
     by_subject = {f"gpu{i}": list(run(fast, subject=f"gpu{i}").values()) for i in range(2)}
     by_subject["gpu2"] = list(run(fast, subject="gpu2", before_step=nudge).values())
-    bits = {s: ms[0].settings["first_loss_bits"] for s, ms in by_subject.items()}
+    bits = {s: ms[0].consensus.value for s, ms in by_subject.items()}
     assert bits["gpu0"] == bits["gpu1"] != bits["gpu2"]  # same seed: bit for bit on healthy devices
     out = consensus(by_subject)
     assert [e.verdict for e in out["gpu0"]] == [Verdict.PASS] == [e.verdict for e in out["gpu1"]]
@@ -256,7 +262,9 @@ def test_ddp_scaling_efficiency_and_the_slowest_rank_are_pinned() -> None:
     assert ms["mfu"].value == pytest.approx(fl.step_flops(shape) / 0.14 / 100e12, rel=1e-12)
     s = ms["scaling_efficiency"].settings
     assert (s["slowest_rank"], s["slowest_rank_gpu"], s["slowest_rank_host"]) == (1, 5, "n1")
-    assert s["detail"] == "slowest rank 1 (gpu5 on n1): alone 50% of the other ranks' median"
+    assert (
+        ms["scaling_efficiency"].detail == "slowest rank 1 (gpu5 on n1): alone 50% of the other ranks' median"
+    )
     assert ms["scaling_efficiency"].sanity is None
 
 
@@ -274,7 +282,7 @@ def test_ddp_names_a_rank_whose_first_loss_differs() -> None:
         ms[0].sanity
         == "rank 2 (gpu6 on n1): first loss bits 40b2b3eb differ from the other ranks' (same seed)"
     )
-    assert "mfu" not in {m.metric for m in ms} and ms[0].settings["not_measured"] == {"mfu": "x"}
+    assert "mfu" not in {m.metric for m in measured(ms)} and reasons(ms) == {"mfu": "x"}
 
 
 def test_ddp_without_a_gpu_skips_unless_asked_for_the_cpu() -> None:
@@ -322,7 +330,7 @@ def test_suites_run_the_8b_layer_on_every_gpu_and_the_ddp_mode() -> None:
         assert per_gpu.expand == "gpu" and per_gpu.params["preset"] == "8b-layer"
         assert per_gpu.relative is not None and per_gpu.relative.to == "best"
         assert ddp.params["mode"] == "ddp" and ddp.expand in ("none", None, "")
-        cpu_node = {"gpus": {"count": 0, "devices": []}}
+        cpu_node = Inventory.from_dict({"gpus": {"count": 0, "devices": []}})
         assert expand(per_gpu, probe, cpu_node) == Unrunnable("skip", "no GPU on this node")
         # nothing judged is left NOBASELINE (UNKNOWN under require_baseline) on a bundled GPU profile
         for profile in ("h200", "h100-sxm", "a100-sxm-80gb", "b200"):
