@@ -5,6 +5,10 @@ the HTML report, CSV, baseline profiles, a rank's result) goes through here: a t
 beside the target (same file system), flushed and fsynced, optionally checked, then renamed
 over the target, and the folder fsynced so the rename survives a crash. On any error the
 temporary file is removed and the target is untouched.
+
+Run as root, a write also refuses (``trust.Untrusted``, exit 4) a folder another user can change
+and a target that is a symbolic link or another user's file (hpcbench.trust): the temporary file
+is created with O_EXCL (mkstemp) and renamed, so no planted link is ever followed.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
+
+from hpcbench import trust
 
 #: what a written file's mode is (mkstemp would leave 0600): readable by the monitoring user
 FILE_MODE = 0o644
@@ -37,6 +43,8 @@ def atomic_open(
     target = Path(path)
     folder = target.parent if str(target.parent) else Path(".")
     folder.mkdir(parents=True, exist_ok=True)
+    trust.check(folder, f"writing {target.name} in")
+    trust.check_target(target, "writing")
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
     tmp = Path(tmp_name)
     try:

@@ -6,13 +6,14 @@ written from the saved record, after it.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from hpcbench import results, timeparse
+from hpcbench import results, timeparse, trust
 from hpcbench.errors import ConfigError, HpcbenchError
 from hpcbench.model import Verdict
 from hpcbench.record import Record
@@ -42,6 +43,7 @@ def _writable_dir(option: str, given: str, folder: Path) -> None:
         raise ConfigError(f"{option} {given}: no such folder{where}")
     if not os.access(folder, os.W_OK):
         raise ConfigError(f"{option} {given}: folder{where} not writable")
+    trust.check(folder, f"{option} {given}: folder")
 
 
 def options(args: Any) -> Options:
@@ -55,6 +57,7 @@ def options(args: Any) -> Options:
         if Path(junit).is_dir():
             raise ConfigError(f"--junit {junit}: is a folder")
         _writable_dir("--junit", junit, Path(junit).parent)
+        trust.check_target(junit, "--junit")
     if prom:
         _writable_dir("--prometheus-textfile", prom, Path(prom))
     if log:
@@ -101,9 +104,12 @@ def newest_of_suite(
     suite: dict[str, Any],
     since: datetime,
     same: Callable[[Record, dict[str, Any]], bool] | None = None,
+    owner: int | None = None,
 ) -> tuple[Path, Record] | None:
     """This host's newest readable record of ``suite`` (``same``: the test, default same_suite) that
-    started after ``since`` (file names say when; older files are not read), or None."""
+    started after ``since`` (file names say when; older files are not read), or None. With
+    ``owner``: only regular files of that uid count (a record another user wrote or linked there
+    is not this user's run)."""
     same = same or same_suite
     if not host_dir.is_dir():
         return None
@@ -111,6 +117,8 @@ def newest_of_suite(
     for path in host_dir.glob("*.json"):
         when = name_time(path.name)
         if path.name.startswith(".") or (when is not None and when < since - timedelta(seconds=1)):
+            continue
+        if owner is not None and not _owned_by(path, owner):
             continue
         try:
             record = results.load(path)
@@ -126,11 +134,23 @@ def newest_of_suite(
     return (newest[1], newest[2]) if newest else None
 
 
+def _owned_by(path: Path, uid: int) -> bool:
+    try:
+        st = path.lstat()
+    except OSError:
+        return False
+    return stat.S_ISREG(st.st_mode) and st.st_uid == uid
+
+
+def _same_name(record: Record, suite: dict[str, Any]) -> bool:
+    return record.suite.name == suite.get("name")
+
+
 def durations(outdir: Path, host: str, suite: dict[str, Any]) -> dict[tuple[str, str], float]:
     """(check id, subject) -> seconds each took in this host's newest record of a suite of this name
     (any verdict, any version of the file): what --deadline and --dry-run expect a run to take."""
     since = datetime(1970, 1, 2, tzinfo=timezone.utc)
-    found = newest_of_suite(Path(outdir) / host, suite, since, lambda r, s: r.suite.name == s.get("name"))
+    found = newest_of_suite(Path(outdir) / host, suite, since, _same_name, owner=os.geteuid())
     if found is None:
         return {}
     # a check that was skipped or failed fast will likely do so again: its duration is as good a guess
@@ -138,14 +158,22 @@ def durations(outdir: Path, host: str, suite: dict[str, Any]) -> dict[tuple[str,
 
 
 def recent_pass(
-    outdir: Path, host: str, suite: dict[str, Any], opts: Options, now: datetime | None = None
+    outdir: Path,
+    host: str,
+    suite: dict[str, Any],
+    opts: Options,
+    now: datetime | None = None,
+    euid: int | None = None,
 ) -> tuple[Path, Record, str] | None:
     """With --max-age: the newest record of this suite for this host when it passed recently
-    enough, and the line that says so; else None (run)."""
+    enough, and the line that says so; else None (run). Only records the running user (``euid``)
+    owns count: a record planted by another user never skips a run."""
     if opts.max_age_s is None:
         return None
     now = now or datetime.now(timezone.utc)
-    found = newest_of_suite(Path(outdir) / host, suite, now - timedelta(seconds=opts.max_age_s))
+    since = now - timedelta(seconds=opts.max_age_s)
+    owner = os.geteuid() if euid is None else euid
+    found = newest_of_suite(Path(outdir) / host, suite, since, owner=owner)
     if found is None or not fresh_pass(found[1], now, opts.max_age_s):
         return None
     path, record = found

@@ -21,6 +21,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         (
             "hpcbench",
             "hpcbench.errors",
+            "hpcbench.trust",
             "hpcbench.exitcodes",
             "hpcbench.stats",
             "hpcbench.timeparse",
