@@ -42,6 +42,8 @@ def atomic_open(
     ``durable=False`` skips the fsyncs (a scratch file only this run reads)."""
     target = Path(path)
     folder = target.parent if str(target.parent) else Path(".")
+    if not folder.is_dir():  # as root, no folder is made through another user's link
+        trust.check(folder.parent, f"writing {target.name} in", ancestor=True)
     folder.mkdir(parents=True, exist_ok=True)
     trust.check(folder, f"writing {target.name} in")
     trust.check_target(target, "writing")

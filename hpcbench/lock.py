@@ -30,7 +30,7 @@ DIR_MODE = 0o755
 def lock_folder(folder: Path, euid: int) -> None:
     """Makes ``folder`` (0755) when missing; Untrusted unless it is a folder of the running user
     or root that no one else can write (and, as root, nothing above it another user controls)."""
-    trust.check(folder.parent, "lock folder", euid)
+    trust.check(folder.parent, "lock folder", euid, ancestor=True)  # nothing made through a planted link
     try:
         folder.mkdir(mode=DIR_MODE, parents=True)
     except FileExistsError:

@@ -18,8 +18,9 @@ path is walked from ``/`` down, and refused (``Untrusted``, exit 4, one line) wh
 Symbolic links are followed the way the kernel follows them, their targets walked the same way.
 Access control lists are not read: a folder whose ACL lets another user write is not seen (see
 docs/security.md). Other users (not root) are trusted with what they can reach: the checks apply
-when the effective uid is 0. ``euid`` and ``lstat`` are parameters so the decisions are tested
-without root on made-up stat results; the tests of the real thing plant files as ``nobody``.
+when the effective uid is 0. ``euid``, ``lstat`` and ``readlink`` are parameters so the
+decisions are tested without root on made-up stat results; the tests of the real thing plant
+files as ``nobody``.
 """
 
 from __future__ import annotations
@@ -85,10 +86,19 @@ def _others_can_write(st: os.stat_result, euid: int) -> bool:
     return bool(st.st_mode & stat.S_IWOTH) or bool(st.st_mode & stat.S_IWGRP and st.st_gid != 0)
 
 
-def problem(path: str | Path, euid: int | None = None, lstat: Lstat = os.lstat) -> str | None:
+def problem(
+    path: str | Path,
+    euid: int | None = None,
+    lstat: Lstat = os.lstat,
+    *,
+    ancestor: bool = False,
+    readlink: Callable[[str], str] = os.readlink,
+) -> str | None:
     """Why ``path`` (existing or not) is not under the control of root and ``euid``: the first
     component another user can change and who can, in words; None when nothing can be said
-    against it. What does not exist yet is not judged (its existing folder is)."""
+    against it. What does not exist yet is not judged (its existing folder is). ``ancestor``:
+    ``path`` is a folder something will be made in, judged like the folders above it (a sticky
+    ``/tmp`` will do, where an entry of root's cannot be replaced)."""
     euid = os.geteuid() if euid is None else euid
     trusted = _trusted(euid)
     text = os.fspath(path)
@@ -114,7 +124,7 @@ def problem(path: str | Path, euid: int | None = None, lstat: Lstat = os.lstat) 
             return None
         except NotADirectoryError:
             return None
-        last = not pending
+        last = not pending and not ancestor
         if _others_can_write(parent, euid):
             if not parent.st_mode & stat.S_ISVTX:
                 return f"{current} can be written by {', '.join(writers(parent, euid))} ({_mode(parent)})"
@@ -127,7 +137,7 @@ def problem(path: str | Path, euid: int | None = None, lstat: Lstat = os.lstat) 
             links += 1
             if links > MAX_LINKS:
                 return f"{text}: too many levels of symbolic links"
-            target = os.readlink(child)
+            target = readlink(child)
             if target.startswith("/"):
                 current, parent = "/", lstat("/")
             pending.extend(reversed([p for p in target.split("/") if p not in ("", ".")]))
@@ -141,13 +151,15 @@ def problem(path: str | Path, euid: int | None = None, lstat: Lstat = os.lstat) 
     return None
 
 
-def check(path: str | Path, what: str, euid: int | None = None, lstat: Lstat = os.lstat) -> None:
+def check(
+    path: str | Path, what: str, euid: int | None = None, lstat: Lstat = os.lstat, *, ancestor: bool = False
+) -> None:
     """As root: Untrusted (``<what> <path>: refused as root: <why>``) when another user can change
     ``path``; nothing otherwise, and nothing when not root."""
     euid = os.geteuid() if euid is None else euid
     if not strict(euid):
         return
-    why = problem(path, euid, lstat)
+    why = problem(path, euid, lstat, ancestor=ancestor)
     if why:
         raise Untrusted(f"{what} {path}: refused as root: {why}")
 
@@ -187,7 +199,7 @@ def private_dir(path: str | Path, what: str = "state folder", euid: int | None =
     another user controls a folder above it."""
     euid = os.geteuid() if euid is None else euid
     folder = Path(path)
-    check(folder.parent, what, euid)
+    check(folder.parent, what, euid, ancestor=True)  # nothing made through another user's link
     try:
         folder.mkdir(mode=0o700, parents=True)
     except FileExistsError:
