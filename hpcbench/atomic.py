@@ -7,8 +7,11 @@ over the target, and the folder fsynced so the rename survives a crash. On any e
 temporary file is removed and the target is untouched.
 
 Run as root, a write also refuses (``trust.Untrusted``, exit 4) a folder another user can change
-and a target that is a symbolic link or another user's file (hpcbench.trust): the temporary file
-is created with O_EXCL (mkstemp) and renamed, so no planted link is ever followed.
+(a sticky one such as ``/tmp`` will do: no one else can replace what is renamed into it) and a
+target that is a symbolic link or another user's file (hpcbench.trust): the temporary file is
+created with O_EXCL (mkstemp) and renamed, so no planted link is ever followed. The folders of
+records and of the run's reports (``--junit``, ``--log-file``, ``--prometheus-textfile``) are
+checked more strictly before a run: no one but root may write them, sticky or not.
 """
 
 from __future__ import annotations
@@ -45,7 +48,8 @@ def atomic_open(
     if not folder.is_dir():  # as root, no folder is made through another user's link
         trust.check(folder.parent, f"writing {target.name} in", ancestor=True)
     folder.mkdir(parents=True, exist_ok=True)
-    trust.check(folder, f"writing {target.name} in")
+    # a sticky folder (/tmp) will do: no other user can replace the file renamed into it
+    trust.check(folder, f"writing {target.name} in", ancestor=True)
     trust.check_target(target, "writing")
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
     tmp = Path(tmp_name)

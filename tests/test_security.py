@@ -361,3 +361,22 @@ def test_report_target_that_is_a_link_or_anothers_file_is_refused_at_write_time(
     log.symlink_to(tree.victim)
     refused(cli("run", suite(cli), "--log-file", str(log)), f"--log-file {log}", "symbolic link")
     assert tree.intact()
+
+
+def test_a_file_written_by_hand_into_sticky_tmp_never_follows_a_planted_link(cli: Cli, tree: Tree) -> None:
+    """``baseline create -o`` (and --csv, --html) into a sticky folder: a link planted at the name
+    is refused; a free name is written, root's, where no one else can replace it."""
+    r = cli("run", suite(cli), "--quiet")
+    assert r.returncode == ExitCode.OK, r.stderr
+    (record,) = cli.workdir.glob("results/*/*.json")
+    planted = tree.sticky / "golden.toml"
+    as_nobody("ln", "-s", str(tree.victim), str(planted))
+    line = refused(
+        cli("baseline", "create", str(record), "-o", str(planted), "--force"), f"writing {planted}"
+    )
+    assert "is a symbolic link (never followed)" in line and tree.intact()
+    free = tree.sticky / "mine.toml"
+    done = cli("baseline", "create", str(record), "-o", str(free))
+    assert done.returncode == ExitCode.OK, done.stderr
+    assert free.lstat().st_uid == 0 and 'name = "mine"' in free.read_text()
+    assert list(tree.sticky.glob(".*")) == []  # no temporary file left
