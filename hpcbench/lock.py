@@ -6,7 +6,9 @@ root) and no one else can write it (``/run/hpcbench/``, made 0755 when missing, 
 refused, never followed), created with ``O_EXCL`` mode 0600 (no other user can open it to hold
 its flock), and an existing one is used only when it is a regular file of the running user with
 one name. Anything else is ``trust.Untrusted`` (exit 4) naming the path and why; the file is
-truncated and written only after those checks.
+truncated and written only after those checks. A lock held by a process of another user (one
+that opened a lock an older hpcbench left readable) is refused the same way, naming the holder
+(``/proc/locks``), rather than taken for another run.
 """
 
 from __future__ import annotations
@@ -91,7 +93,9 @@ class RunLock:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             info = _read_holder(fd)
+            st = os.fstat(fd)
             os.close(fd)
+            _refuse_foreign_holder(self.path, st, os.geteuid() if self.euid is None else self.euid)
             raise LockHeld(f"another hpcbench run holds {self.path}: {info}") from None
         os.ftruncate(fd, 0)
         os.write(fd, json.dumps({**self.holder, "pid": os.getpid()}).encode())
@@ -105,6 +109,39 @@ class RunLock:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
+
+
+def flock_holders(proc_locks: str, dev: int, ino: int) -> list[int]:
+    """The pids holding an flock on the file (``dev``, ``ino``) in /proc/locks' text (pure;
+    waiters, the ``->`` lines, are not holders)."""
+    want = f"{os.major(dev):02x}:{os.minor(dev):02x}:{ino}"
+    pids = []
+    for line in proc_locks.splitlines():
+        fields = line.split()
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == want and fields[4].isdigit():
+            pids.append(int(fields[4]))
+    return pids
+
+
+def _refuse_foreign_holder(path: Path, st: os.stat_result, euid: int) -> None:
+    """Untrusted when the lock's holder runs as another user: a file that was readable once (an
+    older hpcbench made it 0644) let that user open it and hold its flock for as long as they like."""
+    try:
+        with open("/proc/locks", encoding="ascii", errors="replace") as fh:
+            pids = flock_holders(fh.read(), st.st_dev, st.st_ino)
+    except OSError:
+        return
+    for pid in pids:
+        try:
+            uid = os.stat(f"/proc/{pid}").st_uid
+        except OSError:
+            continue
+        if uid != euid:
+            raise Untrusted(
+                f"lock {path}: refused: held by pid {pid} of user {trust.user_name(uid)} (uid {uid}), "
+                "not a run of the running user's; it is 0600 now, so once that process ends no other "
+                "user can open it again"
+            )
 
 
 def _read_holder(fd: int) -> str:

@@ -189,6 +189,26 @@ def test_lock_created_and_held_by_a_user_does_not_block_root(cli: Cli, tree: Tre
         proc.wait(timeout=30)
 
 
+def test_an_older_readable_lock_held_by_a_user_is_refused_naming_the_holder(cli: Cli, tree: Tree) -> None:
+    """Root's own lock, left 0644 by an older hpcbench in root's folder: nobody opened it and holds
+    its flock. Root is refused (exit 4) with the holder named, not told "another run holds it"
+    (which slurm-check answers with exit 0, the node left unchecked), and the file is 0600 now."""
+    folder = tree.top / "run"
+    folder.mkdir(mode=0o755)
+    lock = write(folder / "hpcbench.lock", "")
+    lock.chmod(0o644)
+    proc = _held_by_nobody(lock)
+    try:
+        r = cli("run", suite(cli), "--lock-file", str(lock), timeout=60)
+        line = refused(r, f"lock {lock}", f"held by pid {proc.pid}", "of user nobody (uid 65534)")
+        assert "another hpcbench run" not in line
+        assert lock.stat().st_mode & 0o777 == 0o600 and lock.stat().st_size == 0
+    finally:
+        os.killpg(proc.pid, 9)
+        proc.wait(timeout=30)
+    assert cli("run", suite(cli), "--lock-file", str(lock), "--quiet").returncode == ExitCode.OK
+
+
 def test_lock_held_in_a_planted_default_folder_is_refused_not_waited_for(cli: Cli, tree: Tree) -> None:
     run_dir = tree.sticky / "hpcbench"
     as_nobody("mkdir", "-m", "0755", str(run_dir))

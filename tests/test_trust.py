@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from hpcbench import config, trust
-from hpcbench.lock import RunLock
+from hpcbench.lock import RunLock, flock_holders
 from hpcbench.trust import Untrusted
 
 DIR, FILE, LINK = stat.S_IFDIR, stat.S_IFREG, stat.S_IFLNK
@@ -237,3 +237,15 @@ def test_private_dir(tmp_path: Path) -> None:
     link.symlink_to(tmp_path / "state")
     with pytest.raises(Untrusted, match="not a folder"):
         trust.private_dir(link)
+
+
+def test_flock_holders_parses_proc_locks() -> None:
+    text = (
+        "1: FLOCK  ADVISORY  WRITE 7539 fe:00:2179250 0 EOF\n"
+        "1: -> FLOCK  ADVISORY  WRITE 7600 fe:00:2179250 0 EOF\n"
+        "2: POSIX  ADVISORY  WRITE 7541 fe:00:2179250 0 EOF\n"
+        "3: FLOCK  ADVISORY  WRITE 7542 08:01:2179250 0 EOF\n"
+    )
+    assert flock_holders(text, os.makedev(0xFE, 0), 2179250) == [7539]
+    assert flock_holders(text, os.makedev(8, 1), 2179250) == [7542]
+    assert flock_holders(text, os.makedev(8, 1), 1) == []
