@@ -16,7 +16,9 @@ The config file (every key optional; relative paths are relative to the file's f
 Path lists in the environment are separated by ``:`` (``os.pathsep``). The default output is
 absolute (``/var/lib/hpcbench/results`` for root, ``$XDG_STATE_HOME/hpcbench/results`` or
 ``~/.local/state/hpcbench/results`` for others), so a cron job and an operator at a shell see
-the same records wherever they start from (``--max-age`` reads them).
+the same records wherever they start from (``--max-age`` reads them). The default lock is in a
+folder only its user can create (``default_lock``). As root, the config file and the site
+folders are refused when another user could change them (hpcbench.trust, docs/security.md).
 """
 
 from __future__ import annotations
