@@ -7,7 +7,6 @@ These tests run as root (CI does): they need a second, unprivileged user to plan
 from __future__ import annotations
 
 import fcntl
-import grp
 import json
 import os
 import pwd
@@ -25,7 +24,7 @@ from conftest import Cli, write
 from hpcbench.exitcodes import ExitCode
 
 NOBODY = pwd.getpwnam("nobody").pw_uid
-NOGROUP = grp.getgrnam("nogroup").gr_gid
+NOGROUP = pwd.getpwnam("nobody").pw_gid  # nogroup on Debian, nobody on Fedora
 SECRET = "root's secret\n"
 SUITE = """name = "health"
 [[check]]
@@ -66,7 +65,7 @@ def tree() -> Iterator[Tree]:
 def nobody_argv(*argv: str) -> list[str]:
     setpriv = shutil.which("setpriv")
     assert setpriv, "setpriv (util-linux) is needed by this test"
-    return [setpriv, "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--", *argv]
+    return [setpriv, "--reuid=nobody", f"--regid={NOGROUP}", "--clear-groups", "--", *argv]
 
 
 def as_nobody(*argv: str) -> None:
@@ -115,7 +114,7 @@ def test_planted_folder_with_a_symlinked_lock_at_the_default_place(cli: Cli, tre
     as_nobody("ln", "-s", str(tree.victim), str(run_dir / "hpcbench.lock"))
     del cli.env["HPCBENCH_LOCK"]
     cli.env["HPCBENCH_RUN_DIR"] = str(run_dir)
-    line = refused(cli("run", suite(cli)), str(run_dir), "user nobody (uid 65534")
+    line = refused(cli("run", suite(cli)), str(run_dir), f"user nobody (uid {NOBODY}")
     assert tree.intact(), line
     assert not list(cli.workdir.glob("results/*/*.json"))  # nothing ran
 
@@ -182,7 +181,7 @@ def test_lock_created_and_held_by_a_user_does_not_block_root(cli: Cli, tree: Tre
     try:
         shared.chmod(0o755)  # the administrator closes the folder; nobody's file stays
         r = cli("run", suite(cli), "--lock-file", str(lock), timeout=60)
-        refused(r, f"lock {lock}", "belongs to user nobody (uid 65534)")
+        refused(r, f"lock {lock}", f"belongs to user nobody (uid {NOBODY})")
         assert lock.stat().st_size == 0 and lock.stat().st_uid == NOBODY  # root wrote nothing
     finally:
         os.killpg(proc.pid, 9)
@@ -200,7 +199,7 @@ def test_an_older_readable_lock_held_by_a_user_is_refused_naming_the_holder(cli:
     proc = _held_by_nobody(lock)
     try:
         r = cli("run", suite(cli), "--lock-file", str(lock), timeout=60)
-        line = refused(r, f"lock {lock}", f"held by pid {proc.pid}", "of user nobody (uid 65534)")
+        line = refused(r, f"lock {lock}", f"held by pid {proc.pid}", f"of user nobody (uid {NOBODY})")
         assert "another hpcbench run" not in line
         assert lock.stat().st_mode & 0o777 == 0o600 and lock.stat().st_size == 0
     finally:
@@ -216,7 +215,7 @@ def test_lock_held_in_a_planted_default_folder_is_refused_not_waited_for(cli: Cl
     try:
         del cli.env["HPCBENCH_LOCK"]
         cli.env["HPCBENCH_RUN_DIR"] = str(run_dir)
-        refused(cli("run", suite(cli), timeout=60), f"lock folder {run_dir}", "user nobody (uid 65534")
+        refused(cli("run", suite(cli), timeout=60), f"lock folder {run_dir}", f"user nobody (uid {NOBODY}")
     finally:
         os.killpg(proc.pid, 9)
         proc.wait(timeout=30)
@@ -277,7 +276,7 @@ def test_suite_planted_by_a_user_is_refused(cli: Cli, tree: Tree) -> None:
     source = write(tree.top / "src.toml", SUITE)
     source.chmod(0o644)
     as_nobody("cp", str(source), str(planted))
-    line = refused(cli("run", str(planted)), f"suite {planted}", "belongs to user nobody (uid 65534)")
+    line = refused(cli("run", str(planted)), f"suite {planted}", f"belongs to user nobody (uid {NOBODY})")
     assert f"in {tree.sticky}, where every user can create files" in line
 
 
@@ -291,7 +290,7 @@ def test_world_writable_suite_and_baseline_are_refused(cli: Cli, tree: Tree) -> 
     os.chown(profiles, NOBODY, NOGROUP)
     baseline = write(profiles / "b.toml", 'name = "b"\n[expected.membw]\nscore = 100.0\n')
     line = refused(cli("run", suite(cli), "--baseline", str(baseline)), f"baseline {baseline}")
-    assert f"{profiles} can be written by user nobody (uid 65534, the owner)" in line
+    assert f"{profiles} can be written by user nobody (uid {NOBODY}, the owner)" in line
     cli.env["HPCBENCH_BASELINES"] = str(profiles)  # a site folder nobody controls
     refused(cli("run", suite(cli)), f"HPCBENCH_BASELINES: baselines folder {profiles}", "nobody")
 
@@ -359,7 +358,9 @@ def test_report_folder_of_another_user_with_a_planted_link_is_refused(
     os.chown(folder, NOBODY, NOGROUP)
     as_nobody("ln", "-s", str(tree.victim), str(folder / name))
     value = str(folder) if option == "--prometheus-textfile" else str(folder / name)
-    refused(cli("run", suite(cli), option, value), option, str(folder), "user nobody (uid 65534, the owner)")
+    refused(
+        cli("run", suite(cli), option, value), option, str(folder), f"user nobody (uid {NOBODY}, the owner)"
+    )
     assert tree.intact()
 
 
