@@ -19,19 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from hpcbench import (
-    __version__,
-    baselines,
-    checks,
-    config,
-    inventory,
-    launch,
-    lock,
-    ops,
-    plan,
-    results,
-    trust,
-)
+from hpcbench import __version__, baselines, checks, config, inventory, launch, lock, ops, plan, results
 from hpcbench.errors import ConfigError, LockHeld
 from hpcbench.exitcodes import ExitCode, worst
 from hpcbench.node import Inventory
@@ -40,6 +28,7 @@ from hpcbench.report.progress import Progress
 from hpcbench.runner import Outcome, Runner
 from hpcbench.suite import Suite
 from hpcbench.timeparse import utc_stamp
+from hpcbench.trust import check as check_trust
 
 
 def _check_output_dir(setting: config.Setting) -> Path:
@@ -52,7 +41,7 @@ def _check_output_dir(setting: config.Setting) -> Path:
         probe = probe.parent
     if not os.access(probe, os.W_OK):
         raise ConfigError(f"{where}: {probe} is not writable")
-    trust.check(path, f"{where}: records folder")  # as root: no folder another user can change
+    check_trust(path, f"{where}: records folder")  # as root: no folder another user can change
     return path
 
 
@@ -124,7 +113,7 @@ def execute(
     gpus = plan.select_gpus(inv, getattr(args, "gpus", None), os.environ.get("CUDA_VISIBLE_DEVICES"))
     baseline = baselines.choose(inv, args.baseline, cfg.baselines.value)
     host = inv.hostname or socket.gethostname()
-    trust.check(outdir / host, "records folder")
+    check_trust(outdir / host, "records folder")
     dry_run = getattr(args, "dry_run", False)
     history = ops.durations(outdir, host, suite.as_dict()) if dry_run or opts.deadline_s else {}
     if dry_run:
