@@ -163,7 +163,9 @@ def test_own_file() -> None:
 
 
 def test_default_lock_place() -> None:
+    # root's runs share one lock whatever their environment: cron's (a session's) and slurmd's (empty)
     assert config.default_lock(0, {"XDG_RUNTIME_DIR": "/run/user/0"}) == Path("/run/hpcbench/hpcbench.lock")
+    assert config.default_lock(0, {}) == Path("/run/hpcbench/hpcbench.lock")
     assert config.default_lock(USER, {"XDG_RUNTIME_DIR": "/run/user/1000", "HOME": "/home/u"}) == Path(
         "/run/user/1000/hpcbench.lock"
     )
