@@ -82,7 +82,7 @@ def _mode(st: os.stat_result) -> str:
     return f"{stat.filemode(st.st_mode)} {user_name(st.st_uid)}:{group_name(st.st_gid)}"
 
 
-def _others_can_write(st: os.stat_result, euid: int) -> bool:
+def _others_can_write(st: os.stat_result) -> bool:
     return bool(st.st_mode & stat.S_IWOTH) or bool(st.st_mode & stat.S_IWGRP and st.st_gid != 0)
 
 
@@ -125,7 +125,7 @@ def problem(
         except NotADirectoryError:
             return None
         last = not pending and not ancestor
-        if _others_can_write(parent, euid):
+        if _others_can_write(parent):
             if not parent.st_mode & stat.S_ISVTX:
                 return f"{current} can be written by {', '.join(writers(parent, euid))} ({_mode(parent)})"
             if st.st_uid not in trusted:
@@ -143,9 +143,9 @@ def problem(
             pending.extend(reversed([p for p in target.split("/") if p not in ("", ".")]))
             continue
         who = writers(st, euid)
-        if who and (last or not stat.S_ISDIR(st.st_mode) or st.st_uid not in trusted):
-            return f"{child} can be written by {', '.join(who)} ({_mode(st)})"
-        if who and not st.st_mode & stat.S_ISVTX:
+        # a folder like /tmp (root's, sticky) is an ancestor that will do; nothing else others write
+        sticky_dir = stat.S_ISDIR(st.st_mode) and st.st_mode & stat.S_ISVTX and st.st_uid in trusted
+        if who and (last or not sticky_dir):
             return f"{child} can be written by {', '.join(who)} ({_mode(st)})"
         current, parent = child, st
     return None
@@ -214,7 +214,7 @@ def private_dir(path: str | Path, what: str = "state folder", euid: int | None =
             f"{what} {folder}: refused: belongs to user {user_name(st.st_uid)} (uid {st.st_uid}), "
             "not to the running user"
         )
-    if _others_can_write(st, euid):
+    if _others_can_write(st):
         raise Untrusted(
             f"{what} {folder}: refused: can be written by {', '.join(writers(st, euid))} ({_mode(st)})"
         )

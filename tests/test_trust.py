@@ -252,3 +252,10 @@ def test_flock_holders_parses_proc_locks() -> None:
     assert flock_holders(text, os.makedev(0xFE, 0), 2179250) == [7539]
     assert flock_holders(text, os.makedev(8, 1), 2179250) == [7542]
     assert flock_holders(text, os.makedev(8, 1), 1) == []
+
+
+def test_a_sticky_folder_will_do_above_only_when_root_owns_it() -> None:
+    fs = FakeFs({"/tmp": st(DIR, 0o1777, uid=OTHER), "/tmp/x.toml": st(FILE, 0o644)})
+    assert fs.problem("/tmp/x.toml") == (
+        "/tmp can be written by user nobody (uid 65534, the owner), every user (drwxrwxrwt nobody:root)"
+    )
