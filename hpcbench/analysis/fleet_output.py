@@ -129,10 +129,11 @@ def write_csv(fleets: list[SuiteFleet], path: str) -> Path:
         part.insert(0, "suite", f.suite)
         parts.append(part)
     frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=CSV_COLUMNS)
+    from hpcbench.core.atomic import atomic_open
+
     out = Path(path)
-    tmp = out.with_name(f".{out.name}.tmp")
-    frame[CSV_COLUMNS].to_csv(tmp, index=False, float_format="%.6g")
-    tmp.replace(out)
+    with atomic_open(out, newline="") as fh:
+        frame[CSV_COLUMNS].to_csv(fh, index=False, float_format="%.6g")
     return out
 
 

@@ -52,7 +52,7 @@ def _add_run_options(p: argparse.ArgumentParser, suite_options: bool = True) -> 
         "--lock-file",
         metavar="FILE",
         help="the node's run lock (default: $HPCBENCH_LOCK, the config file's lock, else "
-        "/run/lock/hpcbench.lock)",
+        "/run/hpcbench/hpcbench.lock as root, $XDG_RUNTIME_DIR/hpcbench.lock for another user)",
     )
     p.add_argument(
         "--force",

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from hpcbench.core import timeparse
+from hpcbench.core import timeparse, trust
 from hpcbench.core.errors import ConfigError
 
 Format = Literal["table", "json", "nagios"]
@@ -62,6 +62,7 @@ def writable_dir(option: str, given: str, folder: Path) -> None:
         raise ConfigError(f"{option} {given}: no such folder{where}")
     if not os.access(folder, os.W_OK):
         raise ConfigError(f"{option} {given}: folder{where} not writable")
+    trust.check(folder, f"{option} {given}: folder")
 
 
 def _file_option(option: str, given: str | None) -> Path | None:
@@ -71,6 +72,8 @@ def _file_option(option: str, given: str | None) -> Path | None:
     if Path(given).is_dir():
         raise ConfigError(f"{option} {given}: is a folder")
     writable_dir(option, given, Path(given).parent)
+    if option == "--junit":
+        trust.check_target(given, option)
     return Path(given)
 
 

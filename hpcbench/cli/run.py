@@ -20,6 +20,7 @@ from typing import Any
 
 from hpcbench import __version__
 from hpcbench.cli.request import RunRequest
+from hpcbench.core import trust
 from hpcbench.core.errors import ConfigError, LockHeld
 from hpcbench.core.exitcodes import ExitCode, worst
 from hpcbench.core.timeparse import utc_stamp
@@ -44,6 +45,7 @@ def _check_output_dir(setting: config.Setting) -> Path:
         probe = probe.parent
     if not os.access(probe, os.W_OK):
         raise ConfigError(f"{where}: {probe} is not writable")
+    trust.check(path, f"{where}: records folder")  # as root: no folder another user can change
     return path
 
 
@@ -110,6 +112,7 @@ def execute(
     gpus = plan.select_gpus(inv, req.gpus, os.environ.get("CUDA_VISIBLE_DEVICES"))
     baseline = baselines.choose(inv, req.baseline, cfg.baselines.value)
     host = inv.hostname or socket.gethostname()
+    trust.check(outdir / host, "records folder")
     history = store.durations(outdir, host, suite.as_dict()) if req.dry_run or req.deadline_s else {}
     if req.dry_run:
         planned = plan.make_plan(suite.checks, probe_classes, inv, gpus)

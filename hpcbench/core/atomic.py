@@ -5,6 +5,13 @@ the HTML report, CSV, baseline profiles, a rank's result) goes through here: a t
 beside the target (same file system), flushed and fsynced, optionally checked, then renamed
 over the target, and the folder fsynced so the rename survives a crash. On any error the
 temporary file is removed and the target is untouched.
+
+Run as root, a write also refuses (``trust.Untrusted``, exit 4) a folder another user can change
+(a sticky one such as ``/tmp`` will do: no one else can replace what is renamed into it) and a
+target that is a symbolic link or another user's file (hpcbench.core.trust): the temporary file is
+created with O_EXCL (mkstemp) and renamed, so no planted link is ever followed. The folders of
+records and of the run's reports (``--junit``, ``--log-file``, ``--prometheus-textfile``) are
+checked more strictly before a run: no one but root may write them, sticky or not.
 """
 
 from __future__ import annotations
@@ -16,6 +23,8 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
+
+from hpcbench.core import trust
 
 #: what a written file's mode is (mkstemp would leave 0600): readable by the monitoring user
 FILE_MODE = 0o644
@@ -36,7 +45,12 @@ def atomic_open(
     ``durable=False`` skips the fsyncs (a scratch file only this run reads)."""
     target = Path(path)
     folder = target.parent if str(target.parent) else Path(".")
+    if not folder.is_dir():  # as root, no folder is made through another user's link
+        trust.check(folder.parent, f"writing {target.name} in", ancestor=True)
     folder.mkdir(parents=True, exist_ok=True)
+    # a sticky folder (/tmp) will do: no other user can replace the file renamed into it
+    trust.check(folder, f"writing {target.name} in", ancestor=True)
+    trust.check_target(target, "writing")
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
     tmp = Path(tmp_name)
     try:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hpcbench.core import trust
 from hpcbench.core.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -59,8 +60,10 @@ class TomlDoc:
 
 
 def read(path: str | Path, what: str) -> TomlDoc:
-    """Parse a TOML file; ConfigError naming the file and line on any problem."""
+    """Parse a TOML file; ConfigError naming the file and line on any problem (as root, also
+    when another user could change the file: hpcbench.core.trust)."""
     p = Path(path)
+    trust.check(p, what)
     try:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:

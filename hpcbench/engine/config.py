@@ -11,24 +11,25 @@ The config file (every key optional; relative paths are relative to the file's f
     output = "/var/lib/hpcbench/results"            # records: <output>/<host>/<UTC time>.json
     baselines = ["/etc/hpcbench/baselines"]         # site profiles, searched and matched first
     suites = ["/etc/hpcbench/suites"]               # site suites: `hpcbench run nightly` finds them
-    lock = "/run/lock/hpcbench.lock"                # one run per node
+    lock = "/run/hpcbench/hpcbench.lock"            # one run per node (docs/security.md)
 
 Path lists in the environment are separated by ``:`` (``os.pathsep``). The default output is
 absolute (``/var/lib/hpcbench/results`` for root, ``$XDG_STATE_HOME/hpcbench/results`` or
 ``~/.local/state/hpcbench/results`` for others), so a cron job and an operator at a shell see
-the same records wherever they start from (``--max-age`` reads them).
+the same records wherever they start from (``--max-age`` reads them). The default lock is in a
+folder only its user can create (``default_lock``). As root, the config file and the site
+folders are refused when another user could change them (hpcbench.core.trust, docs/security.md).
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hpcbench.core import tomlfile
+from hpcbench.core import tomlfile, trust
 from hpcbench.core.errors import ConfigError
 
 SYSTEM_CONFIG = "/etc/hpcbench/config.toml"
@@ -88,11 +89,24 @@ def default_output(euid: int, environ: Mapping[str, str]) -> Path:
     return Path(state) / "hpcbench" / "results"
 
 
-def default_lock() -> Path:
-    for folder in ("/run/lock", "/var/lock"):
-        if os.path.isdir(folder) and os.access(folder, os.W_OK):
-            return Path(folder) / "hpcbench.lock"
-    return Path(tempfile.gettempdir()) / f"hpcbench-{os.getuid()}.lock"
+RUN_DIR = "/run/hpcbench"
+#: moves the folder of the default lock (the tests' stand-in for /run/hpcbench)
+RUN_DIR_ENV = "HPCBENCH_RUN_DIR"
+
+
+def default_lock(euid: int, environ: Mapping[str, str]) -> Path:
+    """Root: ``/run/hpcbench/hpcbench.lock`` (a folder only root can create, unlike the sticky
+    ``/run/lock``: see docs/security.md); another user: ``$XDG_RUNTIME_DIR/hpcbench.lock``, else
+    (no session, e.g. cron) ``$XDG_STATE_HOME/hpcbench/hpcbench.lock`` or
+    ``~/.local/state/hpcbench/hpcbench.lock``; ``$HPCBENCH_RUN_DIR`` replaces the folder."""
+    if environ.get(RUN_DIR_ENV):
+        return Path(environ[RUN_DIR_ENV]) / "hpcbench.lock"
+    if euid == 0:
+        return Path(RUN_DIR) / "hpcbench.lock"
+    runtime = environ.get("XDG_RUNTIME_DIR", "")
+    if runtime.startswith("/"):
+        return Path(runtime) / "hpcbench.lock"
+    return default_output(euid, environ).parent / "hpcbench.lock"
 
 
 def _file_values(path: str) -> dict[str, Any]:
@@ -133,7 +147,7 @@ def load(
         "output": default_output(euid, environ),
         "baselines": (),
         "suites": (),
-        "lock": default_lock(),
+        "lock": default_lock(euid, environ),
     }
     settings = {}
     for key in KEYS:
@@ -153,7 +167,9 @@ def load(
 
 
 def check_folders(setting: Setting) -> None:
-    """ConfigError naming the setting's source when a folder of a path list does not exist."""
+    """ConfigError naming the setting's source when a folder of a path list does not exist (or,
+    as root, when another user could change it: hpcbench.core.trust)."""
     for folder in setting.value:
         if not Path(folder).is_dir():
             raise ConfigError(f"{setting.source}: {setting.name} folder {folder} does not exist")
+        trust.check(folder, f"{setting.source}: {setting.name} folder")

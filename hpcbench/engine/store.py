@@ -8,7 +8,9 @@ readers of many records that want only a few fields of each (``hpcbench.analysis
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -176,9 +178,12 @@ def newest_of_suite(
     suite: dict[str, Any],
     since: datetime,
     same: Callable[[Record, dict[str, Any]], bool] | None = None,
+    owner: int | None = None,
 ) -> tuple[Path, Record] | None:
     """This host's newest readable record of ``suite`` (``same``: the test, default same_suite) that
-    started after ``since`` (file names say when; older files are not read), or None."""
+    started after ``since`` (file names say when; older files are not read), or None. With
+    ``owner``: only regular files of that uid count (a record another user wrote or linked there
+    is not this user's run)."""
     same = same or same_suite
     if not host_dir.is_dir():
         return None
@@ -186,6 +191,8 @@ def newest_of_suite(
     for path in host_dir.glob("*.json"):
         when = name_time(path.name)
         if path.name.startswith(".") or (when is not None and when < since - timedelta(seconds=1)):
+            continue
+        if owner is not None and not owned_by(path, owner):
             continue
         try:
             record = load(path)
@@ -201,11 +208,24 @@ def newest_of_suite(
     return (newest[1], newest[2]) if newest else None
 
 
+def owned_by(path: Path, uid: int) -> bool:
+    """Whether ``path`` is a regular file (not a link) of ``uid``."""
+    try:
+        st = path.lstat()
+    except OSError:
+        return False
+    return stat.S_ISREG(st.st_mode) and st.st_uid == uid
+
+
+def same_name(record: Record, suite: dict[str, Any]) -> bool:
+    return record.suite.name == suite.get("name")
+
+
 def durations(outdir: Path, host: str, suite: dict[str, Any]) -> dict[tuple[str, str], float]:
     """(check id, subject) -> seconds each took in this host's newest record of a suite of this name
     (any verdict, any version of the file): what --deadline and --dry-run expect a run to take."""
     since = datetime(1970, 1, 2, tzinfo=timezone.utc)
-    found = newest_of_suite(Path(outdir) / host, suite, since, lambda r, s: r.suite.name == s.get("name"))
+    found = newest_of_suite(Path(outdir) / host, suite, since, same_name, owner=os.geteuid())
     if found is None:
         return {}
     # a check that was skipped or failed fast will likely do so again: its duration is as good a guess
@@ -219,13 +239,17 @@ def recent_pass(
     max_age_s: float | None,
     max_age_text: str = "",
     now: datetime | None = None,
+    euid: int | None = None,
 ) -> tuple[Path, Record, str] | None:
     """With --max-age: the newest record of this suite for this host when it passed recently
-    enough, and the line that says so; else None (run)."""
+    enough, and the line that says so; else None (run). Only records the running user (``euid``)
+    owns count: a record planted by another user never skips a run."""
     if max_age_s is None:
         return None
     now = now or datetime.now(timezone.utc)
-    found = newest_of_suite(Path(outdir) / host, suite, now - timedelta(seconds=max_age_s))
+    since = now - timedelta(seconds=max_age_s)
+    owner = os.geteuid() if euid is None else euid
+    found = newest_of_suite(Path(outdir) / host, suite, since, owner=owner)
     if found is None or not fresh_pass(found[1], now, max_age_s):
         return None
     path, record = found

@@ -8,7 +8,8 @@ parameter parser knows, ``expands`` keys known and naming a parameter, ``require
 known, ``run(params, ctx)`` callable with that signature. A probe that fails to import or to
 meet the contract is *broken*: ``hpcbench list`` shows it with the reason and its package, a
 suite that uses it is refused (exit 4), and the other probes keep working. Two packages that
-register one name make that name broken, naming both.
+register one name make that name broken, naming both. Run as root, a probe whose package or
+metadata another user could change is broken too, and never imported (hpcbench.core.trust).
 
 What the rest of hpcbench receives is a ``ProbeSpec``: the checked attributes, optional ones
 filled with their defaults, so nothing downstream reads a probe class with ``getattr``.
@@ -17,6 +18,7 @@ filled with their defaults, so nothing downstream reads a probe class with ``get
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import inspect
 import re
 import types
@@ -24,8 +26,10 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
 from typing import Any
 
+from hpcbench.core import trust
 from hpcbench.core.errors import ConfigError
 from hpcbench.probes.base import EXPANSIONS, Requirement
 
@@ -254,8 +258,36 @@ def _entry_points() -> tuple[dict[str, EntryPoint], dict[str, BrokenProbe]]:
     return {n: ep for n, ep in found.items() if n not in twice}, twice
 
 
+def _location_problem(ep: EntryPoint) -> str | None:
+    """As root: why the files behind an entry point (the metadata folder that names it, the
+    top-level package its module lives in) are not under root's control (hpcbench.core.trust), else
+    None. Found without importing anything: a refused plugin's code never runs."""
+    if not trust.strict():
+        return None
+    places = []
+    meta = getattr(getattr(ep, "dist", None), "_path", None)  # the .dist-info of entry_points.txt
+    if meta is not None:
+        places.append(Path(meta))
+    try:
+        spec = importlib.util.find_spec(ep.module.split(".")[0])  # finds; imports nothing
+    except (ImportError, ValueError):
+        spec = None
+    if spec is not None:
+        places.extend(Path(p) for p in spec.submodule_search_locations or ())
+        if spec.origin and spec.has_location:
+            places.append(Path(spec.origin))
+    for place in places:
+        why = trust.problem(place)
+        if why:
+            return f"refused as root, not loaded: {why}"
+    return None
+
+
 def _load(name: str, ep: EntryPoint) -> ProbeSpec | BrokenProbe:
     package, source = _package(ep), ep.value
+    refused = _location_problem(ep)
+    if refused:
+        return BrokenProbe(name, refused, package, source)
     try:
         cls = ep.load()
     except Exception as exc:  # a broken plugin must not take the CLI down

@@ -1,7 +1,8 @@
 """Prometheus metrics of a result record for node_exporter's textfile collector.
 
-``--prometheus-textfile DIR`` writes ``DIR/hpcbench_<suite>.prom`` with prometheus_client's
-``write_to_textfile`` (a temporary file, then a rename: the collector never reads half a file).
+``--prometheus-textfile DIR`` writes ``DIR/hpcbench_<suite>.prom``: prometheus_client's text
+format through hpcbench.core.atomic (a temporary file, then a rename: the collector never reads half
+a file; prometheus_client's own ``write_to_textfile`` opens a predictable temporary name).
 Names follow Prometheus' conventions: an ``hpcbench_`` prefix and only base units as suffixes,
 values converted to them (GB/s -> ``_bytes_per_second``, Gb/s -> ``_bytes_per_second``,
 TFLOPS -> ``_flops_per_second``, us -> ``_seconds``, IOPS -> ``_io_operations_per_second``,
@@ -210,9 +211,12 @@ def build_registry(record: Record) -> Any:
 
 
 def write(record: Record, directory: Path) -> Path:
-    """Writes ``directory/hpcbench_<suite>.prom`` atomically; returns its path."""
-    from prometheus_client import write_to_textfile
+    """Writes ``directory/hpcbench_<suite>.prom`` atomically (hpcbench.core.atomic: a new temporary
+    file, never a planted one; as root, a folder and a target no other user controls); returns
+    its path."""
+    from prometheus_client import generate_latest
+
+    from hpcbench.core.atomic import write_atomic
 
     path = Path(directory) / file_name(record.suite.name)
-    write_to_textfile(str(path), build_registry(record))
-    return path
+    return write_atomic(path, generate_latest(build_registry(record)))

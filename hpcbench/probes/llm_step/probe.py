@@ -178,8 +178,8 @@ def single_measurements(
                 "peak_memory",
                 "not_measured",
                 (
-                    "the CPU device: torch keeps no allocator statistics for it (the process's peak RSS is in "
-                    "settings.peak_rss_bytes)"
+                    "the CPU device: torch keeps no allocator statistics for it "
+                    "(the process's peak RSS is in settings.peak_rss_bytes)"
                 ),
             )
         )
