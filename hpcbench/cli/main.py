@@ -287,7 +287,8 @@ def cmd_probe(args: argparse.Namespace) -> int:
         raise ConfigError(f"probe {args.name!r} cannot expand over {args.expand!r}")
     cfg = config.load({"output": args.output, "lock": args.lock_file})
     rules = suite_mod.load("quick", site=cfg.suites.value)  # its limits judge the probe's counts
-    return cmd_run(args, suite_mod.single_check(args.name, params, args.timeout, args.expand, rules))
+    one = suite_mod.single_check(args.name, params, args.timeout, args.expand, rules, typed=typed)
+    return cmd_run(args, one)
 
 
 def cmd_baseline(args: argparse.Namespace) -> int:

@@ -172,9 +172,7 @@ def match_score(match: dict[str, str], inventory: Inventory) -> int:
     return len(match)
 
 
-def choose(
-    inventory: Inventory, explicit: str | None = None, site: Sequence[Path] = ()
-) -> Baseline | None:
+def choose(inventory: Inventory, explicit: str | None = None, site: Sequence[Path] = ()) -> Baseline | None:
     """The baseline for this node: the explicit one (``--baseline FILE|NAME``), else the profile
     that matches the inventory best in the ``site`` folders, else among the bundled ones, else None."""
     if explicit:

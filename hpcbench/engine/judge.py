@@ -110,9 +110,7 @@ def unmeasured(entries: list[Unmeasured], check: CheckSpec) -> list[Evaluation]:
     return out
 
 
-def evaluate(
-    m: Measurement, check: CheckSpec, baseline: Baseline | None, inventory: Inventory
-) -> Evaluation:
+def evaluate(m: Measurement, check: CheckSpec, baseline: Baseline | None, inventory: Inventory) -> Evaluation:
     """The verdict on one measurement: sanity first, then the baseline, then absolute limits."""
     common = {"metric": m.metric, "measured": m.value, "unit": m.unit}
     if m.sanity:
