@@ -111,6 +111,25 @@ class Requirement:
         return None
 
 
+class GpuProbe:
+    """The class header the GPU compute probes share (gemm, attention, burn, memtest, gpu_membw):
+    they need their GPU to themselves (``idle_gpu``; all but gpu_membw also run on the CPU device,
+    so they do not require a GPU), and a suite's ``expand = "gpu"`` passes each GPU's
+    index as their ``device`` parameter. A probe sets ``name``, ``description``, ``Params`` and
+    ``metrics`` itself; the device opening they share is ``hpcbench.hw.gpu_probe``."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    Params: ClassVar[type]
+    metrics: ClassVar[tuple[str, ...]]
+    requires: ClassVar[tuple[Requirement, ...]] = (Requirement("idle_gpu"),)
+    expands: ClassVar[dict[str, str]] = {"gpu": "device"}
+
+    def __init__(self, clock: Any = None) -> None:
+        #: None: the device's own clock (a ``hpcbench.hw.torch_device.Clock``); tests pass fixed timings
+        self.clock = clock
+
+
 class MetricNames(tuple):  # type: ignore[type-arg]
     """A probe's ``metrics``: the names listed (shown in suite errors, with a ``<pattern>`` entry),
     and membership by a regular expression, for names built from parameters (shapes, lengths)."""

@@ -22,14 +22,15 @@ import hashlib
 import os
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
-from hpcbench.core.errors import ParamError, ProbeError, ProbeSkip
+from hpcbench.core.errors import ParamError, ProbeError
 from hpcbench.core.measurement import Measurement
+from hpcbench.hw import gpu_probe as gp
 from hpcbench.hw import matmul as mm
 from hpcbench.hw import torch_device as td
 from hpcbench.node.inventory import Inventory
-from hpcbench.probes.base import MetricNames, ProbeContext, Requirement, check, report_progress
+from hpcbench.probes.base import GpuProbe, MetricNames, ProbeContext, check, report_progress
 from hpcbench.probes.burn import calc, hostload, loop
 from hpcbench.probes.burn.watch import Watch
 
@@ -47,9 +48,7 @@ CONVENTION = (
 
 @dataclass(frozen=True)
 class BurnParams:
-    device: int | str = field(
-        default="auto", metadata={"help": "auto (GPU 0, else CPU), cpu, or a GPU index (hpcbench inventory)"}
-    )
+    device: int | str = gp.device_field()
     dtype: str = field(default="bf16", metadata={"help": "of bf16, fp16, tf32, fp32, fp8"})
     shape: int | str = field(
         default="auto", metadata={"help": "N or MxNxK; auto = 8192 on a GPU, 1024 on the CPU"}
@@ -70,7 +69,7 @@ class BurnParams:
     threads: int = field(
         default=0, metadata={"help": "CPU threads (CPU device); 0 = all, or half with host_load"}
     )
-    telemetry_interval: float = field(default=0.2, metadata={"help": "NVML sampling period, s; 0 = off"})
+    telemetry_interval: float = gp.telemetry_field(0.2)
     kernel_log: str = field(
         default="auto",
         metadata={"help": "XID source: auto (journalctl, else dmesg), journalctl, dmesg, none, or a file"},
@@ -82,8 +81,7 @@ class BurnParams:
     seed: int = field(default=0, metadata={"help": "seed of the fixed inputs"})
 
     def __post_init__(self) -> None:
-        problem = td.check_device_param(self.device)
-        check(problem is None, NAME, "device", problem or "")
+        gp.check_device(NAME, self.device)
         check(
             self.dtype in mm.DTYPES, NAME, "dtype", f"unknown {self.dtype!r}; known: {', '.join(mm.DTYPES)}"
         )
@@ -143,17 +141,15 @@ def _plan(params: BurnParams, rt: td.Runtime, inventory: Inventory) -> tuple[int
     return threads, calc.host_load_cpus(allowed, threads, 0, 1) if params.host_load else []
 
 
-class Burn:
+class Burn(GpuProbe):
     """Sustained GEMM for minutes: silent data corruption, throughput stability, throttling, errors."""
 
-    name: ClassVar[str] = NAME
-    description: ClassVar[str] = (
+    name = NAME
+    description = (
         "Burn-in: sustained GEMM per GPU, bit-for-bit output checks, stability, droop, throttling, errors"
     )
-    Params: ClassVar[type] = BurnParams
-    requires: ClassVar[tuple[Requirement, ...]] = (Requirement("idle_gpu"),)  # also runs on the CPU device
-    expands: ClassVar[dict[str, str]] = {"gpu": "device"}
-    metrics: ClassVar[tuple[str, ...]] = MetricNames(
+    Params = BurnParams
+    metrics = MetricNames(
         (*(f"{d}_sustained" for d in mm.DTYPES), "stability", "droop", *calc.WATCH_METRICS),
         r"(bf16|fp16|tf32|fp32|fp8)_sustained",
     )
@@ -169,15 +165,14 @@ class Burn:
                 hint=f"raise the timeout to at least {params.duration_s + SETUP_S:g} s "
                 f"(duration + {SETUP_S:g} s to start, verify and read the counters)",
             )
-        os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")  # before CUDA starts
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)  # cuBLAS deterministic
-        import torch
-
         inventory = ctx.inventory
-        rt = td.prepare(torch, params.device, inventory)
-        skipped = td.unsupported_dtypes(torch, rt, [params.dtype])
-        if skipped:
-            raise ProbeSkip(skipped[params.dtype])
+        opened = gp.open_device(
+            params.device,
+            inventory,
+            dtypes=[params.dtype],
+            environ={"CUBLAS_WORKSPACE_CONFIG": CUBLAS_WORKSPACE},  # cuBLAS deterministic
+        )
+        torch, rt = opened.torch, opened.rt
         threads, load_cpus = _plan(params, rt, inventory)
         if threads:
             torch.set_num_threads(threads)

@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from hpcbench.core.measurement import Measurement
-from hpcbench.hw.torch_device import Clock, check_device_param, prepare, sampler, time_calls
+from hpcbench.hw import gpu_probe as gp
+from hpcbench.hw.torch_device import Clock, sampler, time_calls
 from hpcbench.node import nvml as seam
-from hpcbench.probes.base import ProbeContext, Requirement, check
+from hpcbench.probes.base import GpuProbe, ProbeContext, Requirement, check
 
 NAME = "gpu_membw"
 KERNELS = ("copy", "triad")
@@ -58,18 +59,16 @@ def moved_bytes(kernel: str, n: int) -> int:
 
 @dataclass(frozen=True)
 class GpuMembwParams:
-    device: int | str = field(
-        default="auto",
-        metadata={"help": "GPU index (NVML's), 'auto' (GPU 0) or 'cpu' (same kernels, for tests)"},
+    device: int | str = gp.device_field(
+        "GPU index (NVML's), 'auto' (GPU 0) or 'cpu' (same kernels, for tests)"
     )
     buffer_mib: int = field(default=0, metadata={"help": "MiB per buffer; 0 = 8 x L2 cache, at least 1 GiB"})
     repeats: int = field(default=20, metadata={"help": "timed calls of each kernel (>= 2)"})
     warmup: int = field(default=5, metadata={"help": "untimed calls of each kernel first"})
-    telemetry_interval: float = field(default=0.1, metadata={"help": "NVML sampling period, s; 0 = off"})
+    telemetry_interval: float = gp.telemetry_field()
 
     def __post_init__(self) -> None:
-        problem = check_device_param(self.device)
-        check(problem is None, NAME, "device", problem or "")
+        gp.check_device(NAME, self.device)
         check(self.buffer_mib >= 0, NAME, "buffer_mib", f"must be >= 0 (0 = auto), got {self.buffer_mib}")
         check(self.repeats >= 2, NAME, "repeats", f"must be >= 2, got {self.repeats}")
         check(self.warmup >= 0, NAME, "warmup", f"must be >= 0, got {self.warmup}")
@@ -129,26 +128,21 @@ def theoretical_peak(nvml_index: int | None, nvml: Any = None) -> dict[str, Any]
     return {**r.value, "peak_source": "NVML: max memory clock x bus width x 2 (DDR)"}
 
 
-class GpuMembw:
+class GpuMembw(GpuProbe):
     """HBM bandwidth of one GPU: device-to-device copy and STREAM triad (GB/s)."""
 
-    name: ClassVar[str] = NAME
-    description: ClassVar[str] = (
-        "GPU memory bandwidth: device-to-device copy and STREAM triad (GB/s, CUDA events)"
-    )
-    Params: ClassVar[type] = GpuMembwParams
-    requires: ClassVar[tuple[Requirement, ...]] = (Requirement("gpu"), Requirement("idle_gpu"))
-    expands: ClassVar[dict[str, str]] = {"gpu": "device"}
-    metrics: ClassVar[tuple[str, ...]] = KERNELS
+    name = NAME
+    description = "GPU memory bandwidth: device-to-device copy and STREAM triad (GB/s, CUDA events)"
+    Params = GpuMembwParams
+    requires: ClassVar[tuple[Requirement, ...]] = (Requirement("gpu"), *GpuProbe.requires)  # a GPU only
+    metrics = KERNELS
 
     def __init__(self, nvml: Any = None, clock: Clock | None = None) -> None:
         self.nvml = nvml
         self.clock = clock  # None: the device's own (tests pass fixed timings)
 
     def run(self, params: GpuMembwParams, ctx: ProbeContext) -> list[Measurement]:
-        import torch
-
-        rt = prepare(torch, params.device, ctx.inventory, clock=self.clock)
+        torch, rt, _, _ = gp.open_device(params.device, ctx.inventory, clock=self.clock)
         if rt.choice.is_cuda:
             free, _total = torch.cuda.mem_get_info(rt.device)
         else:
