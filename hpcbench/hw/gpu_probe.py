@@ -33,10 +33,19 @@ def telemetry_field(default: float = 0.1) -> Any:
     return field(default=default, metadata={"help": TELEMETRY_HELP})
 
 
+def check_device_param(value: int | str) -> str | None:
+    """None when ``value`` is a valid ``device`` parameter, else what is wrong with it."""
+    if isinstance(value, bool):
+        return f"expected 'auto', 'cpu' or a GPU index, got {value!r}"
+    if isinstance(value, int):
+        return None if value >= 0 else f"a GPU index must be >= 0, got {value}"
+    if value in ("auto", "cpu"):
+        return None
+    return f"expected 'auto', 'cpu' or a GPU index (see hpcbench inventory), got {value!r}"
+
+
 def check_device(probe: str, device: int | str) -> None:
     """ParamError when ``device`` is not ``auto``, ``cpu`` or a GPU index (for Params.__post_init__)."""
-    from hpcbench.hw.torch_device import check_device_param
-
     problem = check_device_param(device)
     if problem is not None:
         raise ParamError(probe, "device", problem)

@@ -17,7 +17,6 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from hpcbench.core.errors import ParamError
 from hpcbench.core.measurement import Measurement
-from hpcbench.node.collector import gpu_absence
 from hpcbench.node.inventory import Inventory, as_inventory
 
 
@@ -101,6 +100,8 @@ class Requirement:
         if self.kind == "gpu":
             inventory = as_inventory(inventory)
             if not inventory.gpus.count:
+                from hpcbench.node.collector import gpu_absence
+
                 status, reason, hint = gpu_absence(inventory)
                 return (status.upper(), reason, hint)
             return None

@@ -75,6 +75,14 @@ def test_the_timed_opening_describes_the_device_the_flush_and_the_timing(environ
     }
 
 
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [("auto", True), ("cpu", True), (0, True), (7, True), (-1, False), ("cuda", False), (True, False)],
+)
+def test_check_device_param(value: Any, ok: bool) -> None:
+    assert (gp.check_device_param(value) is None) is ok
+
+
 @pytest.mark.parametrize("bad", [-1, "gpu0", True])
 def test_a_bad_device_parameter_names_the_probe_and_the_key(bad: Any) -> None:
     with pytest.raises(ParamError) as err:

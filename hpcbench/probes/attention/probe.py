@@ -25,14 +25,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hpcbench.core.errors import ProbeSkip
 from hpcbench.core.measurement import Measurement
 from hpcbench.hw import gpu_probe as gp
-from hpcbench.hw import torch_device as td
 from hpcbench.probes.attention import calc as am
 from hpcbench.probes.base import GpuProbe, MetricNames, ProbeContext, check
+
+if TYPE_CHECKING:  # run() imports what it uses: `hpcbench list` reads only the header and Params
+    from hpcbench.hw import torch_device as td
 
 CONVENTION = "FlashAttention: 4*b*h*s^2*d fwd, /2 causal, bwd 2.5x fwd; TFLOPS = 1e12 FLOP/s"
 LAYOUT = "q, k, v: (batch, heads, seq_len, head_dim) contiguous; no mask, no dropout"
@@ -158,6 +160,8 @@ def reference_check(
     """A small case on the dispatcher's backend and on math in ``dtype``, both against math in float64."""
     from torch.nn.attention import SDPBackend
 
+    from hpcbench.hw import torch_device as td
+
     gen = torch.Generator(device=device).manual_seed(seed)
     dt = td.torch_dtype(torch, dtype)
     low = [torch.randn(1, 2, seq_len, head_dim, generator=gen, device=device, dtype=dt) for _ in range(4)]
@@ -212,6 +216,8 @@ class Attention(GpuProbe):
     )
 
     def run(self, params: AttentionParams, ctx: ProbeContext) -> list[Measurement]:
+        from hpcbench.hw import torch_device as td
+
         opened, flush, common = gp.open_timed(params, ctx.inventory, LAYOUT, self.clock)
         torch, rt, dtypes = opened.torch, opened.rt, opened.dtypes
         gpu = rt.choice.is_cuda
@@ -297,6 +303,8 @@ class Attention(GpuProbe):
     ) -> tuple[list[float], dict[str, Any], bool] | str:
         """TFLOPS samples, settings and whether the last call was finite; or why the case cannot run."""
         from torch.nn.attention import sdpa_kernel
+
+        from hpcbench.hw import torch_device as td
 
         gen = torch.Generator(device=rt.device).manual_seed(seed)
         dt = td.torch_dtype(torch, case.dtype)

@@ -18,21 +18,23 @@ A window's progress line goes to the runner (``report_progress``); the probe pri
 
 from __future__ import annotations
 
-import hashlib
 import os
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hpcbench.core.errors import ParamError, ProbeError
 from hpcbench.core.measurement import Measurement
 from hpcbench.hw import gpu_probe as gp
 from hpcbench.hw import matmul as mm
-from hpcbench.hw import torch_device as td
-from hpcbench.node.inventory import Inventory
 from hpcbench.probes.base import GpuProbe, MetricNames, ProbeContext, check, report_progress
-from hpcbench.probes.burn import calc, hostload, loop
-from hpcbench.probes.burn.watch import Watch
+from hpcbench.probes.burn import calc
+
+if TYPE_CHECKING:  # what run() uses is imported there: `hpcbench list` reads only the header and Params
+    from hpcbench.hw import torch_device as td
+    from hpcbench.node.inventory import Inventory
+    from hpcbench.probes.burn import loop
+    from hpcbench.probes.burn.watch import Watch
 
 NAME = "burn"
 GPU_DEFAULT_SIZE = 8192
@@ -124,6 +126,8 @@ def make_step(torch: Any, rt: td.Runtime, dtype: str, x: mm.Operand, w: mm.Opera
 
 def digest(torch: Any, tensor: Any) -> str:
     """sha256 of a tensor's bytes (row-major), as the GPUs of one model must all compute them."""
+    import hashlib
+
     raw = tensor.contiguous().reshape(-1).view(torch.uint8).cpu().numpy()
     return hashlib.sha256(raw.tobytes()).hexdigest()
 
@@ -186,6 +190,8 @@ class Burn(GpuProbe):
             torch.use_deterministic_algorithms(was_deterministic)
 
     def _watch(self, rt: td.Runtime, params: BurnParams, inventory: Inventory) -> Watch:
+        from hpcbench.probes.burn.watch import Watch
+
         index = rt.choice.nvml_index if rt.choice.is_cuda else None
         bus = next((d.pci_bus_id for d in inventory.gpus.devices if d.index == index), None)
         why = (
@@ -215,6 +221,7 @@ class Burn(GpuProbe):
         import time
 
         from hpcbench.hw import cuda_only
+        from hpcbench.probes.burn import hostload, loop
 
         dtype = params.dtype
         flops = mm.gemm_flops(shape)

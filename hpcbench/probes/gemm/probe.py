@@ -30,16 +30,18 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hpcbench.core.errors import ParamError, ProbeSkip
 from hpcbench.core.measurement import Measurement
 from hpcbench.core.stats import fastest
 from hpcbench.hw import gpu_probe as gp
 from hpcbench.hw import matmul as mm
-from hpcbench.hw import torch_device as td
 from hpcbench.probes.base import GpuProbe, MetricNames, ProbeContext, check
 from hpcbench.probes.gemm import calc as gm
+
+if TYPE_CHECKING:  # run() imports what it uses: `hpcbench list` reads only the header and Params
+    from hpcbench.hw import torch_device as td
 
 CONVENTION = "2*m*n*k FLOPs per GEMM (MAMF-finder); TFLOPS = 1e12 FLOP/s"
 LAYOUT = "nn.Linear: y (m x n) = x (m x k) @ W^T, W (n x k) row-major"
@@ -186,6 +188,7 @@ def measure_case(
     from contextlib import nullcontext
 
     from hpcbench.hw import cuda_only
+    from hpcbench.hw import torch_device as td
 
     names = implementations if implementations is not None else choose_implementations(torch, rt, dtype, [])
     gen = torch.Generator(device=rt.device).manual_seed(seed)
@@ -247,6 +250,8 @@ class Gemm(GpuProbe):
     )
 
     def run(self, params: GemmParams, ctx: ProbeContext) -> list[Measurement]:
+        from hpcbench.hw import torch_device as td
+
         opened, flush, common = gp.open_timed(params, ctx.inventory, LAYOUT, self.clock)
         torch, rt, todo = opened.torch, opened.rt, opened.dtypes
         shapes = _shapes(params, rt)

@@ -18,13 +18,14 @@ on the CPU device (``device = "cpu"``), which is how the tests exercise it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from hpcbench.core.measurement import Measurement
 from hpcbench.hw import gpu_probe as gp
-from hpcbench.hw.torch_device import Clock, sampler, time_calls
-from hpcbench.node import nvml as seam
 from hpcbench.probes.base import GpuProbe, ProbeContext, Requirement, check
+
+if TYPE_CHECKING:  # run() imports what it uses: `hpcbench list` reads only the header and Params
+    from hpcbench.hw.torch_device import Clock
 
 NAME = "gpu_membw"
 KERNELS = ("copy", "triad")
@@ -99,6 +100,8 @@ def measure(
     torch: Any, device: Any, clock: Any, n: int, warmup: int, repeats: int
 ) -> tuple[dict[str, list[float]], str | None]:
     """Seconds per timed call of each kernel on ``n``-element buffers, and the verification."""
+    from hpcbench.hw.torch_device import time_calls
+
     a = torch.rand(n, dtype=torch.float32, device=device)  # never time zeros
     b = torch.empty_like(a)
     c = torch.empty_like(a)
@@ -111,6 +114,8 @@ def measure(
 
 def theoretical_peak(nvml_index: int | None, nvml: Any = None) -> dict[str, Any]:
     """NVML's theoretical memory bandwidth of a GPU, or why it is unknown."""
+    from hpcbench.node import nvml as seam
+
     if nvml_index is None:
         return {"peak_gbps": None, "peak_source": "no NVML index for this device"}
     try:
@@ -142,6 +147,8 @@ class GpuMembw(GpuProbe):
         self.clock = clock  # None: the device's own (tests pass fixed timings)
 
     def run(self, params: GpuMembwParams, ctx: ProbeContext) -> list[Measurement]:
+        from hpcbench.hw.torch_device import sampler
+
         torch, rt, _, _ = gp.open_device(params.device, ctx.inventory, clock=self.clock)
         if rt.choice.is_cuda:
             free, _total = torch.cuda.mem_get_info(rt.device)

@@ -14,14 +14,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hpcbench.core.errors import ProbeError
 from hpcbench.core.measurement import Measurement
 from hpcbench.hw import gpu_probe as gp
-from hpcbench.hw import torch_device as td
 from hpcbench.probes.base import GpuProbe, ProbeContext, check, report_progress
 from hpcbench.probes.memtest import calc
+
+if TYPE_CHECKING:  # run() imports what it uses: `hpcbench list` reads only the header and Params
+    from hpcbench.hw import torch_device as td
 
 NAME = "memtest"
 MIB = 2**20
