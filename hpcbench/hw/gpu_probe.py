@@ -3,8 +3,9 @@
 Each of them takes a ``device`` parameter (``auto``, ``cpu`` or a GPU index, checked by
 ``check_device``), sets CUDA's environment before CUDA starts, imports torch, resolves the
 device (``torch_device.prepare``) and leaves out the dtypes the device cannot do
-(``open_device``); gemm and attention describe their timing the same way (``timing_settings``).
-The class header they share (``requires``, ``expands``) is ``hpcbench.probes.base.GpuProbe``.
+(``open_device``); the timed ones (gemm, attention) also make the cache flush and describe their
+timing the same way (``open_timed``). The class header they share (``requires``, ``expands``, the
+clock tests pass) is ``hpcbench.probes.base.GpuProbe``.
 
 Importing this module imports neither torch nor NVML: ``hpcbench list`` reads the probes' Params.
 """
@@ -14,9 +15,12 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import field
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from hpcbench.core.errors import ParamError, ProbeSkip
+
+if TYPE_CHECKING:  # imported where a probe opens its device, not when `hpcbench list` reads the Params
+    from hpcbench.hw.torch_device import Clock, Runtime
 
 DEVICE_HELP = "auto (GPU 0, else CPU), cpu, or a GPU index (hpcbench inventory)"
 TELEMETRY_HELP = "NVML sampling period, s; 0 = off"
@@ -56,7 +60,7 @@ class Opened(NamedTuple):
     those that run here and those that cannot (dtype -> reason)."""
 
     torch: Any
-    rt: Any  # hpcbench.hw.torch_device.Runtime
+    rt: Runtime
     dtypes: list[str]
     skipped: dict[str, str]
 
@@ -67,7 +71,7 @@ def open_device(
     *,
     dtypes: Sequence[str] = (),
     threads: int = 0,
-    clock: Any = None,
+    clock: Clock | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> Opened:
     """Set the environment CUDA reads when it starts (GPU ordinals in PCI bus order, then
@@ -105,7 +109,7 @@ class TimedParams(Protocol):
 
 
 def open_timed(
-    params: TimedParams, inventory: Any, layout: str, clock: Any = None
+    params: TimedParams, inventory: Any, layout: str, clock: Clock | None = None
 ) -> tuple[Opened, Any, dict[str, Any]]:
     """``open_device`` for a timed probe, then the cache flush between its timed calls
     (``torch_device.make_flush``) and the settings each of its measurements carries: the device,
