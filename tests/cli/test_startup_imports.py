@@ -35,6 +35,7 @@ NOT_FOR_THE_PARSER = (
 NOT_FOR_LIST = (
     "hpcbench.hw.torch_device",
     "hpcbench.hw.cuda_only",
+    "hpcbench.hw.telemetry",
     "hpcbench.probes.burn.watch",
     "hpcbench.probes.burn.hostload",
     "hpcbench.probes.collectives.rank",
