@@ -183,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", metavar="FILE", help="record files, or folders of them")
 
     from hpcbench.analysis.commands import add_parsers
-    from hpcbench.cli.slurm import add_parser as add_slurm_parser
+    from hpcbench.cli.slurm_args import add_parser as add_slurm_parser
 
     add_parsers(sub)
     add_slurm_parser(sub, _add_run_options)
