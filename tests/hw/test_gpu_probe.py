@@ -11,10 +11,11 @@ import pytest
 from hpcbench.core.errors import ParamError, ProbeError, ProbeSkip
 from hpcbench.hw import gpu_probe as gp
 from hpcbench.hw import torch_device as td
+from hpcbench.node.inventory import Inventory
 from hpcbench.probes import registry
 from hpcbench.probes.base import GpuProbe, Requirement
 
-CPU_INVENTORY: dict[str, Any] = {"cpu": {"model": "Test CPU", "llc_bytes": 32 * 2**20}}
+CPU_INVENTORY = Inventory.from_dict({"cpu": {"model": "Test CPU", "llc_bytes": 32 * 2**20}})
 TF32_ON_CPU = td.dtype_unsupported("tf32", "cpu", None, has_fp8=True)
 
 
@@ -49,7 +50,7 @@ def test_cuda_reads_bus_order_and_the_probes_environment_but_a_value_already_set
 
 
 def test_a_gpu_index_on_a_node_without_cuda_is_an_error_from_the_device_choice(environ: None) -> None:
-    inventory = {"gpus": {"count": 1, "devices": [{"index": 0, "uuid": "GPU-1"}]}}
+    inventory = Inventory.from_dict({"gpus": {"count": 1, "devices": [{"index": 0, "uuid": "GPU-1"}]}})
     with pytest.raises(ProbeError, match="cannot use CUDA here"):
         gp.open_device(0, inventory)
 
