@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from fakenvml import FakeNvml  # noqa: E402
 
-from hpcbench.node.inventory import collector  # noqa: E402
+from hpcbench.node import collector  # noqa: E402
 
 MAX_S = float(os.environ.get("HPCBENCH_INVENTORY_MAX_S", "0.15"))
 

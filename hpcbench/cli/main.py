@@ -183,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", metavar="FILE", help="record files, or folders of them")
 
     from hpcbench.analysis.commands import add_parsers
-    from hpcbench.cli.slurm import add_parser as add_slurm_parser
+    from hpcbench.cli.slurm_args import add_parser as add_slurm_parser
 
     add_parsers(sub)
     add_slurm_parser(sub, _add_run_options)
@@ -244,7 +244,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_inventory(args: argparse.Namespace) -> int:
     import json
 
-    from hpcbench.node.inventory import collector
+    from hpcbench.node import collector
 
     inv = collector.collect()
     if args.format == "json":
@@ -255,7 +255,7 @@ def cmd_inventory(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace, suite: Any = None) -> int:
-    from hpcbench.cli.main import request
+    from hpcbench.cli import request
     from hpcbench.cli.run import execute
     from hpcbench.engine import config
     from hpcbench.engine import suite as suite_mod
@@ -287,7 +287,8 @@ def cmd_probe(args: argparse.Namespace) -> int:
         raise ConfigError(f"probe {args.name!r} cannot expand over {args.expand!r}")
     cfg = config.load({"output": args.output, "lock": args.lock_file})
     rules = suite_mod.load("quick", site=cfg.suites.value)  # its limits judge the probe's counts
-    return cmd_run(args, suite_mod.single_check(args.name, params, args.timeout, args.expand, rules))
+    one = suite_mod.single_check(args.name, params, args.timeout, args.expand, rules, typed=typed)
+    return cmd_run(args, one)
 
 
 def cmd_baseline(args: argparse.Namespace) -> int:

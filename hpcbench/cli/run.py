@@ -28,7 +28,7 @@ from hpcbench.engine import baselines, config, judge, lock, plan, store
 from hpcbench.engine.record import SCHEMA_VERSION, BaselineInfo, NotRun, Record, SuiteInfo
 from hpcbench.engine.runner import Outcome, Runner
 from hpcbench.engine.suite import Suite
-from hpcbench.launch.launcher import launcher
+from hpcbench.launch import launcher
 from hpcbench.node.inventory import Inventory, collector
 from hpcbench.report import console, emit
 from hpcbench.report.logfile import RunLog

@@ -24,6 +24,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+from hpcbench.cli.slurm_args import DRAIN_ON
 from hpcbench.core.errors import ConfigError, HpcbenchError, LockHeld
 from hpcbench.core.exitcodes import ExitCode
 from hpcbench.engine.record import Record
@@ -31,7 +32,6 @@ from hpcbench.engine.record import Record
 PREFIX = "hpcbench:"
 REASON_LIMIT = 120  # characters: scontrol and sinfo show the reason on one line
 TIMEOUT_S = 30.0
-DRAIN_ON = {"FAIL": ExitCode.FAIL, "UNKNOWN": ExitCode.UNKNOWN, "WARN": ExitCode.WARN}
 
 
 @dataclass(frozen=True)
@@ -205,32 +205,6 @@ def node_name(given: str | None, environ: dict[str, str] | os._Environ[str]) -> 
     return given or environ.get("SLURMD_NODENAME") or socket.gethostname().split(".")[0]
 
 
-def add_parser(sub: Any, add_run_options: Any) -> None:
-    p = sub.add_parser(
-        "slurm-check",
-        help="run a suite; drain this Slurm node on failure, resume it when hpcbench had drained it",
-        epilog="On FAIL (or --drain-on) the node is drained with reason 'hpcbench: <verdict> "
-        "<check(subjects)>...', unless someone else already took it out of service; on OK or WARN a "
-        "node drained by hpcbench is resumed, never one drained by anyone else; UNKNOWN leaves it "
-        "alone. Exit codes: 2 the run reached --drain-on (so a Prolog fails the job's launch), 0 "
-        "otherwise (also when nothing could be judged), 3 scontrol failed, 4 usage error.",
-    )
-    p.add_argument("suite", nargs="?", default="quick", help="suite file or bundled name (default: quick)")
-    p.add_argument(
-        "--node", metavar="NAME", help="Slurm node name (default: $SLURMD_NODENAME, else hostname)"
-    )
-    p.add_argument(
-        "--drain-on",
-        choices=tuple(DRAIN_ON),
-        default="FAIL",
-        help="drain when the run is this bad or worse (order OK < WARN < UNKNOWN < FAIL; default FAIL)",
-    )
-    p.add_argument(
-        "--scontrol", metavar="PATH", help="the scontrol program (default: on PATH, else /usr/bin)"
-    )
-    add_run_options(p)
-
-
 def _say(args: argparse.Namespace, text: str, log: Any, important: bool) -> None:
     if important or not args.quiet:
         print(f"hpcbench slurm-check: {text}", file=sys.stderr)
@@ -239,7 +213,7 @@ def _say(args: argparse.Namespace, text: str, log: Any, important: bool) -> None
 
 
 def cmd_slurm_check(args: argparse.Namespace) -> int:
-    from hpcbench.cli.main import request
+    from hpcbench.cli import request
     from hpcbench.cli.run import execute
     from hpcbench.engine import config
     from hpcbench.engine import suite as suite_mod

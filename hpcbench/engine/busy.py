@@ -26,6 +26,7 @@ def job_gpus(
     inventory: Inventory,
     environ: Mapping[str, str],
     selected: Sequence[int] | None = None,
+    typed: Any = None,
 ) -> list[int]:
     """The GPUs a job will load (none on a node without GPUs).
 
@@ -33,18 +34,21 @@ def job_gpus(
     else the parameter's default); one rank of a torchrun/srun launch: its LOCAL_RANK's
     GPU; otherwise every GPU of the node.
     """
-    from hpcbench.launch.launcher import launcher
-    from hpcbench.probes.base import build_params
+    from hpcbench.launch import launcher
 
     devices = inventory.gpus.devices
     if not devices:
         return []
     key = probe_cls.expands.get("gpu")
     if key:
-        try:
-            value = getattr(build_params(probe_cls, dict(params)), key)
-        except ConfigError:
-            value = params.get(key)
+        if typed is None:  # a suite loaded without its probes: parse the values here
+            from hpcbench.probes.base import build_params
+
+            try:
+                typed = build_params(probe_cls, dict(params))
+            except ConfigError:
+                typed = None
+        value = getattr(typed, key) if typed is not None else params.get(key)
         if isinstance(value, int) and not isinstance(value, bool):
             return [value]
         if value == "cpu":  # the GPU probes' CPU device (torch_device): no GPU is loaded

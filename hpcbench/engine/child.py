@@ -1,67 +1,63 @@
 """The child process that runs one probe: ``python -m hpcbench.engine.child JOB.json OUT.json``.
 
-It reads the job, runs the probe, and writes the outcome atomically. Whatever
-the probe does (raise, hang, crash the interpreter), the parent learns of it:
-an exception is written as an error outcome; a crash leaves no OUT.json and a
-non-zero exit status, which the runner turns into ERROR.
+It reads the job (``handoff.ChildJob``), runs the probe, and writes its ``handoff.ChildResult``
+atomically. Whatever the probe does (raise, hang, crash the interpreter), the parent learns of it:
+an exception is written as an error result; a crash leaves no OUT.json and a non-zero exit
+status, which the runner turns into ERROR.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import traceback
 from typing import Any
 
 
-def run_job(job: dict[str, Any]) -> dict[str, Any]:
+def run_job(job: Any) -> Any:
+    """The ChildResult of one ChildJob."""
     from hpcbench.core.errors import HpcbenchError, ProbeError, ProbeSkip
     from hpcbench.core.measurement import Unmeasured
-    from hpcbench.node.inventory import Inventory
+    from hpcbench.engine.handoff import ChildResult
     from hpcbench.probes import registry
     from hpcbench.probes.base import ProbeContext, build_params, params_as_dict
 
     try:
-        probe = registry.load(job["probe"])
-        params = build_params(probe, job["params"])
+        probe = registry.load(job.probe)
+        params = build_params(probe, job.params)
         ctx = ProbeContext(
-            subject=job["subject"],
-            inventory=Inventory.from_dict(job["inventory"]),
-            workdir=job["workdir"],
-            timeout=job.get("timeout"),
-            gpus=tuple(job["gpus"]) if job.get("gpus") is not None else None,
+            subject=job.subject,
+            inventory=job.inventory,
+            workdir=job.workdir,
+            timeout=job.timeout,
+            gpus=job.gpus,
         )
         results = probe.instance().run(params, ctx)
-        return {
-            "status": "ok",
-            "params": params_as_dict(params),
-            "measurements": [m.as_dict() for m in results if not isinstance(m, Unmeasured)],
-            "unmeasured": [u.as_dict() for u in results if isinstance(u, Unmeasured)],
-        }
+        return ChildResult(
+            "ok",
+            params=params_as_dict(params),
+            measurements=tuple(m for m in results if not isinstance(m, Unmeasured)),
+            unmeasured=tuple(u for u in results if isinstance(u, Unmeasured)),
+        )
     except ProbeSkip as exc:
-        return {"status": "skip", "reason": str(exc)}
+        return ChildResult("skip", reason=str(exc))
     except ProbeError as exc:
-        return {"status": "error", "reason": str(exc), "hint": exc.hint}
+        return ChildResult("error", reason=str(exc), hint=exc.hint)
     except HpcbenchError as exc:
-        return {"status": "error", "reason": str(exc)}
+        return ChildResult("error", reason=str(exc))
     except Exception as exc:  # a probe's bug is an ERROR verdict, never a lost run
         tb = traceback.extract_tb(exc.__traceback__)
         where = f" at {os.path.basename(tb[-1].filename)}:{tb[-1].lineno}" if tb else ""
-        return {
-            "status": "error",
-            "reason": f"probe raised {type(exc).__name__}: {exc}{where}",
-            "detail": traceback.format_exc(),
-        }
+        return ChildResult(
+            "error", reason=f"probe raised {type(exc).__name__}: {exc}{where}", detail=traceback.format_exc()
+        )
 
 
 def main(argv: list[str]) -> int:
-    job_path, out_path = argv
-    with open(job_path, encoding="utf-8") as fh:
-        job = json.load(fh)
-    from hpcbench.core.atomic import write_json
+    from hpcbench.engine import handoff
 
-    write_json(out_path, run_job(job), allow_nan=True, durable=False)
+    job_path, out_path = argv
+    handoff.write(out_path, run_job(handoff.read_job(job_path)))
     return 0
 
 

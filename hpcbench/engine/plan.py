@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typing
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from hpcbench.core.errors import ConfigError
@@ -23,9 +23,14 @@ CONCURRENT_EXPANSIONS = ("gpu",)
 
 @dataclass(frozen=True)
 class Job:
+    """One subject of a check: ``params`` as the suite gave them (with the subject's expansion
+    parameter), ``typed`` the probe's Params parsed from them (None when the suite was loaded
+    without its probes)."""
+
     check: CheckSpec
     subject: str
     params: dict[str, Any]
+    typed: Any = field(default=None, compare=False, repr=False)
 
 
 def local_mounts(inventory: Inventory) -> list[str]:
@@ -65,7 +70,7 @@ def expand(
     indices) this run may use (``--gpus``, ``CUDA_VISIBLE_DEVICES``); None: all of them."""
     inventory = inventory
     if check.expand == "none":
-        return [Job(check, "node", dict(check.params))]
+        return [Job(check, "node", dict(check.params), check.typed)]
     key = probe_cls.expands[check.expand]
     if check.expand == "numa":
         subjects = [(f"numa{n.id}", n.id) for n in inventory.numa_nodes]
@@ -89,7 +94,15 @@ def expand(
         subjects = [(m, [m] if listed else m) for m in mounts]
         if not subjects:
             return Unrunnable("skip", "no local block-device mounts on this node")
-    return [Job(check, name, {**check.params, key: value}) for name, value in subjects]
+    return [
+        Job(
+            check,
+            name,
+            {**check.params, key: value},
+            replace(check.typed, **{key: value}) if check.typed is not None else None,
+        )
+        for name, value in subjects
+    ]
 
 
 @dataclass(frozen=True)

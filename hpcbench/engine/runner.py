@@ -9,7 +9,6 @@ SIGTERM stop the children; the caller still writes the record of what finished.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import signal
@@ -24,12 +23,13 @@ from typing import Any
 
 from hpcbench.core.measurement import Measurement, Unmeasured
 from hpcbench.core.timeparse import utc_stamp
-from hpcbench.engine import busy
+from hpcbench.engine import busy, handoff
+from hpcbench.engine.handoff import ChildJob
 from hpcbench.engine.plan import Job, PlannedCheck, Unrunnable, estimate, make_plan
 from hpcbench.engine.record import NotRun
 from hpcbench.engine.suite import Suite
 from hpcbench.node.inventory import Inventory
-from hpcbench.probes.base import CLEANUP_LIST, PROGRESS_FILE
+from hpcbench.probes.base import CLEANUP_LIST, PROGRESS_FILE, params_as_dict
 from hpcbench.probes.registry import spec_of
 
 KILL_GRACE_S = 3.0
@@ -223,7 +223,7 @@ class Runner:
         """Why the job must not run now (another process holds one of its GPUs), or None."""
         if self.force:
             return None
-        gpus = busy.job_gpus(probe_cls, job.params, self.inventory, os.environ, self.gpus)
+        gpus = busy.job_gpus(probe_cls, job.params, self.inventory, os.environ, self.gpus, job.typed)
         if not gpus:
             return None
         if self._gpu_processes is None:
@@ -262,18 +262,17 @@ class Runner:
                 tempfile.mkdtemp(prefix=f"{job.check.id}-{job.subject}-".replace("/", "_"), dir=tmp)
             )
             job_file, out_file, log_file = workdir / "job.json", workdir / "out.json", workdir / "child.log"
-            job_file.write_text(
-                json.dumps(
-                    {
-                        "probe": job.check.probe,
-                        "params": job.params,
-                        "subject": job.subject,
-                        "inventory": self.inventory.as_dict(),
-                        "workdir": str(workdir / "scratch"),
-                        "timeout": job.check.timeout,
-                        "gpus": list(self.gpus) if self.gpus is not None else None,
-                    }
-                )
+            handoff.write(
+                job_file,
+                ChildJob(
+                    probe=job.check.probe,
+                    subject=job.subject,
+                    params=params_as_dict(job.typed) if job.typed is not None else dict(job.params),
+                    inventory=self.inventory,
+                    workdir=str(workdir / "scratch"),
+                    timeout=job.check.timeout,
+                    gpus=tuple(self.gpus) if self.gpus is not None else None,
+                ),
             )
             (workdir / "scratch").mkdir()
             token = f"{os.getpid()}-{workdir.name}"
@@ -377,19 +376,21 @@ def _last_line(path: Path) -> str:
 def _read_outcome(job: Job, code: int, workdir: Path, stamp: str, stopped: str | None) -> Outcome:
     out_file = workdir / "out.json"
     if code == 0 and out_file.is_file():
-        data = json.loads(out_file.read_text())
-        status = data["status"]
-        if stopped and status == "error":  # the probe stopped itself on the runner's SIGTERM
+        try:
+            result = handoff.read_result(out_file)
+        except (OSError, ValueError) as exc:  # DecodeError is a ValueError: a child that wrote nonsense
+            return Outcome(job, "error", stamp, reason=f"the probe's child wrote no readable result: {exc}")
+        if stopped and result.status == "error":  # the probe stopped itself on the runner's SIGTERM
             return Outcome(job, "interrupted", stamp, reason=f"interrupted by {stopped}")
         return Outcome(
             job,
-            status,
+            result.status,
             stamp,
-            reason=data.get("reason", ""),
-            hint=data.get("hint", ""),
-            params=data.get("params", {}),
-            measurements=[Measurement.from_dict(m) for m in data.get("measurements", [])],
-            unmeasured=[Unmeasured.from_dict(u) for u in data.get("unmeasured", [])],
+            reason=result.reason,
+            hint=result.hint,
+            params=result.params,
+            measurements=list(result.measurements),
+            unmeasured=list(result.unmeasured),
         )
     if stopped:
         return Outcome(job, "interrupted", stamp, reason=f"interrupted by {stopped}")

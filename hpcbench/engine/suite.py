@@ -91,6 +91,9 @@ class CheckSpec:
     absolute: dict[str, Band] = field(default_factory=dict)
     relative: Relative | None = None
     timeout: float = 300.0
+    #: the probe's Params, parsed once from ``params`` when the suite was loaded with its probes
+    #: (None without them); the jobs carry it, with their subject's expansion parameter set
+    typed: Any = field(default=None, compare=False, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -315,7 +318,7 @@ def parse(
                 raise v.fail("probe", f"unknown probe {probe!r}; known probes: {known}", i, cid)
             cls = specs[probe]
             try:
-                build_params(cls, params)
+                typed = build_params(cls, params)
             except ConfigError as exc:
                 raise v.fail("params", str(exc), i, cid) from None
             if expand != "none" and expand not in cls.expands:
@@ -344,6 +347,7 @@ def parse(
                 absolute=absolute,
                 relative=relative,
                 timeout=timeout,
+                typed=typed if probe_classes is not None else None,
             )
         )
     return Suite(
@@ -369,14 +373,19 @@ def load(
 
 
 def single_check(
-    probe: str, params: dict[str, Any], timeout: float, expand: str = "none", rules: Suite | None = None
+    probe: str,
+    params: dict[str, Any],
+    timeout: float,
+    expand: str = "none",
+    rules: Suite | None = None,
+    typed: Any = None,
 ) -> Suite:
     """The one-check suite behind ``hpcbench probe NAME``. ``rules``: a suite (the quick suite)
     whose first check of this probe lends its limits (thresholds with ``above``, absolute
     limits), so that counts of errors are judged, not left without a verdict; its relative
     comparison too where it expands over the same subjects."""
     lender = next((c for c in rules.checks if c.probe == probe), None) if rules else None
-    check = CheckSpec(id=probe, probe=probe, params=params, expand=expand, timeout=timeout)
+    check = CheckSpec(id=probe, probe=probe, params=params, expand=expand, timeout=timeout, typed=typed)
     if lender is not None:
         check = CheckSpec(
             id=probe,
@@ -388,5 +397,6 @@ def single_check(
             thresholds=lender.thresholds,
             absolute=dict(lender.absolute),
             relative=lender.relative if lender.expand == expand and expand != "none" else None,
+            typed=typed,
         )
     return Suite(name=f"probe:{probe}", path="", sha256="", checks=(check,))

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from hpcbench.node.inventory import nvml as seam
+from hpcbench.node import nvml as seam
 
 #: (name, NVML memory error type, NVML counter type) of the ECC counts nvmlDeviceGetTotalEccErrors gives
 ECC_COUNTERS = (

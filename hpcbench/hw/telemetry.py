@@ -204,7 +204,7 @@ class Sampler:
     def start(self) -> None:
         if self.reason or self.index is None:
             return
-        from hpcbench.node.inventory import nvml as seam
+        from hpcbench.node import nvml as seam
 
         try:
             mod = seam.load(self._nvml)
@@ -241,7 +241,7 @@ class Sampler:
         """Read one sample now."""
         if self._mod is None:
             return
-        from hpcbench.node.inventory import nvml as seam
+        from hpcbench.node import nvml as seam
 
         values, errors = sample_values(seam.telemetry_sample(self._mod, self._handle))
         with self._lock:

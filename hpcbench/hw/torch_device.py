@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from hpcbench.core.errors import ProbeError, ProbeSkip
-from hpcbench.node.collector import gpu_absence
 from hpcbench.node.inventory import GpuDevice, Inventory
 
 #: the probes' dtype names -> torch dtype attribute
@@ -76,17 +75,6 @@ class DeviceChoice:
         return self.kind == "cuda"
 
 
-def check_device_param(value: int | str) -> str | None:
-    """None when ``value`` is a valid ``device`` parameter, else what is wrong with it."""
-    if isinstance(value, bool):
-        return f"expected 'auto', 'cpu' or a GPU index, got {value!r}"
-    if isinstance(value, int):
-        return None if value >= 0 else f"a GPU index must be >= 0, got {value}"
-    if value in ("auto", "cpu"):
-        return None
-    return f"expected 'auto', 'cpu' or a GPU index (see hpcbench inventory), got {value!r}"
-
-
 def normalize_uuid(uuid: Any) -> str | None:
     """NVML's ``GPU-6f1c...`` and torch's ``6f1c...`` as one comparable form."""
     if uuid is None:
@@ -123,6 +111,8 @@ def choose_device(
     assert isinstance(device, int)
     if not cuda_available:
         if not devices:
+            from hpcbench.node.collector import gpu_absence
+
             status, reason, hint = gpu_absence(inventory)
             if status == "error":  # NVIDIA GPUs on the PCI bus that NVML does not list
                 raise ProbeError(reason, hint=hint)

@@ -16,7 +16,6 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from hpcbench.core.errors import ParamError
 from hpcbench.core.measurement import Measurement, Unmeasured
-from hpcbench.node.collector import gpu_absence
 from hpcbench.node.inventory import Inventory
 
 
@@ -97,6 +96,8 @@ class Requirement:
         if self.kind == "gpu":
             inventory = inventory
             if not inventory.gpus.count:
+                from hpcbench.node.collector import gpu_absence
+
                 status, reason, hint = gpu_absence(inventory)
                 return (status.upper(), reason, hint)
             return None
@@ -105,6 +106,25 @@ class Requirement:
                 return ("ERROR", f"{self.name} not found on PATH", self.install)
             return None
         return None
+
+
+class GpuProbe:
+    """The class header the GPU compute probes share (gemm, attention, burn, memtest, gpu_membw):
+    they need their GPU to themselves (``idle_gpu``; all but gpu_membw also run on the CPU device,
+    so they do not require a GPU), and a suite's ``expand = "gpu"`` passes each GPU's
+    index as their ``device`` parameter. A probe sets ``name``, ``description``, ``Params`` and
+    ``metrics`` itself; the device opening they share is ``hpcbench.hw.gpu_probe``."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    Params: ClassVar[type]
+    metrics: ClassVar[tuple[str, ...]]
+    requires: ClassVar[tuple[Requirement, ...]] = (Requirement("idle_gpu"),)
+    expands: ClassVar[dict[str, str]] = {"gpu": "device"}
+
+    def __init__(self, clock: Any = None) -> None:
+        #: None: the device's own clock (a ``hpcbench.hw.torch_device.Clock``); tests pass fixed timings
+        self.clock = clock
 
 
 class MetricNames(tuple):  # type: ignore[type-arg]

@@ -18,6 +18,7 @@ filled with their defaults, so nothing downstream reads a probe class with ``get
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib.util
 import inspect
 import re
@@ -240,7 +241,15 @@ def spec_of(cls: Any, name: str | None = None, package: str = "", source: str = 
 
 def _package(ep: EntryPoint) -> str:
     dist = getattr(ep, "dist", None)
-    return f"{dist.name} {dist.version}" if dist is not None else ""
+    return _label(dist) if dist is not None else ""
+
+
+@functools.cache
+def _label(dist: Any) -> str:
+    """``name version`` of a distribution: its METADATA parsed once, not twice for each of its probes
+    (``entry_points()`` hands every entry point of one package the same Distribution)."""
+    metadata = dist.metadata
+    return f"{metadata['Name']} {metadata['Version']}"
 
 
 def _entry_points() -> tuple[dict[str, EntryPoint], dict[str, BrokenProbe]]:

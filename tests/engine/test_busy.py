@@ -12,8 +12,8 @@ from support.nvml_models import BROKEN, MIB
 from hpcbench.engine import busy
 from hpcbench.engine.runner import Runner
 from hpcbench.engine.suite import CheckSpec, Suite
+from hpcbench.node import nvml as seam
 from hpcbench.node.inventory import Inventory
-from hpcbench.node.inventory import nvml as seam
 from hpcbench.node.nvml import GpuProcess
 from hpcbench.probes.collectives.probe import Collectives
 from hpcbench.probes.gpu_membw.probe import GpuMembw

@@ -95,14 +95,6 @@ def test_normalize_uuid() -> None:
     assert td.normalize_uuid(None) is None and td.normalize_uuid("") is None
 
 
-@pytest.mark.parametrize(
-    ("value", "ok"),
-    [("auto", True), ("cpu", True), (0, True), (7, True), (-1, False), ("cuda", False), (True, False)],
-)
-def test_check_device_param(value: Any, ok: bool) -> None:
-    assert (td.check_device_param(value) is None) is ok
-
-
 def test_flush_bytes() -> None:
     assert td.flush_bytes(50 * 2**20) == 100 * 2**20  # an H100's 50 MiB L2
     assert td.flush_bytes(1024) == td.MIN_FLUSH_BYTES

@@ -14,9 +14,9 @@ import pynvml
 import pytest
 from support.fakenvml import FakeNvml
 
+from hpcbench.node import collector as inv
+from hpcbench.node import nvml as nvml_seam
 from hpcbench.node.inventory import Inventory
-from hpcbench.node.inventory import collector as inv
-from hpcbench.node.inventory import nvml as nvml_seam
 
 FIXTURES = Path(__file__).parent / "fixtures" / "inventory"
 VM = FIXTURES / "vm_epyc_2cpu.txt"  # captured from a real 2-vCPU KVM guest

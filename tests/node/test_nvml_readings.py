@@ -13,7 +13,7 @@ from support.fakenvml import FakeNvml
 from support.nvml_models import BROKEN, MIB, MODELS, NO_PERMISSION, NOT_SUPPORTED, Err
 
 from hpcbench.core.errors import ConfigError
-from hpcbench.node.inventory import nvml as seam
+from hpcbench.node import nvml as seam
 
 
 @pytest.mark.parametrize(

@@ -23,17 +23,18 @@ is set. A non-finite output or gradient of a timed call sets it too.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from hpcbench.core.errors import ProbeSkip
 from hpcbench.core.measurement import Conditions, Measurement
-from hpcbench.hw import torch_device as td
-from hpcbench.hw.telemetry import throttle_hint
+from hpcbench.hw import gpu_probe as gp
 from hpcbench.probes.attention import calc as am
-from hpcbench.probes.base import MetricNames, ProbeContext, Requirement, check
+from hpcbench.probes.base import GpuProbe, MetricNames, ProbeContext, check
+
+if TYPE_CHECKING:  # run() imports what it uses: `hpcbench list` reads only the header and Params
+    from hpcbench.hw import torch_device as td
 
 CONVENTION = "FlashAttention: 4*b*h*s^2*d fwd, /2 causal, bwd 2.5x fwd; TFLOPS = 1e12 FLOP/s"
 LAYOUT = "q, k, v: (batch, heads, seq_len, head_dim) contiguous; no mask, no dropout"
@@ -41,9 +42,7 @@ LAYOUT = "q, k, v: (batch, heads, seq_len, head_dim) contiguous; no mask, no dro
 
 @dataclass(frozen=True)
 class AttentionParams:
-    device: int | str = field(
-        default="auto", metadata={"help": "auto (GPU 0, else CPU), cpu, or a GPU index (hpcbench inventory)"}
-    )
+    device: int | str = gp.device_field()
     dtypes: list[str] = field(default_factory=lambda: list(am.DTYPES), metadata={"help": "of bf16, fp16"})
     modes: list[str] = field(default_factory=lambda: list(am.MODES), metadata={"help": "of fwd, fwd_bwd"})
     causal: list[bool] = field(default_factory=lambda: [False, True], metadata={"help": "causal mask or not"})
@@ -64,13 +63,12 @@ class AttentionParams:
     flush_cache: bool = field(default=True, metadata={"help": "write 2x the L2/LLC before each call"})
     check_seq_len: int = field(default=256, metadata={"help": "sequence length of the correctness case"})
     threads: int = field(default=0, metadata={"help": "CPU threads (CPU device); 0 = torch's default"})
-    telemetry_interval: float = field(default=0.1, metadata={"help": "NVML sampling period, s; 0 = off"})
+    telemetry_interval: float = gp.telemetry_field()
     seed: int = field(default=0, metadata={"help": "seed of the random inputs"})
 
     def __post_init__(self) -> None:
         name = "attention"
-        problem = td.check_device_param(self.device)
-        check(problem is None, name, "device", problem or "")
+        gp.check_device(name, self.device)
         for key, allowed in (("dtypes", am.DTYPES), ("modes", am.MODES)):
             values = getattr(self, key)
             check(bool(values), name, key, "expected at least one")
@@ -162,6 +160,8 @@ def reference_check(
     """A small case on the dispatcher's backend and on math in ``dtype``, both against math in float64."""
     from torch.nn.attention import SDPBackend
 
+    from hpcbench.hw import torch_device as td
+
     gen = torch.Generator(device=device).manual_seed(seed)
     dt = td.torch_dtype(torch, dtype)
     low = [torch.randn(1, 2, seq_len, head_dim, generator=gen, device=device, dtype=dt) for _ in range(4)]
@@ -202,36 +202,25 @@ def _finite(torch: Any, tensors: list[Any]) -> bool:
     return all(t is None or bool(torch.isfinite(t).all()) for t in tensors)
 
 
-class Attention:
+class Attention(GpuProbe):
     """SDPA TFLOPS (FlashAttention's counting) per dtype, mode, mask, head dim and length."""
 
-    name: ClassVar[str] = "attention"
-    description: ClassVar[str] = (
+    name = "attention"
+    description = (
         "Attention throughput (TFLOPS, torch SDPA, FlashAttention's FLOP count), checked against math"
     )
-    Params: ClassVar[type] = AttentionParams
-    requires: ClassVar[tuple[Requirement, ...]] = (Requirement("idle_gpu"),)  # also runs on the CPU device
-    expands: ClassVar[dict[str, str]] = {"gpu": "device"}
-    metrics: ClassVar[tuple[str, ...]] = MetricNames(
+    Params = AttentionParams
+    metrics = MetricNames(
         am.all_metrics() + ("<dtype>_<fwd|fwd_bwd>_<full|causal>_d<head dim>_s<seq len>",),
         r"(bf16|fp16)_(fwd|fwd_bwd)_(full|causal)_d\d+_s\d+",
     )
 
-    def __init__(self, clock: td.Clock | None = None) -> None:
-        self.clock = clock  # None: the device's own (tests pass fixed timings)
-
     def run(self, params: AttentionParams, ctx: ProbeContext) -> list[Measurement]:
-        os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
-        import torch
+        from hpcbench.hw import torch_device as td
+        from hpcbench.hw.telemetry import throttle_hint
 
-        rt = td.prepare(torch, params.device, ctx.inventory, params.threads, clock=self.clock)
-        cc = tuple(rt.info["capability"]) if rt.choice.is_cuda else None
-        skipped = {
-            d: r for d in params.dtypes if (r := td.dtype_unsupported(d, rt.choice.kind, cc, has_fp8=True))
-        }
-        dtypes = [d for d in params.dtypes if d not in skipped]
-        if not dtypes:
-            raise ProbeSkip("; ".join(skipped.values()))
+        opened, flush, common = gp.open_timed(params, ctx.inventory, LAYOUT, self.clock)
+        torch, rt, dtypes = opened.torch, opened.rt, opened.dtypes
         gpu = rt.choice.is_cuda
         grid = am.cases(
             dtypes,
@@ -244,20 +233,11 @@ class Attention:
             batch=params.batch,
             heads=params.heads,
         )
-        flush, flush_info = td.make_flush(torch, rt, params.flush_cache)
-        common: dict[str, Any] = {
-            "device": rt.info,
-            "layout": LAYOUT,
-            "timer": rt.clock.name,
-            "cache_flush": flush_info,
-            "repeats": params.repeats,
-            "warmup": params.warmup,
-            "warmup_s": params.warmup_s,
-            "seed": params.seed,
-            "skipped_dtypes": skipped,
+        common = {
+            **common,
             "sdpa_priority_order": [b.name for b in priority_order(torch)],
             "sdpa_enabled": enabled_backends(torch),
-            "statistic": "median of the timed calls (best and every sample kept)",
+            "statistic": gp.STATISTIC,
         }
         checks: dict[tuple[str, int, bool], tuple[dict[str, Any], str | None]] = {}
         skipped_cases: dict[str, str] = {}
@@ -324,6 +304,8 @@ class Attention:
     ) -> tuple[list[float], dict[str, Any], bool] | str:
         """TFLOPS samples, settings and whether the last call was finite; or why the case cannot run."""
         from torch.nn.attention import sdpa_kernel
+
+        from hpcbench.hw import torch_device as td
 
         gen = torch.Generator(device=rt.device).manual_seed(seed)
         dt = td.torch_dtype(torch, case.dtype)

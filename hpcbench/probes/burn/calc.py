@@ -19,7 +19,6 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-from hpcbench.hw import telemetry as tm
 from hpcbench.probes.items import Item, missing
 
 #: the warm-up and the droop's span: a minute, or a third of a shorter run
@@ -266,6 +265,8 @@ def run_telemetry(
     samples: list[tuple[float, dict[str, Any]]], t0: float, t1: float, limits: dict[str, float]
 ) -> RunTelemetry:
     """Clock, temperature, power and throttle seconds over the samples taken in [t0, t1]."""
+    from hpcbench.hw import telemetry as tm  # the NVML sampler's code: not for `hpcbench list`
+
     inside = [(t, v) for t, v in samples if t0 <= t <= t1]
 
     def values(key: str) -> list[float]:

@@ -18,22 +18,23 @@ A window's progress line goes to the runner (``report_progress``); the probe pri
 
 from __future__ import annotations
 
-import hashlib
 import os
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
-from hpcbench.core.errors import ParamError, ProbeError, ProbeSkip
+from hpcbench.core.errors import ParamError, ProbeError
 from hpcbench.core.measurement import Conditions, Consensus, Measurement, Unmeasured
+from hpcbench.hw import gpu_probe as gp
 from hpcbench.hw import matmul as mm
-from hpcbench.hw import torch_device as td
-from hpcbench.hw.telemetry import throttle_hint
-from hpcbench.node.inventory import Inventory
-from hpcbench.probes.base import MetricNames, ProbeContext, Requirement, check, report_progress
-from hpcbench.probes.burn import calc, hostload, loop
-from hpcbench.probes.burn.watch import Watch
-from hpcbench.probes.items import to_measurements
+from hpcbench.probes.base import GpuProbe, MetricNames, ProbeContext, check, report_progress
+from hpcbench.probes.burn import calc
+
+if TYPE_CHECKING:  # what run() uses is imported there: `hpcbench list` reads only the header and Params
+    from hpcbench.hw import torch_device as td
+    from hpcbench.node.inventory import Inventory
+    from hpcbench.probes.burn import loop
+    from hpcbench.probes.burn.watch import Watch
 
 NAME = "burn"
 GPU_DEFAULT_SIZE = 8192
@@ -49,9 +50,7 @@ CONVENTION = (
 
 @dataclass(frozen=True)
 class BurnParams:
-    device: int | str = field(
-        default="auto", metadata={"help": "auto (GPU 0, else CPU), cpu, or a GPU index (hpcbench inventory)"}
-    )
+    device: int | str = gp.device_field()
     dtype: str = field(default="bf16", metadata={"help": "of bf16, fp16, tf32, fp32, fp8"})
     shape: int | str = field(
         default="auto", metadata={"help": "N or MxNxK; auto = 8192 on a GPU, 1024 on the CPU"}
@@ -72,7 +71,7 @@ class BurnParams:
     threads: int = field(
         default=0, metadata={"help": "CPU threads (CPU device); 0 = all, or half with host_load"}
     )
-    telemetry_interval: float = field(default=0.2, metadata={"help": "NVML sampling period, s; 0 = off"})
+    telemetry_interval: float = gp.telemetry_field(0.2)
     kernel_log: str = field(
         default="auto",
         metadata={"help": "XID source: auto (journalctl, else dmesg), journalctl, dmesg, none, or a file"},
@@ -84,8 +83,7 @@ class BurnParams:
     seed: int = field(default=0, metadata={"help": "seed of the fixed inputs"})
 
     def __post_init__(self) -> None:
-        problem = td.check_device_param(self.device)
-        check(problem is None, NAME, "device", problem or "")
+        gp.check_device(NAME, self.device)
         check(
             self.dtype in mm.DTYPES, NAME, "dtype", f"unknown {self.dtype!r}; known: {', '.join(mm.DTYPES)}"
         )
@@ -128,6 +126,8 @@ def make_step(torch: Any, rt: td.Runtime, dtype: str, x: mm.Operand, w: mm.Opera
 
 def digest(torch: Any, tensor: Any) -> str:
     """sha256 of a tensor's bytes (row-major), as the GPUs of one model must all compute them."""
+    import hashlib
+
     raw = tensor.contiguous().reshape(-1).view(torch.uint8).cpu().numpy()
     return hashlib.sha256(raw.tobytes()).hexdigest()
 
@@ -145,17 +145,15 @@ def _plan(params: BurnParams, rt: td.Runtime, inventory: Inventory) -> tuple[int
     return threads, calc.host_load_cpus(allowed, threads, 0, 1) if params.host_load else []
 
 
-class Burn:
+class Burn(GpuProbe):
     """Sustained GEMM for minutes: silent data corruption, throughput stability, throttling, errors."""
 
-    name: ClassVar[str] = NAME
-    description: ClassVar[str] = (
+    name = NAME
+    description = (
         "Burn-in: sustained GEMM per GPU, bit-for-bit output checks, stability, droop, throttling, errors"
     )
-    Params: ClassVar[type] = BurnParams
-    requires: ClassVar[tuple[Requirement, ...]] = (Requirement("idle_gpu"),)  # also runs on the CPU device
-    expands: ClassVar[dict[str, str]] = {"gpu": "device"}
-    metrics: ClassVar[tuple[str, ...]] = MetricNames(
+    Params = BurnParams
+    metrics = MetricNames(
         (*(f"{d}_sustained" for d in mm.DTYPES), "stability", "droop", *calc.WATCH_METRICS),
         r"(bf16|fp16|tf32|fp32|fp8)_sustained",
     )
@@ -171,15 +169,14 @@ class Burn:
                 hint=f"raise the timeout to at least {params.duration_s + SETUP_S:g} s "
                 f"(duration + {SETUP_S:g} s to start, verify and read the counters)",
             )
-        os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")  # before CUDA starts
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)  # cuBLAS deterministic
-        import torch
-
         inventory = ctx.inventory
-        rt = td.prepare(torch, params.device, inventory)
-        skipped = td.unsupported_dtypes(torch, rt, [params.dtype])
-        if skipped:
-            raise ProbeSkip(skipped[params.dtype])
+        opened = gp.open_device(
+            params.device,
+            inventory,
+            dtypes=[params.dtype],
+            environ={"CUBLAS_WORKSPACE_CONFIG": CUBLAS_WORKSPACE},  # cuBLAS deterministic
+        )
+        torch, rt = opened.torch, opened.rt
         threads, load_cpus = _plan(params, rt, inventory)
         if threads:
             torch.set_num_threads(threads)
@@ -193,6 +190,8 @@ class Burn:
             torch.use_deterministic_algorithms(was_deterministic)
 
     def _watch(self, rt: td.Runtime, params: BurnParams, inventory: Inventory) -> Watch:
+        from hpcbench.probes.burn.watch import Watch
+
         index = rt.choice.nvml_index if rt.choice.is_cuda else None
         bus = next((d.pci_bus_id for d in inventory.gpus.devices if d.index == index), None)
         why = (
@@ -222,6 +221,7 @@ class Burn:
         import time
 
         from hpcbench.hw import cuda_only
+        from hpcbench.probes.burn import hostload, loop
 
         dtype = params.dtype
         flops = mm.gemm_flops(shape)
@@ -292,6 +292,9 @@ class Burn:
         load_cpus: list[int],
         precision: dict[str, Any],
     ) -> list[Measurement]:
+        from hpcbench.hw.telemetry import throttle_hint
+        from hpcbench.probes.items import to_measurements
+
         first_digest, first_check, first_wrong = first
         dtype, subject = params.dtype, ctx.subject
         st = calc.stability(result.windows, params.duration_s)

@@ -31,15 +31,16 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from hpcbench.core.errors import ConfigError, ProbeError, ProbeSkip
 from hpcbench.core.measurement import Measurement
-from hpcbench.launch.launcher import LaunchEnv, from_environ
-from hpcbench.launch.ranks import rank_list
 from hpcbench.probes.base import ProbeContext, Requirement, check
 from hpcbench.probes.collectives import calc as cm
-from hpcbench.probes.collectives.rank import EXIT_CONFIG, EXIT_FAILED, RankConfig
+
+if TYPE_CHECKING:  # run() imports what it uses: `hpcbench list` reads only the header and Params
+    from hpcbench.launch.launcher import LaunchEnv
+    from hpcbench.probes.collectives.rank import RankConfig
 
 NAME = "collectives"
 CONVENTION = "nccl-tests busbw"
@@ -148,6 +149,9 @@ def spawn_failure(
     timed_out: float | None,
 ) -> tuple[str, str]:
     """(reason, hint) for a spawned job that did not finish cleanly. Pure."""
+    from hpcbench.launch.ranks import rank_list
+    from hpcbench.probes.collectives.rank import EXIT_CONFIG, EXIT_FAILED
+
     # in the order they were seen to exit: the first rank to die is named first
     died = [
         r
@@ -228,6 +232,8 @@ def _spawn(cfg: RankConfig, world: int, workdir: str, deadline_s: float) -> dict
 def _collect(
     root: Path, world: int, codes: dict[int, int | None], killed: set[int], timed_out: float | None
 ) -> dict[str, Any]:
+    from hpcbench.probes.collectives.rank import EXIT_CONFIG, EXIT_FAILED
+
     reports = {}
     for r in range(world):
         path = root / f"error-{r}.json"
@@ -385,6 +391,9 @@ class Collectives:
     expands: ClassVar[dict[str, str]] = {}
 
     def run(self, params: CollectivesParams, ctx: ProbeContext) -> list[Measurement]:
+        from hpcbench.launch.launcher import from_environ
+        from hpcbench.probes.collectives.rank import RankConfig
+
         gpus = len(ctx.gpus) if ctx.gpus is not None else ctx.inventory.gpus.count
         backend = choose_backend(params.backend, gpus)
         timeout = effective_timeout(params.timeout, ctx.timeout)

@@ -25,14 +25,16 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from hpcbench.core.errors import ProbeError
 from hpcbench.core.measurement import Conditions, Measurement
 from hpcbench.core.stats import fastest
-from hpcbench.hw.torch_device import Clock, PerfCounterClock
 from hpcbench.node.inventory import Inventory
 from hpcbench.probes.base import ProbeContext, Requirement, check
+
+if TYPE_CHECKING:  # run() imports what it uses: `hpcbench list` reads only the header and Params
+    from hpcbench.hw.torch_device import Clock
 
 KERNELS: tuple[str, ...] = ("copy", "scale", "add", "triad")
 #: arrays each kernel reads plus writes (STREAM's counting)
@@ -172,6 +174,8 @@ def choose_variants(times: dict[str, dict[str, list[float]]]) -> dict[str, str]:
 def time_kernel(fn: Callable[[], Any], clock: Clock | None = None) -> float:
     """Seconds one kernel call takes: ``time.perf_counter`` around it (CPU ops are synchronous),
     or the marks of ``clock`` (tests pass one with fixed timings)."""
+    from hpcbench.hw.torch_device import PerfCounterClock
+
     clock = clock or PerfCounterClock()
     begin = clock.start()
     fn()

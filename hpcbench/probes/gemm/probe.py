@@ -27,20 +27,21 @@ The sweep mode (``sweep = true``) measures every shape of the ranges ``sweep_m``
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from hpcbench.core.errors import ParamError, ProbeSkip
 from hpcbench.core.measurement import Conditions, Measurement
 from hpcbench.core.stats import fastest
+from hpcbench.hw import gpu_probe as gp
 from hpcbench.hw import matmul as mm
-from hpcbench.hw import torch_device as td
-from hpcbench.hw.telemetry import throttle_hint
-from hpcbench.probes.base import MetricNames, ProbeContext, Requirement, check
+from hpcbench.probes.base import GpuProbe, MetricNames, ProbeContext, check
 from hpcbench.probes.gemm import calc as gm
+
+if TYPE_CHECKING:  # run() imports what it uses: `hpcbench list` reads only the header and Params
+    from hpcbench.hw import torch_device as td
 
 CONVENTION = "2*m*n*k FLOPs per GEMM (MAMF-finder); TFLOPS = 1e12 FLOP/s"
 LAYOUT = "nn.Linear: y (m x n) = x (m x k) @ W^T, W (n x k) row-major"
@@ -48,9 +49,7 @@ LAYOUT = "nn.Linear: y (m x n) = x (m x k) @ W^T, W (n x k) row-major"
 
 @dataclass(frozen=True)
 class GemmParams:
-    device: int | str = field(
-        default="auto", metadata={"help": "auto (GPU 0, else CPU), cpu, or a GPU index (hpcbench inventory)"}
-    )
+    device: int | str = gp.device_field()
     dtypes: list[str] = field(
         default_factory=lambda: list(mm.DTYPES), metadata={"help": "of bf16, fp16, tf32, fp32, fp8"}
     )
@@ -88,13 +87,12 @@ class GemmParams:
         default=256, metadata={"help": "rows and columns of the output checked in float64"}
     )
     threads: int = field(default=0, metadata={"help": "CPU threads (CPU device); 0 = torch's default"})
-    telemetry_interval: float = field(default=0.1, metadata={"help": "NVML sampling period, s; 0 = off"})
+    telemetry_interval: float = gp.telemetry_field()
     seed: int = field(default=0, metadata={"help": "seed of the random inputs"})
 
     def __post_init__(self) -> None:
         name = "gemm"
-        problem = td.check_device_param(self.device)
-        check(problem is None, name, "device", problem or "")
+        gp.check_device(name, self.device)
         check(bool(self.dtypes), name, "dtypes", "expected at least one dtype")
         for d in self.dtypes:
             check(d in mm.DTYPES, name, "dtypes", f"unknown dtype {d!r}; known: {', '.join(mm.DTYPES)}")
@@ -190,6 +188,7 @@ def measure_case(
     from contextlib import nullcontext
 
     from hpcbench.hw import cuda_only
+    from hpcbench.hw import torch_device as td
 
     names = implementations if implementations is not None else choose_implementations(torch, rt, dtype, [])
     gen = torch.Generator(device=rt.device).manual_seed(seed)
@@ -239,49 +238,29 @@ def _sweep(params: GemmParams, rt: td.Runtime) -> list[mm.Shape]:
     return gm.sweep_shapes(ms, ns, ks)
 
 
-class Gemm:
+class Gemm(GpuProbe):
     """GEMM TFLOPS per dtype (torch.mm, nn.Linear layout), float64-verified, with NVML telemetry."""
 
-    name: ClassVar[str] = "gemm"
-    description: ClassVar[str] = (
-        "GEMM throughput per dtype (TFLOPS, torch.mm in nn.Linear layout), verified in float64"
-    )
-    Params: ClassVar[type] = GemmParams
-    requires: ClassVar[tuple[Requirement, ...]] = (Requirement("idle_gpu"),)  # also runs on the CPU device
-    expands: ClassVar[dict[str, str]] = {"gpu": "device"}
-    metrics: ClassVar[tuple[str, ...]] = MetricNames(
+    name = "gemm"
+    description = "GEMM throughput per dtype (TFLOPS, torch.mm in nn.Linear layout), verified in float64"
+    Params = GemmParams
+    metrics = MetricNames(
         (*mm.DTYPES, *(gm.sweep_metric(d) for d in mm.DTYPES), "<dtype>_<M>x<N>x<K>"),
         r"(bf16|fp16|tf32|fp32|fp8)(_sweep|_\d+x\d+x\d+)?",
     )
 
-    def __init__(self, clock: td.Clock | None = None) -> None:
-        self.clock = clock  # None: the device's own (tests pass fixed timings)
-
     def run(self, params: GemmParams, ctx: ProbeContext) -> list[Measurement]:
-        os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")  # before CUDA starts: ordinals in bus order
-        import torch
+        from hpcbench.hw import torch_device as td
 
-        rt = td.prepare(torch, params.device, ctx.inventory, params.threads, clock=self.clock)
-        skipped = td.unsupported_dtypes(torch, rt, params.dtypes)
-        todo = [d for d in params.dtypes if d not in skipped]
-        if not todo:
-            raise ProbeSkip("; ".join(skipped.values()))
+        opened, flush, common = gp.open_timed(params, ctx.inventory, LAYOUT, self.clock)
+        torch, rt, todo = opened.torch, opened.rt, opened.dtypes
         shapes = _shapes(params, rt)
         sweep = _sweep(params, rt) if params.sweep else []
-        flush, flush_info = td.make_flush(torch, rt, params.flush_cache)
         impls = {d: choose_implementations(torch, rt, d, params.implementations) for d in todo}
         common = {
-            "device": rt.info,
-            "layout": LAYOUT,
-            "timer": rt.clock.name,
-            "cache_flush": flush_info,
-            "repeats": params.repeats,
-            "warmup": params.warmup,
-            "warmup_s": params.warmup_s,
-            "seed": params.seed,
-            "skipped_dtypes": skipped,
+            **common,
             "reference": "float64 on the CPU, random block of check_size rows x columns",
-            "statistic": "median of the timed calls (best and every sample kept)",
+            "statistic": gp.STATISTIC,
         }
         if rt.choice.is_cuda:
             from hpcbench.hw import cuda_only
@@ -383,6 +362,8 @@ class Gemm:
     def _measurement(
         metric: str, dtype: str, case: Case, ctx: ProbeContext, common: dict[str, Any], tel: dict[str, Any]
     ) -> Measurement:
+        from hpcbench.hw.telemetry import throttle_hint
+
         return Measurement.from_samples(
             metric,
             case.tflops,

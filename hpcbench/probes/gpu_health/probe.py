@@ -26,7 +26,7 @@ from hpcbench.core.errors import ProbeError, ProbeSkip
 from hpcbench.core.measurement import Measurement
 from hpcbench.hw import xid
 from hpcbench.hw.kernel_log import KernelLog, boot_time, read_kernel_log
-from hpcbench.node.inventory import nvml as seam
+from hpcbench.node import nvml as seam
 from hpcbench.node.pci import PCI_DEVICES, normalize_bus, pci_gpus, read_text
 from hpcbench.probes.base import ProbeContext, Requirement, check
 from hpcbench.probes.gpu_health.read import GPU_METRICS, Item, gpu_items, missing

@@ -13,7 +13,7 @@ from typing import Any
 
 from hpcbench.hw import gpu_counters as gc
 from hpcbench.hw.gpu_counters import ECC_COUNTERS
-from hpcbench.node.inventory import nvml as seam
+from hpcbench.node import nvml as seam
 from hpcbench.probes.items import Item, missing
 
 __all__ = ["GPU_METRICS", "Item", "gpu_items", "missing"]

@@ -18,13 +18,14 @@ on the CPU device (``device = "cpu"``), which is how the tests exercise it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from hpcbench.core.measurement import Conditions, Measurement
-from hpcbench.hw.telemetry import throttle_hint
-from hpcbench.hw.torch_device import Clock, check_device_param, prepare, sampler, time_calls
-from hpcbench.node.inventory import nvml as seam
-from hpcbench.probes.base import ProbeContext, Requirement, check
+from hpcbench.hw import gpu_probe as gp
+from hpcbench.probes.base import GpuProbe, ProbeContext, Requirement, check
+
+if TYPE_CHECKING:  # run() imports what it uses: `hpcbench list` reads only the header and Params
+    from hpcbench.hw.torch_device import Clock
 
 NAME = "gpu_membw"
 KERNELS = ("copy", "triad")
@@ -59,18 +60,16 @@ def moved_bytes(kernel: str, n: int) -> int:
 
 @dataclass(frozen=True)
 class GpuMembwParams:
-    device: int | str = field(
-        default="auto",
-        metadata={"help": "GPU index (NVML's), 'auto' (GPU 0) or 'cpu' (same kernels, for tests)"},
+    device: int | str = gp.device_field(
+        "GPU index (NVML's), 'auto' (GPU 0) or 'cpu' (same kernels, for tests)"
     )
     buffer_mib: int = field(default=0, metadata={"help": "MiB per buffer; 0 = 8 x L2 cache, at least 1 GiB"})
     repeats: int = field(default=20, metadata={"help": "timed calls of each kernel (>= 2)"})
     warmup: int = field(default=5, metadata={"help": "untimed calls of each kernel first"})
-    telemetry_interval: float = field(default=0.1, metadata={"help": "NVML sampling period, s; 0 = off"})
+    telemetry_interval: float = gp.telemetry_field()
 
     def __post_init__(self) -> None:
-        problem = check_device_param(self.device)
-        check(problem is None, NAME, "device", problem or "")
+        gp.check_device(NAME, self.device)
         check(self.buffer_mib >= 0, NAME, "buffer_mib", f"must be >= 0 (0 = auto), got {self.buffer_mib}")
         check(self.repeats >= 2, NAME, "repeats", f"must be >= 2, got {self.repeats}")
         check(self.warmup >= 0, NAME, "warmup", f"must be >= 0, got {self.warmup}")
@@ -101,6 +100,8 @@ def measure(
     torch: Any, device: Any, clock: Any, n: int, warmup: int, repeats: int
 ) -> tuple[dict[str, list[float]], str | None]:
     """Seconds per timed call of each kernel on ``n``-element buffers, and the verification."""
+    from hpcbench.hw.torch_device import time_calls
+
     a = torch.rand(n, dtype=torch.float32, device=device)  # never time zeros
     b = torch.empty_like(a)
     c = torch.empty_like(a)
@@ -113,6 +114,8 @@ def measure(
 
 def theoretical_peak(nvml_index: int | None, nvml: Any = None) -> dict[str, Any]:
     """NVML's theoretical memory bandwidth of a GPU, or why it is unknown."""
+    from hpcbench.node import nvml as seam
+
     if nvml_index is None:
         return {"peak_gbps": None, "peak_source": "no NVML index for this device"}
     try:
@@ -130,26 +133,24 @@ def theoretical_peak(nvml_index: int | None, nvml: Any = None) -> dict[str, Any]
     return {**r.value, "peak_source": "NVML: max memory clock x bus width x 2 (DDR)"}
 
 
-class GpuMembw:
+class GpuMembw(GpuProbe):
     """HBM bandwidth of one GPU: device-to-device copy and STREAM triad (GB/s)."""
 
-    name: ClassVar[str] = NAME
-    description: ClassVar[str] = (
-        "GPU memory bandwidth: device-to-device copy and STREAM triad (GB/s, CUDA events)"
-    )
-    Params: ClassVar[type] = GpuMembwParams
-    requires: ClassVar[tuple[Requirement, ...]] = (Requirement("gpu"), Requirement("idle_gpu"))
-    expands: ClassVar[dict[str, str]] = {"gpu": "device"}
-    metrics: ClassVar[tuple[str, ...]] = KERNELS
+    name = NAME
+    description = "GPU memory bandwidth: device-to-device copy and STREAM triad (GB/s, CUDA events)"
+    Params = GpuMembwParams
+    requires: ClassVar[tuple[Requirement, ...]] = (Requirement("gpu"), *GpuProbe.requires)  # a GPU only
+    metrics = KERNELS
 
     def __init__(self, nvml: Any = None, clock: Clock | None = None) -> None:
         self.nvml = nvml
         self.clock = clock  # None: the device's own (tests pass fixed timings)
 
     def run(self, params: GpuMembwParams, ctx: ProbeContext) -> list[Measurement]:
-        import torch
+        from hpcbench.hw.telemetry import throttle_hint
+        from hpcbench.hw.torch_device import sampler
 
-        rt = prepare(torch, params.device, ctx.inventory, clock=self.clock)
+        torch, rt, _, _ = gp.open_device(params.device, ctx.inventory, clock=self.clock)
         if rt.choice.is_cuda:
             free, _total = torch.cuda.mem_get_info(rt.device)
         else:

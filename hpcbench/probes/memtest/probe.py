@@ -11,17 +11,19 @@ a FAIL of its own, with the pattern, the count and the first offsets. The test s
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from hpcbench.core.errors import ProbeError
 from hpcbench.core.measurement import Measurement
-from hpcbench.hw import torch_device as td
-from hpcbench.probes.base import ProbeContext, Requirement, check, report_progress
+from hpcbench.hw import gpu_probe as gp
+from hpcbench.probes.base import GpuProbe, ProbeContext, check, report_progress
 from hpcbench.probes.memtest import calc
+
+if TYPE_CHECKING:  # run() imports what it uses: `hpcbench list` reads only the header and Params
+    from hpcbench.hw import torch_device as td
 
 NAME = "memtest"
 MIB = 2**20
@@ -32,9 +34,7 @@ CPU_CHUNK_MIB = 64
 
 @dataclass(frozen=True)
 class MemtestParams:
-    device: int | str = field(
-        default="auto", metadata={"help": "auto (GPU 0, else CPU), cpu, or a GPU index (hpcbench inventory)"}
-    )
+    device: int | str = gp.device_field()
     fraction: float = field(default=0.9, metadata={"help": "fraction of the free memory to test (0-0.98]"})
     max_mib: int = field(
         default=0, metadata={"help": "test at most this many MiB; 0 = no cap on a GPU, 1024 on the CPU"}
@@ -51,8 +51,7 @@ class MemtestParams:
     seed: int = field(default=0, metadata={"help": "seed of the random pattern"})
 
     def __post_init__(self) -> None:
-        problem = td.check_device_param(self.device)
-        check(problem is None, NAME, "device", problem or "")
+        gp.check_device(NAME, self.device)
         check(0 < self.fraction <= 0.98, NAME, "fraction", f"must be in (0, 0.98], got {self.fraction}")
         check(self.max_mib >= 0, NAME, "max_mib", f"must be >= 0, got {self.max_mib}")
         check(self.chunk_mib >= 0, NAME, "chunk_mib", f"must be >= 0, got {self.chunk_mib}")
@@ -155,26 +154,21 @@ def progress_line(passno: int, r: calc.PatternResult) -> str:
     return f"pass {passno} {r.pattern}: {gib:.2f} GiB, {r.mismatches} wrong, {rate:.1f} GB/s"
 
 
-class Memtest:
+class Memtest(GpuProbe):
     """Pattern test of GPU (or host) memory: every word written and read back, on the device."""
 
-    name: ClassVar[str] = NAME
-    description: ClassVar[str] = (
+    name = NAME
+    description = (
         "Memory pattern test (HBM, or host memory on the CPU device): fixed, walking ones, address, random"
     )
-    Params: ClassVar[type] = MemtestParams
-    requires: ClassVar[tuple[Requirement, ...]] = (Requirement("idle_gpu"),)  # also runs on the CPU device
-    expands: ClassVar[dict[str, str]] = {"gpu": "device"}
-    metrics: ClassVar[tuple[str, ...]] = ("mismatched_words", "bandwidth")
+    Params = MemtestParams
+    metrics = ("mismatched_words", "bandwidth")
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock  # tests pass a clock of their own, so the GB/s are pinned
 
     def run(self, params: MemtestParams, ctx: ProbeContext) -> list[Measurement]:
-        os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
-        import torch
-
-        rt = td.prepare(torch, params.device, ctx.inventory)
+        torch, rt, _, _ = gp.open_device(params.device, ctx.inventory)
         free, total, source = free_bytes(torch, rt)
         cap_mib = params.max_mib or (0 if rt.choice.is_cuda else CPU_DEFAULT_MAX_MIB)
         chunk = (params.chunk_mib or (GPU_CHUNK_MIB if rt.choice.is_cuda else CPU_CHUNK_MIB)) * MIB

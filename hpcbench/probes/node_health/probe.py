@@ -24,7 +24,7 @@ from hpcbench.core.measurement import Measurement
 from hpcbench.hw.kernel_log import boot_time, read_kernel_log
 from hpcbench.probes.base import ProbeContext, Requirement, check
 from hpcbench.probes.items import Item, missing, to_measurements
-from hpcbench.probes.node_health import aer, edac, klog, nvme, system
+from hpcbench.probes.node_health import aer, edac, klog, nvme
 
 NAME = "node_health"
 SYSTEM_METRICS = ("memory_gib", "online_cpus", "cpus_offline", "memory_numa_balance", "mounts_missing")
@@ -131,6 +131,8 @@ class NodeHealth:
         self.runner = runner  # None: nvme-cli (tests inject one that replays captured output)
 
     def run(self, params: NodeHealthParams, ctx: ProbeContext) -> list[Measurement]:
+        from hpcbench.probes.node_health import system  # here: `hpcbench list` imports only the header
+
         root = params.root
         start = timeparse.since(params.since)
         settings: dict[str, Any] = {

@@ -29,10 +29,7 @@ from typing import Any, ClassVar, Protocol
 
 from hpcbench.core.errors import ProbeError
 from hpcbench.core.measurement import Measurement, Unmeasured
-from hpcbench.hw.torch_device import prepare
-from hpcbench.node.inventory import nvml as seam
 from hpcbench.probes.base import ProbeContext, Requirement, check
-from hpcbench.probes.pcie.cuda import CudaEngine
 
 NAME = "pcie"
 METRICS = ("h2d", "d2h", "bidirectional", "link_gen_deficit", "link_width_deficit")
@@ -194,6 +191,8 @@ def build_measurements(
 
 
 def _nvml_link(nv: Any, handle: Any) -> dict[str, Any]:
+    from hpcbench.node import nvml as seam
+
     readings = seam.pcie_link(nv, handle)
     link: dict[str, Any] = {k: r.value for k, r in readings.items() if r.ok}
     why = [f"{k}: {r.unsupported or r.error}" for k, r in readings.items() if not r.ok and k != "gpu_max_gen"]
@@ -220,6 +219,8 @@ class Pcie:
         self.nvml = nvml
 
     def run(self, params: PcieParams, ctx: ProbeContext) -> list[Measurement | Unmeasured]:
+        from hpcbench.node import nvml as seam
+
         nnodes = max(len(ctx.inventory.numa.nodes), 1)
         settings: dict[str, Any] = {
             "size_bytes": params.size_mib * 2**20,
@@ -254,6 +255,8 @@ class Pcie:
     @staticmethod
     def _bind(nv: Any, handle: Any, bind: bool, nnodes: int) -> dict[str, Any]:
         """Bind this process to the GPU's local CPUs (before torch allocates anything)."""
+        from hpcbench.node import nvml as seam
+
         # a mask for at least 1024 CPUs: CPU numbers can exceed the count when some are offline
         cpus = seam.cpu_affinity(nv, handle, max(os.cpu_count() or 1, 1024))
         nodes = seam.memory_affinity(nv, handle, max(nnodes, 64))
@@ -280,6 +283,9 @@ class Pcie:
         read_link: Callable[[], tuple[int | None, int | None]],
     ) -> list[Measurement | Unmeasured]:
         import torch
+
+        from hpcbench.hw.torch_device import prepare
+        from hpcbench.probes.pcie.cuda import CudaEngine
 
         rt = prepare(torch, params.gpu, ctx.inventory)
         assert rt.choice.cuda_ordinal is not None  # an int device is CUDA or raised

@@ -27,7 +27,6 @@ from typing import Any, ClassVar
 from hpcbench.core.errors import ProbeError
 from hpcbench.core.measurement import Measurement
 from hpcbench.probes.base import ProbeContext, Requirement, check, register_cleanup
-from hpcbench.probes.storage import fs as sfs
 from hpcbench.probes.storage.fio import FioRun
 from hpcbench.probes.storage.jobs import (
     FILL_MIN_RATE,
@@ -237,6 +236,8 @@ class Storage:
 
     # -- targets -----------------------------------------------------------------
     def _raw(self, params: StorageParams, ctx: ProbeContext, target: str) -> list[Measurement]:
+        from hpcbench.probes.storage import fs as sfs  # here: `hpcbench list` imports only the header
+
         path = os.path.realpath(target)
         if not sfs.is_block_device(path):
             raise ProbeError(f"{target} is not a block device (raw_device = true takes block devices only)")
@@ -254,6 +255,8 @@ class Storage:
         return measure_profiles(params, Target(path, path, size, settings), engine, how, ctx.subject)
 
     def _directory(self, params: StorageParams, ctx: ProbeContext, target: str) -> list[Measurement]:
+        from hpcbench.probes.storage import fs as sfs
+
         path = os.path.realpath(target)
         if sfs.is_block_device(path):
             raise ProbeError(

@@ -21,7 +21,7 @@ import pytest
 from support.fakenvml import FakeNvml
 
 from hpcbench.core.errors import ProbeError
-from hpcbench.node.inventory import collector
+from hpcbench.node import collector
 from hpcbench.probes.base import ProbeContext, build_params
 from hpcbench.probes.network import iperf, perftest, procs
 from hpcbench.probes.network.probe import Network

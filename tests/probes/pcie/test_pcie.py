@@ -23,8 +23,8 @@ from hpcbench.engine import judge
 from hpcbench.engine import suite as suite_mod
 from hpcbench.engine.plan import Job
 from hpcbench.engine.runner import Outcome
+from hpcbench.node import nvml as seam
 from hpcbench.node.inventory import Inventory
-from hpcbench.node.inventory import nvml as seam
 from hpcbench.probes.base import ProbeContext, build_params
 from hpcbench.probes.pcie import probe as pcie
 from hpcbench.probes.pcie.cuda import verify_copies
