@@ -29,7 +29,8 @@ from hpcbench.engine.record import SCHEMA_VERSION, BaselineInfo, NotRun, Record,
 from hpcbench.engine.runner import Outcome, Runner
 from hpcbench.engine.suite import Suite
 from hpcbench.launch import launcher
-from hpcbench.node.inventory import Inventory, collector
+from hpcbench.node import collector
+from hpcbench.node.inventory import Inventory
 from hpcbench.report import console, emit
 from hpcbench.report.logfile import RunLog
 from hpcbench.report.progress import Progress

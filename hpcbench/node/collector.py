@@ -21,7 +21,8 @@ from importlib import metadata
 from typing import Any
 
 from hpcbench import __version__
-from hpcbench.node.inventory import Inventory, nics
+from hpcbench.node import nics
+from hpcbench.node.inventory import Inventory
 from hpcbench.node.pci import pci_gpus
 
 #: file systems that hold no user data; never a storage subject

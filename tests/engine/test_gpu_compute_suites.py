@@ -17,7 +17,8 @@ from hpcbench.engine import baselines
 from hpcbench.engine import suite as suite_mod
 from hpcbench.engine.judge import judge
 from hpcbench.engine.plan import CONCURRENT_EXPANSIONS, Unrunnable, expand
-from hpcbench.node.inventory import Inventory, nvml
+from hpcbench.node import nvml
+from hpcbench.node.inventory import Inventory
 from hpcbench.probes import registry
 from hpcbench.probes.attention.probe import Attention
 from hpcbench.probes.base import ProbeContext, build_params

@@ -19,14 +19,14 @@ PACKAGE = ROOT / "hpcbench"
 #: ``__init__`` and ``__main__``); a module may import its own folder or a lower one
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("core", ("hpcbench", "hpcbench.core")),
-    ("node", ("hpcbench.node.inventory",)),
+    ("node", ("hpcbench.node",)),
     ("hw", ("hpcbench.hw",)),
-    ("launch", ("hpcbench.launch.launcher",)),
+    ("launch", ("hpcbench.launch",)),
     ("probes", ("hpcbench.probes",)),
     ("engine", ("hpcbench.engine",)),
     ("report", ("hpcbench.report",)),
     ("analysis", ("hpcbench.analysis",)),
-    ("cli", ("hpcbench.cli.main", "hpcbench.__main__")),
+    ("cli", ("hpcbench.cli", "hpcbench.__main__")),
 ]
 #: folders of one level that never import each other (reporters and analysis both only read records)
 SIBLINGS = (("hpcbench.report", "hpcbench.analysis"),)

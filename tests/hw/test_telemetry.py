@@ -15,7 +15,8 @@ from hpcbench.engine.baselines import Baseline, Expectation
 from hpcbench.engine.judge import evaluate, relative
 from hpcbench.engine.suite import Band, CheckSpec, Relative
 from hpcbench.hw import telemetry
-from hpcbench.node.inventory import Inventory, nvml
+from hpcbench.node import nvml
+from hpcbench.node.inventory import Inventory
 
 SM, MEM = pynvml.NVML_CLOCK_SM, pynvml.NVML_CLOCK_MEM
 THERMAL = pynvml.nvmlClocksEventReasonHwThermalSlowdown

@@ -27,6 +27,7 @@ from hpcbench.core.atomic import write_json
 from hpcbench.core.errors import ProbeError, ProbeSkip
 from hpcbench.launch.launcher import LaunchEnv, from_environ
 from hpcbench.launch.spawn import EXIT_CONFIG, EXIT_FAILED
+from hpcbench.node.inventory import Inventory
 from hpcbench.probes.llm_step.flops import Shape
 
 #: test hook: RANK:STAGE, that rank kills itself (SIGKILL) as it reaches ``alone`` or ``ddp``
@@ -47,7 +48,7 @@ def _runtime(torch: Any, cfg: dict[str, Any], launch: LaunchEnv) -> Any:
     from hpcbench.hw import torch_device as td
 
     if cfg["backend"] != "nccl":
-        return td.prepare(torch, "cpu", cfg["inventory"], cfg.get("threads", 0))
+        return td.prepare(torch, "cpu", Inventory.from_dict(cfg["inventory"]), cfg.get("threads", 0))
     import torch.distributed as dist
 
     if not torch.cuda.is_available() or not dist.is_nccl_available():
@@ -60,7 +61,7 @@ def _runtime(torch: Any, cfg: dict[str, Any], launch: LaunchEnv) -> Any:
         devices[launch.local_rank] if launch.local_rank < len(devices) else _joined_gpu(torch, cfg, launch)
     )
     try:
-        return td.prepare(torch, device, cfg["inventory"])
+        return td.prepare(torch, device, Inventory.from_dict(cfg["inventory"]))
     except (ProbeSkip, ProbeError) as exc:
         raise RankConfigError(f"GPU {device}: {exc}") from None
 
@@ -71,12 +72,11 @@ def _joined_gpu(torch: Any, cfg: dict[str, Any], launch: LaunchEnv) -> int:
     inventory lists its UUID, else the ordinal itself."""
     from hpcbench.hw import cuda_only
     from hpcbench.hw import torch_device as td
-    from hpcbench.node.inventory import as_inventory
 
     ordinal = launch.local_rank % max(1, torch.cuda.device_count())
     uuids = cuda_only.cuda_uuids(torch)
     want = td.normalize_uuid(uuids[ordinal]) if ordinal < len(uuids) else None
-    for d in as_inventory(cfg["inventory"]).gpus.devices:
+    for d in Inventory.from_dict(cfg["inventory"]).gpus.devices:
         if want is not None and td.normalize_uuid(d.uuid) == want:
             return int(d.index)
     return ordinal

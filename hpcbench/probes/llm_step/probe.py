@@ -26,12 +26,14 @@ import resource
 import statistics
 import time
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:  # run() imports what it uses: `hpcbench list` reads only the header and Params
+    from hpcbench.hw.torch_device import Clock
 
 from hpcbench.core.errors import ConfigError, ProbeError, ProbeSkip
 from hpcbench.core.measurement import Conditions, Consensus, Measurement, Unmeasured
-from hpcbench.hw import torch_device as td
-from hpcbench.hw.telemetry import throttle_hint
+from hpcbench.hw import gpu_probe as gp
 from hpcbench.launch.launcher import from_environ
 from hpcbench.probes.base import ProbeContext, Requirement, check
 from hpcbench.probes.llm_step import calc
@@ -92,7 +94,7 @@ class LlmStepParams:
     seed: int = field(default=0, metadata={"help": "seed of the weights and the batch"})
 
     def __post_init__(self) -> None:
-        problem = td.check_device_param(self.device)
+        problem = gp.check_device_param(self.device)
         check(problem is None, NAME, "device", problem or "")
         check(self.mode in MODES, NAME, "mode", f"single or ddp, not {self.mode!r}")
         check(
@@ -205,6 +207,8 @@ def single_measurements(
     agree = Consensus(
         "first_loss_bits", bits, consensus_group, "the float32 bit pattern of the first step's loss"
     )
+    from hpcbench.hw.telemetry import throttle_hint
+
     held = Conditions(gpu_clocks_held=throttle_hint(settings.get("telemetry")))
 
     def m(
@@ -321,6 +325,8 @@ def ddp_measurements(
             m("mfu", [fl.mfu(shape, t, tflops) for t in node_seconds], "ratio",
               f"model FLOPs per rank / the slowest rank's step seconds / dense bf16 peak ({tflops:g} TFLOPS)")
         )  # fmt: skip
+    else:
+        out.append(Unmeasured("mfu", "not_measured", peak_source))
     return out
 
 
@@ -336,7 +342,7 @@ class LlmStep:
     expands: ClassVar[dict[str, str]] = {"gpu": "device"}
     metrics: ClassVar[tuple[str, ...]] = METRICS
 
-    def __init__(self, clock: td.Clock | None = None, before_step: Any = None) -> None:
+    def __init__(self, clock: Clock | None = None, before_step: Any = None) -> None:
         self.clock = clock  # None: the device's own (tests pass fixed timings)
         self.before_step = before_step  # test seam: (step index, model) before each step
 
@@ -346,6 +352,7 @@ class LlmStep:
             return self._ddp(params, ctx)
         import torch
 
+        from hpcbench.hw import torch_device as td
         from hpcbench.probes.llm_step import train
 
         rt = td.prepare(torch, params.device, ctx.inventory, params.threads, clock=self.clock)

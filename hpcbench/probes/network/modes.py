@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hpcbench.core.errors import ProbeError
-from hpcbench.node.inventory import Inventory, nics
+from hpcbench.node import nics
+from hpcbench.node.inventory import Inventory
 from hpcbench.node.pci import read_text
 from hpcbench.probes.items import Item, missing
 from hpcbench.probes.network import health, iperf, perftest, procs, topology

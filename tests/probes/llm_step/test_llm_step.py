@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import torch
 from conftest import Cli
-from fixedclock import FixedClock
+from support.fixedclock import FixedClock
 from support.results import measured, reasons
 
 from hpcbench.core.errors import ParamError, ProbeSkip

@@ -11,7 +11,7 @@ import pytest
 from conftest import Cli
 
 from hpcbench.core.exitcodes import ExitCode
-from hpcbench.hw import spawn
+from hpcbench.launch import spawn
 from hpcbench.node.inventory import Inventory
 from hpcbench.probes.llm_step import flops as fl
 
@@ -113,8 +113,8 @@ def test_a_joined_rank_finds_its_gpu_by_uuid() -> None:
     )
     launch = LaunchEnv(3, 4, 1, "127.0.0.1", 29500, False, "env")
     one = SimpleNamespace(cuda=_FakeCuda(["bbbb"]))  # CUDA_VISIBLE_DEVICES=6: ordinal 0 is NVML's GPU 6
-    assert ddp._joined_gpu(one, {"inventory": inventory}, launch) == 6
+    assert ddp._joined_gpu(one, {"inventory": inventory.as_dict()}, launch) == 6
     both = SimpleNamespace(cuda=_FakeCuda(["aaaa", "bbbb"]))  # local rank 1 of a task that sees both
-    assert ddp._joined_gpu(both, {"inventory": inventory}, launch) == 6
+    assert ddp._joined_gpu(both, {"inventory": inventory.as_dict()}, launch) == 6
     unknown = SimpleNamespace(cuda=_FakeCuda(["cccc", "dddd"]))  # not in the inventory: the ordinal
     assert ddp._joined_gpu(unknown, {"inventory": inventory}, launch) == 1

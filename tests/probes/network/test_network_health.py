@@ -19,7 +19,8 @@ from hpcbench.engine import baselines, judge
 from hpcbench.engine.plan import expand
 from hpcbench.engine.runner import Outcome
 from hpcbench.engine.suite import load
-from hpcbench.node.inventory import Inventory, collector, nics
+from hpcbench.node import collector, nics
+from hpcbench.node.inventory import Inventory
 from hpcbench.probes import registry
 from hpcbench.probes.base import ProbeContext, build_params
 from hpcbench.probes.items import Item

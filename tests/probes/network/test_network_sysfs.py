@@ -12,7 +12,8 @@ from support.fakenvml import FakeNvml
 
 from hpcbench.engine.plan import Unrunnable, expand
 from hpcbench.engine.suite import CheckSpec
-from hpcbench.node.inventory import Inventory, collector, nics
+from hpcbench.node import collector, nics
+from hpcbench.node.inventory import Inventory
 from hpcbench.node.pci import PciPath, full_address, local_cpulist, numa_node, path_of, pci_path
 
 FIXTURES = Path(__file__).parent / "fixtures" / "network"

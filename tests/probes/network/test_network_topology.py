@@ -14,7 +14,8 @@ from hpcbench.engine import baselines, judge
 from hpcbench.engine.plan import Job
 from hpcbench.engine.runner import Outcome
 from hpcbench.engine.suite import load
-from hpcbench.node.inventory import Inventory, collector, nics
+from hpcbench.node import collector, nics
+from hpcbench.node.inventory import Inventory
 from hpcbench.node.pci import PciPath
 from hpcbench.probes import registry
 from hpcbench.probes.base import ProbeContext, build_params
