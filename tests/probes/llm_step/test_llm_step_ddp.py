@@ -117,4 +117,4 @@ def test_a_joined_rank_finds_its_gpu_by_uuid() -> None:
     both = SimpleNamespace(cuda=_FakeCuda(["aaaa", "bbbb"]))  # local rank 1 of a task that sees both
     assert ddp._joined_gpu(both, {"inventory": inventory.as_dict()}, launch) == 6
     unknown = SimpleNamespace(cuda=_FakeCuda(["cccc", "dddd"]))  # not in the inventory: the ordinal
-    assert ddp._joined_gpu(unknown, {"inventory": inventory}, launch) == 1
+    assert ddp._joined_gpu(unknown, {"inventory": inventory.as_dict()}, launch) == 1
