@@ -41,11 +41,16 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def exit_text(code: int) -> str:
+    """'killed by SIGKILL' / 'exited with status 3' for a child's return code."""
     if code < 0:
         with contextlib.suppress(ValueError):
             return f"killed by {signal.Signals(-code).name}"
         return f"killed by signal {-code}"
-    return f"exit status {code}"
+    return f"exited with status {code}"
+
+
+#: the hint of a job one of whose ranks died
+DIED_HINT = "a rank that dies is a crash or an OOM kill on that rank's device or host"
 
 
 def failure(
@@ -54,8 +59,9 @@ def failure(
     killed: set[int],
     reports: dict[int, dict[str, Any]],
     timed_out: float | None,
-) -> str:
-    """The one-line reason of a job that did not finish cleanly. Pure."""
+) -> tuple[str, str]:
+    """(reason, hint) of a job that did not finish cleanly; the first rank seen to die is named
+    first (``codes`` in the order the ranks exited). Pure."""
     died = [
         r
         for r, c in codes.items()
@@ -63,19 +69,19 @@ def failure(
     ]
     config = sorted(r for r, rep in reports.items() if rep.get("config"))
     if config:
-        return f"rank {config[0]}: {reports[config[0]]['message']}"
+        return f"rank {config[0]}: {reports[config[0]]['message']}", ""
     if died:
         what = "; ".join(f"rank {r} of {world} died ({exit_text(codes[r] or 0)})" for r in died)
         told = sorted(reports)
-        return what + (f"; rank {told[0]} reported: {reports[told[0]]['message']}" if told else "")
+        return what + (f"; rank {told[0]} reported: {reports[told[0]]['message']}" if told else ""), DIED_HINT
     if reports:
         first = sorted(reports)[0]
-        return f"rank {first}: {reports[first]['message']}"
+        return f"rank {first}: {reports[first]['message']}", ""
     if timed_out is not None:
         left = sorted(r for r, c in codes.items() if c is None or r in killed)
-        return f"{rank_list(left)} of {world} did not finish within {timed_out:g} s"
+        return f"{rank_list(left)} of {world} did not finish within {timed_out:g} s", ""
     bad = sorted(r for r, c in codes.items() if c)
-    return "; ".join(f"rank {r} {exit_text(codes[r] or 0)}" for r in bad) or "no result from rank 0"
+    return "; ".join(f"rank {r} {exit_text(codes[r] or 0)}" for r in bad) or "no result from rank 0", ""
 
 
 def watch(
@@ -165,11 +171,11 @@ def spawn(
         result = root / "result.json"
         if all(c == 0 for c in codes.values()) and result.is_file():
             return dict(json.loads(result.read_text()))
-        reason = failure(world, codes, killed, reports, deadline_s if timed_out else None)
+        reason, hint = failure(world, codes, killed, reports, deadline_s if timed_out else None)
         crashed = [
             r for r, c in codes.items() if c and c not in (EXIT_FAILED, EXIT_CONFIG) and r not in killed
         ]
         tail = _last_line(root / f"rank{crashed[0]}.log") if crashed else ""
-        raise ProbeError(reason + (f" (rank {crashed[0]} log: {tail})" if tail else ""))
+        raise ProbeError(reason + (f" (rank {crashed[0]} log: {tail})" if tail else ""), hint=hint)
     finally:
         shutil.rmtree(root, ignore_errors=True)

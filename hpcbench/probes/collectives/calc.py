@@ -21,7 +21,6 @@ Conventions follow nccl-tests (``PERFORMANCE.md``):
 from __future__ import annotations
 
 import math
-import signal
 import statistics
 from dataclasses import dataclass
 from typing import Any
@@ -214,13 +213,3 @@ def human_size(n: int) -> str:
         if n >= scale and n % scale == 0:
             return f"{n // scale} {unit}"
     return f"{n} B"
-
-
-def exit_reason(returncode: int) -> str:
-    """'killed by SIGKILL' / 'exited with status 3' for a child's return code."""
-    if returncode < 0:
-        try:
-            return f"killed by {signal.Signals(-returncode).name}"
-        except ValueError:
-            return f"killed by signal {-returncode}"
-    return f"exited with status {returncode}"

@@ -19,18 +19,8 @@ torch itself in spawned mode; ranks do.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
-import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from hpcbench.core.errors import ConfigError, ProbeError, ProbeSkip
@@ -44,13 +34,9 @@ if TYPE_CHECKING:  # run() imports what it uses: `hpcbench list` reads only the 
 
 NAME = "collectives"
 CONVENTION = "nccl-tests busbw"
-#: after the first rank fails, the others get this long to report before they are killed
-GRACE_S = 4.0
-POLL_S = 0.05
 #: the collective timeout is at most this fraction of the check's timeout, so the probe
 #: reports which rank is missing before the runner kills it
 TIMEOUT_FRACTION = 0.3
-LAUNCH_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
 
 @dataclass(frozen=True)
@@ -135,150 +121,12 @@ def effective_timeout(requested: float, check_timeout: float | None) -> float:
     return max(1.0, min(requested, check_timeout * TIMEOUT_FRACTION))
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
-def spawn_failure(
-    world: int,
-    codes: dict[int, int | None],
-    killed: set[int],
-    reports: dict[int, dict[str, Any]],
-    timed_out: float | None,
-) -> tuple[str, str]:
-    """(reason, hint) for a spawned job that did not finish cleanly. Pure."""
-    from hpcbench.launch.ranks import rank_list
-    from hpcbench.probes.collectives.rank import EXIT_CONFIG, EXIT_FAILED
-
-    # in the order they were seen to exit: the first rank to die is named first
-    died = [
-        r
-        for r, c in codes.items()
-        if c is not None and c not in (0, EXIT_FAILED, EXIT_CONFIG) and r not in killed
-    ]
-    config = sorted(r for r, rep in reports.items() if rep.get("config"))
-    told = sorted(reports)
-    if config:
-        return f"rank {config[0]}: {reports[config[0]]['message']}", ""
-    if died:
-        what = "; ".join(f"rank {r} of {world} died ({cm.exit_reason(codes[r] or 0)})" for r in died)
-        if told:
-            what += f"; rank {told[0]} reported: {reports[told[0]]['message']}"
-        return what, "a rank that dies is a crash or an OOM kill on that rank's device or host"
-    if told:
-        return f"rank {told[0]}: {reports[told[0]]['message']}", ""
-    if timed_out is not None:
-        left = sorted(r for r, c in codes.items() if c is None or r in killed)
-        return f"{rank_list(left)} of {world} did not finish within {timed_out:g} s", ""
-    bad = sorted(r for r, c in codes.items() if c)
-    return "; ".join(f"rank {r} {cm.exit_reason(codes[r] or 0)}" for r in bad) or "no result from rank 0", ""
-
-
-def _last_line(path: Path) -> str:
-    with contextlib.suppress(OSError):
-        lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
-        return lines[-1][:300] if lines else ""
-    return ""
-
-
 def _spawn(cfg: RankConfig, world: int, workdir: str, deadline_s: float) -> dict[str, Any]:
-    """Run ``world`` ranks on this node; rank 0's result, or ProbeError naming what went wrong."""
-    root = Path(tempfile.mkdtemp(prefix="collectives-", dir=workdir or None))
-    (root / "config.json").write_text(json.dumps(cfg.as_dict()))
-    port = free_port()
-    base_env = {
-        k: v for k, v in os.environ.items() if not k.startswith("TORCHELASTIC_") and k not in LAUNCH_VARS
-    }
-    procs: dict[int, subprocess.Popen[bytes]] = {}
-    try:
-        for r in range(world):
-            env = {
-                **base_env,
-                "RANK": str(r),
-                "WORLD_SIZE": str(world),
-                "LOCAL_RANK": str(r),
-                "LOCAL_WORLD_SIZE": str(world),
-                "MASTER_ADDR": "127.0.0.1",
-                "MASTER_PORT": str(port),
-            }
-            with open(root / f"rank{r}.log", "wb") as log:
-                procs[r] = subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "hpcbench.probes.collectives.rank",
-                        str(root / "config.json"),
-                        str(root),
-                    ],
-                    env=env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-        codes, killed, timed_out = _watch(procs, deadline_s)
-    finally:
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    try:
-        return _collect(root, world, codes, killed, deadline_s if timed_out else None)
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    """Run ``world`` ranks on this node (hpcbench.launch.spawn); rank 0's result, or ProbeError
+    naming the rank that failed and how."""
+    from hpcbench.launch import spawn
 
-
-def _collect(
-    root: Path, world: int, codes: dict[int, int | None], killed: set[int], timed_out: float | None
-) -> dict[str, Any]:
-    from hpcbench.probes.collectives.rank import EXIT_CONFIG, EXIT_FAILED
-
-    reports = {}
-    for r in range(world):
-        path = root / f"error-{r}.json"
-        if path.is_file():
-            reports[r] = json.loads(path.read_text())
-    result = root / "result.json"
-    if all(c == 0 for c in codes.values()) and result.is_file():
-        return dict(json.loads(result.read_text()))
-    reason, hint = spawn_failure(world, codes, killed, reports, timed_out)
-    crashed = [r for r, c in codes.items() if c and c not in (EXIT_FAILED, EXIT_CONFIG) and r not in killed]
-    tail = _last_line(root / f"rank{crashed[0]}.log") if crashed else ""
-    raise ProbeError(reason + (f" (rank {crashed[0]} log: {tail})" if tail else ""), hint=hint)
-
-
-def _watch(
-    procs: dict[int, subprocess.Popen[bytes]], deadline_s: float
-) -> tuple[dict[int, int | None], set[int], bool]:
-    """Wait for the ranks; after the first failure give the rest GRACE_S, then kill them.
-
-    The codes come in the order the ranks were seen to exit (the first to die first),
-    then the ranks this watcher killed.
-    """
-    deadline = time.monotonic() + deadline_s
-    first_failure: float | None = None
-    killed: set[int] = set()
-    exited: dict[int, int | None] = {}
-    while True:
-        for r, p in procs.items():
-            if r not in exited and p.poll() is not None:
-                exited[r] = p.returncode
-        if len(exited) == len(procs):
-            return exited, killed, False
-        now = time.monotonic()
-        if first_failure is None and any(exited.values()):
-            first_failure = now
-        late = now > deadline
-        if late or (first_failure is not None and now > first_failure + GRACE_S):
-            for r, p in procs.items():
-                if r not in exited and p.poll() is None:
-                    p.send_signal(signal.SIGKILL)
-                    killed.add(r)
-            for r, p in procs.items():
-                exited.setdefault(r, p.wait())
-            return exited, killed, late
-        time.sleep(POLL_S)
+    return spawn.spawn("hpcbench.probes.collectives.rank", cfg.as_dict(), world, workdir, deadline_s)
 
 
 def _join(cfg: RankConfig, launch: LaunchEnv) -> dict[str, Any]:

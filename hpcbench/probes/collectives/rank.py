@@ -32,10 +32,9 @@ from typing import Any
 
 from hpcbench.core.atomic import write_json
 from hpcbench.launch.launcher import LaunchEnv, from_environ
+from hpcbench.launch.spawn import EXIT_CONFIG, EXIT_FAILED
 from hpcbench.probes.collectives import calc as cm
 
-EXIT_FAILED = 3
-EXIT_CONFIG = 4
 #: rows of MODULUS elements compared at a time (bounds the check's temporary memory)
 CHECK_ROWS = 1 << 16
 #: how often a rank polls a CUDA event it waits for

@@ -14,6 +14,7 @@ import torch
 from support import records
 
 from hpcbench.core.errors import ParamError, ProbeError, ProbeSkip
+from hpcbench.launch import spawn
 from hpcbench.launch.ranks import behind_ranks, stalled_ranks
 from hpcbench.probes.base import build_params
 from hpcbench.probes.collectives import calc as cm
@@ -23,7 +24,6 @@ from hpcbench.probes.collectives.probe import (
     choose_ranks,
     effective_timeout,
     measurements,
-    spawn_failure,
 )
 from hpcbench.probes.collectives.rank import EXIT_CONFIG, EXIT_FAILED, fill_periodic, wrong_periodic
 
@@ -131,23 +131,23 @@ def test_diagnosis_helpers() -> None:
     assert stalled_ranks({0: 5, 1: 7}, {0: 5, 1: 9}, me=0) == []  # my own counter is not judged
     assert behind_ranks({0: 12, 1: 12, 2: 4}, me=0) == [2]
     assert behind_ranks({}, me=0) == []
-    assert cm.exit_reason(-9) == "killed by SIGKILL" and cm.exit_reason(1) == "exited with status 1"
+    assert spawn.exit_text(-9) == "killed by SIGKILL" and spawn.exit_text(1) == "exited with status 1"
 
 
 def test_spawn_failure_names_the_rank_that_died() -> None:
     reports = {0: {"rank": 0, "config": False, "message": "rank 1 of 2 stopped responding"}}
-    reason, hint = spawn_failure(2, {0: EXIT_FAILED, 1: -9}, set(), reports, None)
+    reason, hint = spawn.failure(2, {0: EXIT_FAILED, 1: -9}, set(), reports, None)
     assert reason.startswith("rank 1 of 2 died (killed by SIGKILL); rank 0 reported: rank 1 of 2 stopped")
     assert "OOM" in hint
     # killed by the watcher itself: not the culprit; the report names it
-    reason, _ = spawn_failure(2, {0: EXIT_FAILED, 1: -9}, {1}, reports, None)
+    reason, _ = spawn.failure(2, {0: EXIT_FAILED, 1: -9}, {1}, reports, None)
     assert reason == "rank 0: rank 1 of 2 stopped responding"
     # the first rank seen to die is named first (e.g. a NCCL peer aborted by its watchdog after it)
-    reason, _ = spawn_failure(3, {2: -9, 0: -6, 1: EXIT_FAILED}, set(), {}, None)
+    reason, _ = spawn.failure(3, {2: -9, 0: -6, 1: EXIT_FAILED}, set(), {}, None)
     assert reason == "rank 2 of 3 died (killed by SIGKILL); rank 0 of 3 died (killed by SIGABRT)"
     config = {1: {"rank": 1, "config": True, "message": "backend nccl: no CUDA"}}
-    assert spawn_failure(2, {0: -9, 1: EXIT_CONFIG}, {0}, config, None)[0] == "rank 1: backend nccl: no CUDA"
-    reason, _ = spawn_failure(3, {0: -9, 1: -9, 2: 0}, {0, 1}, {}, 30.0)
+    assert spawn.failure(2, {0: -9, 1: EXIT_CONFIG}, {0}, config, None)[0] == "rank 1: backend nccl: no CUDA"
+    reason, _ = spawn.failure(3, {0: -9, 1: -9, 2: 0}, {0, 1}, {}, 30.0)
     assert reason == "ranks 0, 1 of 3 did not finish within 30 s"
 
 

@@ -67,13 +67,15 @@ def test_the_spawner_names_the_rank_that_died_first() -> None:
     codes = {1: -9, 0: 3}
     reports = {0: {"rank": 0, "config": False, "message": "rank 1 of 2 stopped responding"}}
     assert spawn.failure(2, codes, set(), reports, None) == (
-        "rank 1 of 2 died (killed by SIGKILL); rank 0 reported: rank 1 of 2 stopped responding"
+        "rank 1 of 2 died (killed by SIGKILL); rank 0 reported: rank 1 of 2 stopped responding",
+        spawn.DIED_HINT,
     )
     config = {1: {"rank": 1, "config": True, "message": "backend nccl: this torch has no CUDA"}}
     assert (
-        spawn.failure(2, {0: 3, 1: 4}, set(), config, None) == "rank 1: backend nccl: this torch has no CUDA"
+        spawn.failure(2, {0: 3, 1: 4}, set(), config, None)[0]
+        == "rank 1: backend nccl: this torch has no CUDA"
     )
-    assert spawn.failure(2, {0: 0, 1: -9}, {1}, {}, 30.0) == "rank 1 of 2 did not finish within 30 s"
+    assert spawn.failure(2, {0: 0, 1: -9}, {1}, {}, 30.0)[0] == "rank 1 of 2 did not finish within 30 s"
 
 
 class _Props:
