@@ -37,8 +37,8 @@ class Tool:
 TOOLS = {
     "fio": Tool("fio", "fio", "fio", "the storage probe"),
     "nvme": Tool("nvme", "nvme-cli", "nvme-cli", "node_health's NVMe SMART log"),
-    "iperf3": Tool("iperf3", "iperf3", "iperf3", "the network probe's TCP bandwidth"),
-    "perftest": Tool("ib_write_bw", "perftest", "perftest", "the network probe's RDMA bandwidth and latency"),
+    "iperf3": Tool("iperf3", "iperf3", "iperf3", "network_tcp and network_pairs (TCP bandwidth)"),
+    "perftest": Tool("ib_write_bw", "perftest", "perftest", "network_rdma (RDMA bandwidth and latency)"),
     "slurmctld": Tool("slurmctld", "slurmctld", "slurm-slurmctld", "the Slurm tests"),
     "slurmd": Tool("slurmd", "slurmd", "slurm-slurmd", "the Slurm tests"),
     "scontrol": Tool("scontrol", "slurm-client", "slurm", "slurm-check and the Slurm tests"),

@@ -1,4 +1,4 @@
-"""Port health: the pure decisions (probes/network/health.py) on the fixture trees, then the probe
+"""Port health: the pure decisions (hpcbench/hw/net/health.py) on the fixture trees, then the probe
 run in-process on them and judged by the bundled suites' checks and baselines, so every number
 and reason an operator reads is pinned: a port down, a port at half rate, counters that rose
 between the two reads, counters over the limit (one saturated), an MTU mismatch, a VM."""
@@ -16,12 +16,14 @@ from fakenvml import FakeNvml
 from hpcbench import baselines, checks, inventory, nics
 from hpcbench.errors import ParamError, ProbeSkip
 from hpcbench.hw.items import Item
+from hpcbench.hw.net import health
 from hpcbench.node import Inventory
 from hpcbench.plan import expand
 from hpcbench.probes import registry
 from hpcbench.probes.base import ProbeContext, build_params
-from hpcbench.probes.network import health
-from hpcbench.probes.network.probe import Network
+from hpcbench.probes.network_pairs.probe import NetworkPairs
+from hpcbench.probes.network_ports.probe import NetworkPorts as Network
+from hpcbench.probes.network_topology.probe import NetworkTopology
 from hpcbench.runner import Outcome
 from hpcbench.suite import load
 
@@ -162,7 +164,7 @@ def test_states_other_than_down_say_what_to_look_at() -> None:
 
 
 def run(root: str, subject: str = "node", tmp: Path | None = None, **params: Any) -> dict[str, Any]:
-    values = {"modes": ["health"], "interval": 0.0, "root": root, **params}
+    values = {"interval": 0.0, "root": root, **params}
     if subject != "node":
         values["nic"] = subject
     p = build_params(Network, values)
@@ -293,9 +295,9 @@ def test_rdma_hardware_without_its_driver_is_zero_ports_not_a_skip(tmp_path: Pat
 
 
 def test_parameters_are_validated() -> None:
-    with pytest.raises(ParamError, match="unknown mode 'ping'"):
-        build_params(Network, {"modes": ["ping"]})
+    with pytest.raises(ParamError, match="must be >= 0 seconds"):
+        build_params(Network, {"interval": -1.0})
     with pytest.raises(ParamError, match="PIX or PXB"):
-        build_params(Network, {"near_level": "NODE"})
+        build_params(NetworkTopology, {"near_level": "NODE"})
     with pytest.raises(ParamError, match="must be in \\(0, 1\\)"):
-        build_params(Network, {"slow_fraction": 1.5})
+        build_params(NetworkPairs, {"slow_fraction": 1.5})

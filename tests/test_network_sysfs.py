@@ -153,11 +153,11 @@ def test_nic_expansion(tmp_path: Path) -> None:
     class Probe:
         expands = {"nic": "nic"}
 
-    check = CheckSpec(id="network", probe="network", params={"modes": ["health"]}, expand="nic")
+    check = CheckSpec(id="network", probe="network_ports", params={"interval": 1.0}, expand="nic")
     jobs = expand(check, Probe, replace(Inventory(), network=nics.collect(HGX)))
     assert isinstance(jobs, list)
     assert [j.subject for j in jobs] == [f"mlx5_{i}:1" for i in range(8)] + ["eno1", "eno2"]
-    assert jobs[3].params == {"modes": ["health"], "nic": "mlx5_3:1"}
+    assert jobs[3].params == {"interval": 1.0, "nic": "mlx5_3:1"}
     none = expand(check, Probe, replace(Inventory(), network=nics.collect(str(tmp_path))))
     assert none == Unrunnable("skip", "no RDMA port and no physical Ethernet interface on this node")
 

@@ -11,12 +11,12 @@ from fakenvml import FakeNvml
 
 from hpcbench import baselines, checks, inventory, nics
 from hpcbench.errors import ProbeSkip
+from hpcbench.hw.net import topology
 from hpcbench.pci import PciPath
 from hpcbench.plan import Job
 from hpcbench.probes import registry
 from hpcbench.probes.base import ProbeContext, build_params
-from hpcbench.probes.network import topology
-from hpcbench.probes.network.probe import Network
+from hpcbench.probes.network_topology.probe import NetworkTopology
 from hpcbench.runner import Outcome
 from hpcbench.suite import load
 
@@ -145,8 +145,8 @@ def test_gpudirect() -> None:
 
 def run_topology(root: str, tmp: Path, nvml: FakeNvml) -> list:
     inv = inventory.collect(root, nvml=nvml)
-    params = build_params(Network, {"modes": ["topology"], "root": root})
-    return Network().run(params, ProbeContext("node", inv, str(tmp), 60.0))
+    params = build_params(NetworkTopology, {"root": root})
+    return NetworkTopology().run(params, ProbeContext("node", inv, str(tmp), 60.0))
 
 
 def test_nightly_topology_check_fails_the_gpu_without_a_near_nic(tmp_path: Path) -> None:

@@ -21,10 +21,10 @@ import struct
 import time
 from dataclasses import dataclass
 
+from hpcbench.hw.net import iperf, procs
 from hpcbench.hw.rendezvous import RankFailure, Rendezvous
 from hpcbench.launch import LaunchEnv
-from hpcbench.probes.network import iperf, procs
-from hpcbench.probes.network.pairs import PairResult, rounds
+from hpcbench.probes.network_pairs.pairs import PairResult, rounds
 
 POLL_S = 0.05
 #: beyond the test's duration, how long a side waits for the other before it gives up
