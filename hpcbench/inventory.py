@@ -22,7 +22,7 @@ from typing import Any
 
 from hpcbench import __version__, nics
 from hpcbench.node import Inventory, as_inventory
-from hpcbench.pci import pci_gpus
+from hpcbench.pci import full_address, pci_gpus
 
 #: file systems that hold no user data; never a storage subject
 PSEUDO_FS = frozenset(
@@ -372,7 +372,9 @@ def collect(root: str = "/", *, nvml: Any = None) -> Inventory:
             "mounts": parse_mounts(_read(root, "proc/self/mounts") or ""),
         },
     }
-    return replace(Inventory.from_dict(facts), network=nics.collect(root))
+    inv = Inventory.from_dict(facts)
+    gpu_addresses = [a for d in inv.gpus.devices if (a := full_address(d.pci_bus_id))]
+    return replace(inv, network=nics.collect(root, gpu_addresses))
 
 
 # ---------------------------------------------------------------------------

@@ -33,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
-from hpcbench.pci import driver_name, numa_node, path_of, read_text
+from hpcbench.pci import LEVELS, PciPath, driver_name, numa_node, path_of, pci_path, read_text, topo_level
 
 IB_CLASS = "sys/class/infiniband"
 NET_CLASS = "sys/class/net"
@@ -80,12 +80,32 @@ ETH_ERROR_COUNTERS = (
     "rx_errors",
     "tx_errors",
     "rx_crc_errors",
-    "rx_missed_errors",
-    "rx_fifo_errors",
     "tx_carrier_errors",
     "carrier_changes",
 )
-ETH_OTHER_COUNTERS = ("rx_dropped", "tx_dropped", "rx_packets", "tx_packets", "rx_bytes", "tx_bytes")
+#: read and reported, not judged: rx_missed_errors (mlx5: the host did not post receive buffers
+#: in time) and rx_fifo_errors are load, not a bad link
+ETH_OTHER_COUNTERS = (
+    "rx_missed_errors",
+    "rx_fifo_errors",
+    "rx_dropped",
+    "tx_dropped",
+    "rx_packets",
+    "tx_packets",
+    "rx_bytes",
+    "tx_bytes",
+)
+#: the RDMA device's transport counters (ports/N/hw_counters, mlx5), reported per rail, not judged:
+#: retransmissions and congestion notifications tell a lossy or congested fabric
+HW_COUNTERS = (
+    "out_of_sequence",
+    "packet_seq_err",
+    "local_ack_timeout_err",
+    "rnr_nak_retry_err",
+    "roce_adp_retrans",
+    "np_cnp_sent",
+    "rp_cnp_handled",
+)
 #: /sys/class/net/<if>/type (ARPHRD_*)
 ARPHRD = {1: "ethernet", 32: "infiniband", 772: "loopback"}
 #: what a port's physical state means to the one who has to fix it
@@ -166,6 +186,10 @@ class RdmaPort:
     pci_address: str | None
     numa_node: int | None
     driver: str | None
+    #: an SR-IOV virtual function's RDMA device (its PCI function has ``physfn``): never a subject
+    virtual_function: bool = False
+    #: its netdev has a global address or a master (bond, team, bridge): in use even when down
+    in_use: bool = False
 
     #: as_dict adds the subject name (its JSON Schema)
     JSON_EXTRA: ClassVar[dict[str, Any]] = {"subject": {"type": "string", "description": "device:port"}}
@@ -201,6 +225,17 @@ class Interface:
     numa_node: int | None
     virtual_function: bool
     rdma_port: str | None  # the RDMA port it is the netdev of, e.g. "mlx5_0:1"
+    #: the bond, team or bridge it is enslaved to (its ``master`` link)
+    master: str | None = None
+    #: it has a global address (an IPv4 route of its own in /proc/net/route, or a global IPv6
+    #: address in /proc/net/if_inet6)
+    has_address: bool = False
+
+    @property
+    def in_use(self) -> bool:
+        """Carrying traffic someone configured: a global address, or a member of a bond or team.
+        NetworkManager leaves unplugged ports administratively up; up alone is not in use."""
+        return self.has_address or self.master is not None
 
     @property
     def rate_gbps(self) -> float | None:
@@ -243,12 +278,35 @@ def _netdevs(root: str, device: str, port: int) -> list[str]:
     return mine
 
 
+def addressed(root: str) -> set[str]:
+    """Interfaces with a global address: an IPv4 route of their own (/proc/net/route, where the
+    kernel puts each address's subnet) or a global-scope IPv6 address (/proc/net/if_inet6)."""
+    names = set()
+    for line in (read_text(os.path.join(root, "proc/net/route")) or "").splitlines()[1:]:
+        fields = line.split()
+        if fields:
+            names.add(fields[0])
+    for line in (read_text(os.path.join(root, "proc/net/if_inet6")) or "").splitlines():
+        fields = line.split()
+        if len(fields) >= 6 and fields[3] == "00":  # scope 0: global
+            names.add(fields[5])
+    return names
+
+
+def master_of(root: str, name: str) -> str | None:
+    """The bond, team or bridge an interface is enslaved to (its ``master`` link)."""
+    link = os.path.join(root, NET_CLASS, name, "master")
+    return os.path.basename(os.readlink(link)) if os.path.islink(link) else None
+
+
 def rdma_ports(root: str = "/") -> list[RdmaPort]:
     """Every port of every RDMA device; [] when there is no /sys/class/infiniband."""
     out = []
+    with_address = addressed(root)
     for device in _listdir(os.path.join(root, IB_CLASS)):
         base = f"{IB_CLASS}/{device}"
         address, numa, driver = _pci(root, os.path.join(root, base, "device"))
+        vf = os.path.exists(os.path.join(root, base, "device", "physfn"))
         for port_name in _listdir(os.path.join(root, base, "ports")):
             if not port_name.isdigit():
                 continue
@@ -280,6 +338,8 @@ def rdma_ports(root: str = "/") -> list[RdmaPort]:
                     pci_address=address,
                     numa_node=numa,
                     driver=driver,
+                    virtual_function=vf,
+                    in_use=any(n in with_address or master_of(root, n) for n in netdevs),
                 )
             )
     return out
@@ -299,6 +359,7 @@ def interfaces(
     firmware version (``ethtool_firmware`` on a live node); ``ports`` are the RDMA ports, to mark
     their netdevs (read when not given)."""
     owner = {n: p.subject for p in (rdma_ports(root) if ports is None else ports) for n in p.netdevs}
+    with_address = addressed(root)
     physical, virtual = [], []
     for name in _listdir(os.path.join(root, NET_CLASS)):
         if is_virtual(root, name):
@@ -326,6 +387,8 @@ def interfaces(
                 numa_node=numa,
                 virtual_function=os.path.exists(os.path.join(device_link, "physfn")),
                 rdma_port=owner.get(name),
+                master=master_of(root, name),
+                has_address=name in with_address,
             )
         )
     return physical, virtual
@@ -346,11 +409,13 @@ def _counters(folder: str, names: tuple[str, ...]) -> dict[str, int]:
 
 
 def rdma_counters(root: str, device: str, port: int) -> dict[str, int]:
-    """The port's IB counters that can be read (a RoCE port's PMA counters may be unsupported)."""
-    return _counters(
-        os.path.join(root, IB_CLASS, device, "ports", str(port), "counters"),
-        IB_ERROR_COUNTERS + IB_OTHER_COUNTERS,
-    )
+    """The port's IB counters that can be read (a RoCE port's PMA counters may be unsupported),
+    and its hw_counters as ``hw_counters/<name>``."""
+    folder = os.path.join(root, IB_CLASS, device, "ports", str(port))
+    values = _counters(os.path.join(folder, "counters"), IB_ERROR_COUNTERS + IB_OTHER_COUNTERS)
+    hw = _counters(os.path.join(folder, "hw_counters"), HW_COUNTERS)
+    values.update({f"hw_counters/{k}": v for k, v in hw.items()})
+    return values
 
 
 def interface_counters(root: str, name: str) -> dict[str, int]:
@@ -385,17 +450,53 @@ def ethtool_firmware(name: str) -> str | None:
 
 @dataclass(frozen=True)
 class Network:
-    """The inventory's ``network``: RDMA ports, physical interfaces, the virtual ones by name, and
-    ``nics``: the subjects of the ``nic`` expansion."""
+    """The inventory's ``network``: RDMA ports, physical interfaces, the virtual ones by name,
+    ``nics``: the subjects of the ``nic`` expansion, and ``rails``: those of the ``rail`` expansion
+    (see ``rails``)."""
 
     rdma_ports: tuple[RdmaPort, ...] = ()
     interfaces: tuple[Interface, ...] = ()
     virtual_interfaces: tuple[str, ...] = ()
     nics: tuple[str, ...] = ()
+    rails: tuple[str, ...] = ()
 
 
-def collect(root: str = "/") -> Network:
-    """The node's ports for the inventory (see Network)."""
+#: a GPU's rail is an RDMA NIC at this level or nearer (below its PCIe switch, or nested switches)
+RAIL_LEVEL = "PXB"
+
+
+def rails(root: str, ports: list[RdmaPort], gpu_addresses: list[str]) -> list[str]:
+    """The compute rails: the ports of each GPU's nearest RDMA device (the first at the nearest
+    level), when that is at ``RAIL_LEVEL`` or nearer, in port order. SR-IOV virtual functions are
+    never rails. With no GPU, or no RDMA device near any GPU, every physical RDMA port is one
+    (a CPU node's or a PCIe-GPU node's fabric ports: nothing tells compute from storage there)."""
+    physical = [p for p in ports if not p.virtual_function]
+    devices: dict[str, tuple[PciPath | None, int | None]] = {}
+    for p in physical:
+        if p.device not in devices:
+            devices[p.device] = (pci_path(root, p.pci_address) if p.pci_address else None, p.numa_node)
+    chosen: set[str] = set()
+    limit = LEVELS.index(RAIL_LEVEL)
+    for address in gpu_addresses:
+        gpu_path = pci_path(root, address)
+        if gpu_path is None:
+            continue
+        gpu_numa = numa_node(root, address)
+        ranked = [
+            (LEVELS.index(lv), i, name)
+            for i, (name, (path, numa)) in enumerate(devices.items())
+            if path is not None and (lv := topo_level(gpu_path, path, gpu_numa, numa)) in LEVELS
+        ]
+        if ranked and min(ranked)[0] <= limit:
+            chosen.add(min(ranked)[2])
+    if not chosen:
+        return [p.subject for p in physical]
+    return [p.subject for p in physical if p.device in chosen]
+
+
+def collect(root: str = "/", gpu_addresses: list[str] | None = None) -> Network:
+    """The node's ports for the inventory (see Network); ``gpu_addresses``: the GPUs' PCI
+    addresses (the inventory's), to find the rails."""
     ports = rdma_ports(root)
     firmware = ethtool_firmware if os.path.realpath(root) == "/" else None
     physical, virtual = interfaces(root, firmware=firmware, ports=ports)
@@ -403,7 +504,10 @@ def collect(root: str = "/") -> Network:
         rdma_ports=tuple(ports),
         interfaces=tuple(physical),
         virtual_interfaces=tuple(virtual),
-        nics=tuple([p.subject for p in ports] + [i.name for i in physical if is_subject(i)]),
+        nics=tuple(
+            [p.subject for p in ports if not p.virtual_function] + [i.name for i in physical if is_subject(i)]
+        ),
+        rails=tuple(rails(root, ports, gpu_addresses or [])),
     )
 
 

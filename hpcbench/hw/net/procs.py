@@ -1,7 +1,10 @@
 """Server and client processes of a bandwidth tool (perftest, iperf3): argv lists, timeouts, output.
 
 The server is started first; the client starts once the server listens on its TCP port, which
-is read from /proc/net/tcp (a probe connection would be taken for a client by a one-off server).
+is read from /proc/net/tcp (a probe connection would be taken for a client by a one-off server):
+the listening socket must be the server's own (its inode among /proc/<pid>/fd), so a stale
+perftest or iperf3 still holding the port is named instead of being taken for the new server.
+``cpus`` pins a tool to CPUs (a NIC's local CPUs), as ``taskset`` would.
 Outputs go to files (no pipe can fill and block a tool); every wait has a timeout, after which
 the process is killed and the error says which side hung.
 """
@@ -14,6 +17,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,26 +46,64 @@ def require(tool: str) -> str:
     return path
 
 
-def listening_ports(text: str) -> set[int]:
-    """TCP ports in LISTEN state in the text of /proc/net/tcp or /proc/net/tcp6."""
-    ports = set()
+def listening_sockets(text: str) -> dict[int, set[int]]:
+    """TCP port -> socket inodes in LISTEN state, from the text of /proc/net/tcp or tcp6."""
+    found: dict[int, set[int]] = {}
     for line in text.splitlines()[1:]:
         fields = line.split()
-        if len(fields) > 3 and fields[3] == LISTEN:
+        if len(fields) > 9 and fields[3] == LISTEN:
             with contextlib.suppress(ValueError, IndexError):
-                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
-    return ports
+                found.setdefault(int(fields[1].rsplit(":", 1)[1], 16), set()).add(int(fields[9]))
+    return found
 
 
-def is_listening(port: int, proc: str = "/proc") -> bool:
+def listening_ports(text: str) -> set[int]:
+    """TCP ports in LISTEN state in the text of /proc/net/tcp or /proc/net/tcp6."""
+    return set(listening_sockets(text))
+
+
+def _listeners(port: int, proc: str) -> set[int]:
+    inodes: set[int] = set()
     for name in ("tcp", "tcp6"):
         try:
             text = Path(proc, "net", name).read_text()
         except OSError:
             continue
-        if port in listening_ports(text):
-            return True
-    return False
+        inodes |= listening_sockets(text).get(port, set())
+    return inodes
+
+
+def socket_inodes(pid: int, proc: str = "/proc") -> set[int]:
+    """The socket inodes a process holds open (its /proc/<pid>/fd links ``socket:[N]``)."""
+    inodes = set()
+    folder = Path(proc, str(pid), "fd")
+    with contextlib.suppress(OSError):
+        for fd in folder.iterdir():
+            with contextlib.suppress(OSError):
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    inodes.add(int(target[8:-1]))
+    return inodes
+
+
+def holder(port: int, proc: str = "/proc") -> str:
+    """Who listens on ``port``: ``pid 123 (ib_write_bw)``, or ``another process`` when its
+    /proc entry cannot be read (another user's process, without root)."""
+    inodes = _listeners(port, proc)
+    with contextlib.suppress(OSError):
+        for entry in Path(proc).iterdir():
+            if entry.name.isdigit() and socket_inodes(int(entry.name), proc) & inodes:
+                comm = (entry / "comm").read_text().strip() if (entry / "comm").exists() else "?"
+                return f"pid {entry.name} ({comm})"
+    return "another process"
+
+
+def is_listening(port: int, proc: str = "/proc", pid: int | None = None) -> bool:
+    """Whether ``port`` is in LISTEN state; with ``pid``, by a socket of that process."""
+    inodes = _listeners(port, proc)
+    if pid is None:
+        return bool(inodes)
+    return bool(inodes & socket_inodes(pid, proc))
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -95,20 +137,37 @@ class Started:
             self.proc.wait(5)
 
 
-def start(argv: list[str], workdir: str, name: str) -> Started:
+def start(argv: list[str], workdir: str, name: str, cpus: frozenset[int] | None = None) -> Started:
     out = Path(workdir or ".") / f"{name}.out"
+    pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
     with open(out, "wb") as fh:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(  # noqa: PLW1509 (sched_setaffinity is async-signal-safe enough: one syscall)
+            argv, stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT, preexec_fn=pin
+        )
     return Started(proc, out, argv)
 
 
-def wait_listening(server: Started, port: int, timeout: float) -> None:
+def port_free(port: int, proc: str = "/proc") -> None:
+    """ToolFailed naming the holder when ``port`` is already listened on (a stale server)."""
+    if is_listening(port, proc):
+        raise ToolFailed(
+            f"port {port} is already held by {holder(port, proc)}: a stale perftest or iperf3 server? "
+            "(stop it, or choose another port)"
+        )
+
+
+def wait_listening(
+    server: Started, port: int, timeout: float, explain: Callable[[str], str | None] | None = None
+) -> None:
+    """Until the server itself listens on ``port``; ``explain(output)`` picks the error line of
+    a server that exits first (else its last lines)."""
     deadline = time.monotonic() + timeout
-    while not is_listening(port):
+    while not is_listening(port, pid=server.proc.pid):
         if server.proc.poll() is not None:
+            why = (explain(server.text()) if explain else None) or server.tail() or "no output"
             raise ToolFailed(
                 f"{server.argv[0]} server exited with status {server.proc.returncode} before listening "
-                f"on port {port}: {server.tail() or 'no output'}"
+                f"on port {port}: {why}"
             )
         if time.monotonic() > deadline:
             server.stop()
@@ -130,13 +189,21 @@ def wait(started: Started, timeout: float, side: str) -> str:
 
 
 def server_client(
-    server_argv: list[str], client_argv: list[str], port: int, workdir: str, timeout: float, name: str
+    server_argv: list[str],
+    client_argv: list[str],
+    port: int,
+    workdir: str,
+    timeout: float,
+    name: str,
+    explain: Callable[[str], str | None] | None = None,
+    cpus: frozenset[int] | None = None,
 ) -> tuple[str, str, int]:
     """Run a server, then its client; (client output, server output, client exit status)."""
-    server = start(server_argv, workdir, f"{name}-server")
+    port_free(port)
+    server = start(server_argv, workdir, f"{name}-server", cpus)
     try:
-        wait_listening(server, port, min(timeout, 15.0))
-        client = start(client_argv, workdir, f"{name}-client")
+        wait_listening(server, port, min(timeout, 15.0), explain)
+        client = start(client_argv, workdir, f"{name}-client", cpus)
         try:
             client_out = wait(client, timeout, "client")
         finally:

@@ -11,17 +11,31 @@ from __future__ import annotations
 import fnmatch
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from hpcbench import nics
 from hpcbench.errors import ProbeError
 from hpcbench.hw.items import Item
 from hpcbench.hw.net import health
-from hpcbench.pci import read_text
+from hpcbench.node import Inventory, as_inventory
+from hpcbench.pci import full_address, read_text
 
 #: PCI classes of adapters that carry RDMA: InfiniBand controllers; Mellanox/NVIDIA Ethernet
 IB_CLASS_PREFIX = "0x0207"
 MELLANOX = "0x15b3"
+
+
+def rails_of(
+    root: str, ports: list[nics.RdmaPort], inventory: Inventory | Mapping[str, Any], override: list[str]
+) -> tuple[str, ...]:
+    """The compute rails: ``override`` when given (a ``rails`` parameter), else the RDMA ports
+    nearest a GPU of the inventory (``hpcbench.nics.rails``)."""
+    if override:
+        return tuple(override)
+    gpus = [a for d in as_inventory(inventory).gpus.devices if (a := full_address(d.pci_bus_id))]
+    return tuple(nics.rails(root, ports, gpus))
 
 
 def rdma_adapters_on_pci(root: str) -> list[str]:
@@ -65,7 +79,8 @@ class Reader:
         return any(fnmatch.fnmatchcase(subject, pattern) for pattern in self.ignore)
 
     def subjects(self) -> list[str]:
-        names = [p.subject for p in self.ports] + [i.name for i in self.interfaces if nics.is_subject(i)]
+        names = [p.subject for p in self.ports if not p.virtual_function]
+        names += [i.name for i in self.interfaces if nics.is_subject(i)]
         return [s for s in names if not self.ignored(s)]
 
     def port(self, subject: str) -> nics.RdmaPort | None:
@@ -109,7 +124,9 @@ def subject_health(
         items = health.rdma_port_items(port, before, later, interval, expect)
         if port.link_layer == "Ethernet" and port.netdevs:  # RoCE: the interface's error counters count too
             names = tuple(f"{port.netdevs[0]}.{n}" for n in nics.ETH_ERROR_COUNTERS)
-            eth = health.counter_items(port.subject, names, before, later, interval, expect.error_limit)
+            eth = health.counter_items(
+                port.subject, names, before, later, interval, expect.error_limit, expect.rate_per_hour
+            )
             items = _merge_counts(items, eth)
         return items
     iface = r.interface(subject)
@@ -147,7 +164,11 @@ def node_health(
 ) -> list[Item]:
     per = {s: subject_health(r, s, after, interval, expect) for s in r.subjects()}
     items = health.node_items(
-        [p for p in r.ports if not r.ignored(p.subject)], per, expect, r.rdma_class_exists(), r.virtual
+        [p for p in r.ports if not r.ignored(p.subject) and not p.virtual_function],
+        per,
+        expect,
+        r.rdma_class_exists(),
+        r.virtual,
     )
     if not r.ports:
         adapters = rdma_adapters_on_pci(r.root)

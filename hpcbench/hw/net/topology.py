@@ -32,9 +32,9 @@ from typing import Any
 from hpcbench.hw.items import Item
 from hpcbench.nics import RdmaPort
 from hpcbench.node import Inventory, as_inventory
-from hpcbench.pci import PciPath, full_address, local_cpulist, numa_node, pci_path, read_text
+from hpcbench.pci import LEVELS, PciPath, full_address, local_cpulist, numa_node, pci_path, read_text
+from hpcbench.pci import topo_level as level
 
-LEVELS = ("X", "PIX", "PXB", "PHB", "NODE", "SYS")
 LEGEND = (
     "  X    = Self",
     "  SYS  = Connection traversing PCIe as well as the SMP interconnect between NUMA nodes (e.g., QPI/UPI)",
@@ -48,25 +48,6 @@ LEGEND = (
 METRICS = ("gpus_near_nic", "gpus_without_near_nic", "gpudirect_rdma")
 PEER_MODULES = ("nvidia_peermem", "nv_peer_mem")
 DMABUF_KERNEL = (5, 12)
-
-
-def level(a: PciPath, b: PciPath, numa_a: int | None, numa_b: int | None) -> str:
-    """The nvidia-smi topo level between two PCI functions (see the module docstring)."""
-    if a.chain == b.chain:
-        return "X"
-    if a.host_bridge != b.host_bridge:
-        if numa_a is None and numa_b is None:
-            return "NODE"
-        return "NODE" if numa_a == numa_b else "SYS"
-    shared = 0
-    for x, y in zip(a.chain, b.chain, strict=False):
-        if x != y:
-            break
-        shared += 1
-    if shared == 0:
-        return "PHB"
-    below_a, below_b = len(a.chain) - shared, len(b.chain) - shared
-    return "PIX" if below_a <= 2 and below_b <= 2 else "PXB"
 
 
 @dataclass(frozen=True)

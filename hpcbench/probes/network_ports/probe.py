@@ -31,7 +31,18 @@ class NetworkPortsParams:
     interval: float = field(
         default=2.0, metadata={"help": "seconds between the two counter reads (at least); 0 = read once"}
     )
-    error_limit: int = field(default=100, metadata={"help": "an error counter above this since boot counts"})
+    error_limit: int = field(
+        default=100,
+        metadata={"help": "a wide error counter above this since boot counts (narrow ones: less)"},
+    )
+    rate_per_hour: float = field(
+        default=0.0,
+        metadata={"help": "symbol/receive/Ethernet errors count above this rate per hour; 0 = any growth"},
+    )
+    rails: list[str] = field(
+        default_factory=list,
+        metadata={"help": "the compute rails (mlx5_0:1, ...); [] = the RDMA ports nearest a GPU"},
+    )
     expected_ports: int = field(
         default=0, metadata={"help": "active RDMA ports the node must have; 0 = not checked"}
     )
@@ -48,6 +59,7 @@ class NetworkPortsParams:
     def __post_init__(self) -> None:
         check(self.interval >= 0, NAME, "interval", f"must be >= 0 seconds, got {self.interval}")
         check(self.error_limit >= 0, NAME, "error_limit", f"must be >= 0, got {self.error_limit}")
+        check(self.rate_per_hour >= 0, NAME, "rate_per_hour", f"must be >= 0, got {self.rate_per_hour}")
         check(self.expected_ports >= 0, NAME, "expected_ports", f"must be >= 0, got {self.expected_ports}")
         check(
             self.expected_rate_gbps >= 0,
@@ -68,7 +80,7 @@ class NetworkPorts:
     )
     Params: ClassVar[type] = NetworkPortsParams
     requires: ClassVar[tuple[Requirement, ...]] = ()
-    expands: ClassVar[dict[str, str]] = {"nic": "nic"}
+    expands: ClassVar[dict[str, str]] = {"nic": "nic", "rail": "nic"}
     metrics: ClassVar[tuple[str, ...]] = METRICS
     #: under a launch every node writes its own record (the session reads this)
     record_per_node: ClassVar[bool] = True
@@ -76,8 +88,11 @@ class NetworkPorts:
     def run(self, params: NetworkPortsParams, ctx: ProbeContext) -> list[Measurement]:
         p = params
         r = reader.Reader(p.root, list(p.ignore))
-        expect = health.Expect(p.expected_rate_gbps, p.expected_mtu, p.expected_ports, p.error_limit)
-        settings: dict[str, Any] = {"root": p.root}
+        rails = reader.rails_of(p.root, r.ports, ctx.inventory, list(p.rails))
+        expect = health.Expect(
+            p.expected_rate_gbps, p.expected_mtu, p.expected_ports, p.error_limit, p.rate_per_hour, rails
+        )
+        settings: dict[str, Any] = {"root": p.root, "rails": list(rails)}
         items: list[Item]
         if p.nic:
             if r.ignored(p.nic):
