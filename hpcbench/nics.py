@@ -190,6 +190,13 @@ class RdmaPort:
     virtual_function: bool = False
     #: its netdev has a global address or a master (bond, team, bridge): in use even when down
     in_use: bool = False
+    #: the PCIe link of its function: "32.0 GT/s PCIe" x16, and the most it can train at
+    pcie_speed: str | None = None
+    pcie_width: int | None = None
+    pcie_max_speed: str | None = None
+    pcie_max_width: int | None = None
+    #: RoCE: whether a GID of type "RoCE v2" is configured (gid_attrs/types); None on InfiniBand
+    roce_v2_gid: bool | None = None
 
     #: as_dict adds the subject name (its JSON Schema)
     JSON_EXTRA: ClassVar[dict[str, Any]] = {"subject": {"type": "string", "description": "device:port"}}
@@ -299,6 +306,12 @@ def master_of(root: str, name: str) -> str | None:
     return os.path.basename(os.readlink(link)) if os.path.islink(link) else None
 
 
+def _roce_v2(root: str, port_dir: str) -> bool:
+    """Whether a RoCE port has a GID of type RoCE v2 (ports/N/gid_attrs/types/<index>)."""
+    folder = os.path.join(root, port_dir, "gid_attrs", "types")
+    return any((read_text(os.path.join(folder, n)) or "").strip() == "RoCE v2" for n in _listdir(folder))
+
+
 def rdma_ports(root: str = "/") -> list[RdmaPort]:
     """Every port of every RDMA device; [] when there is no /sys/class/infiniband."""
     out = []
@@ -307,6 +320,7 @@ def rdma_ports(root: str = "/") -> list[RdmaPort]:
         base = f"{IB_CLASS}/{device}"
         address, numa, driver = _pci(root, os.path.join(root, base, "device"))
         vf = os.path.exists(os.path.join(root, base, "device", "physfn"))
+        fn = f"{base}/device"
         for port_name in _listdir(os.path.join(root, base, "ports")):
             if not port_name.isdigit():
                 continue
@@ -340,6 +354,11 @@ def rdma_ports(root: str = "/") -> list[RdmaPort]:
                     driver=driver,
                     virtual_function=vf,
                     in_use=any(n in with_address or master_of(root, n) for n in netdevs),
+                    pcie_speed=_strip(root, f"{fn}/current_link_speed"),
+                    pcie_width=parse_int(read_text(os.path.join(root, fn, "current_link_width"))),
+                    pcie_max_speed=_strip(root, f"{fn}/max_link_speed"),
+                    pcie_max_width=parse_int(read_text(os.path.join(root, fn, "max_link_width"))),
+                    roce_v2_gid=_roce_v2(root, p) if _strip(root, f"{p}/link_layer") == "Ethernet" else None,
                 )
             )
     return out

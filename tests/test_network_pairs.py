@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 from conftest import Cli
-from hpcbench.probes.network_pairs.pairs import PairResult, analyse, node_items, rounds
 
 from hpcbench.exitcodes import ExitCode
+from hpcbench.probes.network_pairs.pairs import PairResult, analyse, node_items, rounds
 
 
 @pytest.mark.parametrize("n", [2, 3, 4, 5, 8, 9, 16, 33])

@@ -23,6 +23,10 @@ the counts; the rates are compared with the baseline and with the sibling ports.
   ``rate_per_hour`` (0: any growth). A counter at its maximum (``IB_COUNTER_BITS``) counts too: it
   can show no new error until it is reset, so it is never a PASS. rx_missed_errors and
   rx_fifo_errors (host load) and the hw_counters are read and reported, never judged.
+- ``pcie_degraded``: an RDMA port whose PCIe link trained below its maximum speed or width (a
+  rail at x8 of x16 halves what GPUDirect RDMA can move); not measured where sysfs has no link.
+- ``roce_v2_missing``: a RoCE port in use without a GID of type RoCE v2 (NCCL and perftest over
+  routed RoCE need one).
 - ``counters_over_limit``: error counters whose count since boot (or the last reset) is above
   their limit (``BOOT_LIMITS`` for the narrow counters, ``error_limit`` for the others); a
   saturated one is said so, with how to reset it.
@@ -43,8 +47,24 @@ from hpcbench.nics import (
     saturated,
 )
 
-PORT_METRICS = ("rdma_rate", "eth_rate", "link_down", "mismatches", "counters_grew", "counters_over_limit")
-NODE_METRICS = ("rdma_ports_active", "link_down", "mismatches", "counters_grew", "counters_over_limit")
+PATH_METRICS = ("pcie_degraded", "roce_v2_missing")
+PORT_METRICS = (
+    "rdma_rate",
+    "eth_rate",
+    "link_down",
+    "mismatches",
+    "counters_grew",
+    "counters_over_limit",
+    *PATH_METRICS,
+)
+NODE_METRICS = (
+    "rdma_ports_active",
+    "link_down",
+    "mismatches",
+    "counters_grew",
+    "counters_over_limit",
+    *PATH_METRICS,
+)
 CONVENTION = "sysfs"
 #: what a state other than ACTIVE means
 STATE_HINT = {
@@ -120,7 +140,7 @@ def growth(
             continue
         rate = d * 3600.0 / seconds if seconds > 0 else float("inf")
         if rate > rate_per_hour:
-            out.append(f"{n} +{d} ({rate:.4g}/h)")
+            out.append(f"{n} +{d} ({rate:.0f}/h)" if rate >= 10 else f"{n} +{d} ({rate:.3g}/h)")
     return out
 
 
@@ -243,9 +263,40 @@ def rdma_port_items(
         if p.netdev_mtu is not None and p.netdev_mtu != expect.mtu:
             bad.append(f"MTU {p.netdev_mtu} of {', '.join(p.netdevs)}, expected {expect.mtu}")
     items.append(_mismatch_item(p.subject, bad, checked))
+    items += path_items(p)
     return items + counter_items(
         p.subject, IB_ERROR_COUNTERS, before, after, interval, expect.error_limit, expect.rate_per_hour
     )
+
+
+def path_items(p: RdmaPort) -> list[Item]:
+    """``pcie_degraded`` and ``roce_v2_missing`` of one RDMA port."""
+    if p.pcie_width is None or p.pcie_max_width is None:
+        pcie = Item("pcie_degraded", not_measured=f"{p.subject}: sysfs shows no PCIe link width")
+    else:
+        now = f"{p.pcie_speed or '?'} x{p.pcie_width}"
+        best = f"{p.pcie_max_speed or '?'} x{p.pcie_max_width}"
+        low = p.pcie_width < p.pcie_max_width or (
+            p.pcie_speed is not None and p.pcie_max_speed is not None and p.pcie_speed != p.pcie_max_speed
+        )
+        pcie = Item(
+            "pcie_degraded",
+            1.0 if low else 0.0,
+            detail=f"{p.subject} ({p.pci_address}): PCIe {now}"
+            + (f", below its maximum {best}: reseat or replace the NIC, or check the slot" if low else ""),
+        )
+    if p.roce_v2_gid is None:
+        gid = Item("roce_v2_missing", not_measured=f"{p.subject} is InfiniBand: no RoCE GID")
+    else:
+        gid = Item(
+            "roce_v2_missing",
+            0.0 if p.roce_v2_gid else 1.0,
+            detail=f"{p.subject}: "
+            + (
+                "a RoCE v2 GID is configured" if p.roce_v2_gid else "no GID of type RoCE v2 (gid_attrs/types)"
+            ),
+        )
+    return [pcie, gid]
 
 
 def interface_items(
@@ -356,7 +407,7 @@ def node_items(
     extra = []
     if expect.ports and len(active) < expect.ports:
         extra.append(f"{len(active)} active RDMA ports, expected {expect.ports}")
-    for metric in ("link_down", "mismatches", "counters_grew", "counters_over_limit"):
+    for metric in ("link_down", "mismatches", "counters_grew", "counters_over_limit", *PATH_METRICS):
         found = [
             (s, i)
             for s, its in per_subject.items()
