@@ -7,9 +7,10 @@ import socket
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from hpcbench import nics
 from hpcbench.errors import ConfigError, ProbeError, ProbeSkip
 from hpcbench.hw.items import Item, missing, to_measurements
-from hpcbench.hw.net import procs
+from hpcbench.hw.net import procs, reader
 from hpcbench.launch import from_environ
 from hpcbench.model import Measurement
 from hpcbench.probes.base import ProbeContext, Requirement, check
@@ -35,6 +36,16 @@ class NetworkPairsParams:
         metadata={"help": "interface or IP others reach this node at; '' = route to MASTER_ADDR"},
     )
     timeout: float = field(default=60.0, metadata={"help": "seconds to wait for the other nodes"})
+    rails: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "interfaces (or IPs) of the rails, rail i of every node to rail i of the others, all "
+            "at once; [] = the compute rails' interfaces that have an IPv4 address, else one address"
+        },
+    )
+    root: str = field(
+        default="/", metadata={"help": "where /sys and /proc are read (a container's host mount)"}
+    )
 
     def __post_init__(self) -> None:
         check(self.streams >= 1, NAME, "streams", f"must be >= 1, got {self.streams}")
@@ -85,22 +96,47 @@ class NetworkPairs:
         from hpcbench.hw.rendezvous import RankFailure
         from hpcbench.probes.network_pairs import run
 
-        cfg = run.PairsConfig(
-            p.meet, p.duration, p.streams, p.bitrate, p.pairs_port, p.address, p.timeout, ctx.workdir
-        )
         procs.require("iperf3")
+        rails = tuple(p.rails) or ip_rails(p.root, ctx)
+        version = run.local_iperf3_version()
+        cfg = run.PairsConfig(
+            p.meet,
+            p.duration,
+            p.streams,
+            p.bitrate,
+            p.pairs_port,
+            p.address,
+            p.timeout,
+            ctx.workdir,
+            rails,
+            run.processes_for(p.streams, version),
+        )
         try:
             members, schedule, results, raw = run.run(cfg, launch, socket.gethostname())
         except RankFailure as exc:
             raise ProbeError(f"rank {launch.rank}: {exc}") from None
         names = [m["host"] for m in members]
-        analysis = pairs.analyse(names, results, p.slow_fraction)
+        analyses = [pairs.analyse(names, res, p.slow_fraction) for res in results]
         settings.update(
             pairs_nodes=names,
             pairs_rounds=[[[names[a], names[b]] for a, b in rnd] for rnd in schedule],
             pairs_gbps=raw,
-            pairs_reference_gbps=analysis.reference,
-            pairs_summary=analysis.summary,
+            pairs_rails=list(rails),
+            pairs_addresses={m["host"]: m["addrs"] for m in members},
+            pairs_iperf3_processes=cfg.processes,
+            pairs_reference_gbps=[a.reference for a in analyses] if rails else analyses[0].reference,
+            pairs_summary="; ".join(a.summary for a in analyses),
             pairs_launcher=launch.launcher,
         )
-        return pairs.node_items(names, results, analysis, launch.rank)
+        return pairs.rail_items(names, results, analyses, launch.rank, list(rails) or ["-"])
+
+
+def ip_rails(root: str, ctx: ProbeContext) -> tuple[str, ...]:
+    """The interfaces of the compute rails (IPoIB, RoCE) that carry an IPv4 address; () when none
+    does (then one address, the route to MASTER_ADDR, carries the test)."""
+    from hpcbench.probes.network_pairs.run import interface_ipv4
+
+    ports = nics.rdma_ports(root)
+    rails = reader.rails_of(root, ports, ctx.inventory, [])
+    names = [p.netdevs[0] for p in ports if p.subject in rails and p.netdevs]
+    return tuple(n for n in names if interface_ipv4(n))
