@@ -180,7 +180,9 @@ def check_pairs(cli: Cli, launcher: str) -> dict[str, dict[str, Any]]:
         # one address (no rail named): one value per direction
         fast = min(raw["node-0 -> node-1"]["gbps"][0], raw["node-1 -> node-0"]["gbps"][0])
         mine = [
-            min(raw[f"{host} -> {o}"]["gbps"][0], raw[f"{o} -> {host}"]["gbps"][0]) for o in checks if o != host
+            min(raw[f"{host} -> {o}"]["gbps"][0], raw[f"{o} -> {host}"]["gbps"][0])
+            for o in checks
+            if o != host
         ]
         assert ms["pair_bw"]["value"] == max(mine)  # the node's best pair, each pair its slower direction
         assert ms["pair_bw"]["unit"] == "Gb/s" and ms["slow_links"]["value"] == 0.0

@@ -5,6 +5,7 @@ rail or port."""
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -233,3 +234,52 @@ def test_hw_counters_are_read_per_rail(tmp_path: Path) -> None:
     assert {k for k in values if k.startswith("hw_counters/")} == {
         f"hw_counters/{n}" for n in nics.HW_COUNTERS
     }
+
+
+def test_link_flaps_in_the_kernel_log_since(tmp_path: Path) -> None:
+    from hpcbench.hw.net import flaps
+
+    log = (
+        "2026-12-01T08:00:01+00:00 node kernel: mlx5_core 0000:18:00.0 ibp24s0: Link down\n"
+        "2026-12-03T09:12:44+00:00 node kernel: mlx5_core 0000:4b:00.0: Port module event: module 0, "
+        "Cable unplugged\n"
+        "2026-12-03T09:12:50+00:00 node kernel: i40e 0000:04:00.0 eno1: NIC Link is Down\n"
+        "2026-12-03T09:13:00+00:00 node kernel: mlx5_core 0000:4b:00.0: Port module event: module 0, "
+        "Cable plugged\n"
+        "2026-12-03T09:14:00+00:00 node kernel: ibp75s0: lost carrier\n"
+    )
+    start = datetime(2026, 12, 3, 8, 50, tzinfo=timezone.utc).timestamp()  # the first line is older
+    lines = flaps.flap_lines(log, None, start)
+    assert [ln.split(": ", 1)[1] for ln in lines] == [
+        "mlx5_core 0000:4b:00.0: Port module event: module 0, Cable unplugged",
+        "i40e 0000:04:00.0 eno1: NIC Link is Down",
+        "ibp75s0: lost carrier",
+    ]  # a cable plugged back is no flap
+    assert len(flaps.flap_lines(log, None, None)) == 4
+    root = node(tmp_path)
+    kern = tmp_path / "kern.log"
+    kern.write_text(log)
+    out = judged("network_topology", root, tmp_path)
+    assert out["node"]["link_flaps"].verdict.value == "SKIP"  # a tree is not this node: no log of its own
+    from hpcbench.probes.network_topology.probe import NetworkTopology
+
+    params = build_params(NetworkTopology, {"root": str(root), "kernel_log": str(kern), "since": "boot"})
+    inv = inventory.collect(str(root), nvml=FakeNvml())
+    ms = {m.metric: m for m in NetworkTopology().run(params, ProbeContext("node", inv, str(tmp_path), 60))}
+    assert ms["link_flaps"].value == 4.0
+    assert (
+        ms["link_flaps"]
+        .settings["detail"]
+        .startswith("link flaps in the kernel log since boot: 2026-12-01T08")
+    )
+    assert ms["link_flaps"].settings["detail"].endswith("(and 1 more)")
+
+
+def test_two_gpus_sharing_their_nearest_nic_fail(tmp_path: Path) -> None:
+    root = Path(__file__).parent / "fixtures/network/hgx8_wrong_numa"  # mlx5_3 moved to socket 1
+    out = judged("network_topology", root, tmp_path)
+    ev = out["node"]["gpus_sharing_nic"]
+    assert (ev.verdict.value, ev.measured) == ("FAIL", 2.0)
+    assert ev.reason.endswith("gpu0 and gpu3 share mlx5_0 as their nearest NIC")
+    healthy = judged("network_topology", node(tmp_path), tmp_path)["node"]["gpus_sharing_nic"]
+    assert (healthy.verdict.value, healthy.measured) == ("PASS", 0.0)

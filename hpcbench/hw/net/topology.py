@@ -45,7 +45,7 @@ LEGEND = (
     "  PIX  = Connection traversing at most a single PCIe bridge",
     "  (GPU pairs: their PCIe path; NVLink, nvidia-smi's NV#, is not read here)",
 )
-METRICS = ("gpus_near_nic", "gpus_without_near_nic", "gpudirect_rdma")
+METRICS = ("gpus_near_nic", "gpus_without_near_nic", "gpus_sharing_nic", "gpudirect_rdma")
 PEER_MODULES = ("nvidia_peermem", "nv_peer_mem")
 DMABUF_KERNEL = (5, 12)
 
@@ -157,6 +157,25 @@ def near_items(gpus: list[Device], nics: list[Device], near: str) -> list[Item]:
         Item("gpus_near_nic", float(len(good)), "GPUs", True, listed),
         Item("gpus_without_near_nic", float(len(bad)), "GPUs", False, "; ".join(bad) or near_text),
     ]
+
+
+def sharing_item(gpus: list[Device], nics: list[Device]) -> Item:
+    """``gpus_sharing_nic``: GPUs whose nearest RDMA NIC is also another GPU's nearest (each GPU of an
+    HGX has its own rail; two GPUs on one NIC halve what each can send)."""
+    owners: dict[str, list[str]] = {}
+    for g in gpus:
+        found = nearest(g, nics)
+        if found is not None:
+            owners.setdefault(found[0].name, []).append(g.name)
+    shared = {nic: gs for nic, gs in owners.items() if len(gs) > 1}
+    count = sum(len(gs) for gs in shared.values())
+    detail = (
+        "; ".join(
+            f"{' and '.join(gs)} share {nic} as their nearest NIC" for nic, gs in sorted(shared.items())
+        )
+        or f"each of {len(gpus)} GPUs has a nearest RDMA NIC of its own"
+    )
+    return Item("gpus_sharing_nic", float(count), "GPUs", False, detail)
 
 
 def kernel_at_least(release: str | None, wanted: tuple[int, int]) -> bool:
