@@ -136,3 +136,7 @@ def build(root: Path, faults: tuple[str, ...] = ()) -> Path:
         b.write(Path(str(eno2.resolve())) / key, value)
     b.write(root / "proc/net/route", "\n".join(routes))
     return root
+
+
+if __name__ == "__main__":  # write a tree for a manual run: tests/hgx_node.py DIR [FAULT ...]
+    build(Path(sys.argv[1]), tuple(sys.argv[2:]))

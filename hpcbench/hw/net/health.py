@@ -426,7 +426,8 @@ def node_items(
             reasons = sorted(
                 {i.not_measured for its in per_subject.values() for i in its if i.metric == metric}
             )
-            items.append(Item(metric, not_measured="; ".join(reasons) or "no NIC on this node"))
+            default = "no RDMA port on this node" if metric in PATH_METRICS else "no NIC on this node"
+            items.append(Item(metric, not_measured="; ".join(reasons) or default))
             continue
         if bad:
             detail = "; ".join(bad)
