@@ -1,7 +1,7 @@
 """network_pairs per rail: three nodes, each in its own network namespace with a management
 interface and two rails (``r0``, ``r1``), each rail a bridge of its own in a switch namespace, as a
-rail-optimised fabric wires rail i of every node to one leaf. node-2's ``r1`` is capped at 200 Mbit/s
-(``tc ... tbf``): the run names node-2 on r1, and only there.
+rail-optimised fabric wires rail i of every node to one leaf. Every rail is paced at 1 Gbit/s and
+node-2's ``r1`` at 200 Mbit/s (``tc ... tbf``): the run names node-2 on r1, and only there.
 
 Root only (network namespaces); everything the test creates is removed afterwards and nothing is
 added to the host's own namespace.
@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import hgx_node
 import pytest
 from conftest import Cli
 
@@ -55,8 +56,12 @@ def fabric() -> Iterator[list[str]]:
                 ip("-n", switch, "link", "set", peer, "master", f"br{j}", "up")
                 ip("-n", ns, "addr", "add", f"10.{77 + j}.0.{i + 1}/24", "dev", name)
                 ip("-n", ns, "link", "set", name, "up")
-        cap = ["netns", "exec", nodes[2], "tc", "qdisc", "add", "dev", "r1", "root", "tbf"]
-        ip(*cap, "rate", "200mbit", "burst", "32kbit", "latency", "50ms")
+        # every rail paced at 1 Gbit/s (steady on a busy 2-core VM), node-2's r1 at 200 Mbit/s
+        for i, ns in enumerate(nodes):
+            for rail in ("r0", "r1"):
+                rate = "200mbit" if (i, rail) == (2, "r1") else "1gbit"
+                cap = ["netns", "exec", ns, "tc", "qdisc", "add", "dev", rail, "root", "tbf"]
+                ip(*cap, "rate", rate, "burst", "1mb", "latency", "50ms")
         yield nodes
     except RuntimeError as exc:
         pytest.fail(f"could not build the namespaces (root and iproute2 needed): {exc}")
@@ -65,7 +70,9 @@ def fabric() -> Iterator[list[str]]:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
 
 
-def run_nodes(cli: Cli, nodes: list[str], argv: list[str]) -> list[subprocess.CompletedProcess[str]]:
+def run_nodes(
+    cli: Cli, nodes: list[str], argv: list[str], extra: dict[str, str] | None = None
+) -> list[subprocess.CompletedProcess[str]]:
     port = free_port()
     running = []
     for n, ns in enumerate(nodes):
@@ -77,6 +84,7 @@ def run_nodes(cli: Cli, nodes: list[str], argv: list[str]) -> list[subprocess.Co
             "LOCAL_RANK": "0",
             "MASTER_ADDR": "10.77.0.1",
             "MASTER_PORT": str(port),
+            **(extra or {}),
         }
         script = f'hostname node-{n} && exec "$@"'
         full = ["ip", "netns", "exec", ns, "unshare", "--uts", "sh", "-c", script, "sh", *argv]
@@ -117,8 +125,8 @@ def test_a_capped_rail_is_named(cli: Cli, fabric: list[str]) -> None:
         assert s["pairs_addresses"][host] == [f"10.78.0.{n}", f"10.79.0.{n}"]  # each rail its own address
         raw = s["pairs_gbps"]
         # node-2's sending on r1 is paced at 200 Mbit/s; on r0 it is as fast as the others
-        assert raw["node-2 -> node-0"]["gbps"][1] < 0.25 < raw["node-2 -> node-0"]["gbps"][0]
-        assert raw["node-0 -> node-1"]["gbps"][1] > 0.25
+        assert raw["node-2 -> node-0"]["gbps"][1] < 0.25 < raw["node-2 -> node-0"]["gbps"][0] <= 1.0
+        assert 0.25 < raw["node-0 -> node-1"]["gbps"][1] <= 1.0
         if host == "node-2":
             assert ms["slow_node"]["value"] == 1.0
             assert ms["slow_node"]["settings"]["detail"].startswith("node-2 is slow on r1; r0: reference ")
@@ -130,3 +138,63 @@ def test_a_capped_rail_is_named(cli: Cli, fabric: list[str]) -> None:
             assert ms["pair_bw"]["settings"]["detail"].endswith("the slowest rail is r1")
         else:
             assert ms["slow_node"]["value"] == 0.0 and ms["slow_links"]["value"] == 0.0
+
+
+def test_rdma_rail_to_rail_names_the_slow_rail(cli: Cli, fabric: list[str], tmp_path: Path) -> None:
+    """ib_write_bw from rail i of each node to rail i of the others, through the perftest stand-in
+    (its out-of-band TCP exchange crosses the namespaces as perftest's does; it measures nothing):
+    node-2's client on mlx5_1 replays half the bandwidth of the others (derived from the capture)."""
+    fixtures = Path(__file__).parent / "fixtures" / "network"
+    captured = fixtures / "perftest" / "write_bw_4.5_ib_loopback_interleaved_mb.txt"
+    slow = tmp_path / "slow.txt"
+    slow.write_text(captured.read_text().replace("24056.74", "12028.37").replace("24056.72", "12028.36"))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    exe = bin_dir / "ib_write_bw"
+    exe.write_text(f"#!{sys.executable}\n" + (fixtures / "replay_perftest.py").read_text())
+    exe.chmod(0o755)
+    root = hgx_node.build(tmp_path / "root")
+    extra = {
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "PYTHONPATH": f"{cli.env['PYTHONPATH']}{os.pathsep}{Path(__file__).parent}",
+        "HPCBENCH_NVML_MODULE": "fakenvml:FakeNvml",
+        "REPLAY_PERFTEST_LOG": str(tmp_path / "argv.log"),
+        "REPLAY_PERFTEST_FIXTURES": str(fixtures / "perftest"),
+        "REPLAY_PERFTEST_HELP": str(fixtures / "perftest" / "help_4.5_ib_write_bw.txt"),
+        "REPLAY_PERFTEST_OUTPUT_IB_WRITE_BW": str(captured),
+        "REPLAY_PERFTEST_SLOW": "node-2:mlx5_1",
+        "REPLAY_PERFTEST_SLOW_OUTPUT": str(slow),
+    }
+    hb = str(Path(sys.executable).parent / "hpcbench")
+    argv = [
+        hb, "probe", "network_pairs", "-p", "transport=rdma", "-p", "rails=mlx5_0:1,mlx5_1:1",
+        "-p", f"root={root}", "-p", "meet=all", "-p", "duration=1", "-q",
+    ]  # fmt: skip
+    done = run_nodes(cli, fabric, argv, extra)
+    assert [d.returncode for d in done] == [0, 0, 0], [d.stderr[-2000:] for d in done]
+    log = (tmp_path / "argv.log").read_text().splitlines()
+    # rail i to rail i: every client on mlx5_1 connects out of band to the peer's management address
+    clients = [
+        ln for ln in log if ln.startswith("ib_write_bw -d mlx5_1") and ln.split()[-1].startswith("10.")
+    ]
+    assert len(clients) == 6 and all(ln.split()[-1].startswith("10.77.0.") for ln in clients)
+    checks = {h: record(cli, h) for h in ("node-0", "node-1", "node-2")}
+    for host, check in checks.items():
+        ms = {m["metric"]: m for m in check["measurements"]}
+        s = check["measurements"][0]["settings"]
+        assert s["pairs_rdma_memory"] == {
+            r: "host (this perftest has no CUDA support: its --help lists no --use_cuda)"
+            for r in ("mlx5_0:1", "mlx5_1:1")
+        }
+        assert ms["pair_bw"]["convention"] == "perftest BW average"
+        raw = s["pairs_gbps"]
+        gbps = 24056.72 * 2**20 * 8 / 1e9
+        assert raw["node-0 -> node-1"]["gbps"] == [gbps, gbps]
+        assert raw["node-2 -> node-0"]["gbps"] == [gbps, gbps / 2]  # node-2's sending on mlx5_1
+        if host == "node-2":
+            # half the reference (0.5 < slow_fraction 0.8) in both its pairs on mlx5_1, not on mlx5_0
+            assert ms["slow_node"]["value"] == 1.0
+            assert ms["slow_node"]["settings"]["detail"].startswith("node-2 is slow on mlx5_1:1; mlx5_0:1: ")
+            assert ms["pair_bw"]["value"] == gbps / 2
+        else:
+            assert ms["slow_node"]["value"] == 0.0

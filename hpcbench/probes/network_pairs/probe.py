@@ -10,9 +10,10 @@ from typing import Any, ClassVar
 from hpcbench import nics
 from hpcbench.errors import ConfigError, ProbeError, ProbeSkip
 from hpcbench.hw.items import Item, missing, to_measurements
-from hpcbench.hw.net import procs, reader
+from hpcbench.hw.net import perftest, procs, reader
 from hpcbench.launch import from_environ
 from hpcbench.model import Measurement
+from hpcbench.node import as_inventory
 from hpcbench.probes.base import ProbeContext, Requirement, check
 from hpcbench.probes.network_pairs import pairs
 
@@ -36,13 +37,19 @@ class NetworkPairsParams:
         metadata={"help": "interface or IP others reach this node at; '' = route to MASTER_ADDR"},
     )
     timeout: float = field(default=60.0, metadata={"help": "seconds to wait for the other nodes"})
+    transport: str = field(
+        default="tcp", metadata={"help": "tcp (iperf3 over the rails' IP) or rdma (ib_write_bw rail to rail)"}
+    )
     rails: list[str] = field(
         default_factory=list,
         metadata={
-            "help": "interfaces (or IPs) of the rails, rail i of every node to rail i of the others, all "
-            "at once; [] = the compute rails' interfaces that have an IPv4 address, else one address"
+            "help": "the rails, rail i of every node to rail i of the others, all at once: tcp: interfaces "
+            "or IPs ([] = the compute rails' interfaces with an IPv4 address, else one address); rdma: "
+            "RDMA ports (mlx5_0:1; [] = the compute rails)"
         },
     )
+    use_cuda: str = field(default="auto", metadata={"help": "rdma: GPU memory: auto, on, off"})
+    rdma_bytes: int = field(default=8388608, metadata={"help": "rdma: ib_write_bw message size (bytes)"})
     root: str = field(
         default="/", metadata={"help": "where /sys and /proc are read (a container's host mount)"}
     )
@@ -61,6 +68,14 @@ class NetworkPairsParams:
             0 < self.slow_fraction < 1, NAME, "slow_fraction", f"must be in (0, 1), got {self.slow_fraction}"
         )
         check(self.timeout > 0, NAME, "timeout", f"must be > 0 seconds, got {self.timeout}")
+        check(self.transport in ("tcp", "rdma"), NAME, "transport", f"tcp or rdma, not {self.transport!r}")
+        check(
+            self.use_cuda in ("auto", "on", "off"),
+            NAME,
+            "use_cuda",
+            f"auto, on or off, not {self.use_cuda!r}",
+        )
+        check(self.rdma_bytes >= 1, NAME, "rdma_bytes", f"must be >= 1, got {self.rdma_bytes}")
 
 
 class NetworkPairs:
@@ -82,7 +97,8 @@ class NetworkPairs:
         items = self._pairs(params, ctx, settings)
         if items and all(i.value is None for i in items):
             raise ProbeSkip("; ".join(dict.fromkeys(i.not_measured for i in items)))
-        return to_measurements(items, ctx.subject, settings, convention="iperf3 receiver")
+        convention = "perftest BW average" if params.transport == "rdma" else "iperf3 receiver"
+        return to_measurements(items, ctx.subject, settings, convention=convention)
 
     def _pairs(self, p: NetworkPairsParams, ctx: ProbeContext, settings: dict[str, Any]) -> list[Item]:
         try:
@@ -96,9 +112,13 @@ class NetworkPairs:
         from hpcbench.hw.rendezvous import RankFailure
         from hpcbench.probes.network_pairs import run
 
-        procs.require("iperf3")
-        rails = tuple(p.rails) or ip_rails(p.root, ctx)
-        version = run.local_iperf3_version()
+        endpoints: tuple[perftest.Endpoint, ...] = ()
+        if p.transport == "rdma":
+            rails, endpoints = rdma_rails(p, ctx, settings)
+        else:
+            procs.require("iperf3")
+            rails = tuple(p.rails) or ip_rails(p.root, ctx)
+        version = run.local_iperf3_version() if p.transport == "tcp" else None
         cfg = run.PairsConfig(
             p.meet,
             p.duration,
@@ -109,7 +129,10 @@ class NetworkPairs:
             p.timeout,
             ctx.workdir,
             rails,
-            run.processes_for(p.streams, version),
+            run.processes_for(p.streams, version) if p.transport == "tcp" else 1,
+            p.transport,
+            endpoints,
+            p.rdma_bytes,
         )
         try:
             members, schedule, results, raw = run.run(cfg, launch, socket.gethostname())
@@ -140,3 +163,33 @@ def ip_rails(root: str, ctx: ProbeContext) -> tuple[str, ...]:
     rails = reader.rails_of(root, ports, ctx.inventory, [])
     names = [p.netdevs[0] for p in ports if p.subject in rails and p.netdevs]
     return tuple(n for n in names if interface_ipv4(n))
+
+
+def rdma_rails(
+    p: NetworkPairsParams, ctx: ProbeContext, settings: dict[str, Any]
+) -> tuple[tuple[str, ...], tuple[perftest.Endpoint, ...]]:
+    """The RDMA rails (``p.rails`` or the compute rails) and perftest's endpoint on each: GPU
+    memory where GPUDirect and this perftest can (hpcbench.hw.net.rdma), else host memory."""
+    from hpcbench.hw.net import rdma
+
+    procs.require("ib_write_bw")
+    ports = nics.rdma_ports(p.root)
+    rails = reader.rails_of(p.root, ports, ctx.inventory, list(p.rails))
+    caps = rdma.capabilities("ib_write_bw")
+    endpoints, memory = [], {}
+    for name in rails:
+        port = next((x for x in ports if x.subject == name), None)
+        if port is None:
+            raise ProbeError(f"rail {name} is not an RDMA port of this node")
+        m = rdma.choose_memory(
+            p.use_cuda,
+            p.root,
+            as_inventory(ctx.inventory),
+            port,
+            caps,
+            os.environ.get("CUDA_VISIBLE_DEVICES"),
+        )
+        endpoints.append(perftest.Endpoint(port.device, port.port, m.cuda, m.dmabuf, m.bus_id))
+        memory[name] = m.text
+    settings["pairs_rdma_memory"] = memory
+    return tuple(rails), tuple(endpoints)

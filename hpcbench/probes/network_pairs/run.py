@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from hpcbench.hw.net import iperf, procs
+from hpcbench.hw.net import iperf, perftest, procs
 from hpcbench.hw.rendezvous import RankFailure, Rendezvous
 from hpcbench.launch import LaunchEnv
 from hpcbench.probes.network_pairs.pairs import PairResult, rounds
@@ -51,6 +51,11 @@ class PairsConfig:
     workdir: str
     rails: tuple[str, ...] = ()  # interfaces (or IPs), rail i of every node; () = one address
     processes: int = 1  # iperf3 client processes per rail and direction, each -P streams/processes
+    #: "rdma": ib_write_bw between this node's rail i (endpoints[i]) and the peer's, out of band
+    #: over the node's address; "tcp": iperf3 over the rails' addresses
+    transport: str = "tcp"
+    endpoints: tuple[perftest.Endpoint, ...] = ()
+    rdma_bytes: int = 8388608
 
 
 #: iperf3 from this version on runs each stream in its own thread (one process is enough)
@@ -120,14 +125,16 @@ class _Node:
         me = self.members[self.me]
         servers = []
         error = ""
+        rdma = self.cfg.transport == "rdma"
         for r, addr in enumerate(me["addrs"]):
-            for k in range(self.cfg.processes):
+            for k in range(1 if rdma else self.cfg.processes):
                 port = self.port(self.me, r, k)
-                name = f"iperf3-server-{key.replace('/', '-')}-{r}-{k}"
-                server = procs.start(iperf.server_argv(port, addr), self.cfg.workdir, name)
+                name = f"{'ib_write_bw' if rdma else 'iperf3'}-server-{key.replace('/', '-')}-{r}-{k}"
+                argv = self.rdma_argv(r, port, None) if rdma else iperf.server_argv(port, addr)
+                server = procs.start(argv, self.cfg.workdir, name)
                 servers.append(server)
                 try:
-                    procs.wait_listening(server, port, 15.0)
+                    procs.wait_listening(server, port, 15.0, perftest.error_line if rdma else None)
                 except procs.ToolFailed as exc:
                     error = error or f"rail {self.rail_name(r)}: {exc}"
         self.store.set(f"{key}/ready", json.dumps({"error": error}))
@@ -145,8 +152,29 @@ class _Node:
     def rail_name(self, r: int) -> str:
         return self.cfg.rails[r] if self.cfg.rails else "-"
 
+    def rdma_argv(self, r: int, port: int, server: str | None) -> list[str]:
+        seconds = max(1, int(-(-self.cfg.duration_s // 1)))
+        return perftest.bw_argv(self.cfg.endpoints[r], port, self.cfg.rdma_bytes, seconds, 1, -1, server)
+
+    def _rdma_rail(self, key: str, receiver: int, r: int) -> tuple[float, str]:
+        """(Gb/s, error) of ib_write_bw from this node's rail ``r`` to the receiver's."""
+        peer = self.members[receiver]
+        argv = self.rdma_argv(r, self.port(receiver, r, 0), peer["addrs"][r])
+        client = procs.start(argv, self.cfg.workdir, f"ib_write_bw-client-{key.replace('/', '-')}-{r}")
+        try:
+            out = procs.wait(client, self.wait_s, "client")
+            return perftest.parse_bw(out).bw_average_gbps, ""
+        except procs.ToolFailed as exc:
+            return 0.0, str(exc)
+        except perftest.PerftestError as exc:
+            return 0.0, f"{self.rail_name(r)}: {exc}"
+        finally:
+            client.stop()
+
     def _rail(self, key: str, receiver: int, r: int) -> tuple[float, str]:
         """(Gb/s, error) of this node sending to ``receiver`` on rail ``r``."""
+        if self.cfg.transport == "rdma":
+            return self._rdma_rail(key, receiver, r)
         peer, me = self.members[receiver], self.members[self.me]
         per = max(1, self.cfg.streams // self.cfg.processes)
         clients = []
@@ -213,7 +241,12 @@ def run(
     """(members, schedule, every pair's result per rail, raw results by direction), the same on
     every rank."""
     rdzv = Rendezvous(launch, cfg.timeout, name="network")
-    addrs = [interface_ipv4(r) or r for r in cfg.rails] if cfg.rails else [my_address(cfg.address, launch)]
+    if cfg.transport == "rdma":  # perftest's out-of-band exchange: the node's address, every rail
+        addrs = [my_address(cfg.address, launch)] * len(cfg.rails)
+    elif cfg.rails:
+        addrs = [interface_ipv4(r) or r for r in cfg.rails]
+    else:
+        addrs = [my_address(cfg.address, launch)]
     info = {"host": host, "addrs": addrs}
     members = [json.loads(m) for m in rdzv.join(json.dumps(info))]
     hosts = [m["host"] for m in members]
