@@ -24,7 +24,8 @@ from conftest import Cli
 
 from hpcbench.hw.net.procs import free_port
 
-NETS = ("mg", "r0", "r1")  # management, rail 0, rail 1: 10.<77+j>.0.<node+1>/24
+NETS = ("mg", "r0", "r1")
+LINK_DOWNED = "sys/class/infiniband/mlx5_1/ports/1/counters/link_downed"  # management, rail 0, rail 1: 10.<77+j>.0.<node+1>/24
 
 
 def ip(*args: str) -> None:
@@ -164,6 +165,8 @@ def test_rdma_rail_to_rail_names_the_slow_rail(cli: Cli, fabric: list[str], tmp_
         "REPLAY_PERFTEST_OUTPUT_IB_WRITE_BW": str(captured),
         "REPLAY_PERFTEST_SLOW": "node-2:mlx5_1",
         "REPLAY_PERFTEST_SLOW_OUTPUT": str(slow),
+        # each server's traffic raises mlx5_1's link_downed (one tree stands for every node's sysfs)
+        "REPLAY_PERFTEST_BUMP": f"{(root / LINK_DOWNED).resolve()}:1",
     }
     hb = str(Path(sys.executable).parent / "hpcbench")
     argv = [
@@ -187,6 +190,12 @@ def test_rdma_rail_to_rail_names_the_slow_rail(cli: Cli, fabric: list[str], tmp_
             for r in ("mlx5_0:1", "mlx5_1:1")
         }
         assert ms["pair_bw"]["convention"] == "perftest BW average"
+        # the rails' error counters read before and after the pairs' traffic
+        grew = ms["counters_grew"]
+        assert grew["value"] == 1.0 and grew["settings"]["detail"].startswith(
+            "mlx5_1:1: error counters grown in "
+        )
+        assert "link_downed +" in grew["settings"]["detail"]
         raw = s["pairs_gbps"]
         gbps = 24056.72 * 2**20 * 8 / 1e9
         assert raw["node-0 -> node-1"]["gbps"] == [gbps, gbps]

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from hpcbench import nics
 from hpcbench.errors import ConfigError, ProbeError, ProbeSkip
 from hpcbench.hw.items import Item, missing, to_measurements
-from hpcbench.hw.net import perftest, procs, reader
+from hpcbench.hw.net import health, perftest, procs, reader
 from hpcbench.launch import from_environ
 from hpcbench.model import Measurement
 from hpcbench.node import as_inventory
@@ -88,7 +89,7 @@ class NetworkPairs:
     Params: ClassVar[type] = NetworkPairsParams
     requires: ClassVar[tuple[Requirement, ...]] = ()
     expands: ClassVar[dict[str, str]] = {}
-    metrics: ClassVar[tuple[str, ...]] = pairs.METRICS
+    metrics: ClassVar[tuple[str, ...]] = (*pairs.METRICS, "counters_grew")
     #: under a launch every node writes its own record (the session reads this)
     record_per_node: ClassVar[bool] = True
 
@@ -135,6 +136,7 @@ class NetworkPairs:
             p.rdma_bytes,
         )
         try:
+            r = reader.Reader(p.root, [])  # the rails' error counters before the traffic
             members, schedule, results, raw = run.run(cfg, launch, socket.gethostname())
         except RankFailure as exc:
             raise ProbeError(f"rank {launch.rank}: {exc}") from None
@@ -151,7 +153,8 @@ class NetworkPairs:
             pairs_summary="; ".join(a.summary for a in analyses),
             pairs_launcher=launch.launcher,
         )
-        return pairs.rail_items(names, results, analyses, launch.rank, list(rails) or ["-"])
+        items = pairs.rail_items(names, results, analyses, launch.rank, list(rails) or ["-"])
+        return [*items, traffic_counters(r, rails, settings)]
 
 
 def ip_rails(root: str, ctx: ProbeContext) -> tuple[str, ...]:
@@ -193,3 +196,26 @@ def rdma_rails(
         memory[name] = m.text
     settings["pairs_rdma_memory"] = memory
     return tuple(rails), tuple(endpoints)
+
+
+def traffic_counters(r: reader.Reader, rails: tuple[str, ...], settings: dict[str, Any]) -> Item:
+    """``counters_grew`` over the pairs' traffic, summed over this node's RDMA ports that carried
+    it (the rails' ports; a TCP rail's interface counts through the port it is the netdev of)."""
+    owner = {n: p.subject for p in r.ports for n in p.netdevs}
+    subjects = [owner.get(x, x) for x in rails]
+    subjects = [x for x in dict.fromkeys(subjects) if r.port(x) is not None]
+    if not subjects:
+        return Item("counters_grew", not_measured="no RDMA port carried the pairs' traffic here")
+    seconds = time.monotonic() - r.started
+    after = {x: r.counters(x) for x in subjects}
+    settings["pairs_counters_before"] = {x: r.before.get(x, {}) for x in subjects}
+    settings["pairs_counters_after"] = after
+    grew = [
+        i
+        for x in subjects
+        for i in reader.subject_health(r, x, after, seconds, health.Expect())
+        if i.metric == "counters_grew" and i.value is not None
+    ]
+    bad = [i.detail for i in grew if i.value]
+    detail = "; ".join(bad) or f"none on {', '.join(subjects)} during the pairs' traffic"
+    return Item("counters_grew", sum(i.value or 0.0 for i in grew), detail=detail)
