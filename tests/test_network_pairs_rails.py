@@ -24,8 +24,8 @@ from conftest import Cli
 
 from hpcbench.hw.net.procs import free_port
 
-NETS = ("mg", "r0", "r1")
-LINK_DOWNED = "sys/class/infiniband/mlx5_1/ports/1/counters/link_downed"  # management, rail 0, rail 1: 10.<77+j>.0.<node+1>/24
+NETS = ("mg", "r0", "r1")  # management, rail 0, rail 1: 10.<77+j>.0.<node+1>/24
+LINK_DOWNED = "sys/class/infiniband/mlx5_1/ports/1/counters/link_downed"
 
 
 def ip(*args: str) -> None:
