@@ -16,7 +16,7 @@ from fakenvml import FakeNvml
 from hpcbench import baselines, checks, inventory, nics
 from hpcbench.errors import ParamError, ProbeSkip
 from hpcbench.hw.items import Item
-from hpcbench.hw.net import health
+from hpcbench.hw.net import counters, health
 from hpcbench.node import Inventory
 from hpcbench.plan import expand
 from hpcbench.probes import registry
@@ -40,8 +40,8 @@ def by_metric(items: list[Item]) -> dict[str, Item]:
 
 def port_items(root: str, subject: str, after_root: str | None = None, **expect: Any) -> dict[str, Item]:
     port = next(p for p in nics.rdma_ports(root) if p.subject == subject)
-    before = nics.rdma_counters(root, port.device, port.port)
-    after = nics.rdma_counters(after_root, port.device, port.port) if after_root else None
+    before = counters.rdma_counters(root, port.device, port.port)
+    after = counters.rdma_counters(after_root, port.device, port.port) if after_root else None
     return by_metric(health.rdma_port_items(port, before, after, 2.0, health.Expect(**expect)))
 
 
@@ -99,8 +99,8 @@ def test_counters_rising_between_the_two_reads() -> None:
     # only traffic (port_xmit_data) moved on mlx5_0: no error counter grew
     assert port_items(tree("hgx8"), "mlx5_0:1", tree("hgx8_counters_after"))["counters_grew"].value == 0.0
     eno1 = next(i for i in nics.interfaces(tree("hgx8"))[0] if i.name == "eno1")
-    before = nics.interface_counters(tree("hgx8"), "eno1")
-    after = nics.interface_counters(tree("hgx8_counters_after"), "eno1")
+    before = counters.interface_counters(tree("hgx8"), "eno1")
+    after = counters.interface_counters(tree("hgx8_counters_after"), "eno1")
     items = by_metric(health.interface_items(eno1, before, after, 1.0, health.Expect()))
     assert items["counters_grew"].value == 2.0  # rx_errors and rx_crc_errors +3; rx_dropped is not judged
     assert items["counters_grew"].detail == (

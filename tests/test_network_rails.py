@@ -15,7 +15,7 @@ from fakenvml import FakeNvml
 
 from hpcbench import baselines, checks, inventory, nics
 from hpcbench.errors import ProbeSkip
-from hpcbench.hw.net import health, reader
+from hpcbench.hw.net import counters, health, reader
 from hpcbench.plan import expand
 from hpcbench.probes import registry
 from hpcbench.probes.base import ProbeContext, build_params
@@ -225,14 +225,17 @@ def test_rate_per_hour_and_event_counters() -> None:
         100,
     ) == [("link_downed", 6)]
     # rx_missed/rx_fifo are load: read, never judged
-    assert "rx_missed_errors" not in nics.ETH_ERROR_COUNTERS and "rx_missed_errors" in nics.ETH_OTHER_COUNTERS
+    assert (
+        "rx_missed_errors" not in counters.ETH_ERROR_COUNTERS
+        and "rx_missed_errors" in counters.ETH_OTHER_COUNTERS
+    )
 
 
 def test_hw_counters_are_read_per_rail(tmp_path: Path) -> None:
     root = node(tmp_path)
-    values = nics.rdma_counters(str(root), "mlx5_0", 1)
+    values = counters.rdma_counters(str(root), "mlx5_0", 1)
     assert {k for k in values if k.startswith("hw_counters/")} == {
-        f"hw_counters/{n}" for n in nics.HW_COUNTERS
+        f"hw_counters/{n}" for n in counters.HW_COUNTERS
     }
 
 

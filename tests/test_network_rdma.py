@@ -22,7 +22,7 @@ from fakenvml import FakeNvml
 
 from hpcbench import baselines, checks, inventory, nics
 from hpcbench.errors import ProbeError
-from hpcbench.hw.net import perftest, procs, rdma
+from hpcbench.hw.net import counters, perftest, procs, rdma
 from hpcbench.plan import PlannedCheck, expand
 from hpcbench.probes import registry
 from hpcbench.probes.base import ProbeContext, build_params
@@ -240,7 +240,7 @@ def test_counters_read_around_the_traffic(
 ) -> None:
     ms = run(root, "mlx5_3:1", tmp_path)
     assert ms["counters_grew"].value == 0.0
-    assert set(ms["rdma_write_bw"].settings["hw_counters_grown"]) == set(nics.HW_COUNTERS)
+    assert set(ms["rdma_write_bw"].settings["hw_counters_grown"]) == set(counters.HW_COUNTERS)
     counter = root / "sys/class/infiniband/mlx5_3/ports/1/counters/link_downed"
     monkeypatch.setenv("REPLAY_PERFTEST_BUMP", f"{counter.resolve()}:1")  # the load downs the link once
     ms = run(root, "mlx5_3:1", tmp_path)

@@ -38,14 +38,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from hpcbench.hw.items import Item
-from hpcbench.nics import (
-    ETH_ERROR_COUNTERS,
-    IB_ERROR_COUNTERS,
-    PHYS_STATE_HINT,
-    Interface,
-    RdmaPort,
-    saturated,
-)
+from hpcbench.hw.net.counters import ETH_ERROR_COUNTERS, IB_ERROR_COUNTERS, saturated
+from hpcbench.nics import PHYS_STATE_HINT, Interface, RdmaPort
 
 PATH_METRICS = ("pcie_degraded", "roce_v2_missing")
 PORT_METRICS = (

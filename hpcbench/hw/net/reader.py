@@ -18,7 +18,7 @@ from typing import Any
 from hpcbench import nics
 from hpcbench.errors import ProbeError
 from hpcbench.hw.items import Item
-from hpcbench.hw.net import health
+from hpcbench.hw.net import counters, health
 from hpcbench.node import Inventory, as_inventory
 from hpcbench.pci import full_address, read_text
 
@@ -92,16 +92,16 @@ class Reader:
     def counters(self, subject: str) -> dict[str, int]:
         port = self.port(subject)
         if port is not None:
-            values = nics.rdma_counters(self.root, port.device, port.port)
+            values = counters.rdma_counters(self.root, port.device, port.port)
             if port.link_layer == "Ethernet" and port.netdevs:  # RoCE: its interface's counters too
                 values.update(
                     {
                         f"{port.netdevs[0]}.{k}": v
-                        for k, v in nics.interface_counters(self.root, port.netdevs[0]).items()
+                        for k, v in counters.interface_counters(self.root, port.netdevs[0]).items()
                     }
                 )
             return values
-        return nics.interface_counters(self.root, subject)
+        return counters.interface_counters(self.root, subject)
 
     def after(self, interval: float) -> dict[str, dict[str, int]] | None:
         """The second counter read, ``interval`` s after the first at least; None when interval is 0."""
@@ -123,7 +123,7 @@ def subject_health(
     if port is not None:
         items = health.rdma_port_items(port, before, later, interval, expect)
         if port.link_layer == "Ethernet" and port.netdevs:  # RoCE: the interface's error counters count too
-            names = tuple(f"{port.netdevs[0]}.{n}" for n in nics.ETH_ERROR_COUNTERS)
+            names = tuple(f"{port.netdevs[0]}.{n}" for n in counters.ETH_ERROR_COUNTERS)
             eth = health.counter_items(
                 port.subject, names, before, later, interval, expect.error_limit, expect.rate_per_hour
             )
