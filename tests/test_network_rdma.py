@@ -176,11 +176,16 @@ def test_cuda_device_number_under_cuda_visible_devices(
     )
     assert perftest.cuda_ordinal("0000:5d:00.0", ["0000:19:00.0", "0000:5d:00.0"], None)[0] == 1
     assert perftest.cuda_ordinal("0000:5d:00.0", ["0000:19:00.0", "0000:5d:00.0"], "0")[0] is None
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-5f1e4c2a")
+    # the runner's --gpus sets UUIDs (tests/fakenvml.py's), in its own order: GPU 3 listed first
+    uuid = "GPU-6f1c2a7e-94b3-5d0e-8c1a-2b9e0f4d7a{:02d}"
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", f"{uuid.format(3)},{uuid.format(0)}")
+    ms = run(root, "mlx5_3:1", tmp_path)
+    assert " --use_cuda=0 " in replay.read_text().splitlines()[-3]  # the last ib_write_bw client
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "MIG-7a2b1c3d-0000-1111-2222-333344445555")
     ms = run(root, "mlx5_3:1", tmp_path)
     assert ms["rdma_write_bw"].settings["rdma_memory"] == (
-        "host (gpu3 (0000:5d:00.0) has no CUDA device number here: CUDA_VISIBLE_DEVICES='GPU-5f1e4c2a' "
-        "names GPUs by UUID or MIG: not mapped to a number)"
+        "host (gpu3 (0000:5d:00.0) has no CUDA device number here: CUDA_VISIBLE_DEVICES="
+        "'MIG-7a2b1c3d-0000-1111-2222-333344445555' names a GPU that is not mapped here (a MIG instance?))"
     )
 
 

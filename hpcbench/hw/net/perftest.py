@@ -172,12 +172,15 @@ def parse_help(text: str) -> Capabilities:
     )
 
 
-def cuda_ordinal(bus_id: str, gpu_bus_ids: list[str], visible: str | None) -> tuple[int | None, str]:
+def cuda_ordinal(
+    bus_id: str, gpu_bus_ids: list[str], visible: str | None, uuids: dict[str, str] | None = None
+) -> tuple[int | None, str]:
     """(the CUDA device number of the GPU at ``bus_id``, why) for ``--use_cuda``, which takes a
     CUDA device number, not the NVML index: CUDA numbers the GPUs ``CUDA_VISIBLE_DEVICES``
-    (``visible``) leaves, in PCI bus order (as ``CUDA_DEVICE_ORDER=PCI_BUS_ID``, and as the default
-    fastest-first order is on a node of identical GPUs). None when the GPU is not visible or
-    ``CUDA_VISIBLE_DEVICES`` names GPUs by UUID or MIG instance (not mapped here)."""
+    (``visible``) names, in the order it names them (indices into PCI bus order, as
+    ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` and as the default fastest-first order is on a node of
+    identical GPUs; or ``GPU-`` UUIDs, mapped to bus ids by ``uuids``, as the runner sets them).
+    None when the GPU is not visible or an entry cannot be mapped (a MIG instance)."""
     ordered = sorted(a.lower() for a in gpu_bus_ids)
     mine = bus_id.lower()
     if mine not in ordered:
@@ -185,9 +188,12 @@ def cuda_ordinal(bus_id: str, gpu_bus_ids: list[str], visible: str | None) -> tu
     if visible is None:
         return ordered.index(mine), "all GPUs visible, PCI bus order"
     names = [v.strip() for v in visible.split(",") if v.strip()]
-    if not all(v.isdigit() for v in names):
-        return None, f"CUDA_VISIBLE_DEVICES={visible!r} names GPUs by UUID or MIG: not mapped to a number"
-    shown = [ordered[int(v)] for v in names if int(v) < len(ordered)]
+    known = {k.lower(): v.lower() for k, v in (uuids or {}).items()}
+    if not all(v.isdigit() or v.lower() in known for v in names):
+        return None, f"CUDA_VISIBLE_DEVICES={visible!r} names a GPU that is not mapped here (a MIG instance?)"
+    shown = [
+        (ordered[int(v)] if int(v) < len(ordered) else "") if v.isdigit() else known[v.lower()] for v in names
+    ]
     if mine not in shown:
         return None, f"GPU {bus_id} is not in CUDA_VISIBLE_DEVICES={visible!r}"
     return shown.index(mine), f"CUDA_VISIBLE_DEVICES={visible!r}, PCI bus order"

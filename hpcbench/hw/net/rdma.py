@@ -22,8 +22,8 @@ from hpcbench.errors import ProbeError
 from hpcbench.hw.items import Item, missing
 from hpcbench.hw.net import perftest, procs, topology
 from hpcbench.inventory import parse_cpulist
-from hpcbench.node import Inventory
-from hpcbench.pci import local_cpulist
+from hpcbench.node import Inventory, as_inventory
+from hpcbench.pci import full_address, local_cpulist
 
 RDMA_METRICS = ("rdma_write_bw", "rdma_read_lat", "rdma_read_lat_p99")
 #: beyond a test's duration, how long a server or client may take before it is killed
@@ -97,7 +97,12 @@ def choose_memory(
     where = f"{gpu.name} ({gpu.address})"
     if caps.cuda_bus_id and gpu.address:
         return Memory(None, gpu.address, dmabuf, f"GPU: {where} by --use_cuda_bus_id; {why}")
-    ordinal, how = perftest.cuda_ordinal(gpu.address or "", [g.address or "" for g in gpus], visible)
+    uuids = {
+        d.uuid: address
+        for d in as_inventory(inventory).gpus.devices
+        if d.uuid and (address := full_address(d.pci_bus_id))
+    }
+    ordinal, how = perftest.cuda_ordinal(gpu.address or "", [g.address or "" for g in gpus], visible, uuids)
     if ordinal is None:
         return host(f"{where} has no CUDA device number here: {how}")
     return Memory(ordinal, None, dmabuf, f"GPU: {where} as CUDA device {ordinal} ({how}); {why}")
