@@ -68,6 +68,7 @@ BURN = "tests/test_burn_math.py"
 MEMTEST = "tests/test_memtest.py"
 HEALTH = "tests/test_node_health.py"
 NET = ("tests/test_network_tools.py", "tests/test_network_health.py", "tests/test_network_sysfs.py")
+RAILS = ("tests/test_network_rails.py", "tests/test_network_rdma.py")
 
 MUTANTS: tuple[Mutant, ...] = (
     # -- the five
@@ -239,6 +240,16 @@ MUTANTS: tuple[Mutant, ...] = (
       "return self.speed_mbps / 1000 if self.speed_mbps is not None else None",
       "return self.speed_mbps / 1024 if self.speed_mbps is not None else None", NET,
       "Ethernet rate Mb/s / 1024"),
+    # the rails and the counters (#24)
+    M("counter-saturated-passes", "hpcbench/hw/net/health.py",
+      "if saturated(base_name(n), after[n]):", "if False:", RAILS,
+      "a counter at its maximum taken as no growth (a PASS)"),
+    M("counter-rate-per-minute", "hpcbench/hw/net/health.py",
+      "rate = d * 3600.0 / seconds", "rate = d * 60.0 / seconds", NET,
+      "error rates per minute, not per hour"),
+    M("cuda-nvml-index", "hpcbench/hw/net/perftest.py",
+      "return shown.index(mine), f", "return ordered.index(mine), f", RAILS,
+      "--use_cuda given the NVML index, not the CUDA number under CUDA_VISIBLE_DEVICES"),
 )  # fmt: skip
 
 
