@@ -16,12 +16,14 @@ its symlink layout: /sys/class/* and /sys/bus/pci/devices/* are links into /sys/
 Faults (``faults``): ``rail_down`` (mlx5_3 DOWN/Polling), ``x8`` (mlx5_2 trained at PCIe x8 of
 x16), ``saturated`` (mlx5_4's symbol_error at 65535), ``link_downed`` (mlx5_6's link_downed 3 since
 boot), ``half_rate`` (mlx5_5 at 200 Gb/s HDR), ``storage_down`` (mlx5_8, which is in use, down),
-``no_roce_v2`` (mlx5_8 without a RoCE v2 GID).
+``no_roce_v2`` (mlx5_8 without a RoCE v2 GID), ``acs`` (P2P request and completion redirect on
+the switch port above GPU 2; the others' ACS has source validation and upstream forwarding only).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import struct
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -34,7 +36,7 @@ b: Any = importlib.util.module_from_spec(_spec)
 sys.modules["build_sysfs"] = b
 _spec.loader.exec_module(b)
 
-FAULTS = ("rail_down", "x8", "saturated", "link_downed", "half_rate", "storage_down", "no_roce_v2")
+FAULTS = ("rail_down", "x8", "saturated", "link_downed", "half_rate", "storage_down", "no_roce_v2", "acs")
 RAILS = tuple(f"mlx5_{i}:1" for i in range(8))
 HW_COUNTERS = {
     "out_of_sequence": 0,
@@ -57,6 +59,14 @@ def _pcie(function: Path, width: int = 16) -> None:
         b.write(function / key, value)
 
 
+def _acs_config(control: int) -> bytes:
+    """A bridge's 4096-byte config space with one extended capability, ACS (id 0x000D, version 1,
+    no next) at 0x100, its control register at 0x106 (PCIe base spec 7.7.11)."""
+    space = bytearray(4096)
+    struct.pack_into("<IHH", space, 0x100, 0x000D | (1 << 16), 0x005F, control)
+    return bytes(space)
+
+
 def build(root: Path, faults: tuple[str, ...] = ()) -> Path:
     """Write the node into ``root`` (emptied first); returns ``root``."""
     unknown = [f for f in faults if f not in FAULTS]
@@ -74,6 +84,11 @@ def build(root: Path, faults: tuple[str, ...] = ()) -> Path:
         nics[5] = replace(nics[5], port=b.Port(rate="200 Gb/sec (4X HDR)"))
     b.hgx(root, nics, modules=("nvidia_peermem", "mlx5_ib", "nvidia"))
     sysfs = root / "sys"
+    for i, bus in enumerate(b.GPU_BUSES):  # the PCIe switch of each GPU: upstream and downstream ports
+        us = next((sysfs / "devices").glob(f"pci*/0000:{bus - 4:02x}:01.0/0000:{bus - 3:02x}:00.0"))
+        for bridge in (us, us / f"0000:{bus - 2:02x}:00.0", us / f"0000:{bus - 2:02x}:01.0"):
+            redirect = "acs" in faults and i == 2 and bridge.name.endswith(":01.0")
+            (bridge / "config").write_bytes(_acs_config(0x001D if redirect else 0x0011))
     for i, nic in enumerate(nics):
         fn = Path(str((sysfs / "class/infiniband" / nic.name / "device").resolve()))
         _pcie(fn, 8 if ("x8" in faults and i == 2) else 16)

@@ -286,3 +286,28 @@ def test_two_gpus_sharing_their_nearest_nic_fail(tmp_path: Path) -> None:
     assert ev.reason.endswith("gpu0 and gpu3 share mlx5_0 as their nearest NIC")
     healthy = judged("network_topology", node(tmp_path), tmp_path)["node"]["gpus_sharing_nic"]
     assert (healthy.verdict.value, healthy.measured) == ("PASS", 0.0)
+
+
+def test_acs_redirect_between_a_gpu_and_its_nic_fails(tmp_path: Path) -> None:
+    from hpcbench.hw.net import acs
+
+    out = judged("network_topology", node(tmp_path, "acs"), tmp_path)
+    ev = out["node"]["acs_redirect"]
+    assert (ev.verdict.value, ev.measured) == ("FAIL", 1.0)
+    assert ev.reason.endswith(
+        "ACS P2P redirect on 0000:4a:01.0 between gpu2 and mlx5_2 (ACS control 0x001d): GPUDirect RDMA "
+        "goes through the root complex (setpci the ACS control off, or the BIOS's ACS setting)"
+    )
+    out = judged("network_topology", node(tmp_path), tmp_path)
+    healthy = out["node"]["acs_redirect"]
+    assert (healthy.verdict.value, healthy.measured) == ("PASS", 0.0)
+    # each GPU's switch: its upstream port and the two downstream ports, 8 x 3 bridges
+    assert detail(out, "node", "acs_redirect") == (
+        "no P2P redirect on the 24 bridge(s) read between the GPUs and their nearest NICs"
+    )
+    # without root the extended config space reads as 256 bytes: not measured, never a pass
+    assert acs.acs_control(bytes(256)) is None
+    assert (
+        acs.acs_item([("gpu0", "mlx5_0", "PIX", ["0000:16:00.0"])], {"0000:16:00.0": bytes(256)}).value
+        is None
+    )

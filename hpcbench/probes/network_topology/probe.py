@@ -11,10 +11,11 @@ from hpcbench import nics, timeparse
 from hpcbench.errors import ProbeSkip
 from hpcbench.hw.items import Item, missing, to_measurements
 from hpcbench.hw.kernel_log import boot_time, read_kernel_log
-from hpcbench.hw.net import topology
+from hpcbench.hw.net import acs, topology
 from hpcbench.hw.net.flaps import flap_item, flap_lines
 from hpcbench.model import Measurement
 from hpcbench.node import Inventory
+from hpcbench.pci import device_dir
 from hpcbench.probes.base import ProbeContext, Requirement, check
 
 NAME = "network_topology"
@@ -49,10 +50,10 @@ def topology_items(
 ) -> tuple[list[Item], dict[str, Any]]:
     gpus = topology.gpu_devices(root, inventory)
     if not gpus:
-        return missing(topology.METRICS, "no GPU on this node"), {}
+        return missing((*topology.METRICS, "acs_redirect"), "no GPU on this node"), {}
     nic_devs = topology.nic_devices(root, ports)
     if not nic_devs:
-        return missing(topology.METRICS, "no RDMA device: no NIC for the GPUs to use"), {}
+        return missing((*topology.METRICS, "acs_redirect"), "no RDMA device: no NIC for the GPUs to use"), {}
     matrix = topology.render(gpus, nic_devs)
     nearest = {
         g.name: {"nic": f[0].name, "level": f[1]} if (f := topology.nearest(g, nic_devs)) else None
@@ -61,6 +62,7 @@ def topology_items(
     items = topology.near_items(gpus, nic_devs, near) + [
         topology.sharing_item(gpus, nic_devs),
         topology.gpudirect_item(root),
+        acs_of(root, gpus, nic_devs),
     ]
     return items, {"topology": matrix, "nearest_nic": nearest, "near_level": near}
 
@@ -75,7 +77,7 @@ class NetworkTopology:
     Params: ClassVar[type] = NetworkTopologyParams
     requires: ClassVar[tuple[Requirement, ...]] = ()
     expands: ClassVar[dict[str, str]] = {}
-    metrics: ClassVar[tuple[str, ...]] = (*topology.METRICS, "link_flaps")
+    metrics: ClassVar[tuple[str, ...]] = (*topology.METRICS, "acs_redirect", "link_flaps")
     #: under a launch every node writes its own record (the session reads this)
     record_per_node: ClassVar[bool] = True
 
@@ -101,3 +103,20 @@ def flaps(p: NetworkTopologyParams, settings: dict[str, Any]) -> Item:
         return Item("link_flaps", not_measured=log.unsupported or "no kernel log")
     booted = boot_time(os.path.join(p.root, "proc/stat"))
     return flap_item(flap_lines(log.text, booted, start), span)
+
+
+def acs_of(root: str, gpus: list[topology.Device], nic_devs: list[topology.Device]) -> Item:
+    """``acs_redirect`` on the bridges between each GPU and its nearest NIC."""
+    paths, configs = [], {}
+    for g in gpus:
+        found = topology.nearest(g, nic_devs)
+        if found is None or g.path is None or found[0].path is None or not g.address:
+            continue
+        bridges = acs.bridges_between(g.path, found[0].path)
+        paths.append((g.name, found[0].name, found[1], bridges))
+        for b in bridges:  # an ancestor of the GPU's folder or of the NIC's
+            if b not in configs:
+                configs[b] = acs.read_config(device_dir(root, g.address), b) or (
+                    acs.read_config(device_dir(root, found[0].address), b) if found[0].address else None
+                )
+    return acs.acs_item(paths, configs)
