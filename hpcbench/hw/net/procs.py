@@ -141,7 +141,7 @@ def start(argv: list[str], workdir: str, name: str, cpus: frozenset[int] | None 
     out = Path(workdir or ".") / f"{name}.out"
     pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
     with open(out, "wb") as fh:
-        proc = subprocess.Popen(  # noqa: PLW1509 (sched_setaffinity is async-signal-safe enough: one syscall)
+        proc = subprocess.Popen(  # noqa: PLW1509 (the child makes one sched_setaffinity call before exec)
             argv, stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT, preexec_fn=pin
         )
     return Started(proc, out, argv)
