@@ -68,6 +68,7 @@ BURN = "tests/test_burn_math.py"
 MEMTEST = "tests/test_memtest.py"
 HEALTH = "tests/test_node_health.py"
 NET = ("tests/test_network_tools.py", "tests/test_network_health.py", "tests/test_network_sysfs.py")
+RAILS = ("tests/test_network_rails.py", "tests/test_network_rdma.py")
 
 MUTANTS: tuple[Mutant, ...] = (
     # -- the five
@@ -221,17 +222,17 @@ MUTANTS: tuple[Mutant, ...] = (
     M("node-health-gib-kB", "hpcbench/probes/node_health/system.py",
       "_KIB_PER_GIB = 2**20", "_KIB_PER_GIB = 10**6", (HEALTH,),
       "node_health memory in GB-ish (kB / 1e6) instead of GiB"),
-    # the network probe (#15)
-    M("perftest-mb-1e6", "hpcbench/probes/network/perftest.py",
+    # the network probes (#15)
+    M("perftest-mb-1e6", "hpcbench/hw/net/perftest.py",
       '"MB/sec": 2**20 * 8 / 1e9', '"MB/sec": 1e6 * 8 / 1e9', NET,
       "perftest's MB/sec read as 1e6 bytes (it divides by 2**20)"),
-    M("perftest-bytes-not-bits", "hpcbench/probes/network/perftest.py",
+    M("perftest-bytes-not-bits", "hpcbench/hw/net/perftest.py",
       '"MiB/sec": 2**20 * 8 / 1e9', '"MiB/sec": 2**20 / 1e9', NET,
       "perftest's MiB/sec as bytes, not bits"),
-    M("iperf3-receiver-2**30", "hpcbench/probes/network/iperf.py",
+    M("iperf3-receiver-2**30", "hpcbench/hw/net/iperf.py",
       'receiver_gbps=float(received["bits_per_second"]) / 1e9',
       'receiver_gbps=float(received["bits_per_second"]) / 2**30', NET, "iperf3 receiver Gb/s with 2**30"),
-    M("iperf3-sender-as-receiver", "hpcbench/probes/network/iperf.py",
+    M("iperf3-sender-as-receiver", "hpcbench/hw/net/iperf.py",
       'receiver_gbps=float(received["bits_per_second"]) / 1e9',
       'receiver_gbps=float(sent["bits_per_second"]) / 1e9', NET,
       "iperf3 bandwidth taken from the sender, not the receiver"),
@@ -239,6 +240,16 @@ MUTANTS: tuple[Mutant, ...] = (
       "return self.speed_mbps / 1000 if self.speed_mbps is not None else None",
       "return self.speed_mbps / 1024 if self.speed_mbps is not None else None", NET,
       "Ethernet rate Mb/s / 1024"),
+    # the rails and the counters (#24)
+    M("counter-saturated-passes", "hpcbench/hw/net/health.py",
+      "if saturated(base_name(n), after[n]):", "if False:", RAILS,
+      "a counter at its maximum taken as no growth (a PASS)"),
+    M("counter-rate-per-minute", "hpcbench/hw/net/health.py",
+      "rate = d * 3600.0 / seconds", "rate = d * 60.0 / seconds", NET,
+      "error rates per minute, not per hour"),
+    M("cuda-nvml-index", "hpcbench/hw/net/perftest.py",
+      "return shown.index(mine), f", "return ordered.index(mine), f", RAILS,
+      "--use_cuda given the NVML index, not the CUDA number under CUDA_VISIBLE_DEVICES"),
 )  # fmt: skip
 
 

@@ -37,13 +37,15 @@ class Tool:
 TOOLS = {
     "fio": Tool("fio", "fio", "fio", "the storage probe"),
     "nvme": Tool("nvme", "nvme-cli", "nvme-cli", "node_health's NVMe SMART log"),
-    "iperf3": Tool("iperf3", "iperf3", "iperf3", "the network probe's TCP bandwidth"),
-    "perftest": Tool("ib_write_bw", "perftest", "perftest", "the network probe's RDMA bandwidth and latency"),
+    "iperf3": Tool("iperf3", "iperf3", "iperf3", "network_tcp and network_pairs (TCP bandwidth)"),
+    "perftest": Tool("ib_write_bw", "perftest", "perftest", "network_rdma (RDMA bandwidth and latency)"),
     "slurmctld": Tool("slurmctld", "slurmctld", "slurm-slurmctld", "the Slurm tests"),
     "slurmd": Tool("slurmd", "slurmd", "slurm-slurmd", "the Slurm tests"),
     "scontrol": Tool("scontrol", "slurm-client", "slurm", "slurm-check and the Slurm tests"),
     "munged": Tool("munged", "munge", "munge", "the Slurm tests"),
     "losetup": Tool("losetup", "mount", "util-linux", "the storage tests' loop device"),
+    "ip": Tool("ip", "iproute2", "iproute", "the network_pairs tests' network namespaces"),
+    "tc": Tool("tc", "iproute2", "iproute-tc", "the network_pairs tests' paced rails"),
     "node_exporter": Tool(
         "prometheus-node-exporter",
         "prometheus-node-exporter",
@@ -57,6 +59,9 @@ TARGETS = {
         "fio",
         "nvme",
         "iperf3",
+        "perftest",
+        "ip",
+        "tc",
         "losetup",
         "slurmctld",
         "slurmd",
@@ -64,8 +69,8 @@ TARGETS = {
         "munged",
         "node_exporter",
     ),
-    # acceptance and nightly on an RDMA node (network_rdma), the network-pairs suite (iperf3):
-    # perftest is not in `test`, whose RDMA tests replay captured output (no RDMA device there)
+    # acceptance and nightly on an RDMA node (network_rdma), the network-pairs suite (iperf3);
+    # `test` runs the distribution's perftest for what it does without an RDMA device
     "suites": ("fio", "nvme", "iperf3", "perftest"),
 }
 

@@ -134,9 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--expand",
-        choices=("none", "numa", "gpu", "mount", "nic"),
+        choices=("none", "numa", "gpu", "mount", "nic", "rail"),
         default="none",
-        help="run once per NUMA node, GPU, mount or NIC port",
+        help="run once per NUMA node, GPU, mount, NIC port or compute rail (all rails at once)",
     )
     p.add_argument("--timeout", type=float, default=600.0, help="seconds before the probe is killed (600)")
     _add_run_options(p, suite_options=False)

@@ -18,7 +18,7 @@ from hpcbench.node.collector import gpu_absence
 from hpcbench.node.inventory import Inventory
 
 #: expansions whose subjects run at once, one child each (unless the probe says concurrent = False)
-CONCURRENT_EXPANSIONS = ("gpu",)
+CONCURRENT_EXPANSIONS = ("gpu", "rail")
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,11 @@ def expand(
         subjects = [(n, n) for n in inventory.network.nics]
         if not subjects:
             return Unrunnable("skip", "no RDMA port and no physical Ethernet interface on this node")
+    elif check.expand == "rail":  # the compute rails (hpcbench.node.nics.rails), or the check's own list
+        given = check.params.get("rails")
+        subjects = [(n, n) for n in (given or inventory.network.rails)]
+        if not subjects:
+            return Unrunnable("skip", "no RDMA port on this node: no rail")
     else:  # mount: the targets the check names in a list parameter, else the local mounts
         listed = _takes_list(probe_cls, key)
         given = check.params.get(key) if listed else None
@@ -118,6 +123,8 @@ class PlannedCheck:
 
     @property
     def concurrent(self) -> bool:
+        if self.check.expand == "rail" and self.check.params.get("at_once") is False:
+            return False  # the rails one after another (a rail probe's at_once parameter)
         return self.check.expand in CONCURRENT_EXPANSIONS and bool(self.probe.concurrent)
 
     def batches(self) -> list[list[Job]]:

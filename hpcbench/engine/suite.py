@@ -10,7 +10,7 @@ A suite file is TOML:
     id = "membw"                    # unique; the key baselines use
     probe = "cpu_membw"
     params = { repeats = 10 }       # validated against the probe's parameters
-    expand = "none"                 # none | numa | gpu | mount | nic: one run per subject
+    expand = "none"                 # none | numa | gpu | mount | nic | rail: one run per subject
     metrics = ["triad"]             # which of the probe's metrics get a verdict (default: all)
     thresholds = { warn = 0.90, fail = 0.80 }   # fractions of the baseline's expected value
     absolute = { triad = { warn = 20.0, fail = 10.0 } }  # in the metric's unit; need no baseline
@@ -305,7 +305,7 @@ def parse(
             if expand == "none":
                 raise v.fail(
                     "relative",
-                    "a relative check compares subjects: it needs expand = numa, gpu, mount or nic",
+                    "a relative check compares subjects: it needs expand = numa, gpu, mount, nic or rail",
                     i,
                     cid,
                 )

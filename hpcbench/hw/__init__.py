@@ -4,5 +4,7 @@ torch_device (the device a GPU probe runs on, dtypes, timing loops, cache flush)
 (the pieces that need a CUDA device), telemetry (NVML sampling during a run), kernel_log (the
 kernel log's text and line times), xid (NVIDIA XIDs in it), items (health items: a count with
 its detail, or why it was not measured), rendezvous (the ranks of a launch meeting on a
-TCPStore; imports torch) and ranks (naming them). Nothing here imports a probe.
+TCPStore; imports torch), ranks (naming them) and net/ (what the network probes
+share: port health, GPU<->NIC topology, perftest and iperf3, server and client processes).
+Nothing here imports a probe.
 """

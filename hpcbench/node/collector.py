@@ -14,7 +14,7 @@ import os
 import platform
 import re
 import socket
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime, timezone
 from importlib import metadata
@@ -22,8 +22,8 @@ from typing import Any
 
 from hpcbench import __version__
 from hpcbench.node import nics
-from hpcbench.node.inventory import Inventory
-from hpcbench.node.pci import pci_gpus
+from hpcbench.node.inventory import Inventory, as_inventory
+from hpcbench.node.pci import full_address, pci_gpus
 
 #: file systems that hold no user data; never a storage subject
 PSEUDO_FS = frozenset(
@@ -327,11 +327,11 @@ def _gpus(root: str, nvml: Any) -> dict[str, Any]:
     return gpus
 
 
-def gpu_absence(inv: Inventory) -> tuple[str, str, str]:
+def gpu_absence(inv: Inventory | Mapping[str, Any]) -> tuple[str, str, str]:
     """Why a GPU check has no GPU to run on: (status, reason, hint). ``skip`` on a node without
     NVIDIA GPUs; ``error`` where the PCI bus has NVIDIA GPUs that NVML does not list (driver,
     libnvidia-ml or nvidia-ml-py missing): a broken GPU node must not pass as a CPU node."""
-    gpus = inv.gpus
+    gpus = as_inventory(inv).gpus
     on_bus = int(gpus.pci_nvidia_gpus or 0)
     if gpus.count or not on_bus:
         return ("skip", "no GPU on this node", "")
@@ -373,7 +373,9 @@ def collect(root: str = "/", *, nvml: Any = None) -> Inventory:
             "mounts": parse_mounts(_read(root, "proc/self/mounts") or ""),
         },
     }
-    return replace(Inventory.from_dict(facts), network=nics.collect(root))
+    inv = Inventory.from_dict(facts)
+    gpu_addresses = [a for d in inv.gpus.devices if (a := full_address(d.pci_bus_id))]
+    return replace(inv, network=nics.collect(root, gpu_addresses))
 
 
 # ---------------------------------------------------------------------------
@@ -396,9 +398,9 @@ def _plural(n: Any, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
-def summary_lines(inv: Inventory) -> list[str]:
+def summary_lines(inv: Inventory | Mapping[str, Any]) -> list[str]:
     """One fact per line; tolerates missing sections (records from older versions)."""
-    inv = inv
+    inv = as_inventory(inv)
     cpu, mem, gpus = inv.cpu, inv.memory, inv.gpus
     governors = cpu.governors
     governor = "/".join(governors) if len(governors) > 1 else (cpu.governor or "n/a (no cpufreq)")

@@ -14,11 +14,7 @@ Which ports are NIC subjects (``nic_subjects``), one per physical port:
 - never a virtual interface (its sysfs device lives under ``/sys/devices/virtual``: ``lo``,
   ``ifb*``, ``veth*``, bridges, bond and VLAN masters, tunnels), which are listed by name only.
 
-The error counters: InfiniBand's PortCounters (symbol errors,
-link downed, link error recovery, receive errors, transmit discards, local link integrity,
-excessive buffer overrun), which saturate at their width (``IB_COUNTER_BITS``); Ethernet's
-``statistics`` error counters and ``carrier_changes`` (a link flap). Drops are reported, never
-judged: a busy host drops packets it has no socket for.
+The error counters and their readers are ``hpcbench.hw.net.counters``.
 """
 
 from __future__ import annotations
@@ -33,59 +29,19 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
-from hpcbench.node.pci import driver_name, numa_node, path_of, read_text
+from hpcbench.node.pci import (
+    LEVELS,
+    PciPath,
+    driver_name,
+    numa_node,
+    path_of,
+    pci_path,
+    read_text,
+    topo_level,
+)
 
 IB_CLASS = "sys/class/infiniband"
 NET_CLASS = "sys/class/net"
-#: the IB error counters judged (ports/N/counters/<name>)
-IB_ERROR_COUNTERS = (
-    "symbol_error",
-    "link_downed",
-    "link_error_recovery",
-    "port_rcv_errors",
-    "port_xmit_discards",
-    "local_link_integrity_errors",
-    "excessive_buffer_overrun_errors",
-)
-#: read and reported, not judged
-IB_OTHER_COUNTERS = (
-    "port_rcv_remote_physical_errors",
-    "port_rcv_switch_relay_errors",
-    "port_xmit_constraint_errors",
-    "port_rcv_constraint_errors",
-    "VL15_dropped",
-    "port_xmit_wait",
-    "port_xmit_data",
-    "port_rcv_data",
-    "port_xmit_packets",
-    "port_rcv_packets",
-)
-#: PortCounters field widths (IBTA): an error counter at 2**bits - 1 has saturated
-IB_COUNTER_BITS = {
-    "symbol_error": 16,
-    "link_error_recovery": 8,
-    "link_downed": 8,
-    "port_rcv_errors": 16,
-    "port_rcv_remote_physical_errors": 16,
-    "port_rcv_switch_relay_errors": 16,
-    "port_xmit_discards": 16,
-    "port_xmit_constraint_errors": 8,
-    "port_rcv_constraint_errors": 8,
-    "local_link_integrity_errors": 4,
-    "excessive_buffer_overrun_errors": 4,
-    "VL15_dropped": 16,
-}
-#: Ethernet error counters judged (statistics/<name>, and the interface's carrier_changes)
-ETH_ERROR_COUNTERS = (
-    "rx_errors",
-    "tx_errors",
-    "rx_crc_errors",
-    "rx_missed_errors",
-    "rx_fifo_errors",
-    "tx_carrier_errors",
-    "carrier_changes",
-)
-ETH_OTHER_COUNTERS = ("rx_dropped", "tx_dropped", "rx_packets", "tx_packets", "rx_bytes", "tx_bytes")
 #: /sys/class/net/<if>/type (ARPHRD_*)
 ARPHRD = {1: "ethernet", 32: "infiniband", 772: "loopback"}
 #: what a port's physical state means to the one who has to fix it
@@ -133,12 +89,6 @@ def parse_int(text: str | None, base: int = 10) -> int | None:
         return None
 
 
-def saturated(name: str, value: int | None) -> bool:
-    """Whether an IB error counter stopped at its maximum (the real count is higher)."""
-    bits = IB_COUNTER_BITS.get(name)
-    return bits is not None and value is not None and value >= 2**bits - 1
-
-
 # ---------------------------------------------------------------------------
 # What sysfs says about one port or interface.
 
@@ -166,6 +116,17 @@ class RdmaPort:
     pci_address: str | None
     numa_node: int | None
     driver: str | None
+    #: an SR-IOV virtual function's RDMA device (its PCI function has ``physfn``): never a subject
+    virtual_function: bool = False
+    #: its netdev has a global address or a master (bond, team, bridge): in use even when down
+    in_use: bool = False
+    #: the PCIe link of its function: "32.0 GT/s PCIe" x16, and the most it can train at
+    pcie_speed: str | None = None
+    pcie_width: int | None = None
+    pcie_max_speed: str | None = None
+    pcie_max_width: int | None = None
+    #: RoCE: whether a GID of type "RoCE v2" is configured (gid_attrs/types); None on InfiniBand
+    roce_v2_gid: bool | None = None
 
     #: as_dict adds the subject name (its JSON Schema)
     JSON_EXTRA: ClassVar[dict[str, Any]] = {"subject": {"type": "string", "description": "device:port"}}
@@ -201,6 +162,17 @@ class Interface:
     numa_node: int | None
     virtual_function: bool
     rdma_port: str | None  # the RDMA port it is the netdev of, e.g. "mlx5_0:1"
+    #: the bond, team or bridge it is enslaved to (its ``master`` link)
+    master: str | None = None
+    #: it has a global address (an IPv4 route of its own in /proc/net/route, or a global IPv6
+    #: address in /proc/net/if_inet6)
+    has_address: bool = False
+
+    @property
+    def in_use(self) -> bool:
+        """Carrying traffic someone configured: a global address, or a member of a bond or team.
+        NetworkManager leaves unplugged ports administratively up; up alone is not in use."""
+        return self.has_address or self.master is not None
 
     @property
     def rate_gbps(self) -> float | None:
@@ -243,12 +215,42 @@ def _netdevs(root: str, device: str, port: int) -> list[str]:
     return mine
 
 
+def addressed(root: str) -> set[str]:
+    """Interfaces with a global address: an IPv4 route of their own (/proc/net/route, where the
+    kernel puts each address's subnet) or a global-scope IPv6 address (/proc/net/if_inet6)."""
+    names = set()
+    for line in (read_text(os.path.join(root, "proc/net/route")) or "").splitlines()[1:]:
+        fields = line.split()
+        if fields:
+            names.add(fields[0])
+    for line in (read_text(os.path.join(root, "proc/net/if_inet6")) or "").splitlines():
+        fields = line.split()
+        if len(fields) >= 6 and fields[3] == "00":  # scope 0: global
+            names.add(fields[5])
+    return names
+
+
+def master_of(root: str, name: str) -> str | None:
+    """The bond, team or bridge an interface is enslaved to (its ``master`` link)."""
+    link = os.path.join(root, NET_CLASS, name, "master")
+    return os.path.basename(os.readlink(link)) if os.path.islink(link) else None
+
+
+def _roce_v2(root: str, port_dir: str) -> bool:
+    """Whether a RoCE port has a GID of type RoCE v2 (ports/N/gid_attrs/types/<index>)."""
+    folder = os.path.join(root, port_dir, "gid_attrs", "types")
+    return any((read_text(os.path.join(folder, n)) or "").strip() == "RoCE v2" for n in _listdir(folder))
+
+
 def rdma_ports(root: str = "/") -> list[RdmaPort]:
     """Every port of every RDMA device; [] when there is no /sys/class/infiniband."""
     out = []
+    with_address = addressed(root)
     for device in _listdir(os.path.join(root, IB_CLASS)):
         base = f"{IB_CLASS}/{device}"
         address, numa, driver = _pci(root, os.path.join(root, base, "device"))
+        vf = os.path.exists(os.path.join(root, base, "device", "physfn"))
+        fn = f"{base}/device"
         for port_name in _listdir(os.path.join(root, base, "ports")):
             if not port_name.isdigit():
                 continue
@@ -280,6 +282,13 @@ def rdma_ports(root: str = "/") -> list[RdmaPort]:
                     pci_address=address,
                     numa_node=numa,
                     driver=driver,
+                    virtual_function=vf,
+                    in_use=any(n in with_address or master_of(root, n) for n in netdevs),
+                    pcie_speed=_strip(root, f"{fn}/current_link_speed"),
+                    pcie_width=parse_int(read_text(os.path.join(root, fn, "current_link_width"))),
+                    pcie_max_speed=_strip(root, f"{fn}/max_link_speed"),
+                    pcie_max_width=parse_int(read_text(os.path.join(root, fn, "max_link_width"))),
+                    roce_v2_gid=_roce_v2(root, p) if _strip(root, f"{p}/link_layer") == "Ethernet" else None,
                 )
             )
     return out
@@ -299,6 +308,7 @@ def interfaces(
     firmware version (``ethtool_firmware`` on a live node); ``ports`` are the RDMA ports, to mark
     their netdevs (read when not given)."""
     owner = {n: p.subject for p in (rdma_ports(root) if ports is None else ports) for n in p.netdevs}
+    with_address = addressed(root)
     physical, virtual = [], []
     for name in _listdir(os.path.join(root, NET_CLASS)):
         if is_virtual(root, name):
@@ -326,6 +336,8 @@ def interfaces(
                 numa_node=numa,
                 virtual_function=os.path.exists(os.path.join(device_link, "physfn")),
                 rdma_port=owner.get(name),
+                master=master_of(root, name),
+                has_address=name in with_address,
             )
         )
     return physical, virtual
@@ -334,34 +346,6 @@ def interfaces(
 def is_subject(iface: Interface) -> bool:
     """Whether a physical interface is a NIC subject of its own (see the module docstring)."""
     return iface.kind == "ethernet" and iface.rdma_port is None and not iface.virtual_function
-
-
-def _counters(folder: str, names: tuple[str, ...]) -> dict[str, int]:
-    values = {}
-    for name in names:
-        value = parse_int(read_text(os.path.join(folder, name)))
-        if value is not None:
-            values[name] = value
-    return values
-
-
-def rdma_counters(root: str, device: str, port: int) -> dict[str, int]:
-    """The port's IB counters that can be read (a RoCE port's PMA counters may be unsupported)."""
-    return _counters(
-        os.path.join(root, IB_CLASS, device, "ports", str(port), "counters"),
-        IB_ERROR_COUNTERS + IB_OTHER_COUNTERS,
-    )
-
-
-def interface_counters(root: str, name: str) -> dict[str, int]:
-    """An interface's statistics and its carrier_changes."""
-    values = _counters(
-        os.path.join(root, NET_CLASS, name, "statistics"), ETH_ERROR_COUNTERS + ETH_OTHER_COUNTERS
-    )
-    changes = parse_int(read_text(os.path.join(root, NET_CLASS, name, "carrier_changes")))
-    if changes is not None:
-        values["carrier_changes"] = changes
-    return values
 
 
 # ---------------------------------------------------------------------------
@@ -385,17 +369,53 @@ def ethtool_firmware(name: str) -> str | None:
 
 @dataclass(frozen=True)
 class Network:
-    """The inventory's ``network``: RDMA ports, physical interfaces, the virtual ones by name, and
-    ``nics``: the subjects of the ``nic`` expansion."""
+    """The inventory's ``network``: RDMA ports, physical interfaces, the virtual ones by name,
+    ``nics``: the subjects of the ``nic`` expansion, and ``rails``: those of the ``rail`` expansion
+    (see ``rails``)."""
 
     rdma_ports: tuple[RdmaPort, ...] = ()
     interfaces: tuple[Interface, ...] = ()
     virtual_interfaces: tuple[str, ...] = ()
     nics: tuple[str, ...] = ()
+    rails: tuple[str, ...] = ()
 
 
-def collect(root: str = "/") -> Network:
-    """The node's ports for the inventory (see Network)."""
+#: a GPU's rail is an RDMA NIC at this level or nearer (below its PCIe switch, or nested switches)
+RAIL_LEVEL = "PXB"
+
+
+def rails(root: str, ports: list[RdmaPort], gpu_addresses: list[str]) -> list[str]:
+    """The compute rails: the ports of each GPU's nearest RDMA device (the first at the nearest
+    level), when that is at ``RAIL_LEVEL`` or nearer, in port order. SR-IOV virtual functions are
+    never rails. With no GPU, or no RDMA device near any GPU, every physical RDMA port is one
+    (a CPU node's or a PCIe-GPU node's fabric ports: nothing tells compute from storage there)."""
+    physical = [p for p in ports if not p.virtual_function]
+    devices: dict[str, tuple[PciPath | None, int | None]] = {}
+    for p in physical:
+        if p.device not in devices:
+            devices[p.device] = (pci_path(root, p.pci_address) if p.pci_address else None, p.numa_node)
+    chosen: set[str] = set()
+    limit = LEVELS.index(RAIL_LEVEL)
+    for address in gpu_addresses:
+        gpu_path = pci_path(root, address)
+        if gpu_path is None:
+            continue
+        gpu_numa = numa_node(root, address)
+        ranked = [
+            (LEVELS.index(lv), i, name)
+            for i, (name, (path, numa)) in enumerate(devices.items())
+            if path is not None and (lv := topo_level(gpu_path, path, gpu_numa, numa)) in LEVELS
+        ]
+        if ranked and min(ranked)[0] <= limit:
+            chosen.add(min(ranked)[2])
+    if not chosen:
+        return [p.subject for p in physical]
+    return [p.subject for p in physical if p.device in chosen]
+
+
+def collect(root: str = "/", gpu_addresses: list[str] | None = None) -> Network:
+    """The node's ports for the inventory (see Network); ``gpu_addresses``: the GPUs' PCI
+    addresses (the inventory's), to find the rails."""
     ports = rdma_ports(root)
     firmware = ethtool_firmware if os.path.realpath(root) == "/" else None
     physical, virtual = interfaces(root, firmware=firmware, ports=ports)
@@ -403,7 +423,10 @@ def collect(root: str = "/") -> Network:
         rdma_ports=tuple(ports),
         interfaces=tuple(physical),
         virtual_interfaces=tuple(virtual),
-        nics=tuple([p.subject for p in ports] + [i.name for i in physical if is_subject(i)]),
+        nics=tuple(
+            [p.subject for p in ports if not p.virtual_function] + [i.name for i in physical if is_subject(i)]
+        ),
+        rails=tuple(rails(root, ports, gpu_addresses or [])),
     )
 
 

@@ -209,3 +209,28 @@ def driver_name(device_path: str) -> str | None:
     if not os.path.islink(link):
         return None
     return os.path.basename(os.readlink(link)) or None
+
+
+#: nvidia-smi topo -m's levels, nearest first
+LEVELS = ("X", "PIX", "PXB", "PHB", "NODE", "SYS")
+
+
+def topo_level(a: PciPath, b: PciPath, numa_a: int | None, numa_b: int | None) -> str:
+    """The ``nvidia-smi topo -m`` level between two PCI functions (hpcbench.hw.net.topology's
+    docstring tells the levels): other host bridges -> NODE or SYS by NUMA node; the same host
+    bridge but no shared bridge -> PHB; below one switch -> PIX; nested switches -> PXB."""
+    if a.chain == b.chain:
+        return "X"
+    if a.host_bridge != b.host_bridge:
+        if numa_a is None and numa_b is None:
+            return "NODE"
+        return "NODE" if numa_a == numa_b else "SYS"
+    shared = 0
+    for x, y in zip(a.chain, b.chain, strict=False):
+        if x != y:
+            break
+        shared += 1
+    if shared == 0:
+        return "PHB"
+    below_a, below_b = len(a.chain) - shared, len(b.chain) - shared
+    return "PIX" if below_a <= 2 and below_b <= 2 else "PXB"

@@ -46,7 +46,7 @@ def register_cleanup(ctx: ProbeContext, path: Any) -> None:
 
 #: what a probe may expand over (``expands`` keys; a suite's ``expand``, besides ``none``):
 #: one subject per NUMA node, GPU, mount, or NIC port (RDMA port or physical Ethernet interface)
-EXPANSIONS: tuple[str, ...] = ("numa", "gpu", "mount", "nic")
+EXPANSIONS: tuple[str, ...] = ("numa", "gpu", "mount", "nic", "rail")
 #: the kinds of ``Requirement``
 REQUIREMENT_KINDS: tuple[str, ...] = ("gpu", "binary", "ranks", "idle_gpu")
 
@@ -164,7 +164,7 @@ class Probe(Protocol):
     description: ClassVar[str]
     Params: ClassVar[type]
     requires: ClassVar[tuple[Requirement, ...]]
-    #: expansion kind (``numa``, ``gpu``, ``mount``, ``nic``) -> parameter that receives the subject
+    #: expansion kind (``numa``, ``gpu``, ``mount``, ``nic``, ``rail``) -> parameter that receives the subject
     expands: ClassVar[dict[str, str]]
     #: optional: the metrics it can report (a suite naming another is refused)
     metrics: ClassVar[tuple[str, ...] | None]

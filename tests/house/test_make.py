@@ -39,7 +39,7 @@ def test_advice_names_what_is_missing_and_the_one_command() -> None:
         "make: missing fio (the storage probe); run: sudo apt-get install -y fio"
     )
     assert et.advice([fio, iperf], "dnf", root=True) == (
-        "make: missing fio (the storage probe), iperf3 (the network probe's TCP bandwidth); "
+        "make: missing fio (the storage probe), iperf3 (network_tcp and network_pairs (TCP bandwidth)); "
         "run: dnf install -y fio iperf3"
     )
     none = et.advice([et.TOOLS["node_exporter"]], None, root=False)
@@ -76,8 +76,8 @@ def test_suites_target_names_the_network_tools(tmp_path: Path) -> None:
     assert done.returncode == 2
     lines = done.stderr.splitlines()
     assert len(lines) == 1, done.stderr
-    assert "ib_write_bw (the network probe's RDMA bandwidth and latency)" in lines[0]
-    assert "iperf3 (the network probe's TCP bandwidth)" in lines[0]
+    assert "ib_write_bw (network_rdma (RDMA bandwidth and latency))" in lines[0]
+    assert "iperf3 (network_tcp and network_pairs (TCP bandwidth))" in lines[0]
     # nvme lives in sbin, which ensure_tools also searches: listed only where nvme-cli is absent
     assert re.search(r"; run: apt-get install -y fio( nvme-cli)? iperf3 perftest$", lines[0]), lines[0]
 

@@ -188,7 +188,13 @@ def test_collect_captured_vm(tmp_path: Path, no_gpu: FakeNvml) -> None:
     assert [m["mountpoint"] for m in data["storage"]["mounts"]] == ["/"]
     assert data["gpus"]["count"] == 0 and data["gpus"]["devices"] == []
     # this captured root has no sys/class/net: no port, no subject, nothing raised
-    assert data["network"] == {"rdma_ports": [], "interfaces": [], "virtual_interfaces": [], "nics": []}
+    assert data["network"] == {
+        "rdma_ports": [],
+        "interfaces": [],
+        "virtual_interfaces": [],
+        "nics": [],
+        "rails": [],
+    }
     json.dumps(data)
 
 

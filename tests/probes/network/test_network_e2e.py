@@ -17,15 +17,15 @@ import pytest
 from conftest import Cli
 
 from hpcbench.core.exitcodes import ExitCode
-from hpcbench.probes.network.procs import free_port
+from hpcbench.hw.net.procs import free_port
 
 SUITE = """name = "network-pairs"
 require_baseline = false
 
 [[check]]
 id = "pairs"
-probe = "network"
-params = { modes = ["pairs"], meet = "all", duration = 1.0, timeout = 60.0 }
+probe = "network_pairs"
+params = { meet = "all", duration = 1.0, timeout = 60.0 }
 timeout = 180
 [check.absolute]
 slow_node = { fail = 0.5 }
@@ -37,46 +37,60 @@ def records(folder: Path) -> list[Path]:
     return sorted(folder.glob("results/*/*.json"))
 
 
-def test_probe_on_this_vm(cli: Cli) -> None:
-    if shutil.which("iperf3") is None:
-        pytest.fail("iperf3 is not installed: apt-get install iperf3 (Debian/Ubuntu) or dnf install iperf3")
-    r = cli("probe", "network", "-p", "duration=1", "--format", "json")
+VM = str(Path(__file__).parent / "fixtures" / "network" / "vm")  # a VM's sysfs: virtio NIC, no RDMA
+
+
+def test_ports_on_a_vm_tree(cli: Cli) -> None:
+    r = cli("probe", "network_ports", "-p", f"root={VM}", "-p", "interval=0", "--format", "json")
     assert r.returncode == ExitCode.OK, r.stderr
     (check,) = json.loads(r.stdout)["checks"]
     assert check["status"] == "ok" and check["subject"] == "node"
     ms = {m["metric"]: m for m in check["measurements"]}
     assert ms["link_down"]["value"] == 0.0
-    assert "eth0 up (virtio_net" in ms["link_down"]["detail"]
-    assert ms["link_down"]["detail"].endswith("(not NICs: ifb0, ifb1, lo)")
+    assert "eth0 up (virtio_net" in ms["link_down"]["settings"]["detail"]
+    assert ms["link_down"]["settings"]["detail"].endswith("(not NICs: ifb0, ifb1, lo)")
     settings = check["measurements"][0]["settings"]  # the run's settings travel with its first measurement
-    assert ms["tcp_bw"]["value"] == settings["tcp_result"]["receiver_bits_per_second"] / 1e9 > 0
-    assert settings["tcp_interface"] == "lo" and settings["not_nics"] == ["ifb0", "ifb1", "lo"]
+    assert settings["not_nics"] == ["ifb0", "ifb1", "lo"]
     skipped = {e["metric"]: e for e in check["evaluations"] if e["verdict"] == "SKIP"}
     assert skipped["rdma_ports_active"]["reason"].startswith(
         "not measured: no RDMA device: /sys/class/infiniband"
     )
-    assert skipped["gpus_near_nic"]["reason"] == "not measured: no GPU on this node"
 
 
-def test_expand_nic_on_this_vm(cli: Cli) -> None:
-    r = cli(
-        "probe", "network", "--expand", "nic", "-p", "modes=health", "-p", "interval=0.2", "--format", "json"
-    )
+def test_tcp_over_loopback(cli: Cli) -> None:
+    if shutil.which("iperf3") is None:
+        pytest.fail("iperf3 is not installed: apt-get install iperf3 (Debian/Ubuntu) or dnf install iperf3")
+    r = cli("probe", "network_tcp", "-p", "duration=1", "--format", "json")
     assert r.returncode == ExitCode.OK, r.stderr
     (check,) = json.loads(r.stdout)["checks"]
-    assert check["subject"] == "eth0" and check["expand"] == "nic"
-    evals = {e["metric"]: e for e in check["evaluations"]}
-    assert evals["eth_rate"]["verdict"] == "SKIP"  # a virtio NIC has no speed: never a failure
-    assert (
-        evals["eth_rate"]["reason"]
-        == "not measured: eth0 (virtio_net) reports no link speed (-1), as virtual NICs do"
+    (m,) = check["measurements"]
+    assert m["value"] == m["settings"]["tcp_result"]["receiver_bits_per_second"] / 1e9 > 0
+    assert m["settings"]["tcp_interface"] == "lo"
+
+
+def test_topology_without_a_gpu_is_skipped(cli: Cli) -> None:
+    r = cli("probe", "network_topology", "-p", f"root={VM}", "-p", "kernel_log=none", "--format", "json")
+    assert r.returncode == ExitCode.OK, r.stderr
+    (check,) = json.loads(r.stdout)["checks"]
+    assert (check["verdict"], check["reason"]) == (
+        "SKIP",
+        "no GPU on this node; reading the kernel log is turned off (kernel_log = none)",
     )
-    assert evals["link_down"]["measured"] == 0.0 and evals["counters_grew"]["measured"] == 0.0
+
+
+def test_expand_nic_runs_one_check_per_port_of_this_node(cli: Cli) -> None:
+    from hpcbench.node import nics
+
+    r = cli("probe", "network_ports", "--expand", "nic", "-p", "interval=0.2", "--format", "json")
+    assert r.returncode in (ExitCode.OK, ExitCode.WARN, ExitCode.FAIL), r.stderr
+    found = json.loads(r.stdout)["checks"]
+    assert [c["subject"] for c in found] == list(nics.collect("/").nics)
+    assert all(c["expand"] == "nic" and c["verdict"] != "ERROR" for c in found)
 
 
 def test_missing_iperf3_is_an_error_naming_the_package(cli: Cli, tmp_path: Path) -> None:
     cli.env["PATH"] = str(Path(sys.executable).parent)  # the venv: hpcbench, no iperf3
-    r = cli("probe", "network", "-p", "modes=tcp", "--format", "json")
+    r = cli("probe", "network_tcp", "--format", "json")
     assert r.returncode == ExitCode.UNKNOWN, r.stderr
     (check,) = json.loads(r.stdout)["checks"]
     assert (check["verdict"], check["reason"]) == ("ERROR", "iperf3 not found on PATH")
@@ -87,18 +101,18 @@ def test_missing_iperf3_is_an_error_naming_the_package(cli: Cli, tmp_path: Path)
 
 
 def test_bad_parameter_is_a_usage_error(cli: Cli) -> None:
-    r = cli("probe", "network", "-p", "modes=ping")
+    r = cli("probe", "network_ports", "-p", "interval=-1")
     assert r.returncode == ExitCode.USAGE
-    assert r.stderr.count("\n") == 1 and "unknown mode 'ping'" in r.stderr
+    assert r.stderr.count("\n") == 1 and "must be >= 0 seconds" in r.stderr
 
 
 def test_pairs_without_a_launch_is_not_measured(cli: Cli) -> None:
-    r = cli("probe", "network", "-p", "modes=pairs", "--format", "json")
+    r = cli("probe", "network_pairs", "--format", "json")
     assert r.returncode == ExitCode.OK, r.stderr
     (check,) = json.loads(r.stdout)["checks"]
     assert (
         check["verdict"] == "SKIP"
-        and check["reason"] == "pairs mode runs under torchrun or srun, one rank per node"
+        and check["reason"] == "network_pairs runs under torchrun or srun, one rank per node"
     )
 
 
@@ -166,9 +180,12 @@ def check_pairs(cli: Cli, launcher: str) -> dict[str, dict[str, Any]]:
         ]
         raw = settings["pairs_gbps"]
         assert set(raw) == {f"{a} -> {b}" for a in checks for b in checks if a != b}
-        fast = min(raw["node-0 -> node-1"]["gbps"], raw["node-1 -> node-0"]["gbps"])
+        # one address (no rail named): one value per direction
+        fast = min(raw["node-0 -> node-1"]["gbps"][0], raw["node-1 -> node-0"]["gbps"][0])
         mine = [
-            min(raw[f"{host} -> {o}"]["gbps"], raw[f"{o} -> {host}"]["gbps"]) for o in checks if o != host
+            min(raw[f"{host} -> {o}"]["gbps"][0], raw[f"{o} -> {host}"]["gbps"][0])
+            for o in checks
+            if o != host
         ]
         assert ms["pair_bw"]["value"] == max(mine)  # the node's best pair, each pair its slower direction
         assert ms["pair_bw"]["unit"] == "Gb/s" and ms["slow_links"]["value"] == 0.0
@@ -176,7 +193,9 @@ def check_pairs(cli: Cli, launcher: str) -> dict[str, dict[str, Any]]:
             assert ms["slow_node"]["value"] == 1.0
             # its own sending is paced at 200 Mbit/s (-b 200M): about 0.2 Gb/s, far below the others
             assert ms["pair_bw"]["value"] < 0.25 and ms["pair_bw"]["value"] < 0.8 * fast
-            assert "node-2 is slow in every pair it is in (with node-0 " in ms["slow_node"]["detail"]
+            assert (
+                "node-2 is slow in every pair it is in (with node-0 " in ms["slow_node"]["settings"]["detail"]
+            )
         else:
             assert ms["slow_node"]["value"] == 0.0 and ms["pair_bw"]["value"] == fast
     return checks
@@ -198,8 +217,8 @@ def test_three_torchrun_agents_name_the_slow_node_and_fleet_drains_it(cli: Cli) 
         argv = [
             torchrun, "--nnodes", "3", "--nproc-per-node", "1", "--node-rank", str(n),
             "--master-addr", "127.0.0.1", "--master-port", str(port),
-            "-m", "hpcbench", "probe", "network",
-            "-p", "modes=pairs", "-p", "meet=all", "-p", "duration=1", "-q",
+            "-m", "hpcbench", "probe", "network_pairs",
+            "-p", "meet=all", "-p", "duration=1", "-q",
         ]  # fmt: skip
         argvs.append(argv + (["-p", "bitrate=200M"] if n == 2 else []))  # the test hook: node-2 is slow
     done = start_nodes(cli, argvs, [{}, {}, {}])

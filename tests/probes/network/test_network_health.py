@@ -1,4 +1,4 @@
-"""Port health: the pure decisions (probes/network/health.py) on the fixture trees, then the probe
+"""Port health: the pure decisions (hpcbench/hw/net/health.py) on the fixture trees, then the probe
 run in-process on them and judged by the bundled suites' checks and baselines, so every number
 and reason an operator reads is pinned: a port down, a port at half rate, counters that rose
 between the two reads, counters over the limit (one saturated), an MTU mismatch, a VM."""
@@ -12,20 +12,21 @@ from typing import Any
 
 import pytest
 from support.fakenvml import FakeNvml
-from support.results import measured, reasons
 
 from hpcbench.core.errors import ParamError, ProbeSkip
 from hpcbench.engine import baselines, judge
 from hpcbench.engine.plan import expand
 from hpcbench.engine.runner import Outcome
 from hpcbench.engine.suite import load
+from hpcbench.hw.net import counters, health
 from hpcbench.node import collector, nics
 from hpcbench.node.inventory import Inventory
 from hpcbench.probes import registry
 from hpcbench.probes.base import ProbeContext, build_params
 from hpcbench.probes.items import Item
-from hpcbench.probes.network import health
-from hpcbench.probes.network.probe import Network
+from hpcbench.probes.network_pairs.probe import NetworkPairs
+from hpcbench.probes.network_ports.probe import NetworkPorts as Network
+from hpcbench.probes.network_topology.probe import NetworkTopology
 
 FIXTURES = Path(__file__).parent / "fixtures" / "network"
 
@@ -40,8 +41,8 @@ def by_metric(items: list[Item]) -> dict[str, Item]:
 
 def port_items(root: str, subject: str, after_root: str | None = None, **expect: Any) -> dict[str, Item]:
     port = next(p for p in nics.rdma_ports(root) if p.subject == subject)
-    before = nics.rdma_counters(root, port.device, port.port)
-    after = nics.rdma_counters(after_root, port.device, port.port) if after_root else None
+    before = counters.rdma_counters(root, port.device, port.port)
+    after = counters.rdma_counters(after_root, port.device, port.port) if after_root else None
     return by_metric(health.rdma_port_items(port, before, after, 2.0, health.Expect(**expect)))
 
 
@@ -67,15 +68,17 @@ def test_port_down() -> None:
         "mlx5_3:1: state DOWN, physical state Polling: no link partner: check the cable and the switch port"
     )
     assert items["rdma_rate"].value == 0.0  # nothing usable: the sysfs rate of a down port is meaningless
-    # symbol_error 65535 (> 100, saturated at 16 bits), link_downed 7 and link_error_recovery 4 (<= 100)
-    assert items["counters_over_limit"].value == 1.0
+    # symbol_error 65535 (> 100, saturated at 16 bits), link_downed 7 (> its own limit 5),
+    # link_error_recovery 4 (<= 5)
+    assert items["counters_over_limit"].value == 2.0
     assert items["counters_over_limit"].detail == (
-        "mlx5_3:1: error counters above 100 since boot or reset: symbol_error 65535 (saturated: the real "
-        "count is higher)"
+        "mlx5_3:1: error counters above their limits since boot or reset (link_downed and "
+        "link_error_recovery 5, the 4-bit ones 3, the others 100): symbol_error 65535 (saturated: the real "
+        "count is higher; reset it (`perfquery -x -R` or a driver reload) to see new errors), link_downed 7"
     )
     assert items["counters_grew"].not_measured == "interval = 0: the counters were read once"
-    low = port_items(tree("hgx8_port_down"), "mlx5_3:1", error_limit=5)["counters_over_limit"]
-    assert low.value == 2.0 and "link_downed 7" in low.detail and "link_error_recovery" not in low.detail
+    low = port_items(tree("hgx8_port_down"), "mlx5_3:1", error_limit=3)["counters_over_limit"]
+    assert low.value == 3.0 and "link_error_recovery 4" in low.detail  # error_limit lowers the narrow limits
 
 
 def test_port_at_half_rate() -> None:
@@ -92,16 +95,17 @@ def test_port_at_half_rate() -> None:
 def test_counters_rising_between_the_two_reads() -> None:
     grew = port_items(tree("hgx8"), "mlx5_2:1", tree("hgx8_counters_after"))["counters_grew"]
     assert grew.value == 2.0  # symbol_error 0 -> 12, link_downed 0 -> 1
-    assert grew.detail == "mlx5_2:1: error counters grown in 2 s: symbol_error +12, link_downed +1"
+    # 12 symbol errors in 2 s: 12 * 3600 / 2 = 21600 per hour; link_downed counts at any increment
+    assert grew.detail == "mlx5_2:1: error counters grown in 2 s: symbol_error +12 (21600/h), link_downed +1"
     # only traffic (port_xmit_data) moved on mlx5_0: no error counter grew
     assert port_items(tree("hgx8"), "mlx5_0:1", tree("hgx8_counters_after"))["counters_grew"].value == 0.0
     eno1 = next(i for i in nics.interfaces(tree("hgx8"))[0] if i.name == "eno1")
-    before = nics.interface_counters(tree("hgx8"), "eno1")
-    after = nics.interface_counters(tree("hgx8_counters_after"), "eno1")
+    before = counters.interface_counters(tree("hgx8"), "eno1")
+    after = counters.interface_counters(tree("hgx8_counters_after"), "eno1")
     items = by_metric(health.interface_items(eno1, before, after, 1.0, health.Expect()))
     assert items["counters_grew"].value == 2.0  # rx_errors and rx_crc_errors +3; rx_dropped is not judged
-    assert (
-        items["counters_grew"].detail == "eno1: error counters grown in 1 s: rx_errors +3, rx_crc_errors +3"
+    assert items["counters_grew"].detail == (
+        "eno1: error counters grown in 1 s: rx_errors +3 (10800/h), rx_crc_errors +3 (10800/h)"
     )
     assert health.grown({"a": 5, "b": 1}, {"a": 4, "b": 1}, ["a", "b"]) == []  # a reset is no growth
 
@@ -117,13 +121,20 @@ def test_ethernet_interfaces() -> None:
     assert unused["link_down"].value == 0.0  # nobody configured it: not in use, not a failure
     assert unused["link_down"].detail == "eno2 is administratively down (not configured): not in use"
     assert unused["eth_rate"].value is None and unused["counters_grew"].value is None
-    # configured up (IFF_UP) but no carrier: down
+    # configured up (IFF_UP) but no carrier, with an address: in use and down
     lost = nics.Interface(
-        "ens2", "ethernet", "down", True, False, None, 1500, None, "ice", None, "0000:31:00.0", 0, False, None
-    )
+        "ens2", "ethernet", "down", True, False, None, 1500, None, "ice", None, "0000:31:00.0", 0, False,
+        None, has_address=True,
+    )  # fmt: skip
     items = by_metric(health.interface_items(lost, {}, None, 0.0, health.Expect()))
     assert items["link_down"].value == 1.0 and items["eth_rate"].value == 0.0
     assert items["link_down"].detail == "ens2 down (ice, 0000:31:00.0, MTU 1500): configured up but no link"
+    # a bond member is in use too; up without link, address or bond (NetworkManager's unplugged port): not
+    bonded = replace(lost, has_address=False, master="bond0")
+    assert by_metric(health.interface_items(bonded, {}, None, 0.0, health.Expect()))["link_down"].value == 1.0
+    unplugged = replace(lost, has_address=False)
+    items = by_metric(health.interface_items(unplugged, {}, None, 0.0, health.Expect()))
+    assert items["link_down"].value == 0.0 and items["eth_rate"].value is None
 
 
 def test_virtio_nic_with_unknown_speed_is_not_a_failure() -> None:
@@ -163,23 +174,14 @@ def test_states_other_than_down_say_what_to_look_at() -> None:
 # --- the probe in-process on the fixture trees, judged by the bundled suites -----------------
 
 
-def results(root: str, subject: str = "node", tmp: Path | None = None, **params: Any) -> list[Any]:
-    values = {"modes": ["health"], "interval": 0.0, "root": root, **params}
+def run(root: str, subject: str = "node", tmp: Path | None = None, **params: Any) -> dict[str, Any]:
+    values = {"interval": 0.0, "root": root, **params}
     if subject != "node":
         values["nic"] = subject
     p = build_params(Network, values)
     inv = replace(Inventory(), network=nics.collect(root))
-    return Network().run(p, ProbeContext(subject, inv, str(tmp or "."), 60.0))
-
-
-def run(root: str, subject: str = "node", tmp: Path | None = None, **params: Any) -> dict[str, Any]:
-    """metric -> measurement of the metrics measured."""
-    return {m.metric: m for m in measured(results(root, subject, tmp, **params))}
-
-
-def unmeasured_of(root: str, subject: str = "node", **params: Any) -> dict[str, str]:
-    """metric -> why it was not measured."""
-    return reasons(results(root, subject, **params))
+    ms = Network().run(p, ProbeContext(subject, inv, str(tmp or "."), 60.0))
+    return {m.metric: m for m in ms}
 
 
 def judged(check_id: str, root: str, baseline: str | None, tmp: Path) -> dict[str, dict[str, Any]]:
@@ -197,7 +199,7 @@ def judged(check_id: str, root: str, baseline: str | None, tmp: Path) -> dict[st
         params = build_params(Network, {**job.params, "root": root, "interval": 0.01})
         try:
             ms = Network().run(params, ProbeContext(job.subject, inv, str(tmp), 60.0))
-            outcomes.append(Outcome.of(job, ms))
+            outcomes.append(Outcome(job, "ok", measurements=ms))
         except ProbeSkip as exc:
             outcomes.append(Outcome(job, "skip", reason=str(exc)))
     chosen = baselines.load(baseline) if baseline else None
@@ -225,9 +227,8 @@ def test_half_rate_port_fails_against_the_baseline_and_its_siblings(tmp_path: Pa
         out["mlx5_4:1"]["rdma_rate"].verdict.value == "PASS"
         and out["mlx5_4:1"]["rdma_rate~"].verdict.value == "PASS"
     )
-    # the Ethernet interfaces are no RDMA port: SKIP with the reason, never a failure
-    assert out["eno1"]["rdma_rate"].verdict.value == "SKIP"
-    assert out["eno1"]["rdma_rate"].reason == "not measured: eno1 is an Ethernet interface, not an RDMA port"
+    # the check runs on the compute rails alone (expand = "rail"): no Ethernet interface is compared
+    assert sorted(out) == [f"mlx5_{i}:1" for i in range(8)]
 
 
 def test_port_down_fails_the_health_check_and_the_port_count(tmp_path: Path) -> None:
@@ -244,8 +245,8 @@ def test_port_down_fails_the_health_check_and_the_port_count(tmp_path: Path) -> 
     ports = judged("network_ports", tree("hgx8_port_down"), "h200", tmp_path)["node"]["rdma_ports_active"]
     assert (ports.verdict.value, ports.measured, ports.expected, ports.ratio) == ("FAIL", 7.0, 8.0, 7 / 8)
     assert ports.reason == (
-        "7 ports is 88% of the expected 8 ports (below 99%): 7 of 8 RDMA ports active (400 Gb/sec (4X NDR)); "
-        "not active: mlx5_3:1 (DOWN/Polling)"
+        "7 ports is 88% of the expected 8 ports (below 99%): 7 of 8 compute rails active "
+        "(400 Gb/sec (4X NDR)); not active: mlx5_3:1 (DOWN/Polling)"
     )
 
 
@@ -266,7 +267,7 @@ def test_node_summary(tmp_path: Path) -> None:
     )
     assert ms["mismatches"].value == 1.0  # the port count; the down port's rate is not also a mismatch
     assert ms["mismatches"].detail == "7 active RDMA ports, expected 8"
-    assert ms["counters_over_limit"].value == 1.0
+    assert ms["counters_over_limit"].value == 2.0  # symbol_error (saturated) and link_downed 7 > 5
     first = next(iter(ms.values()))
     assert [p.get("subject", p.get("name")) for p in first.settings["ports"]][:2] == ["mlx5_0:1", "mlx5_1:1"]
     assert first.settings["not_nics"] == ["docker0", "lo"]
@@ -284,7 +285,8 @@ def test_this_vm_skips_rdma_with_the_reason(tmp_path: Path) -> None:
     assert ms["link_down"].value == 0.0
     assert ms["link_down"].detail.startswith("all up: eth0 up (virtio_net, 0000:00:03.0, MTU ")
     assert ms["link_down"].detail.endswith("(not NICs: ifb0, ifb1, lo)")
-    assert unmeasured_of(tree("vm"))["rdma_ports_active"] == (
+    not_measured = next(iter(ms.values())).settings["not_measured"]
+    assert not_measured["rdma_ports_active"] == (
         "no RDMA device: /sys/class/infiniband does not exist (no InfiniBand/RoCE adapter, or its RDMA "
         "driver such as mlx5_ib is not loaded)"
     )
@@ -303,9 +305,9 @@ def test_rdma_hardware_without_its_driver_is_zero_ports_not_a_skip(tmp_path: Pat
 
 
 def test_parameters_are_validated() -> None:
-    with pytest.raises(ParamError, match="unknown mode 'ping'"):
-        build_params(Network, {"modes": ["ping"]})
+    with pytest.raises(ParamError, match="must be >= 0 seconds"):
+        build_params(Network, {"interval": -1.0})
     with pytest.raises(ParamError, match="PIX or PXB"):
-        build_params(Network, {"near_level": "NODE"})
+        build_params(NetworkTopology, {"near_level": "NODE"})
     with pytest.raises(ParamError, match="must be in \\(0, 1\\)"):
-        build_params(Network, {"slow_fraction": 1.5})
+        build_params(NetworkPairs, {"slow_fraction": 1.5})

@@ -12,7 +12,7 @@ import pytest
 from conftest import Cli
 
 from hpcbench.core.exitcodes import ExitCode
-from hpcbench.probes.network.pairs import PairResult, analyse, node_items, rounds
+from hpcbench.probes.network_pairs.pairs import PairResult, analyse, node_items, rounds
 
 
 @pytest.mark.parametrize("n", [2, 3, 4, 5, 8, 9, 16, 33])
@@ -102,19 +102,20 @@ def test_with_three_nodes_log_rounds_cannot_tell_and_say_so() -> None:
 
 # --- the session: per-node records under a launch --------------------------------------------
 
+VM = str(Path(__file__).parent / "fixtures" / "network" / "vm")
 LAUNCH = {"WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29400"}
 
 
 def test_each_node_writes_its_own_record_of_a_per_node_probe(cli: Cli) -> None:
     cli.env.update(LAUNCH, RANK="1", LOCAL_RANK="0")  # not rank 0, but the first rank on its node
-    r = cli("probe", "network", "-p", "modes=health", "-p", "interval=0", "--format", "json")
+    r = cli("probe", "network_ports", "-p", f"root={VM}", "-p", "interval=0", "--format", "json")
     assert r.returncode == ExitCode.OK, r.stderr
-    assert json.loads(r.stdout)["checks"][0]["probe"] == "network"
+    assert json.loads(r.stdout)["checks"][0]["probe"] == "network_ports"
     assert len(list(Path(cli.workdir).glob("results/*/*.json"))) == 1
 
 
 def test_other_local_ranks_of_a_node_write_nothing(cli: Cli) -> None:
     cli.env.update(LAUNCH, RANK="1", LOCAL_RANK="1")
-    r = cli("probe", "network", "-p", "modes=health", "-p", "interval=0")
+    r = cli("probe", "network_ports", "-p", f"root={VM}", "-p", "interval=0")
     assert r.returncode == ExitCode.OK, r.stderr
     assert r.stdout == "" and list(Path(cli.workdir).glob("results/*/*.json")) == []

@@ -12,6 +12,7 @@ from support.fakenvml import FakeNvml
 
 from hpcbench.engine.plan import Unrunnable, expand
 from hpcbench.engine.suite import CheckSpec
+from hpcbench.hw.net import counters
 from hpcbench.node import collector, nics
 from hpcbench.node.inventory import Inventory
 from hpcbench.node.pci import PciPath, full_address, local_cpulist, numa_node, path_of, pci_path
@@ -34,8 +35,8 @@ def test_parsers() -> None:
     assert nics.parse_speed("-1") is None  # virtio, or a down link: unknown, not zero
     assert nics.parse_speed(None) is None
     assert nics.parse_int("0x1003", 16) == 0x1003
-    assert nics.saturated("symbol_error", 65535) and not nics.saturated("symbol_error", 65534)
-    assert nics.saturated("link_downed", 255) and not nics.saturated("port_xmit_data", 2**64 - 1)
+    assert counters.saturated("symbol_error", 65535) and not counters.saturated("symbol_error", 65534)
+    assert counters.saturated("link_downed", 255) and not counters.saturated("port_xmit_data", 2**64 - 1)
 
 
 def test_pci_paths() -> None:
@@ -131,11 +132,11 @@ def test_roce_ports_own_their_interfaces() -> None:
 
 
 def test_counters() -> None:
-    c = nics.rdma_counters(str(FIXTURES / "hgx8_port_down"), "mlx5_3", 1)
+    c = counters.rdma_counters(str(FIXTURES / "hgx8_port_down"), "mlx5_3", 1)
     assert (c["symbol_error"], c["link_downed"], c["link_error_recovery"]) == (65535, 7, 4)
-    eno1 = nics.interface_counters(HGX, "eno1")
+    eno1 = counters.interface_counters(HGX, "eno1")
     assert eno1["rx_dropped"] == 4127 and eno1["carrier_changes"] == 2 and eno1["rx_crc_errors"] == 0
-    assert nics.rdma_counters(HGX, "mlx5_9", 1) == {}  # no such device: nothing, no exception
+    assert counters.rdma_counters(HGX, "mlx5_9", 1) == {}  # no such device: nothing, no exception
 
 
 def test_inventory_lists_the_nics(tmp_path: Path) -> None:
@@ -153,11 +154,11 @@ def test_nic_expansion(tmp_path: Path) -> None:
     class Probe:
         expands = {"nic": "nic"}
 
-    check = CheckSpec(id="network", probe="network", params={"modes": ["health"]}, expand="nic")
+    check = CheckSpec(id="network", probe="network_ports", params={"interval": 1.0}, expand="nic")
     jobs = expand(check, Probe, replace(Inventory(), network=nics.collect(HGX)))
     assert isinstance(jobs, list)
     assert [j.subject for j in jobs] == [f"mlx5_{i}:1" for i in range(8)] + ["eno1", "eno2"]
-    assert jobs[3].params == {"modes": ["health"], "nic": "mlx5_3:1"}
+    assert jobs[3].params == {"interval": 1.0, "nic": "mlx5_3:1"}
     none = expand(check, Probe, replace(Inventory(), network=nics.collect(str(tmp_path))))
     assert none == Unrunnable("skip", "no RDMA port and no physical Ethernet interface on this node")
 

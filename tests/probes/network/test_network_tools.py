@@ -2,9 +2,8 @@
 the formula from the printed value), the argv lists, the server/client processes, iperf3 for real
 over loopback, and a missing tool as ERROR with the package to install.
 
-perftest cannot run here (no RDMA device): its orchestration runs against
-tests/probes/network/fixtures/network/replay_perftest.py, which opens perftest's out-of-band TCP socket like
-perftest and prints perftest output captured on real machines; it measures nothing.
+perftest's orchestration (the real binaries without a device, and the stand-in) is
+tests/test_network_rdma.py.
 """
 
 from __future__ import annotations
@@ -13,18 +12,15 @@ import json
 import os
 import shutil
 import socket
-import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
-from support.fakenvml import FakeNvml
 
 from hpcbench.core.errors import ProbeError
-from hpcbench.node import collector
+from hpcbench.hw.net import iperf, perftest, procs
 from hpcbench.probes.base import ProbeContext, build_params
-from hpcbench.probes.network import iperf, perftest, procs
-from hpcbench.probes.network.probe import Network
+from hpcbench.probes.network_rdma.probe import NetworkRdma
+from hpcbench.probes.network_tcp.probe import NetworkTcp
 
 FIXTURES = Path(__file__).parent / "fixtures" / "network"
 PERFTEST = FIXTURES / "perftest"
@@ -175,12 +171,18 @@ def test_listening_ports_are_read_from_proc() -> None:
         "   1: 0100007F:1451 0100007F:A2C4 01 00000000:00000000 00:00000000 00000000     0        0 0 1\n"
     )
     assert procs.listening_ports(text) == {2024}  # 0x07E8 LISTEN; 0x1451 is an established connection
+    assert procs.listening_sockets(text) == {2024: {18012}}  # port -> the listening socket's inode
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
         assert not procs.is_listening(port)
         s.listen(1)
         assert procs.is_listening(port)
+        # tied to a process: this one holds the socket, its parent does not
+        assert procs.is_listening(port, pid=os.getpid()) and not procs.is_listening(port, pid=os.getppid())
+        assert procs.holder(port) == f"pid {os.getpid()} ({Path('/proc/self/comm').read_text().strip()})"
+        with pytest.raises(procs.ToolFailed, match=rf"^port {port} is already held by pid {os.getpid()} "):
+            procs.port_free(port)
 
 
 def test_missing_tools_are_errors_with_the_package_to_install(
@@ -195,9 +197,9 @@ def test_missing_tools_are_errors_with_the_package_to_install(
         == "install iperf3: apt-get install iperf3 (Debian/Ubuntu) or dnf install iperf3 (RHEL/Rocky)"
     )
     root = str(FIXTURES / "hgx8")
-    params = build_params(Network, {"modes": ["rdma"], "root": root, "nic": "mlx5_0:1"})
+    params = build_params(NetworkRdma, {"root": root, "nic": "mlx5_0:1"})
     with pytest.raises(ProbeError) as info:
-        Network().run(params, ProbeContext("mlx5_0:1", {}, str(tmp_path), 60))
+        NetworkRdma().run(params, ProbeContext("mlx5_0:1", {}, str(tmp_path), 60))
     assert str(info.value) == "ib_write_bw not found on PATH"
     assert info.value.hint == (
         "install perftest: apt-get install perftest (Debian/Ubuntu) or dnf install perftest (RHEL/Rocky)"
@@ -210,8 +212,8 @@ def test_missing_tools_are_errors_with_the_package_to_install(
 def test_tcp_loopback_self_test_with_real_iperf3(tmp_path: Path) -> None:
     if shutil.which("iperf3") is None:
         pytest.fail("iperf3 is not installed: apt-get install iperf3 (Debian/Ubuntu) or dnf install iperf3")
-    params = build_params(Network, {"modes": ["tcp"], "duration": 1.0})
-    (m,) = Network().run(params, ProbeContext("node", {}, str(tmp_path), 60))
+    params = build_params(NetworkTcp, {"duration": 1.0})
+    (m,) = NetworkTcp().run(params, ProbeContext("node", {}, str(tmp_path), 60))
     result = m.settings["tcp_result"]
     assert (m.metric, m.unit, m.convention) == ("tcp_bw", "Gb/s", "iperf3 receiver")
     assert m.value == result["receiver_bits_per_second"] / 1e9 > 0
@@ -224,120 +226,8 @@ def test_tcp_loopback_self_test_with_real_iperf3(tmp_path: Path) -> None:
 
 def test_tcp_to_a_peer_without_a_server_is_an_error(tmp_path: Path) -> None:
     port = procs.free_port()
-    params = build_params(Network, {"modes": ["tcp"], "duration": 1.0, "peer": f"127.0.0.1:{port}"})
+    params = build_params(NetworkTcp, {"duration": 1.0, "peer": f"127.0.0.1:{port}"})
     with pytest.raises(ProbeError) as info:
-        Network().run(params, ProbeContext("node", {}, str(tmp_path), 60))
+        NetworkTcp().run(params, ProbeContext("node", {}, str(tmp_path), 60))
     assert str(info.value).startswith("iperf3 (iperf 3.") and str(info.value).endswith("Connection refused")
     assert info.value.hint == "is an iperf3 server running on the peer (iperf3 -s)?"
-
-
-# --- perftest's orchestration, replaying captured output ---------------------------------------
-
-
-@pytest.fixture()
-def replay(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for tool in ("ib_write_bw", "ib_read_lat"):
-        exe = bin_dir / tool
-        exe.write_text(f"#!{sys.executable}\n" + (FIXTURES / "replay_perftest.py").read_text())
-        exe.chmod(0o755)
-    log = tmp_path / "argv.log"
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setenv("REPLAY_PERFTEST_LOG", str(log))
-    monkeypatch.setenv(
-        "REPLAY_PERFTEST_OUTPUT_IB_WRITE_BW", str(PERFTEST / "write_bw_4.5_ib_loopback_interleaved_mb.txt")
-    )
-    monkeypatch.setenv("REPLAY_PERFTEST_OUTPUT_IB_READ_LAT", str(PERFTEST / "read_lat_mlx4_ib_client.txt"))
-    return log
-
-
-def rdma_run(root: str, subject: str, tmp: Path, **extra: Any) -> dict[str, Any]:
-    inv = collector.collect(root, nvml=FakeNvml())
-    port = procs.free_port()
-    values = {
-        "modes": ["rdma"],
-        "root": root,
-        "nic": subject,
-        "duration": 1.0,
-        "rdma_port_base": port,
-        **extra,
-    }
-    ms = Network().run(build_params(Network, values), ProbeContext(subject, inv, str(tmp / "work"), 60))
-    return {m.metric: m for m in ms}
-
-
-def test_rdma_loopback_uses_the_gpu_under_the_port_switch(replay: Path, tmp_path: Path) -> None:
-    (tmp_path / "work").mkdir()
-    ms = rdma_run(str(FIXTURES / "hgx8"), "mlx5_3:1", tmp_path)
-    assert ms["rdma_write_bw"].value == 24056.72 * 2**20 * 8 / 1e9  # the replayed MB/sec, as Gb/s
-    assert ms["rdma_read_lat"].value == 1.79 and ms["rdma_read_lat_p99"].value == 1.88
-    assert (ms["rdma_write_bw"].unit, ms["rdma_read_lat"].unit) == ("Gb/s", "us")
-    assert (
-        not ms["rdma_read_lat"].higher_is_better and ms["rdma_write_bw"].convention == "perftest BW average"
-    )
-    lines = replay.read_text().splitlines()
-    port = ms["rdma_write_bw"].settings["ib_write_bw"].split(" -p ")[1].split()[0]
-    cuda = "--use_cuda=3"  # GPU 3 shares mlx5_3's PCIe switch; nvidia_peermem is loaded
-    expected = f"ib_write_bw -d mlx5_3 -i 1 -p {port} -F {cuda} -s 8388608 -D 1 -q 1 --report_gbits"
-    assert lines[0] == expected + " --perform_warm_up"
-    assert lines[1] == lines[0] + " localhost"
-    assert lines[2] == f"ib_read_lat -d mlx5_3 -i 1 -p {int(port) + 1} -F {cuda} -s 2 -n 10000"
-    assert ms["rdma_write_bw"].settings["rdma_path"] == "mlx5_3:1 -> mlx5_3:1 (loopback)"
-    assert ms["rdma_write_bw"].settings["rdma_memory"].startswith("GPU 3 memory (nvidia_peermem is loaded")
-
-
-def test_rdma_between_two_ports_in_host_memory(replay: Path, tmp_path: Path) -> None:
-    (tmp_path / "work").mkdir()
-    ms = rdma_run(str(FIXTURES / "hgx8"), "mlx5_0:1", tmp_path, peer_device="mlx5_1:1", use_cuda="off")
-    lines = replay.read_text().splitlines()
-    assert lines[0].startswith("ib_write_bw -d mlx5_0 -i 1 ") and "--use_cuda" not in lines[0]
-    assert lines[1].startswith("ib_write_bw -d mlx5_1 -i 1 ") and lines[1].endswith(" localhost")
-    assert ms["rdma_write_bw"].settings["rdma_path"] == "mlx5_1:1 -> mlx5_0:1"
-    assert ms["rdma_write_bw"].settings["rdma_memory"] == "host memory (use_cuda = off)"
-
-
-def test_rdma_on_a_down_port_or_an_ethernet_interface_is_not_measured(replay: Path, tmp_path: Path) -> None:
-    (tmp_path / "work").mkdir()
-    from hpcbench.core.errors import ProbeSkip
-
-    with pytest.raises(ProbeSkip, match=r"mlx5_3:1 is not active \(DOWN/Polling\)"):
-        rdma_run(str(FIXTURES / "hgx8_port_down"), "mlx5_3:1", tmp_path)
-    with pytest.raises(ProbeSkip, match="eno1 is not an RDMA port"):
-        rdma_run(str(FIXTURES / "hgx8"), "eno1", tmp_path)
-    assert not replay.exists()  # nothing was started
-
-
-def test_rdma_perftest_failure_is_an_error_with_its_line(
-    replay: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    (tmp_path / "work").mkdir()
-    monkeypatch.setenv("REPLAY_PERFTEST_OUTPUT_IB_WRITE_BW", str(PERFTEST / "write_bw_connect_error.txt"))
-    monkeypatch.setenv("REPLAY_PERFTEST_EXIT", "1")
-    with pytest.raises(
-        ProbeError, match=r"^ib_write_bw client \(exit 1\): Couldn't connect to 192.168.125.211:18515$"
-    ):
-        rdma_run(str(FIXTURES / "hgx8"), "mlx5_0:1", tmp_path)
-
-
-def test_rdma_through_dma_buf_and_use_cuda_on_without_gpudirect(
-    replay: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    (tmp_path / "work").mkdir()
-    root = tmp_path / "root"
-    shutil.copytree(FIXTURES / "hgx8", root, symlinks=True)
-    shutil.rmtree(root / "sys/module/nvidia_peermem")
-    (root / "proc/modules").write_text("mlx5_ib 16384 0 - Live 0x0000000000000000\n")
-    (root / "proc/sys/kernel/osrelease").write_text("6.8.0-45-generic\n")  # open module 570 + kernel >= 5.12
-    ms = rdma_run(str(root), "mlx5_0:1", tmp_path)
-    assert "--use_cuda=0 --use_cuda_dmabuf" in replay.read_text().splitlines()[0]
-    assert (
-        ms["rdma_write_bw"]
-        .settings["rdma_memory"]
-        .startswith("GPU 0 memory (dma-buf: NVIDIA open kernel module")
-    )
-    (root / "proc/sys/kernel/osrelease").write_text("5.4.0-42-generic\n")  # too old for dma-buf
-    with pytest.raises(ProbeError, match="use_cuda = on but GPUDirect RDMA is not possible here: neither"):
-        rdma_run(str(root), "mlx5_0:1", tmp_path, use_cuda="on")
-    auto = rdma_run(str(root), "mlx5_0:1", tmp_path)  # auto: host memory, and why
-    assert auto["rdma_write_bw"].settings["rdma_memory"].startswith("host memory: neither nvidia_peermem")

@@ -14,13 +14,12 @@ from hpcbench.engine import baselines, judge
 from hpcbench.engine.plan import Job
 from hpcbench.engine.runner import Outcome
 from hpcbench.engine.suite import load
+from hpcbench.hw.net import topology
 from hpcbench.node import collector, nics
-from hpcbench.node.inventory import Inventory
 from hpcbench.node.pci import PciPath
 from hpcbench.probes import registry
 from hpcbench.probes.base import ProbeContext, build_params
-from hpcbench.probes.network import topology
-from hpcbench.probes.network.probe import Network
+from hpcbench.probes.network_topology.probe import NetworkTopology
 
 FIXTURES = Path(__file__).parent / "fixtures" / "network"
 HGX = str(FIXTURES / "hgx8")
@@ -147,8 +146,8 @@ def test_gpudirect() -> None:
 
 def run_topology(root: str, tmp: Path, nvml: FakeNvml) -> list:
     inv = collector.collect(root, nvml=nvml)
-    params = build_params(Network, {"modes": ["topology"], "root": root})
-    return Network().run(params, ProbeContext("node", inv, str(tmp), 60.0))
+    params = build_params(NetworkTopology, {"root": root})
+    return NetworkTopology().run(params, ProbeContext("node", inv, str(tmp), 60.0))
 
 
 def test_nightly_topology_check_fails_the_gpu_without_a_near_nic(tmp_path: Path) -> None:
@@ -157,8 +156,8 @@ def test_nightly_topology_check_fails_the_gpu_without_a_near_nic(tmp_path: Path)
     ms = run_topology(WRONG, tmp_path, FakeNvml())
     assert ms[0].settings["topology"].splitlines()[0].startswith("        GPU0")
     assert ms[0].settings["nearest_nic"]["gpu3"] == {"nic": "mlx5_0", "level": "NODE"}
-    outcome = Outcome.of(Job(check, "node", {}), ms)
-    (result,) = judge.judge(check, [outcome], baselines.load("h200"), Inventory.from_dict({}))
+    outcome = Outcome(Job(check, "node", {}), "ok", measurements=ms)
+    (result,) = judge.judge(check, [outcome], baselines.load("h200"), {})
     by = {e.metric: e for e in result.evaluations}
     assert (by["gpus_near_nic"].verdict.value, by["gpus_near_nic"].ratio) == ("FAIL", 7 / 8)
     assert "gpu3 (0000:5d:00.0, NUMA 0) has no RDMA NIC under its PCIe switch" in by["gpus_near_nic"].reason
@@ -166,9 +165,9 @@ def test_nightly_topology_check_fails_the_gpu_without_a_near_nic(tmp_path: Path)
     assert by["gpudirect_rdma"].verdict.value == "PASS"
     ok = judge.judge(
         check,
-        [Outcome.of(Job(check, "node", {}), run_topology(HGX, tmp_path, FakeNvml()))],
+        [Outcome(Job(check, "node", {}), "ok", measurements=run_topology(HGX, tmp_path, FakeNvml()))],
         baselines.load("h200"),
-        Inventory.from_dict({}),
+        {},
     )
     assert ok[0].verdict.value == "PASS"
 

@@ -25,14 +25,16 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from hpcbench.node.inventory import Inventory
+from hpcbench.node.inventory import Inventory, as_inventory
 from hpcbench.node.nics import RdmaPort
-from hpcbench.node.pci import PciPath, full_address, local_cpulist, numa_node, pci_path, read_text
+from hpcbench.node.pci import LEVELS, PciPath, full_address, local_cpulist, numa_node, pci_path, read_text
+from hpcbench.node.pci import topo_level as level
 from hpcbench.probes.items import Item
 
-LEVELS = ("X", "PIX", "PXB", "PHB", "NODE", "SYS")
 LEGEND = (
     "  X    = Self",
     "  SYS  = Connection traversing PCIe as well as the SMP interconnect between NUMA nodes (e.g., QPI/UPI)",
@@ -43,28 +45,9 @@ LEGEND = (
     "  PIX  = Connection traversing at most a single PCIe bridge",
     "  (GPU pairs: their PCIe path; NVLink, nvidia-smi's NV#, is not read here)",
 )
-METRICS = ("gpus_near_nic", "gpus_without_near_nic", "gpudirect_rdma")
+METRICS = ("gpus_near_nic", "gpus_without_near_nic", "gpus_sharing_nic", "gpudirect_rdma")
 PEER_MODULES = ("nvidia_peermem", "nv_peer_mem")
 DMABUF_KERNEL = (5, 12)
-
-
-def level(a: PciPath, b: PciPath, numa_a: int | None, numa_b: int | None) -> str:
-    """The nvidia-smi topo level between two PCI functions (see the module docstring)."""
-    if a.chain == b.chain:
-        return "X"
-    if a.host_bridge != b.host_bridge:
-        if numa_a is None and numa_b is None:
-            return "NODE"
-        return "NODE" if numa_a == numa_b else "SYS"
-    shared = 0
-    for x, y in zip(a.chain, b.chain, strict=False):
-        if x != y:
-            break
-        shared += 1
-    if shared == 0:
-        return "PHB"
-    below_a, below_b = len(a.chain) - shared, len(b.chain) - shared
-    return "PIX" if below_a <= 2 and below_b <= 2 else "PXB"
 
 
 @dataclass(frozen=True)
@@ -79,10 +62,10 @@ class Device:
     cpus: str | None
 
 
-def gpu_devices(root: str, inventory: Inventory) -> list[Device]:
+def gpu_devices(root: str, inventory: Inventory | Mapping[str, Any]) -> list[Device]:
     """The inventory's GPUs (NVML's bus ids) placed in sysfs."""
     out = []
-    for d in inventory.gpus.devices:
+    for d in as_inventory(inventory).gpus.devices:
         address = full_address(d.pci_bus_id)
         out.append(
             Device(
@@ -174,6 +157,25 @@ def near_items(gpus: list[Device], nics: list[Device], near: str) -> list[Item]:
         Item("gpus_near_nic", float(len(good)), "GPUs", True, listed),
         Item("gpus_without_near_nic", float(len(bad)), "GPUs", False, "; ".join(bad) or near_text),
     ]
+
+
+def sharing_item(gpus: list[Device], nics: list[Device]) -> Item:
+    """``gpus_sharing_nic``: GPUs whose nearest RDMA NIC is also another GPU's nearest (each GPU of an
+    HGX has its own rail; two GPUs on one NIC halve what each can send)."""
+    owners: dict[str, list[str]] = {}
+    for g in gpus:
+        found = nearest(g, nics)
+        if found is not None:
+            owners.setdefault(found[0].name, []).append(g.name)
+    shared = {nic: gs for nic, gs in owners.items() if len(gs) > 1}
+    count = sum(len(gs) for gs in shared.values())
+    detail = (
+        "; ".join(
+            f"{' and '.join(gs)} share {nic} as their nearest NIC" for nic, gs in sorted(shared.items())
+        )
+        or f"each of {len(gpus)} GPUs has a nearest RDMA NIC of its own"
+    )
+    return Item("gpus_sharing_nic", float(count), "GPUs", False, detail)
 
 
 def kernel_at_least(release: str | None, wanted: tuple[int, int]) -> bool:

@@ -149,3 +149,50 @@ def node_items(names: list[str], results: list[PairResult], analysis: Analysis, 
             detail=f"slow links of {names[me]}: {link_text or 'none'}; {analysis.summary}",
         ),
     ]
+
+
+def rail_items(
+    names: list[str], per_rail: list[list[PairResult]], analyses: list[Analysis], me: int, rails: list[str]
+) -> list[Item]:
+    """This node's items over several rails (rail i of every node to rail i of the others, each
+    rail analysed on its own): ``pair_bw`` is its best pair on its slowest rail; ``slow_node``
+    when it is the slow node on any rail; ``slow_links`` counts its slow links over the rails.
+    Every detail names the rail."""
+    if len(per_rail) == 1:
+        return node_items(names, per_rail[0], analyses[0], me)
+    each = [node_items(names, res, an, me) for res, an in zip(per_rail, analyses, strict=True)]
+    if any(items[0].value is None for items in each):
+        return each[0]
+    best = [items[0].value or 0.0 for items in each]
+    worst = min(range(len(rails)), key=lambda i: best[i])
+    slow = [rails[i] for i, items in enumerate(each) if items[1].value]
+    links = [
+        f"{names[a]} <-> {names[b]} on {rails[i]}"
+        for i, an in enumerate(analyses)
+        for a, b in an.slow_links
+        if me in (a, b)
+    ]
+    summary = "; ".join(f"{rails[i]}: {an.summary}" for i, an in enumerate(analyses))
+    per = ", ".join(f"{rails[i]} {best[i]:.3g} Gb/s" for i in range(len(rails)))
+    return [
+        Item(
+            "pair_bw",
+            best[worst],
+            "Gb/s",
+            True,
+            f"{names[me]}: best pair per rail: {per}; the slowest rail is {rails[worst]}",
+        ),
+        Item(
+            "slow_node",
+            1.0 if slow else 0.0,
+            "flag",
+            False,
+            (f"{names[me]} is slow on {', '.join(slow)}; " if slow else f"{names[me]} is slow on no rail; ")
+            + summary,
+        ),
+        Item(
+            "slow_links",
+            float(len(links)),
+            detail=f"slow links of {names[me]}: {', '.join(links) or 'none'}; {summary}",
+        ),
+    ]

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 UNIT_GBPS = {"Gb/sec": 1.0, "MB/sec": 2**20 * 8 / 1e9, "MiB/sec": 2**20 * 8 / 1e9}
 #: error lines of perftest (src/perftest_*.c), first match wins
 ERRORS = (
+    "Unsupported memory type",
+    "CUDA DMA-BUF cannot be used without CUDA",
     "unrecognized option",
     "invalid option",
     "No IB devices found",
@@ -151,23 +153,73 @@ def parse_lat(text: str) -> LatResult:
 
 
 @dataclass(frozen=True)
+class Capabilities:
+    """What a perftest binary can do, from its ``--help``: perftest lists ``--use_cuda``,
+    ``--use_cuda_bus_id`` and ``--use_cuda_dmabuf`` only when it was built with CUDA (and dma-buf)
+    support (src/perftest_parameters.c's usage()); Debian's and Ubuntu's perftest lists none."""
+
+    cuda: bool
+    cuda_bus_id: bool
+    cuda_dmabuf: bool
+
+
+def parse_help(text: str) -> Capabilities:
+    """The capabilities a perftest ``--help`` text announces."""
+    return Capabilities(
+        cuda="--use_cuda=" in text,
+        cuda_bus_id="--use_cuda_bus_id" in text,
+        cuda_dmabuf="--use_cuda_dmabuf" in text,
+    )
+
+
+def cuda_ordinal(
+    bus_id: str, gpu_bus_ids: list[str], visible: str | None, uuids: dict[str, str] | None = None
+) -> tuple[int | None, str]:
+    """(the CUDA device number of the GPU at ``bus_id``, why) for ``--use_cuda``, which takes a
+    CUDA device number, not the NVML index: CUDA numbers the GPUs ``CUDA_VISIBLE_DEVICES``
+    (``visible``) names, in the order it names them (indices into PCI bus order, as
+    ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` and as the default fastest-first order is on a node of
+    identical GPUs; or ``GPU-`` UUIDs, mapped to bus ids by ``uuids``, as the runner sets them).
+    None when the GPU is not visible or an entry cannot be mapped (a MIG instance)."""
+    ordered = sorted(a.lower() for a in gpu_bus_ids)
+    mine = bus_id.lower()
+    if mine not in ordered:
+        return None, f"GPU {bus_id} is not among the node's GPUs"
+    if visible is None:
+        return ordered.index(mine), "all GPUs visible, PCI bus order"
+    names = [v.strip() for v in visible.split(",") if v.strip()]
+    known = {k.lower(): v.lower() for k, v in (uuids or {}).items()}
+    if not all(v.isdigit() or v.lower() in known for v in names):
+        return None, f"CUDA_VISIBLE_DEVICES={visible!r} names a GPU that is not mapped here (a MIG instance?)"
+    shown = [
+        (ordered[int(v)] if int(v) < len(ordered) else "") if v.isdigit() else known[v.lower()] for v in names
+    ]
+    if mine not in shown:
+        return None, f"GPU {bus_id} is not in CUDA_VISIBLE_DEVICES={visible!r}"
+    return shown.index(mine), f"CUDA_VISIBLE_DEVICES={visible!r}, PCI bus order"
+
+
+@dataclass(frozen=True)
 class Endpoint:
     """One side of a perftest run: an RDMA device's port, and the GPU whose memory it uses."""
 
     device: str  # mlx5_0
     port: int = 1
-    cuda: int | None = None  # GPU index for --use_cuda
+    cuda: int | None = None  # CUDA device number for --use_cuda
     dmabuf: bool = False  # --use_cuda_dmabuf (GPUDirect through dma-buf, perftest >= 23.04)
+    cuda_bus_id: str | None = None  # --use_cuda_bus_id (the GPU's PCI address), where perftest has it
 
 
 def _common(tool: str, end: Endpoint, tcp_port: int, gid_index: int) -> list[str]:
     argv = [tool, "-d", end.device, "-i", str(end.port), "-p", str(tcp_port), "-F"]
     if gid_index >= 0:
         argv += ["-x", str(gid_index)]
-    if end.cuda is not None:
+    if end.cuda_bus_id is not None:
+        argv.append(f"--use_cuda_bus_id={end.cuda_bus_id}")
+    elif end.cuda is not None:
         argv.append(f"--use_cuda={end.cuda}")
-        if end.dmabuf:
-            argv.append("--use_cuda_dmabuf")
+    if end.dmabuf and (end.cuda_bus_id is not None or end.cuda is not None):
+        argv.append("--use_cuda_dmabuf")
     return argv
 
 

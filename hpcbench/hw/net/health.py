@@ -5,18 +5,31 @@ health items (``hpcbench.probes.items.Item``): a count or a rate with a one-line
 or FAIL quotes, or why the item was not measured here (SKIP). The suites put absolute limits on
 the counts; the rates are compared with the baseline and with the sibling ports.
 
-- ``link_down``: an RDMA port that is not ACTIVE with its physical link up, or an Ethernet
-  interface that is configured up (IFF_UP) but has no link. An interface nobody configured
-  (administratively down, like an onboard port with no cable) is not in use: not counted.
+- ``link_down``: a compute rail (``hpcbench.node.nics.rails``) that is not ACTIVE with its physical
+  link up; another RDMA port (storage, management) or an Ethernet interface that is down while in
+  use: a global address, or a member of a bond or team. A port nobody uses is not counted: an
+  interface administratively down, or up without link and without an address (NetworkManager
+  leaves unplugged managed ports up), an unused storage NIC polling for a cable.
 - ``rdma_rate`` / ``eth_rate``: the port's rate in Gb/s (RDMA: sysfs ``rate`` as ibstat's Rate;
   Ethernet: ``speed`` Mb/s / 1000); 0 for a port that is down (nothing usable). A NIC that
   reports no speed (a virtio NIC's -1) is not measured, never a failure.
 - ``mismatches``: what differs from the parameters: an RDMA port below ``expected_rate_gbps``, a
   port of Ethernet link layer whose MTU is not ``expected_mtu``, fewer active RDMA ports than
   ``expected_ports`` (node).
-- ``counters_grew``: error counters that went up between the two reads, ``interval`` s apart.
+- ``counters_grew``: error counters that went up between the two reads (``interval`` s apart,
+  or around a load test): any increment of ``link_downed``, ``link_error_recovery``, the 4-bit
+  ``local_link_integrity_errors`` and ``excessive_buffer_overrun_errors`` and ``carrier_changes``;
+  the other errors (symbol, receive, discards, Ethernet rx/tx/CRC) as a rate per hour above
+  ``rate_per_hour`` (0: any growth). A counter at its maximum (``IB_COUNTER_BITS``) counts too: it
+  can show no new error until it is reset, so it is never a PASS. rx_missed_errors and
+  rx_fifo_errors (host load) and the hw_counters are read and reported, never judged.
+- ``pcie_degraded``: an RDMA port whose PCIe link trained below its maximum speed or width (a
+  rail at x8 of x16 halves what GPUDirect RDMA can move); not measured where sysfs has no link.
+- ``roce_v2_missing``: a RoCE port in use without a GID of type RoCE v2 (NCCL and perftest over
+  routed RoCE need one).
 - ``counters_over_limit``: error counters whose count since boot (or the last reset) is above
-  ``error_limit``; an IB counter that saturated at its width is said so.
+  their limit (``BOOT_LIMITS`` for the narrow counters, ``error_limit`` for the others); a
+  saturated one is said so, with how to reset it.
 """
 
 from __future__ import annotations
@@ -24,18 +37,28 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from hpcbench.node.nics import (
-    ETH_ERROR_COUNTERS,
-    IB_ERROR_COUNTERS,
-    PHYS_STATE_HINT,
-    Interface,
-    RdmaPort,
-    saturated,
-)
+from hpcbench.hw.net.counters import ETH_ERROR_COUNTERS, IB_ERROR_COUNTERS, saturated
+from hpcbench.node.nics import PHYS_STATE_HINT, Interface, RdmaPort
 from hpcbench.probes.items import Item
 
-PORT_METRICS = ("rdma_rate", "eth_rate", "link_down", "mismatches", "counters_grew", "counters_over_limit")
-NODE_METRICS = ("rdma_ports_active", "link_down", "mismatches", "counters_grew", "counters_over_limit")
+PATH_METRICS = ("pcie_degraded", "roce_v2_missing")
+PORT_METRICS = (
+    "rdma_rate",
+    "eth_rate",
+    "link_down",
+    "mismatches",
+    "counters_grew",
+    "counters_over_limit",
+    *PATH_METRICS,
+)
+NODE_METRICS = (
+    "rdma_ports_active",
+    "link_down",
+    "mismatches",
+    "counters_grew",
+    "counters_over_limit",
+    *PATH_METRICS,
+)
 CONVENTION = "sysfs"
 #: what a state other than ACTIVE means
 STATE_HINT = {
@@ -53,6 +76,36 @@ class Expect:
     mtu: int = 0
     ports: int = 0
     error_limit: int = 100
+    rate_per_hour: float = 0.0
+    #: the compute rails; None: every RDMA port is judged as one
+    rails: tuple[str, ...] | None = None
+
+    def is_rail(self, subject: str) -> bool:
+        return self.rails is None or subject in self.rails
+
+
+#: counters each of whose increments is an event that counts: a link that went down or retrained,
+#: a 4-bit counter (max 15) that moved at all, an interface's carrier lost
+EVENT_COUNTERS = (
+    "link_downed",
+    "link_error_recovery",
+    "local_link_integrity_errors",
+    "excessive_buffer_overrun_errors",
+    "carrier_changes",
+)
+#: since-boot limits of the narrow counters (the others: ``error_limit``)
+BOOT_LIMITS = {
+    "link_downed": 5,
+    "link_error_recovery": 5,
+    "local_link_integrity_errors": 3,
+    "excessive_buffer_overrun_errors": 3,
+}
+RESET = "reset it (`perfquery -x -R` or a driver reload) to see new errors"
+
+
+def base_name(counter: str) -> str:
+    """``ens1f0np0.rx_errors`` -> ``rx_errors`` (a RoCE port's interface counters are prefixed)."""
+    return counter.rsplit(".", 1)[-1]
 
 
 def grown(before: dict[str, int], after: dict[str, int], names: Iterable[str]) -> list[tuple[str, int]]:
@@ -60,9 +113,37 @@ def grown(before: dict[str, int], after: dict[str, int], names: Iterable[str]) -
     return [(n, after[n] - before[n]) for n in names if n in before and n in after and after[n] > before[n]]
 
 
+def growth(
+    before: dict[str, int], after: dict[str, int], names: Iterable[str], seconds: float, rate_per_hour: float
+) -> list[str]:
+    """What counts as growth between two reads ``seconds`` apart, one phrase per counter: a
+    saturated counter (it can no longer show growth), any increment of an event counter, or an
+    error rate above ``rate_per_hour``."""
+    out = []
+    for n in names:
+        if n not in before or n not in after:
+            continue
+        if saturated(base_name(n), after[n]):
+            out.append(f"{n} saturated at {after[n]}: {RESET}")
+            continue
+        d = after[n] - before[n]
+        if d <= 0:
+            continue
+        if base_name(n) in EVENT_COUNTERS:
+            out.append(f"{n} +{d}")
+            continue
+        rate = d * 3600.0 / seconds if seconds > 0 else float("inf")
+        if rate > rate_per_hour:
+            out.append(f"{n} +{d} ({rate:.0f}/h)" if rate >= 10 else f"{n} +{d} ({rate:.3g}/h)")
+    return out
+
+
 def over_limit(values: dict[str, int], names: Iterable[str], limit: int) -> list[tuple[str, int]]:
-    """(counter, value) of each error counter above ``limit``."""
-    return [(n, values[n]) for n in names if values.get(n, 0) > limit]
+    """(counter, value) of each error counter above its limit: ``BOOT_LIMITS`` for the narrow
+    counters (or ``limit`` when lower), ``limit`` for the others."""
+    return [
+        (n, values[n]) for n in names if values.get(n, 0) > min(limit, BOOT_LIMITS.get(base_name(n), limit))
+    ]
 
 
 def counter_items(
@@ -72,7 +153,10 @@ def counter_items(
     after: dict[str, int] | None,
     interval: float,
     limit: int,
+    rate_per_hour: float = 0.0,
 ) -> list[Item]:
+    """``counters_grew`` (between the two reads, ``interval`` s apart) and ``counters_over_limit``
+    (since boot or the last reset) over the error counters ``names``."""
     present = [n for n in names if n in before]
     if not present:
         why = f"{who}: no error counter can be read"
@@ -81,25 +165,27 @@ def counter_items(
     if after is None:
         items.append(Item("counters_grew", not_measured="interval = 0: the counters were read once"))
     else:
-        up = grown(before, after, present)
-        detail = ", ".join(f"{n} +{d}" for n, d in up) or "none"
+        up = growth(before, after, present, interval, rate_per_hour)
         items.append(
             Item(
                 "counters_grew",
                 float(len(up)),
-                detail=f"{who}: error counters grown in {interval:g} s: {detail}",
+                detail=f"{who}: error counters grown in {interval:.3g} s: {', '.join(up) or 'none'}",
             )
         )
     latest = after if after is not None else before
     high = over_limit(latest, present, limit)
     parts = [
-        f"{n} {v}" + (" (saturated: the real count is higher)" if saturated(n, v) else "") for n, v in high
+        f"{n} {v}"
+        + (f" (saturated: the real count is higher; {RESET})" if saturated(base_name(n), v) else "")
+        for n, v in high
     ]
     items.append(
         Item(
             "counters_over_limit",
             float(len(high)),
-            detail=f"{who}: error counters above {limit} since boot or reset: {', '.join(parts) or 'none'}",
+            detail=f"{who}: error counters above their limits since boot or reset (link_downed and "
+            f"link_error_recovery 5, the 4-bit ones 3, the others {limit}): {', '.join(parts) or 'none'}",
         )
     )
     return items
@@ -130,6 +216,18 @@ def rdma_port_items(
     p: RdmaPort, before: dict[str, int], after: dict[str, int] | None, interval: float, expect: Expect
 ) -> list[Item]:
     """The health items of one RDMA port (``after`` None: one read only)."""
+    if not p.active and not expect.is_rail(p.subject) and not p.in_use:
+        unused = (
+            f"{p.subject} is not a compute rail and its interface has no address: not in use "
+            f"({p.state or '?'}/{p.phys_state or '?'})"
+        )
+        return [
+            Item("rdma_rate", not_measured=unused),
+            Item("link_down", 0.0, detail=unused),
+            Item("eth_rate", not_measured=f"{p.subject} is an RDMA port: its rate is rdma_rate"),
+            Item("mismatches", not_measured=unused),
+            *counter_items(p.subject, IB_ERROR_COUNTERS, before, after, interval, expect.error_limit),
+        ]
     items = [
         Item(
             "rdma_rate",
@@ -159,7 +257,40 @@ def rdma_port_items(
         if p.netdev_mtu is not None and p.netdev_mtu != expect.mtu:
             bad.append(f"MTU {p.netdev_mtu} of {', '.join(p.netdevs)}, expected {expect.mtu}")
     items.append(_mismatch_item(p.subject, bad, checked))
-    return items + counter_items(p.subject, IB_ERROR_COUNTERS, before, after, interval, expect.error_limit)
+    items += path_items(p)
+    return items + counter_items(
+        p.subject, IB_ERROR_COUNTERS, before, after, interval, expect.error_limit, expect.rate_per_hour
+    )
+
+
+def path_items(p: RdmaPort) -> list[Item]:
+    """``pcie_degraded`` and ``roce_v2_missing`` of one RDMA port."""
+    if p.pcie_width is None or p.pcie_max_width is None:
+        pcie = Item("pcie_degraded", not_measured=f"{p.subject}: sysfs shows no PCIe link width")
+    else:
+        now = f"{p.pcie_speed or '?'} x{p.pcie_width}"
+        best = f"{p.pcie_max_speed or '?'} x{p.pcie_max_width}"
+        low = p.pcie_width < p.pcie_max_width or (
+            p.pcie_speed is not None and p.pcie_max_speed is not None and p.pcie_speed != p.pcie_max_speed
+        )
+        pcie = Item(
+            "pcie_degraded",
+            1.0 if low else 0.0,
+            detail=f"{p.subject} ({p.pci_address}): PCIe {now}"
+            + (f", below its maximum {best}: reseat or replace the NIC, or check the slot" if low else ""),
+        )
+    if p.roce_v2_gid is None:
+        gid = Item("roce_v2_missing", not_measured=f"{p.subject} is InfiniBand: no RoCE GID")
+    else:
+        gid = Item(
+            "roce_v2_missing",
+            0.0 if p.roce_v2_gid else 1.0,
+            detail=f"{p.subject}: "
+            + (
+                "a RoCE v2 GID is configured" if p.roce_v2_gid else "no GID of type RoCE v2 (gid_attrs/types)"
+            ),
+        )
+    return [pcie, gid]
 
 
 def interface_items(
@@ -180,6 +311,18 @@ def interface_items(
             Item("counters_over_limit", not_measured=unused),
         ]
     up = i.operstate == "up" or (i.operstate == "unknown" and i.carrier is True)
+    if not up and not i.in_use:
+        unused = (
+            f"{i.name} is up without link and has no address and no bond or team: not in use "
+            "(NetworkManager leaves unplugged ports up)"
+        )
+        return [
+            Item("eth_rate", not_measured=unused),
+            Item("rdma_rate", not_measured=f"{i.name} is an Ethernet interface, not an RDMA port"),
+            Item("link_down", 0.0, detail=unused),
+            Item("mismatches", not_measured=unused),
+            *counter_items(i.name, ETH_ERROR_COUNTERS, before, after, interval, expect.error_limit),
+        ]
     if not up:
         rate = Item("eth_rate", 0.0, "Gb/s", True, f"{state}: configured up but no link (carrier lost)")
     elif i.speed_mbps is None:
@@ -197,7 +340,9 @@ def interface_items(
             bad.append(f"MTU {i.mtu}, expected {expect.mtu}")
     not_rdma = Item("rdma_rate", not_measured=f"{i.name} is an Ethernet interface, not an RDMA port")
     items = [rate, not_rdma, down, _mismatch_item(i.name, bad, checked)]
-    return items + counter_items(i.name, ETH_ERROR_COUNTERS, before, after, interval, expect.error_limit)
+    return items + counter_items(
+        i.name, ETH_ERROR_COUNTERS, before, after, interval, expect.error_limit, expect.rate_per_hour
+    )
 
 
 def _mismatch_item(who: str, bad: list[str], checked: list[str]) -> Item:
@@ -223,13 +368,19 @@ def node_items(
     """The node's summary: active RDMA ports, and each count summed over the subjects with the
     details of the subjects that contribute. ``rdma_class``: /sys/class/infiniband exists."""
     items = []
+    others = [p for p in ports if not expect.is_rail(p.subject)]
+    ports = [p for p in ports if expect.is_rail(p.subject)]
     active = [p for p in ports if p.active]
     if ports:
         down = [f"{p.subject} ({p.state}/{p.phys_state})" for p in ports if not p.active]
         rates = sorted({p.rate_text or "?" for p in active})
-        detail = f"{len(active)} of {len(ports)} RDMA ports active" + (
-            f" ({', '.join(rates)})" if rates else ""
-        )
+        what = "RDMA ports" if expect.rails is None else "compute rails"
+        detail = f"{len(active)} of {len(ports)} {what} active" + (f" ({', '.join(rates)})" if rates else "")
+        if others:
+            detail += "; other RDMA ports (health only): " + ", ".join(
+                f"{p.subject} {p.state or '?'}/{p.phys_state or '?'} {p.rate_text or ''}".rstrip()
+                for p in others
+            )
         items.append(
             Item(
                 "rdma_ports_active",
@@ -250,7 +401,7 @@ def node_items(
     extra = []
     if expect.ports and len(active) < expect.ports:
         extra.append(f"{len(active)} active RDMA ports, expected {expect.ports}")
-    for metric in ("link_down", "mismatches", "counters_grew", "counters_over_limit"):
+    for metric in ("link_down", "mismatches", "counters_grew", "counters_over_limit", *PATH_METRICS):
         found = [
             (s, i)
             for s, its in per_subject.items()
@@ -269,7 +420,8 @@ def node_items(
             reasons = sorted(
                 {i.not_measured for its in per_subject.values() for i in its if i.metric == metric}
             )
-            items.append(Item(metric, not_measured="; ".join(reasons) or "no NIC on this node"))
+            default = "no RDMA port on this node" if metric in PATH_METRICS else "no NIC on this node"
+            items.append(Item(metric, not_measured="; ".join(reasons) or default))
             continue
         if bad:
             detail = "; ".join(bad)
