@@ -31,7 +31,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
 #: folders of one level that never import each other (reporters and analysis both only read records)
 SIBLINGS = (("hpcbench.report", "hpcbench.analysis"),)
 #: the probe contract, which every probe package may use
-CONTRACT = ("hpcbench.probes", "hpcbench.probes.base", "hpcbench.probes.registry", "hpcbench.probes.items")
+CONTRACT = ("hpcbench.probes", "hpcbench.probes.base", "hpcbench.probes.registry")
 
 
 def module_name(path: Path, root: Path = PACKAGE.parent) -> str:
@@ -223,9 +223,7 @@ def test_the_core_never_imports_a_probe(graph: dict[str, dict[str, int]]) -> Non
 
 def test_each_probe_lives_in_a_package_of_its_own() -> None:
     loose = [
-        p.name
-        for p in (PACKAGE / "probes").glob("*.py")
-        if p.stem not in ("__init__", "base", "registry", "items")
+        p.name for p in (PACKAGE / "probes").glob("*.py") if p.stem not in ("__init__", "base", "registry")
     ]
     assert loose == [], "a probe's modules belong in hpcbench/probes/<name>/"
     for folder in (p for p in (PACKAGE / "probes").iterdir() if p.is_dir() and p.name != "__pycache__"):

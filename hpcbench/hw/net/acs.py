@@ -13,8 +13,8 @@ from __future__ import annotations
 import os
 import struct
 
+from hpcbench.core.items import Item
 from hpcbench.node.pci import PciPath
-from hpcbench.probes.items import Item
 
 ACS_ID = 0x000D
 #: ACS Control bits that redirect peer-to-peer traffic upstream (PCIe base spec 7.7.11)

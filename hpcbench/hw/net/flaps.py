@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import re
 
+from hpcbench.core.items import Item
 from hpcbench.hw.kernel_log import line_time
-from hpcbench.probes.items import Item
 
 PATTERN = re.compile(
     r"link (?:is )?down\b|lost carrier|port module event.*(?:unplugged|error|disabled)", re.IGNORECASE

@@ -1,7 +1,7 @@
 """Port health from sysfs: link state, rate, MTU and error counters. Pure decisions, no I/O.
 
 Every function takes what ``hpcbench.node.nics`` read (ports, interfaces, counter snapshots) and returns
-health items (``hpcbench.probes.items.Item``): a count or a rate with a one-line detail that a WARN
+health items (``hpcbench.core.items.Item``): a count or a rate with a one-line detail that a WARN
 or FAIL quotes, or why the item was not measured here (SKIP). The suites put absolute limits on
 the counts; the rates are compared with the baseline and with the sibling ports.
 
@@ -37,9 +37,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from hpcbench.core.items import Item
 from hpcbench.hw.net.counters import ETH_ERROR_COUNTERS, IB_ERROR_COUNTERS, saturated
 from hpcbench.node.nics import PHYS_STATE_HINT, Interface, RdmaPort
-from hpcbench.probes.items import Item
 
 PATH_METRICS = ("pcie_degraded", "roce_v2_missing")
 PORT_METRICS = (

@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from hpcbench.core.errors import ProbeError
+from hpcbench.core.items import Item, missing
 from hpcbench.hw.net import perftest, procs, topology
 from hpcbench.node import nics
 from hpcbench.node.collector import parse_cpulist
 from hpcbench.node.inventory import Inventory, as_inventory
 from hpcbench.node.pci import full_address, local_cpulist
-from hpcbench.probes.items import Item, missing
 
 RDMA_METRICS = ("rdma_write_bw", "rdma_read_lat", "rdma_read_lat_p99")
 #: beyond a test's duration, how long a server or client may take before it is killed

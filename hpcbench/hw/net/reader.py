@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hpcbench.core.errors import ProbeError
+from hpcbench.core.items import Item
 from hpcbench.hw.net import counters, health
 from hpcbench.node import nics
 from hpcbench.node.inventory import Inventory, as_inventory
 from hpcbench.node.pci import full_address, read_text
-from hpcbench.probes.items import Item
 
 #: PCI classes of adapters that carry RDMA: InfiniBand controllers; Mellanox/NVIDIA Ethernet
 IB_CLASS_PREFIX = "0x0207"

@@ -29,11 +29,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from hpcbench.core.items import Item
 from hpcbench.node.inventory import Inventory, as_inventory
 from hpcbench.node.nics import RdmaPort
 from hpcbench.node.pci import LEVELS, PciPath, full_address, local_cpulist, numa_node, pci_path, read_text
 from hpcbench.node.pci import topo_level as level
-from hpcbench.probes.items import Item
 
 LEGEND = (
     "  X    = Self",

@@ -19,7 +19,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-from hpcbench.probes.items import Item, missing
+from hpcbench.core.items import Item, missing
 
 #: the warm-up and the droop's span: a minute, or a third of a shorter run
 SPAN_S = 60.0

@@ -292,8 +292,8 @@ class Burn(GpuProbe):
         load_cpus: list[int],
         precision: dict[str, Any],
     ) -> list[Measurement]:
+        from hpcbench.core.items import to_measurements
         from hpcbench.hw.telemetry import throttle_hint
-        from hpcbench.probes.items import to_measurements
 
         first_digest, first_check, first_wrong = first
         dtype, subject = params.dtype, ctx.subject

@@ -12,13 +12,13 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from hpcbench.core.items import Item, missing
 from hpcbench.hw import gpu_counters as gc
 from hpcbench.hw import telemetry, xid
 from hpcbench.hw.kernel_log import boot_time, read_kernel_log
 from hpcbench.node import nvml as seam
 from hpcbench.node.pci import normalize_bus
 from hpcbench.probes.burn import calc
-from hpcbench.probes.items import Item, missing
 
 
 class Watch:

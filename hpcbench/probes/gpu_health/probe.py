@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 
 from hpcbench.core import timeparse
 from hpcbench.core.errors import ProbeError, ProbeSkip
+from hpcbench.core.items import to_measurements as items_to_measurements
 from hpcbench.core.measurement import Measurement
 from hpcbench.hw import xid
 from hpcbench.hw.kernel_log import KernelLog, boot_time, read_kernel_log
@@ -30,7 +31,6 @@ from hpcbench.node import nvml as seam
 from hpcbench.node.pci import PCI_DEVICES, normalize_bus, pci_gpus, read_text
 from hpcbench.probes.base import ProbeContext, Requirement, check
 from hpcbench.probes.gpu_health.read import GPU_METRICS, Item, gpu_items, missing
-from hpcbench.probes.items import to_measurements as items_to_measurements
 
 NAME = "gpu_health"
 NODE_METRICS = (

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from hpcbench.core.items import Item, missing
 from hpcbench.hw import gpu_counters as gc
 from hpcbench.hw.gpu_counters import ECC_COUNTERS
 from hpcbench.node import nvml as seam
-from hpcbench.probes.items import Item, missing
 
 __all__ = ["GPU_METRICS", "Item", "gpu_items", "missing"]
 

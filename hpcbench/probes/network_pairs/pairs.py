@@ -22,7 +22,7 @@ import math
 import statistics
 from dataclasses import dataclass
 
-from hpcbench.probes.items import Item
+from hpcbench.core.items import Item
 
 MEET = ("log", "all")
 METRICS = ("pair_bw", "slow_node", "slow_links")

@@ -9,13 +9,13 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from hpcbench.core.errors import ConfigError, ProbeError, ProbeSkip
+from hpcbench.core.items import Item, missing, to_measurements
 from hpcbench.core.measurement import Measurement, Unmeasured
 from hpcbench.hw.net import health, perftest, procs, reader
 from hpcbench.launch.launcher import from_environ
 from hpcbench.node import nics
 from hpcbench.node.inventory import as_inventory
 from hpcbench.probes.base import ProbeContext, Requirement, check
-from hpcbench.probes.items import Item, missing, to_measurements
 from hpcbench.probes.network_pairs import pairs
 
 NAME = "network_pairs"

@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from hpcbench.core.errors import ProbeError, ProbeSkip
+from hpcbench.core.items import Item, to_measurements
 from hpcbench.core.measurement import Measurement, Unmeasured
 from hpcbench.hw.net import health, reader
 from hpcbench.probes.base import ProbeContext, Requirement, check
-from hpcbench.probes.items import Item, to_measurements
 
 NAME = "network_ports"
 METRICS = tuple(dict.fromkeys((*health.PORT_METRICS, *health.NODE_METRICS)))

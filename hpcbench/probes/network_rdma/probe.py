@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from hpcbench.core.errors import ProbeSkip
+from hpcbench.core.items import Item, missing, to_measurements
 from hpcbench.core.measurement import Measurement, Unmeasured
 from hpcbench.hw.net import health, rdma, reader
 from hpcbench.probes.base import ProbeContext, Requirement, check
-from hpcbench.probes.items import Item, missing, to_measurements
 
 NAME = "network_rdma"
 

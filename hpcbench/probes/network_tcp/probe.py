@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from hpcbench.core.errors import ProbeError
+from hpcbench.core.items import Item, to_measurements
 from hpcbench.core.measurement import Measurement, Unmeasured
 from hpcbench.hw.net import iperf, procs
 from hpcbench.probes.base import ProbeContext, Requirement, check
-from hpcbench.probes.items import Item, to_measurements
 
 NAME = "network_tcp"
 TCP_METRICS = ("tcp_bw",)

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 
 from hpcbench.core import timeparse
 from hpcbench.core.errors import ProbeSkip
+from hpcbench.core.items import Item, missing, to_measurements
 from hpcbench.core.measurement import Measurement, Unmeasured
 from hpcbench.hw.kernel_log import boot_time, read_kernel_log
 from hpcbench.hw.net import acs, topology
@@ -17,7 +18,6 @@ from hpcbench.node import nics
 from hpcbench.node.inventory import Inventory
 from hpcbench.node.pci import device_dir
 from hpcbench.probes.base import ProbeContext, Requirement, check
-from hpcbench.probes.items import Item, missing, to_measurements
 
 NAME = "network_topology"
 

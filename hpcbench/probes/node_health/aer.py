@@ -16,8 +16,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from hpcbench.core.items import Item, missing
 from hpcbench.node.pci import describe_device, read_text
-from hpcbench.probes.items import Item, missing
 
 PCI_DEVICES = "sys/bus/pci/devices"
 #: (metric, sysfs file, the kernel's total line, what the count is)

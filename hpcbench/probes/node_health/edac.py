@@ -18,8 +18,8 @@ import os
 import re
 from dataclasses import dataclass
 
+from hpcbench.core.items import Item, missing
 from hpcbench.node.pci import read_text
-from hpcbench.probes.items import Item, missing
 
 EDAC_MC = "sys/devices/system/edac/mc"
 METRICS = ("edac_uncorrected", "edac_corrected")

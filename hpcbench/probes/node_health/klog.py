@@ -17,8 +17,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from hpcbench.core.items import Item, missing
 from hpcbench.hw.kernel_log import line_time
-from hpcbench.probes.items import Item, missing
 
 _QUOTE_CHARS = 240
 

@@ -21,8 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from hpcbench.core.items import Item, failed, missing
 from hpcbench.node.pci import read_text
-from hpcbench.probes.items import Item, failed, missing
 
 NVME_CLASS = "sys/class/nvme"
 METRICS = (

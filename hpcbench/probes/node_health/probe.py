@@ -20,10 +20,10 @@ from datetime import datetime, timezone
 from typing import Any, ClassVar
 
 from hpcbench.core import timeparse
+from hpcbench.core.items import Item, missing, to_measurements
 from hpcbench.core.measurement import Measurement
 from hpcbench.hw.kernel_log import boot_time, read_kernel_log
 from hpcbench.probes.base import ProbeContext, Requirement, check
-from hpcbench.probes.items import Item, missing, to_measurements
 from hpcbench.probes.node_health import aer, edac, klog, nvme
 
 NAME = "node_health"

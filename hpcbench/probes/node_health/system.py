@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 import re
 
+from hpcbench.core.items import Item, missing
 from hpcbench.node.pci import read_text
-from hpcbench.probes.items import Item, missing
 
 MEMINFO = "proc/meminfo"
 CPU = "sys/devices/system/cpu"

@@ -14,6 +14,7 @@ import pytest
 from support.fakenvml import FakeNvml
 
 from hpcbench.core.errors import ParamError, ProbeSkip
+from hpcbench.core.items import Item
 from hpcbench.engine import baselines, judge
 from hpcbench.engine.plan import expand
 from hpcbench.engine.runner import Outcome
@@ -23,7 +24,6 @@ from hpcbench.node import collector, nics
 from hpcbench.node.inventory import Inventory
 from hpcbench.probes import registry
 from hpcbench.probes.base import ProbeContext, build_params
-from hpcbench.probes.items import Item
 from hpcbench.probes.network_pairs.probe import NetworkPairs
 from hpcbench.probes.network_ports.probe import NetworkPorts as Network
 from hpcbench.probes.network_topology.probe import NetworkTopology
