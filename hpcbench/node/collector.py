@@ -14,7 +14,7 @@ import os
 import platform
 import re
 import socket
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import replace
 from datetime import datetime, timezone
 from importlib import metadata
@@ -22,7 +22,7 @@ from typing import Any
 
 from hpcbench import __version__
 from hpcbench.node import nics
-from hpcbench.node.inventory import Inventory, as_inventory
+from hpcbench.node.inventory import Inventory
 from hpcbench.node.pci import full_address, pci_gpus
 
 #: file systems that hold no user data; never a storage subject
@@ -327,11 +327,11 @@ def _gpus(root: str, nvml: Any) -> dict[str, Any]:
     return gpus
 
 
-def gpu_absence(inv: Inventory | Mapping[str, Any]) -> tuple[str, str, str]:
+def gpu_absence(inv: Inventory) -> tuple[str, str, str]:
     """Why a GPU check has no GPU to run on: (status, reason, hint). ``skip`` on a node without
     NVIDIA GPUs; ``error`` where the PCI bus has NVIDIA GPUs that NVML does not list (driver,
     libnvidia-ml or nvidia-ml-py missing): a broken GPU node must not pass as a CPU node."""
-    gpus = as_inventory(inv).gpus
+    gpus = inv.gpus
     on_bus = int(gpus.pci_nvidia_gpus or 0)
     if gpus.count or not on_bus:
         return ("skip", "no GPU on this node", "")
@@ -398,9 +398,9 @@ def _plural(n: Any, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
-def summary_lines(inv: Inventory | Mapping[str, Any]) -> list[str]:
+def summary_lines(inv: Inventory) -> list[str]:
     """One fact per line; tolerates missing sections (records from older versions)."""
-    inv = as_inventory(inv)
+    inv = inv
     cpu, mem, gpus = inv.cpu, inv.memory, inv.gpus
     governors = cpu.governors
     governor = "/".join(governors) if len(governors) > 1 else (cpu.governor or "n/a (no cpufreq)")

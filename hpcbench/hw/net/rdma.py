@@ -22,7 +22,7 @@ from hpcbench.core.items import Item, missing
 from hpcbench.hw.net import perftest, procs, topology
 from hpcbench.node import nics
 from hpcbench.node.collector import parse_cpulist
-from hpcbench.node.inventory import Inventory, as_inventory
+from hpcbench.node.inventory import Inventory
 from hpcbench.node.pci import full_address, local_cpulist
 
 RDMA_METRICS = ("rdma_write_bw", "rdma_read_lat", "rdma_read_lat_p99")
@@ -98,9 +98,7 @@ def choose_memory(
     if caps.cuda_bus_id and gpu.address:
         return Memory(None, gpu.address, dmabuf, f"GPU: {where} by --use_cuda_bus_id; {why}")
     uuids = {
-        d.uuid: address
-        for d in as_inventory(inventory).gpus.devices
-        if d.uuid and (address := full_address(d.pci_bus_id))
+        d.uuid: address for d in inventory.gpus.devices if d.uuid and (address := full_address(d.pci_bus_id))
     }
     ordinal, how = perftest.cuda_ordinal(gpu.address or "", [g.address or "" for g in gpus], visible, uuids)
     if ordinal is None:

@@ -11,15 +11,13 @@ from __future__ import annotations
 import fnmatch
 import os
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from hpcbench.core.errors import ProbeError
 from hpcbench.core.items import Item
 from hpcbench.hw.net import counters, health
 from hpcbench.node import nics
-from hpcbench.node.inventory import Inventory, as_inventory
+from hpcbench.node.inventory import Inventory
 from hpcbench.node.pci import full_address, read_text
 
 #: PCI classes of adapters that carry RDMA: InfiniBand controllers; Mellanox/NVIDIA Ethernet
@@ -28,13 +26,13 @@ MELLANOX = "0x15b3"
 
 
 def rails_of(
-    root: str, ports: list[nics.RdmaPort], inventory: Inventory | Mapping[str, Any], override: list[str]
+    root: str, ports: list[nics.RdmaPort], inventory: Inventory, override: list[str]
 ) -> tuple[str, ...]:
     """The compute rails: ``override`` when given (a ``rails`` parameter), else the RDMA ports
     nearest a GPU of the inventory (``hpcbench.node.nics.rails``)."""
     if override:
         return tuple(override)
-    gpus = [a for d in as_inventory(inventory).gpus.devices if (a := full_address(d.pci_bus_id))]
+    gpus = [a for d in inventory.gpus.devices if (a := full_address(d.pci_bus_id))]
     return tuple(nics.rails(root, ports, gpus))
 
 

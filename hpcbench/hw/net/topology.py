@@ -25,12 +25,10 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from hpcbench.core.items import Item
-from hpcbench.node.inventory import Inventory, as_inventory
+from hpcbench.node.inventory import Inventory
 from hpcbench.node.nics import RdmaPort
 from hpcbench.node.pci import LEVELS, PciPath, full_address, local_cpulist, numa_node, pci_path, read_text
 from hpcbench.node.pci import topo_level as level
@@ -62,10 +60,10 @@ class Device:
     cpus: str | None
 
 
-def gpu_devices(root: str, inventory: Inventory | Mapping[str, Any]) -> list[Device]:
+def gpu_devices(root: str, inventory: Inventory) -> list[Device]:
     """The inventory's GPUs (NVML's bus ids) placed in sysfs."""
     out = []
-    for d in as_inventory(inventory).gpus.devices:
+    for d in inventory.gpus.devices:
         address = full_address(d.pci_bus_id)
         out.append(
             Device(

@@ -14,7 +14,6 @@ from hpcbench.core.measurement import Measurement, Unmeasured
 from hpcbench.hw.net import health, perftest, procs, reader
 from hpcbench.launch.launcher import from_environ
 from hpcbench.node import nics
-from hpcbench.node.inventory import as_inventory
 from hpcbench.probes.base import ProbeContext, Requirement, check
 from hpcbench.probes.network_pairs import pairs
 
@@ -187,7 +186,7 @@ def rdma_rails(
         m = rdma.choose_memory(
             p.use_cuda,
             p.root,
-            as_inventory(ctx.inventory),
+            ctx.inventory,
             port,
             caps,
             os.environ.get("CUDA_VISIBLE_DEVICES"),

@@ -18,6 +18,7 @@ import pytest
 
 from hpcbench.core.errors import ProbeError
 from hpcbench.hw.net import iperf, perftest, procs
+from hpcbench.node.inventory import Inventory
 from hpcbench.probes.base import ProbeContext, build_params
 from hpcbench.probes.network_rdma.probe import NetworkRdma
 from hpcbench.probes.network_tcp.probe import NetworkTcp
@@ -199,7 +200,7 @@ def test_missing_tools_are_errors_with_the_package_to_install(
     root = str(FIXTURES / "hgx8")
     params = build_params(NetworkRdma, {"root": root, "nic": "mlx5_0:1"})
     with pytest.raises(ProbeError) as info:
-        NetworkRdma().run(params, ProbeContext("mlx5_0:1", {}, str(tmp_path), 60))
+        NetworkRdma().run(params, ProbeContext("mlx5_0:1", Inventory.from_dict({}), str(tmp_path), 60))
     assert str(info.value) == "ib_write_bw not found on PATH"
     assert info.value.hint == (
         "install perftest: apt-get install perftest (Debian/Ubuntu) or dnf install perftest (RHEL/Rocky)"
@@ -213,7 +214,7 @@ def test_tcp_loopback_self_test_with_real_iperf3(tmp_path: Path) -> None:
     if shutil.which("iperf3") is None:
         pytest.fail("iperf3 is not installed: apt-get install iperf3 (Debian/Ubuntu) or dnf install iperf3")
     params = build_params(NetworkTcp, {"duration": 1.0})
-    (m,) = NetworkTcp().run(params, ProbeContext("node", {}, str(tmp_path), 60))
+    (m,) = NetworkTcp().run(params, ProbeContext("node", Inventory.from_dict({}), str(tmp_path), 60))
     result = m.settings["tcp_result"]
     assert (m.metric, m.unit, m.convention) == ("tcp_bw", "Gb/s", "iperf3 receiver")
     assert m.value == result["receiver_bits_per_second"] / 1e9 > 0
@@ -228,6 +229,6 @@ def test_tcp_to_a_peer_without_a_server_is_an_error(tmp_path: Path) -> None:
     port = procs.free_port()
     params = build_params(NetworkTcp, {"duration": 1.0, "peer": f"127.0.0.1:{port}"})
     with pytest.raises(ProbeError) as info:
-        NetworkTcp().run(params, ProbeContext("node", {}, str(tmp_path), 60))
+        NetworkTcp().run(params, ProbeContext("node", Inventory.from_dict({}), str(tmp_path), 60))
     assert str(info.value).startswith("iperf3 (iperf 3.") and str(info.value).endswith("Connection refused")
     assert info.value.hint == "is an iperf3 server running on the peer (iperf3 -s)?"

@@ -16,6 +16,7 @@ from hpcbench.engine.runner import Outcome
 from hpcbench.engine.suite import load
 from hpcbench.hw.net import topology
 from hpcbench.node import collector, nics
+from hpcbench.node.inventory import Inventory
 from hpcbench.node.pci import PciPath
 from hpcbench.probes import registry
 from hpcbench.probes.base import ProbeContext, build_params
@@ -157,7 +158,7 @@ def test_nightly_topology_check_fails_the_gpu_without_a_near_nic(tmp_path: Path)
     assert ms[0].settings["topology"].splitlines()[0].startswith("        GPU0")
     assert ms[0].settings["nearest_nic"]["gpu3"] == {"nic": "mlx5_0", "level": "NODE"}
     outcome = Outcome(Job(check, "node", {}), "ok", measurements=ms)
-    (result,) = judge.judge(check, [outcome], baselines.load("h200"), {})
+    (result,) = judge.judge(check, [outcome], baselines.load("h200"), Inventory.from_dict({}))
     by = {e.metric: e for e in result.evaluations}
     assert (by["gpus_near_nic"].verdict.value, by["gpus_near_nic"].ratio) == ("FAIL", 7 / 8)
     assert "gpu3 (0000:5d:00.0, NUMA 0) has no RDMA NIC under its PCIe switch" in by["gpus_near_nic"].reason
@@ -167,7 +168,7 @@ def test_nightly_topology_check_fails_the_gpu_without_a_near_nic(tmp_path: Path)
         check,
         [Outcome(Job(check, "node", {}), "ok", measurements=run_topology(HGX, tmp_path, FakeNvml()))],
         baselines.load("h200"),
-        {},
+        Inventory.from_dict({}),
     )
     assert ok[0].verdict.value == "PASS"
 
