@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from support.fakenvml import FakeNvml
+from support.results import measured, reasons
 
 from hpcbench.core.errors import ParamError, ProbeSkip
 from hpcbench.core.items import Item
@@ -174,14 +175,23 @@ def test_states_other_than_down_say_what_to_look_at() -> None:
 # --- the probe in-process on the fixture trees, judged by the bundled suites -----------------
 
 
-def run(root: str, subject: str = "node", tmp: Path | None = None, **params: Any) -> dict[str, Any]:
+def results(root: str, subject: str = "node", tmp: Path | None = None, **params: Any) -> list[Any]:
     values = {"interval": 0.0, "root": root, **params}
     if subject != "node":
         values["nic"] = subject
     p = build_params(Network, values)
     inv = replace(Inventory(), network=nics.collect(root))
-    ms = Network().run(p, ProbeContext(subject, inv, str(tmp or "."), 60.0))
-    return {m.metric: m for m in ms}
+    return Network().run(p, ProbeContext(subject, inv, str(tmp or "."), 60.0))
+
+
+def run(root: str, subject: str = "node", tmp: Path | None = None, **params: Any) -> dict[str, Any]:
+    """metric -> measurement of the metrics measured."""
+    return {m.metric: m for m in measured(results(root, subject, tmp, **params))}
+
+
+def unmeasured_of(root: str, subject: str = "node", **params: Any) -> dict[str, str]:
+    """metric -> why it was not measured."""
+    return reasons(results(root, subject, **params))
 
 
 def judged(check_id: str, root: str, baseline: str | None, tmp: Path) -> dict[str, dict[str, Any]]:
@@ -199,7 +209,7 @@ def judged(check_id: str, root: str, baseline: str | None, tmp: Path) -> dict[st
         params = build_params(Network, {**job.params, "root": root, "interval": 0.01})
         try:
             ms = Network().run(params, ProbeContext(job.subject, inv, str(tmp), 60.0))
-            outcomes.append(Outcome(job, "ok", measurements=ms))
+            outcomes.append(Outcome.of(job, ms))
         except ProbeSkip as exc:
             outcomes.append(Outcome(job, "skip", reason=str(exc)))
     chosen = baselines.load(baseline) if baseline else None
@@ -285,8 +295,7 @@ def test_this_vm_skips_rdma_with_the_reason(tmp_path: Path) -> None:
     assert ms["link_down"].value == 0.0
     assert ms["link_down"].detail.startswith("all up: eth0 up (virtio_net, 0000:00:03.0, MTU ")
     assert ms["link_down"].detail.endswith("(not NICs: ifb0, ifb1, lo)")
-    not_measured = next(iter(ms.values())).settings["not_measured"]
-    assert not_measured["rdma_ports_active"] == (
+    assert unmeasured_of(tree("vm"))["rdma_ports_active"] == (
         "no RDMA device: /sys/class/infiniband does not exist (no InfiniBand/RoCE adapter, or its RDMA "
         "driver such as mlx5_ib is not loaded)"
     )

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 from conftest import Cli
-from support import hgx_node
+from support import TESTS, hgx_node
 
 from hpcbench.hw.net.procs import free_port
 
@@ -130,13 +130,13 @@ def test_a_capped_rail_is_named(cli: Cli, fabric: list[str]) -> None:
         assert 0.25 < raw["node-0 -> node-1"]["gbps"][1] <= 1.0
         if host == "node-2":
             assert ms["slow_node"]["value"] == 1.0
-            assert ms["slow_node"]["settings"]["detail"].startswith("node-2 is slow on r1; r0: reference ")
+            assert ms["slow_node"]["detail"].startswith("node-2 is slow on r1; r0: reference ")
             mine = [
                 min(raw[f"node-2 -> {o}"]["gbps"][1], raw[f"{o} -> node-2"]["gbps"][1])
                 for o in ("node-0", "node-1")
             ]
             assert ms["pair_bw"]["value"] == max(mine)  # its best pair on its slowest rail, r1
-            assert ms["pair_bw"]["settings"]["detail"].endswith("the slowest rail is r1")
+            assert ms["pair_bw"]["detail"].endswith("the slowest rail is r1")
         else:
             assert ms["slow_node"]["value"] == 0.0 and ms["slow_links"]["value"] == 0.0
 
@@ -157,8 +157,8 @@ def test_rdma_rail_to_rail_names_the_slow_rail(cli: Cli, fabric: list[str], tmp_
     root = hgx_node.build(tmp_path / "root")
     extra = {
         "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
-        "PYTHONPATH": f"{cli.env['PYTHONPATH']}{os.pathsep}{Path(__file__).parent}",
-        "HPCBENCH_NVML_MODULE": "fakenvml:FakeNvml",
+        "PYTHONPATH": f"{cli.env['PYTHONPATH']}{os.pathsep}{TESTS}",
+        "HPCBENCH_NVML_MODULE": "support.fakenvml:FakeNvml",
         "REPLAY_PERFTEST_LOG": str(tmp_path / "argv.log"),
         "REPLAY_PERFTEST_FIXTURES": str(fixtures / "perftest"),
         "REPLAY_PERFTEST_HELP": str(fixtures / "perftest" / "help_4.5_ib_write_bw.txt"),
@@ -192,10 +192,8 @@ def test_rdma_rail_to_rail_names_the_slow_rail(cli: Cli, fabric: list[str], tmp_
         assert ms["pair_bw"]["convention"] == "perftest BW average"
         # the rails' error counters read before and after the pairs' traffic
         grew = ms["counters_grew"]
-        assert grew["value"] == 1.0 and grew["settings"]["detail"].startswith(
-            "mlx5_1:1: error counters grown in "
-        )
-        assert "link_downed +" in grew["settings"]["detail"]
+        assert grew["value"] == 1.0 and grew["detail"].startswith("mlx5_1:1: error counters grown in ")
+        assert "link_downed +" in grew["detail"]
         raw = s["pairs_gbps"]
         gbps = 24056.72 * 2**20 * 8 / 1e9
         assert raw["node-0 -> node-1"]["gbps"] == [gbps, gbps]
@@ -203,7 +201,7 @@ def test_rdma_rail_to_rail_names_the_slow_rail(cli: Cli, fabric: list[str], tmp_
         if host == "node-2":
             # half the reference (0.5 < slow_fraction 0.8) in both its pairs on mlx5_1, not on mlx5_0
             assert ms["slow_node"]["value"] == 1.0
-            assert ms["slow_node"]["settings"]["detail"].startswith("node-2 is slow on mlx5_1:1; mlx5_0:1: ")
+            assert ms["slow_node"]["detail"].startswith("node-2 is slow on mlx5_1:1; mlx5_0:1: ")
             assert ms["pair_bw"]["value"] == gbps / 2
         else:
             assert ms["slow_node"]["value"] == 0.0

@@ -60,7 +60,7 @@ def judged(
             reader.time.sleep = raiser(root / bump[1], bump[2], sleep)  # type: ignore[assignment]
         try:
             ms = spec.cls().run(params, ProbeContext(job.subject, inv, str(tmp), 60.0))
-            outcomes.append(Outcome(job, "ok", measurements=ms))
+            outcomes.append(Outcome.of(job, ms))
         except ProbeSkip as exc:
             outcomes.append(Outcome(job, "skip", reason=str(exc)))
         finally:

@@ -293,7 +293,7 @@ def test_a_rail_at_half_bandwidth_and_double_latency_fails(
             str(slow_lat if slow else PERFTEST / "read_lat_mlx4_ib_client.txt"),
         )
         ms = run(root, job.subject, tmp_path, **{k: v for k, v in job.params.items() if k != "nic"})
-        outcomes.append(Outcome(job, "ok", measurements=list(ms.values())))
+        outcomes.append(Outcome.of(job, list(ms.values())))
     results = {r.subject: r for r in judge.judge(check, outcomes, baselines.load("h200"), inv)}
     rel = {(s, e.metric): e for s, r in results.items() for e in r.evaluations if e.kind == "relative"}
     assert rel[("mlx5_5:1", "rdma_write_bw")].verdict.value == "FAIL"

@@ -157,7 +157,7 @@ def test_nightly_topology_check_fails_the_gpu_without_a_near_nic(tmp_path: Path)
     ms = run_topology(WRONG, tmp_path, FakeNvml())
     assert ms[0].settings["topology"].splitlines()[0].startswith("        GPU0")
     assert ms[0].settings["nearest_nic"]["gpu3"] == {"nic": "mlx5_0", "level": "NODE"}
-    outcome = Outcome(Job(check, "node", {}), "ok", measurements=ms)
+    outcome = Outcome.of(Job(check, "node", {}), ms)
     (result,) = judge.judge(check, [outcome], baselines.load("h200"), Inventory.from_dict({}))
     by = {e.metric: e for e in result.evaluations}
     assert (by["gpus_near_nic"].verdict.value, by["gpus_near_nic"].ratio) == ("FAIL", 7 / 8)
@@ -166,7 +166,7 @@ def test_nightly_topology_check_fails_the_gpu_without_a_near_nic(tmp_path: Path)
     assert by["gpudirect_rdma"].verdict.value == "PASS"
     ok = judge.judge(
         check,
-        [Outcome(Job(check, "node", {}), "ok", measurements=run_topology(HGX, tmp_path, FakeNvml()))],
+        [Outcome.of(Job(check, "node", {}), run_topology(HGX, tmp_path, FakeNvml()))],
         baselines.load("h200"),
         Inventory.from_dict({}),
     )
