@@ -46,6 +46,10 @@ OTHER_GPU_XID = (
 )
 
 
+#: the replayed burn's wall-clock start (2026-11-29T10:00:00Z): after OLD_XID, before NEW_XID
+RUN_START = 1795946400.0
+
+
 class Clock:
     def __init__(self) -> None:
         self.t = 5000.0
@@ -60,7 +64,15 @@ def replay(
     """A 1-sample-per-second burn of ``len(trace)`` seconds on GPU 3, then ``counters_after``."""
     clock = Clock()
     fake = FakeNvml(devices={3: dict(trace[0])})
-    watch = Watch(3, BUS, interval=3600.0, kernel_log=str(log) if log else "none", nvml=fake, clock=clock)
+    watch = Watch(
+        3,
+        BUS,
+        interval=3600.0,
+        kernel_log=str(log) if log else "none",
+        nvml=fake,
+        clock=clock,
+        wall=lambda: RUN_START,
+    )
     watch.begin()  # counters and log before; the sampler takes its first sample at t = 5000
     for i, sample in enumerate(trace[1:], start=1):
         clock.t = 5000.0 + i

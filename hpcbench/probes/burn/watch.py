@@ -8,7 +8,6 @@ counter or log this node cannot give is *not measured* (SKIP for that metric), n
 from __future__ import annotations
 
 import time
-from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -16,7 +15,6 @@ from hpcbench import nvml as seam
 from hpcbench.hw import gpu_counters as gc
 from hpcbench.hw import telemetry, xid
 from hpcbench.hw.items import Item, missing
-from hpcbench.hw.kernel_log import boot_time, read_kernel_log
 from hpcbench.pci import normalize_bus
 from hpcbench.probes.burn import calc
 
@@ -36,6 +34,7 @@ class Watch:
         nvml: Any = None,
         clock: Callable[[], float] = time.monotonic,
         why_none: str = "",
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self.index = index
         self.bus = normalize_bus(bus) if bus else None
@@ -46,8 +45,8 @@ class Watch:
         self.sampler = telemetry.Sampler(index, interval, nvml=nvml, why_none=why_none, clock=clock)
         self.before: gc.Counters | str = why_none
         self.after: gc.Counters | str = why_none
-        self.xids_before: list[xid.XidEvent] | str = why_none
-        self.xids_after: list[xid.XidEvent] | str = why_none
+        self.xids = xid.XidWatch(self.bus, kernel_log, wall=wall)
+        self.xids_new: list[xid.XidEvent] | str = why_none
 
     @property
     def active(self) -> bool:
@@ -57,7 +56,7 @@ class Watch:
         if not self.active:
             return
         self.before = self._counters()
-        self.xids_before = self._xids()
+        self.xids.begin()
         self.sampler.start()
 
     def end(self) -> None:
@@ -66,7 +65,7 @@ class Watch:
         self.sampler.take()  # the state at the very end
         self.sampler.stop()
         self.after = self._counters()
-        self.xids_after = self._xids()
+        self.xids_new = self.xids.end()
 
     def window(self, t0: float, t1: float) -> dict[str, float]:
         """SM clock median, temperature and power max over a window (for its progress line)."""
@@ -96,22 +95,13 @@ class Watch:
                 raise
             return f"NVML unavailable: {seam.error_text(exc)}"
 
-    def _xids(self) -> list[xid.XidEvent] | str:
-        if self.bus is None:
-            return "the GPU's PCI address is unknown"
-        log = read_kernel_log(self.kernel_log)
-        if log.text is None:
-            return f"kernel log not readable: {log.unsupported}"
-        return [e for e in xid.parse_kernel_log(log.text, boot_time()) if e.bus == self.bus]
-
     def xid_item(self) -> Item:
-        """``xid_new``: XIDs of this GPU logged during the burn (in the log after, not before)."""
-        if isinstance(self.xids_before, str) or isinstance(self.xids_after, str):
-            why = self.xids_before if isinstance(self.xids_before, str) else self.xids_after
-            return Item("xid_new", not_measured=str(why))
-        new = list((Counter(self.xids_after) - Counter(self.xids_before)).elements())
-        counted = [e for e in new if e.code not in self.xid_ignore]
-        ignored = [e for e in new if e.code in self.xid_ignore]
+        """``xid_new``: XIDs of this GPU logged during the burn (``xid.XidWatch``: one log source,
+        the run's start time)."""
+        if isinstance(self.xids_new, str):
+            return Item("xid_new", not_measured=self.xids_new)
+        counted = [e for e in self.xids_new if e.code not in self.xid_ignore]
+        ignored = [e for e in self.xids_new if e.code in self.xid_ignore]
         detail = (xid.describe(counted) or "no XID") + f" on PCI {self.bus} during the burn"
         if ignored:
             detail += f" (not counted: {xid.describe(ignored)})"
