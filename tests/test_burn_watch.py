@@ -143,7 +143,8 @@ def test_throttling_and_new_errors_fail_with_their_numbers(tmp_path: Path) -> No
     assert items["hw_slowdown_s"].value == 3.0 and items["power_brake_s"].value == 2.0
     assert items["hw_thermal_slowdown_s"].value == 4.0
     assert items["hw_slowdown_s"].detail == (
-        "HwSlowdown active for 3.0 s of the 20 s burn (SM clock min 1005 MHz of max 1980, max 67 C)"
+        "HwSlowdown active for 3.0 s of the 20 s burn, in runs of 1 s or more "
+        "(SM clock min 1005 MHz of max 1980, max 67 C)"
     )
     assert items["ecc_uncorrectable_new"].value == 2.0
     assert (

@@ -85,3 +85,23 @@ def run(
     for w in result.windows[reported:]:
         on_window(w)
     return result
+
+
+def warm(
+    step: Callable[[], Any],
+    seconds: float,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    settle: Callable[[], None] = lambda: None,
+) -> int:
+    """Run ``step`` untimed for ``seconds`` (batches doubling from 1, the device waited for after
+    each, so an asynchronous GPU's queue never runs past the end); the iterations run."""
+    t0 = clock()
+    done, batch = 0, 1
+    while clock() - t0 < seconds:
+        for _ in range(batch):
+            step()
+        settle()
+        done += batch
+        batch = min(2 * batch, MAX_BATCH)
+    return done

@@ -36,6 +36,9 @@ from hpcbench.probes.burn.watch import Watch
 NAME = "burn"
 GPU_DEFAULT_SIZE = 8192
 CPU_DEFAULT_SIZE = 1024
+#: untimed GEMMs before the timed run on a GPU: out of the idle it spent in the float64 check
+#: (nvml.h: HW slowdown "may also be reported during PState or clock change") to its power cap
+GPU_WARMUP_S = 10.0
 #: what the check's timeout must leave beyond duration_s (torch and CUDA start, the first output's
 #: float64 check and digest, the counters and the kernel log after)
 SETUP_S = 60.0
@@ -56,6 +59,13 @@ class BurnParams:
     )
     duration_s: float = field(default=60.0, metadata={"help": "seconds of sustained GEMM (>= 3 windows)"})
     window_s: float = field(default=10.0, metadata={"help": "seconds per throughput window"})
+    warmup_s: float | str = field(
+        default="auto",
+        metadata={
+            "help": "seconds of untimed GEMMs before the timed run (clocks and power settle); "
+            f"auto = {GPU_WARMUP_S:g} on a GPU, 0 on the CPU"
+        },
+    )
     verify_every_s: float = field(
         default=5.0,
         metadata={"help": "compare the latest output with the first every so many seconds; 0 = every GEMM"},
@@ -102,12 +112,25 @@ class BurnParams:
             f"must be at least 3 windows ({3 * self.window_s:g} s), got {self.duration_s:g}",
         )
         check(self.verify_every_s >= 0, NAME, "verify_every_s", f"must be >= 0, got {self.verify_every_s}")
+        check(
+            self.warmup_s == "auto" or (isinstance(self.warmup_s, int | float) and self.warmup_s >= 0),
+            NAME,
+            "warmup_s",
+            f"auto or seconds >= 0, got {self.warmup_s!r}",
+        )
         check(self.check_size >= 1, NAME, "check_size", f"must be >= 1, got {self.check_size}")
         check(self.host_load_mib >= 1, NAME, "host_load_mib", f"must be >= 1, got {self.host_load_mib}")
         check(self.threads >= 0, NAME, "threads", f"must be >= 0, got {self.threads}")
         check(self.telemetry_interval >= 0, NAME, "telemetry_interval", "must be >= 0")
         check(bool(self.kernel_log.strip()), NAME, "kernel_log", "must not be empty")
         check(all(c >= 0 for c in self.xid_ignore), NAME, "xid_ignore", "XIDs are >= 0")
+
+
+def warmup_seconds(params: BurnParams, is_cuda: bool) -> float:
+    """The untimed warm-up of this run: ``warmup_s``, auto = ``GPU_WARMUP_S`` on a GPU, 0 on the CPU."""
+    if params.warmup_s == "auto":
+        return GPU_WARMUP_S if is_cuda else 0.0
+    return float(params.warmup_s)
 
 
 def make_step(torch: Any, rt: td.Runtime, dtype: str, x: mm.Operand, w: mm.Operand, shape: mm.Shape) -> Any:
@@ -162,12 +185,14 @@ class Burn:
         self.nvml = nvml  # None: pynvml (tests inject a fake)
 
     def run(self, params: BurnParams, ctx: ProbeContext) -> list[Measurement]:
-        if ctx.timeout and params.duration_s + SETUP_S > ctx.timeout:
+        warm = warmup_seconds(params, params.device != "cpu")  # auto: a GPU's unless told the CPU
+        if ctx.timeout and params.duration_s + warm + SETUP_S > ctx.timeout:
+            also = f" (and {warm:g} s of warm-up)" if warm else ""
             raise ProbeError(
-                f"duration_s {params.duration_s:g} s does not fit in the check's timeout "
-                f"of {ctx.timeout:g} s",
-                hint=f"raise the timeout to at least {params.duration_s + SETUP_S:g} s "
-                f"(duration + {SETUP_S:g} s to start, verify and read the counters)",
+                f"duration_s {params.duration_s:g} s{also} does not fit in the "
+                f"check's timeout of {ctx.timeout:g} s",
+                hint=f"raise the timeout to at least {params.duration_s + warm + SETUP_S:g} s "
+                f"(duration + warm-up + {SETUP_S:g} s to start, verify and read the counters)",
             )
         os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")  # before CUDA starts
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)  # cuBLAS deterministic
@@ -239,11 +264,14 @@ class Burn:
             first_check, first_wrong = mm.Reference(
                 torch, x, w, shape, params.check_size, params.seed
             ).verify(torch, reference, dtype, what=NAME)
+            warmup = warmup_seconds(params, rt.choice.is_cuda)
             load = (
-                hostload.start(load_cpus, params.duration_s, params.host_load_mib, ctx.workdir)
+                hostload.start(load_cpus, warmup + params.duration_s, params.host_load_mib, ctx.workdir)
                 if load_cpus
                 else None
             )
+            warmed = loop.warm(step, warmup, settle=rt.clock.settle) if warmup > 0 else 0
+            watch.timed()  # the throttle counters at the start of the timed run
             started = time.monotonic()
 
             def on_window(win: calc.Window) -> None:
@@ -270,7 +298,7 @@ class Burn:
         return self._measurements(
             rt, params, ctx, shape, result, watch, started, ended,
             first=(first_digest, first_check, first_wrong), per_window=per_window,
-            host=host, load_cpus=load_cpus, precision=precision_used,
+            host=host, load_cpus=load_cpus, precision=precision_used, warmup=(warmup, warmed),
         )  # fmt: skip
 
     def _measurements(
@@ -289,6 +317,7 @@ class Burn:
         host: dict[str, Any] | None,
         load_cpus: list[int],
         precision: dict[str, Any],
+        warmup: tuple[float, int] = (0.0, 0),
     ) -> list[Measurement]:
         first_digest, first_check, first_wrong = first
         dtype, subject = params.dtype, ctx.subject
@@ -328,6 +357,7 @@ class Burn:
             "windows": windows,
             "sustained_windows": [i + 1 for i in st.sustained_windows],
             "warmup_s": round(warm, 3),
+            "untimed_warmup": {"seconds": warmup[0], "iterations": warmup[1]},
             "verification": verification,
             "consensus": {
                 "name": "first_output_sha256",
@@ -378,10 +408,11 @@ class Burn:
                     [st.droop],
                     "ratio",
                     subject,
-                    convention=f"TFLOPS over the last {warm:.0f} s / over the first {warm:.0f} s",
+                    convention=f"TFLOPS over the last {warm:.0f} s / over the {warm:.0f} s after the "
+                    f"first {warm:.0f} s (the warm-up)",
                     settings={
-                        "detail": f"last {warm:.0f} s {last_rate:.4g} TFLOPS against the first "
-                        f"{warm:.0f} s {first_rate:.4g}",
+                        "detail": f"last {warm:.0f} s {last_rate:.4g} TFLOPS against {first_rate:.4g} in "
+                        f"the {warm:.0f} s after the warm-up",
                         "first_windows": [i + 1 for i in st.first_windows],
                         "last_windows": [i + 1 for i in st.last_windows],
                     },

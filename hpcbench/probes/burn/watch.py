@@ -13,7 +13,7 @@ from typing import Any
 
 from hpcbench import nvml as seam
 from hpcbench.hw import gpu_counters as gc
-from hpcbench.hw import telemetry, xid
+from hpcbench.hw import telemetry, throttle, xid
 from hpcbench.hw.items import Item, missing
 from hpcbench.pci import normalize_bus
 from hpcbench.probes.burn import calc
@@ -45,6 +45,9 @@ class Watch:
         self.sampler = telemetry.Sampler(index, interval, nvml=nvml, why_none=why_none, clock=clock)
         self.before: gc.Counters | str = why_none
         self.after: gc.Counters | str = why_none
+        self.violations_before: dict[str, throttle.Violation | str] = {}
+        self._last_violations: dict[str, throttle.Violation | str] = {}
+        self.violations_after: dict[str, throttle.Violation | str] = {}
         self.xids = xid.XidWatch(self.bus, kernel_log, wall=wall)
         self.xids_new: list[xid.XidEvent] | str = why_none
 
@@ -55,16 +58,28 @@ class Watch:
     def begin(self) -> None:
         if not self.active:
             return
+        self._last_violations = {}
         self.before = self._counters()
+        self.violations_before = self._last_violations
         self.xids.begin()
         self.sampler.start()
+
+    def timed(self) -> None:
+        """The timed run starts (after the warm-up): read the throttle counters it is measured from."""
+        if not self.active or isinstance(self.before, str):
+            return
+        self._last_violations = {}
+        self._counters()
+        self.violations_before = self._last_violations
 
     def end(self) -> None:
         if not self.active:
             return
         self.sampler.take()  # the state at the very end
         self.sampler.stop()
+        self._last_violations = {}
         self.after = self._counters()
+        self.violations_after = self._last_violations
         self.xids_new = self.xids.end()
 
     def window(self, t0: float, t1: float) -> dict[str, float]:
@@ -81,12 +96,14 @@ class Watch:
         return out
 
     def _counters(self) -> gc.Counters | str:
+        """The error counters now (and, as ``violations_*``, the throttle counters)."""
         assert self.index is not None
         try:
             with seam.session(self.nvml) as nv:
                 handle = seam.read(nv, nv.nvmlDeviceGetHandleByIndex, self.index)
                 if not handle.ok:
                     return f"NVML cannot open GPU {self.index}: {handle.error or handle.unsupported}"
+                self._last_violations = throttle.read_violations(nv, handle.value)
                 return gc.snapshot(nv, handle.value)
         except ImportError:
             return "NVML unavailable: nvidia-ml-py (pynvml) is not installed"
@@ -112,7 +129,8 @@ class Watch:
         if not self.active:
             return []
         tel = self.run_telemetry(t0, t1)
-        items = calc.telemetry_items(tel) if tel is not None else []
+        counted = throttle.violation_seconds(self.violations_before, self.violations_after)
+        items = calc.telemetry_items(tel, counted) if tel is not None else []
         if tel is None:
             why = self.sampler.summary().get("reason") or "no telemetry"
             items = missing((*calc.TELEMETRY_METRICS, *calc.REASON_METRICS), why)
@@ -141,6 +159,7 @@ class Watch:
             "telemetry": {**self.sampler.summary(t0, t1), **(tel.as_dict() if tel else {})},
             "counters_before": self.before if isinstance(self.before, str) else self.before.as_dict(),
             "counters_after": self.after if isinstance(self.after, str) else self.after.as_dict(),
+            "violation_seconds": throttle.violation_seconds(self.violations_before, self.violations_after),
             "kernel_log": self.kernel_log,
             "xid_ignore": list(self.xid_ignore),
         }
