@@ -30,7 +30,7 @@ from hpcbench.hw import torch_device as td
 from hpcbench.model import Measurement
 from hpcbench.node import Inventory
 from hpcbench.probes.base import MetricNames, ProbeContext, Requirement, check, report_progress
-from hpcbench.probes.burn import calc, hostload, loop
+from hpcbench.probes.burn import calc, checksum, hostload, loop
 from hpcbench.probes.burn.watch import Watch
 
 NAME = "burn"
@@ -69,6 +69,10 @@ class BurnParams:
     verify_every_s: float = field(
         default=5.0,
         metadata={"help": "compare the latest output with the first every so many seconds; 0 = every GEMM"},
+    )
+    every_output: bool = field(
+        default=True,
+        metadata={"help": "sum every output's bits on the device against the first's (checksum.py)"},
     )
     check_size: int = field(
         default=256, metadata={"help": "rows and columns of the first output checked in float64"}
@@ -270,6 +274,7 @@ class Burn:
                 if load_cpus
                 else None
             )
+            sums = checksum.OutputChecksum(torch, reference) if params.every_output else None
             warmed = loop.warm(step, warmup, settle=rt.clock.settle) if warmup > 0 else 0
             watch.timed()  # the throttle counters at the start of the timed run
             started = time.monotonic()
@@ -289,6 +294,8 @@ class Burn:
                     settle=rt.clock.settle,
                     on_window=on_window,
                     started=started,
+                    each=sums.add if sums is not None else None,
+                    flipped=sums.read if sums is not None else None,
                 )
             finally:
                 host = load.stop() if load is not None else None
@@ -323,7 +330,10 @@ class Burn:
         dtype, subject = params.dtype, ctx.subject
         st = calc.stability(result.windows, params.duration_s)
         corrupt = calc.corruption_reason(subject, result.corruptions, result.verifications, shape.n)
-        sanity = "; ".join(r for r in (first_wrong, corrupt) if r) or None
+        named = {c.iteration for c in result.corruptions}  # the one wrong output the full compare named
+        unnamed = [f for f in result.flips if f.outputs > 1 or f.last_iteration not in named]
+        flips = checksum.flips_reason(subject, unnamed, result.checked_outputs)
+        sanity = "; ".join(r for r in (first_wrong, corrupt, flips) if r) or None
         windows = [{**w.as_dict(), **per_window.get(w.index, {})} for w in result.windows]
         common: dict[str, Any] = {
             "device": rt.info,
@@ -343,6 +353,14 @@ class Burn:
             "verify_every_s": params.verify_every_s,
             "verifications": result.verifications,
             "corruptions": [c.as_dict(shape.n) for c in result.corruptions[:20]],
+            "every_output": {
+                "method": "int64 sum of each output's bits against the first output's, on the device, "
+                "counted there and read at each verify point",
+                "checked": result.checked_outputs,
+                "flip_windows": [f.as_dict() for f in result.flips[:20]],
+            }
+            if params.every_output
+            else "off (every_output = false)",
             "first_output_float64": first_check,
             "first_output_sha256": first_digest,
             "cublas_workspace_config": os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
