@@ -21,8 +21,8 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
+from hpcbench.hw import counter_watch, throttle
 from hpcbench.hw import telemetry as tm
-from hpcbench.hw import throttle
 from hpcbench.hw.items import Item, missing
 
 #: the warm-up and the droop's span: a minute, or a third of a shorter run
@@ -362,35 +362,9 @@ def telemetry_items(t: RunTelemetry, counted: dict[str, float | str] | None = No
     return items
 
 
-#: counter delta metric -> (Counters field(s), what it counts)
-DELTA_METRICS: dict[str, tuple[tuple[str, ...], str]] = {
-    "ecc_uncorrectable_new": (("ecc_uncorrectable_volatile",), "uncorrectable ECC errors"),
-    "ecc_correctable_new": (("ecc_correctable_volatile",), "correctable ECC errors"),
-    "remapped_rows_new": (("remapped_rows_correctable", "remapped_rows_uncorrectable"), "rows remapped"),
-    "remap_failure_new": (("remap_failure",), "row remapping failure"),
-    "pcie_replay_new": (("pcie_replay",), "PCIe replays"),
-}
-
-
-def delta_items(deltas: dict[str, Any]) -> list[Item]:
-    """The counters' changes over the burn (``gpu_counters.deltas``) as count metrics: ``2
-    uncorrectable ECC errors during the burn (0 before, 2 after)``."""
-    items = []
-    for metric, (names, what) in DELTA_METRICS.items():
-        ds = [deltas[n] for n in names]
-        if any(d.new is None for d in ds):
-            why = next(d.why_none for d in ds if d.new is None)
-            items.append(Item(metric, not_measured=why))
-            continue
-        new = sum(d.new for d in ds)
-        before, after = sum(d.before for d in ds), sum(d.after for d in ds)
-        if metric == "remap_failure_new":
-            detail = "a row remapping failed during the burn" if new else "no row remapping failure"
-            detail += f" (flag {before} before, {after} after)"
-        else:
-            detail = f"{new} {what} during the burn ({before} before, {after} after)"
-        items.append(Item(metric, float(new), detail=detail))
-    return items
+#: the counters' changes as items: one implementation for every test that loads a GPU
+DELTA_METRICS = counter_watch.DELTA_METRICS
+delta_items = counter_watch.delta_items
 
 
 #: what to do about each watched metric when a suite judges it WARN or FAIL (shown as the hint)

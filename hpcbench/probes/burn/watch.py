@@ -12,8 +12,8 @@ from collections.abc import Callable
 from typing import Any
 
 from hpcbench import nvml as seam
+from hpcbench.hw import counter_watch, telemetry, throttle, xid
 from hpcbench.hw import gpu_counters as gc
-from hpcbench.hw import telemetry, throttle, xid
 from hpcbench.hw.items import Item, missing
 from hpcbench.pci import normalize_bus
 from hpcbench.probes.burn import calc
@@ -115,14 +115,7 @@ class Watch:
     def xid_item(self) -> Item:
         """``xid_new``: XIDs of this GPU logged during the burn (``xid.XidWatch``: one log source,
         the run's start time)."""
-        if isinstance(self.xids_new, str):
-            return Item("xid_new", not_measured=self.xids_new)
-        counted = [e for e in self.xids_new if e.code not in self.xid_ignore]
-        ignored = [e for e in self.xids_new if e.code in self.xid_ignore]
-        detail = (xid.describe(counted) or "no XID") + f" on PCI {self.bus} during the burn"
-        if ignored:
-            detail += f" (not counted: {xid.describe(ignored)})"
-        return Item("xid_new", float(len(counted)), detail=detail)
+        return counter_watch.xid_item(self.xids_new, self.bus, self.xid_ignore, "the burn")
 
     def items(self, t0: float, t1: float) -> list[Item]:
         """Every watched metric of the run between ``t0`` and ``t1`` (sampler clock); [] when inactive."""
