@@ -1,6 +1,7 @@
 """The burn probe on the CPU device: its real loop, windows and stability pinned with a fixed clock, a
-corrupted output caught bit for bit (FAIL naming the subject and the time), a mid-run sag below the
-warn line, host load in processes of their own, progress lines, and the CLI."""
+corrupted output caught bit for bit (FAIL naming the subject and the time), host load in processes
+of their own, progress lines, and the CLI. (A sag in one window, judged on a fixed clock: the
+stability fault of tests/test_burn_gpu_branch.py.)"""
 
 from __future__ import annotations
 
@@ -249,57 +250,6 @@ def _busy(cpu: int) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen([sys.executable, "-c", "while True: pass"], stdin=subprocess.DEVNULL)
     os.sched_setaffinity(proc.pid, {cpu})
     return proc
-
-
-def test_throughput_sag_mid_run_gives_a_stability_below_the_warn_line(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Halfway through a 6 s single-thread CPU burn, a busy-loop process takes the burn's CPU for
-    two 0.5 s windows: those windows fall to about half, the median does not, stability drops
-    below the suites' warn line, and the verdict logic says so on the measured windows."""
-    cpu = sorted(os.sched_getaffinity(0))[-1]
-    old = os.sched_getaffinity(0)
-    busy: dict[str, Any] = {}
-
-    def progress(ctx: Any, text: str) -> None:  # called by the loop after each window closes
-        index = int(text.split()[1])
-        if index == 6:  # windows 7 and 8 (3.0-4.0 s) run beside the busy loop
-            busy["proc"] = _busy(cpu)
-            busy["from"] = 7
-        elif index == 8 and "proc" in busy:
-            busy["proc"].kill()
-            busy["proc"].wait()
-
-    monkeypatch.setattr(burn, "report_progress", progress)
-    os.sched_setaffinity(0, {cpu})  # this thread runs the GEMMs (threads = 1)
-    try:
-        ms = run(
-            {
-                "dtype": "fp32",
-                "shape": 256,
-                "threads": 1,
-                "duration_s": 6.0,
-                "window_s": 0.5,
-                "verify_every_s": 1.0,
-            }
-        )
-    finally:
-        os.sched_setaffinity(0, old)
-        if "proc" in busy and busy["proc"].poll() is None:
-            busy["proc"].kill()
-            busy["proc"].wait()
-    main, stab = ms[0], ms[1]
-    windows = main.settings["windows"]
-    sustained = [w["tflops"] for w in windows if w["start_s"] >= 2.0]
-    assert stab.metric == "stability" and stab.value == min(sustained) / statistics.median(sustained)
-    worst = min((w for w in windows if w["start_s"] >= 2.0), key=lambda w: w["tflops"])
-    assert worst["index"] + 1 in (7, 8)  # the worst window is one the busy loop shared
-    check = suite_check("acceptance")
-    band = check.absolute["stability"]
-    assert stab.value < band.warn
-    ev = evaluate(stab, check, None, {})
-    assert ev.verdict in (Verdict.WARN, Verdict.FAIL) and ev.kind == "absolute"
-    assert f"worst window {worst['index'] + 1} " in ev.reason
 
 
 def test_host_load_runs_in_processes_of_its_own_and_stops_with_the_burn(tmp_path: Path) -> None:

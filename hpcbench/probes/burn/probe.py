@@ -20,13 +20,17 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from hpcbench.errors import ParamError, ProbeError, ProbeSkip
+from hpcbench.hw import counter_watch
 from hpcbench.hw import matmul as mm
 from hpcbench.hw import torch_device as td
+from hpcbench.hw.items import Item
 from hpcbench.model import Measurement
 from hpcbench.node import Inventory
 from hpcbench.probes.base import MetricNames, ProbeContext, Requirement, check, report_progress
@@ -185,8 +189,9 @@ class Burn:
         r"(bf16|fp16|tf32|fp32|fp8)_sustained",
     )
 
-    def __init__(self, nvml: Any = None) -> None:
+    def __init__(self, nvml: Any = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.nvml = nvml  # None: pynvml (tests inject a fake)
+        self.clock = clock  # of the timed run, its windows and the telemetry (tests pass a fixed one)
 
     def run(self, params: BurnParams, ctx: ProbeContext) -> list[Measurement]:
         warm = warmup_seconds(params, params.device != "cpu")  # auto: a GPU's unless told the CPU
@@ -234,6 +239,7 @@ class Burn:
             kernel_log=params.kernel_log,
             xid_ignore=tuple(params.xid_ignore),
             nvml=self.nvml,
+            clock=self.clock,
             why_none=why,
         )
 
@@ -246,7 +252,6 @@ class Burn:
         shape: mm.Shape,
         load_cpus: list[int],
     ) -> list[Measurement]:
-        import time
 
         from hpcbench.hw import cuda_only
 
@@ -275,15 +280,18 @@ class Burn:
                 else None
             )
             sums = checksum.OutputChecksum(torch, reference) if params.every_output else None
-            warmed = loop.warm(step, warmup, settle=rt.clock.settle) if warmup > 0 else 0
-            watch.timed()  # the throttle counters at the start of the timed run
-            started = time.monotonic()
+            started, warmed, fault = self.clock(), 0, None
 
             def on_window(win: calc.Window) -> None:
                 per_window[win.index] = watch.window(started + win.start, started + win.end)
                 report_progress(ctx, progress_line(win, params.duration_s, per_window[win.index]))
 
             try:
+                warmed = (
+                    loop.warm(step, warmup, clock=self.clock, settle=rt.clock.settle) if warmup > 0 else 0
+                )
+                watch.timed()  # the throttle counters at the start of the timed run
+                started = self.clock()
                 result = loop.run(
                     step,
                     lambda out: calc.compare(torch, reference, out),
@@ -294,12 +302,19 @@ class Burn:
                     settle=rt.clock.settle,
                     on_window=on_window,
                     started=started,
+                    clock=self.clock,
                     each=sums.add if sums is not None else None,
                     flipped=sums.read if sums is not None else None,
                 )
+            except RuntimeError as exc:  # a CUDA error: the GPU, or the code? the counters tell
+                if not counter_watch.is_cuda_error(exc):
+                    raise
+                fault = exc
             finally:
                 host = load.stop() if load is not None else None
                 watch.end()
+            if fault is not None:
+                return self._fault(rt, params, ctx, watch, started, self.clock(), fault)
             ended = started + result.seconds
             precision_used = dict(used)
         return self._measurements(
@@ -307,6 +322,43 @@ class Burn:
             first=(first_digest, first_check, first_wrong), per_window=per_window,
             host=host, load_cpus=load_cpus, precision=precision_used, warmup=(warmup, warmed),
         )  # fmt: skip
+
+    def _fault(
+        self,
+        rt: td.Runtime,
+        params: BurnParams,
+        ctx: ProbeContext,
+        watch: Watch,
+        started: float,
+        ended: float,
+        fault: BaseException,
+    ) -> list[Measurement]:
+        """A CUDA error ended the burn: a sanity FAIL with the counters read after it when they (or
+        the error's text) blame the GPU; else the error is raised again (the probe's ERROR)."""
+        items = watch.items(started, ended) if watch.active else []
+        where = f"the burn, {max(ended - started, 0):.0f} s into its {params.duration_s:g} s"
+        reason = counter_watch.fault_reason(ctx.subject, fault, where, items)
+        if reason is None:
+            raise fault
+        settings: dict[str, Any] = {
+            "device": rt.info,
+            "dtype": params.dtype,
+            **watch.settings(started, ended),
+            "stopped_by": " ".join(str(fault).split())[:300],
+            "not_measured": {i.metric: i.not_measured for i in items if i.value is None},
+            "detail": f"no throughput: {reason}",
+        }
+        main = Measurement.from_samples(
+            f"{params.dtype}_sustained",
+            [0.0],
+            "TFLOPS",
+            ctx.subject,
+            statistic="median",
+            convention=CONVENTION,
+            settings=settings,
+            sanity=reason,
+        )
+        return [main, *watch_measurements(items, ctx.subject)]
 
     def _measurements(
         self,
@@ -436,21 +488,26 @@ class Burn:
                     },
                 )
             )
-        for item in (i for i in items if i.value is not None):
-            out.append(
-                Measurement.from_samples(
-                    item.metric,
-                    [item.value],
-                    item.unit,
-                    subject,
-                    higher_is_better=item.higher_is_better,
-                    convention="kernel log" if item.metric == "xid_new" else "NVML",
-                    settings={"detail": item.detail, "warnings": [calc.ADVICE[item.metric]]}
-                    if item.metric in calc.ADVICE
-                    else {"detail": item.detail},
-                )
-            )
-        return out
+        return out + watch_measurements(items, subject)
+
+
+def watch_measurements(items: list[Item], subject: str) -> list[Measurement]:
+    """The watched items with a value as measurements, with what to do about each (``calc.ADVICE``)."""
+    return [
+        Measurement.from_samples(
+            item.metric,
+            [item.value],
+            item.unit,
+            subject,
+            higher_is_better=item.higher_is_better,
+            convention="kernel log" if item.metric == "xid_new" else "NVML",
+            settings={"detail": item.detail, "warnings": [calc.ADVICE[item.metric]]}
+            if item.metric in calc.ADVICE
+            else {"detail": item.detail},
+        )
+        for item in items
+        if item.value is not None
+    ]
 
 
 def progress_line(win: calc.Window, duration_s: float, tel: dict[str, float]) -> str:
