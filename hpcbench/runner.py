@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from hpcbench import busy
+from hpcbench.hw import determinism
 from hpcbench.model import Measurement
 from hpcbench.node import Inventory, as_inventory
 from hpcbench.plan import Job, PlannedCheck, Unrunnable, estimate, make_plan
@@ -270,7 +271,12 @@ class Runner:
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
-                    env={**os.environ, JOB_TOKEN_ENV: token, **self._visible_gpus()},
+                    env={
+                        **os.environ,
+                        JOB_TOKEN_ENV: token,
+                        **self._visible_gpus(),
+                        **determinism.child_environment(os.environ),  # tunable ops off, cuBLAS deterministic
+                    },
                 )
             started = time.monotonic()
             self._running[i] = proc

@@ -2,7 +2,8 @@
 ``duration_s``, watching for wrong bits, throughput that sags or droops, throttling and errors.
 
 - **Silent data corruption.** Inputs are seeded and fixed; cuBLAS runs deterministically
-  (``CUBLAS_WORKSPACE_CONFIG=:4096:8`` set before CUDA starts, ``torch.use_deterministic_algorithms``),
+  (``hw.determinism``: tunable ops off, a valid ``CUBLAS_WORKSPACE_CONFIG`` set before CUDA starts,
+  ``torch.use_deterministic_algorithms``; fp8 without the NaN fill of fresh outputs),
   so every output must equal the first bit for bit. Every ``verify_every_s`` (and at the end) the
   latest output is compared with the first (``calc.compare``); the first is checked once against
   float64 on a block (as gemm does) and its sha256 recorded, which the checks compare across the
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from hpcbench.errors import ParamError, ProbeError, ProbeSkip
-from hpcbench.hw import counter_watch
+from hpcbench.hw import counter_watch, determinism
 from hpcbench.hw import matmul as mm
 from hpcbench.hw import torch_device as td
 from hpcbench.hw.items import Item
@@ -46,7 +47,6 @@ GPU_WARMUP_S = 10.0
 #: what the check's timeout must leave beyond duration_s (torch and CUDA start, the first output's
 #: float64 check and digest, the counters and the kernel log after)
 SETUP_S = 60.0
-CUBLAS_WORKSPACE = ":4096:8"
 CONVENTION = (
     "2*m*n*k FLOPs per GEMM (MAMF-finder); TFLOPS = 1e12 FLOP/s; median of the windows after the warm-up"
 )
@@ -204,7 +204,7 @@ class Burn:
                 f"(duration + warm-up + {SETUP_S:g} s to start, verify and read the counters)",
             )
         os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")  # before CUDA starts
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)  # cuBLAS deterministic
+        environment = determinism.enforce()  # tunable ops off, a valid cuBLAS workspace (and what was)
         import torch
 
         inventory = ctx.inventory
@@ -218,11 +218,21 @@ class Burn:
         size = GPU_DEFAULT_SIZE if rt.choice.is_cuda else CPU_DEFAULT_SIZE
         shape = mm.parse_shape(size if params.shape == "auto" else params.shape)
         was_deterministic = torch.are_deterministic_algorithms_enabled()
+        import torch.utils.deterministic as det
+
+        was_filling = det.fill_uninitialized_memory
         torch.use_deterministic_algorithms(True)
+        # fp8: _scaled_mm allocates a fresh output per call, which deterministic mode would fill with
+        # NaN first (a hidden pass over every output); every element is written by the GEMM anyway
+        det.fill_uninitialized_memory = params.dtype != "fp8"
         try:
-            return self._burn(torch, rt, params, ctx, shape, load_cpus)
+            out = self._burn(torch, rt, params, ctx, shape, load_cpus)
         finally:
             torch.use_deterministic_algorithms(was_deterministic)
+            det.fill_uninitialized_memory = was_filling
+        kept = out[0].settings.setdefault("verification", {})
+        kept.update(environment=environment, fill_uninitialized_memory=params.dtype != "fp8")
+        return out
 
     def _watch(self, rt: td.Runtime, params: BurnParams, inventory: Inventory) -> Watch:
         index = rt.choice.nvml_index if rt.choice.is_cuda else None
