@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from hpcbench.errors import ParamError, ProbeError, ProbeSkip
-from hpcbench.hw import counter_watch, determinism
+from hpcbench.hw import counter_watch, determinism, placement
 from hpcbench.hw import matmul as mm
 from hpcbench.hw import torch_device as td
 from hpcbench.hw.items import Item
@@ -161,17 +161,30 @@ def digest(torch: Any, tensor: Any) -> str:
     return hashlib.sha256(raw.tobytes()).hexdigest()
 
 
-def _plan(params: BurnParams, rt: td.Runtime, inventory: Inventory) -> tuple[int, list[int]]:
-    """(the burn's CPU threads on the CPU device, 0 on a GPU; the CPUs of this child's host load)."""
+def _plan(
+    params: BurnParams, rt: td.Runtime, inventory: Inventory, nvml: Any = None
+) -> tuple[int, list[int], dict[str, Any]]:
+    """(the burn's CPU threads on the CPU device, 0 on a GPU; the CPUs of this child's host load;
+    on a GPU, where its process runs: ``hw.placement``, its GPU's NUMA cores and their siblings)."""
     allowed = sorted(os.sched_getaffinity(0))
     if rt.choice.is_cuda:
         indices = sorted(d.index for d in inventory.gpus.devices)
         mine = rt.choice.nvml_index
-        share, shares = (indices.index(mine), len(indices)) if mine in indices else (0, 1)
-        cpus = calc.host_load_cpus(allowed, shares, share, shares) if params.host_load else []
-        return 0, cpus
+        near: dict[int, list[int]] = {}
+        try:
+            near = placement.near_cpus(nvml, indices, max(os.cpu_count() or 1, 1024))
+        except ImportError:
+            pass
+        except Exception as exc:  # pynvml's NVMLError subclasses: no affinity, any CPU
+            if not type(exc).__name__.startswith("NVMLError"):
+                raise
+        plan = placement.place(allowed, indices, near, placement.thread_siblings(cpus=allowed))
+        if mine not in plan:
+            return 0, calc.host_load_cpus(allowed, 1, 0, 1) if params.host_load else [], {}
+        own = plan[mine]
+        return 0, list(own.load) if params.host_load else [], own.as_dict()
     threads = params.threads or (max(1, len(allowed) // 2) if params.host_load else len(allowed))
-    return threads, calc.host_load_cpus(allowed, threads, 0, 1) if params.host_load else []
+    return threads, calc.host_load_cpus(allowed, threads, 0, 1) if params.host_load else [], {}
 
 
 class Burn:
@@ -212,7 +225,10 @@ class Burn:
         skipped = td.unsupported_dtypes(torch, rt, [params.dtype])
         if skipped:
             raise ProbeSkip(skipped[params.dtype])
-        threads, load_cpus = _plan(params, rt, inventory)
+        threads, load_cpus, placed = _plan(params, rt, inventory, self.nvml)
+        affinity = os.sched_getaffinity(0)
+        if placed.get("affinity"):
+            os.sched_setaffinity(0, placed["affinity"])  # this GPU's feeder on cores of its NUMA node
         if threads:
             torch.set_num_threads(threads)
         size = GPU_DEFAULT_SIZE if rt.choice.is_cuda else CPU_DEFAULT_SIZE
@@ -230,6 +246,9 @@ class Burn:
         finally:
             torch.use_deterministic_algorithms(was_deterministic)
             det.fill_uninitialized_memory = was_filling
+            os.sched_setaffinity(0, affinity)
+        if placed:
+            out[0].settings["placement"] = placed
         kept = out[0].settings.setdefault("verification", {})
         kept.update(environment=environment, fill_uninitialized_memory=params.dtype != "fp8")
         return out
