@@ -269,6 +269,10 @@ def cmd_run(args: argparse.Namespace, suite: Any = None) -> int:
     return execute(suite, probe_classes, args, cfg=cfg)
 
 
+#: the suites whose limits judge ``hpcbench probe NAME``, the first that runs the probe
+PROBE_RULES = ("quick", "gpu-check", "acceptance")
+
+
 def cmd_probe(args: argparse.Namespace) -> int:
     from hpcbench import config
     from hpcbench import suite as suite_mod
@@ -282,7 +286,19 @@ def cmd_probe(args: argparse.Namespace) -> int:
     if args.expand != "none" and args.expand not in cls.expands:
         raise ConfigError(f"probe {args.name!r} cannot expand over {args.expand!r}")
     cfg = config.from_args(args)
-    rules = suite_mod.load("quick", site=cfg.suites.value)  # its limits judge the probe's counts
+    # the limits of the first bundled suite that runs the probe judge it (quick, else gpu-check for
+    # burn and memtest, else acceptance); site suites of those names first
+    rules = None
+    for name in PROBE_RULES:
+        rules = suite_mod.load(name, site=cfg.suites.value)
+        if any(c.probe == args.name for c in rules.checks):
+            lender = next(c for c in rules.checks if c.probe == args.name)
+            if not getattr(args, "quiet", False):
+                print(
+                    f"hpcbench probe {args.name}: judged with the limits of {name}'s check {lender.id}",
+                    file=sys.stderr,
+                )
+            break
     return cmd_run(args, suite_mod.single_check(args.name, params, args.timeout, args.expand, rules))
 
 
