@@ -22,6 +22,7 @@ from typing import Any
 from hpcbench import __version__, baselines, checks, config, inventory, launch, lock, ops, plan, results
 from hpcbench.errors import ConfigError, LockHeld
 from hpcbench.exitcodes import ExitCode, worst
+from hpcbench.hw import driver_check
 from hpcbench.node import Inventory
 from hpcbench.record import SCHEMA_VERSION, BaselineInfo, NotRun, Record, SuiteInfo
 from hpcbench.report.progress import Progress
@@ -146,6 +147,11 @@ def execute(
             raise
         if runlog:
             runlog.line(f"run {run_id} started: {len(suite.checks)} check(s), records in {outdir}")
+        note = driver_check.before_gpu_checks(inv, [probe_classes[c.probe] for c in suite.checks])
+        if note and reports:  # the driver cannot run this torch's CUDA: one line, not one ERROR per check
+            print(note, file=sys.stderr)
+            if runlog:
+                runlog.line(note)
         runner = Runner(
             inv,
             on_start=progress.start,
