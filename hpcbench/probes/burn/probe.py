@@ -31,11 +31,10 @@ from hpcbench.errors import ParamError, ProbeError, ProbeSkip
 from hpcbench.hw import counter_watch, determinism, placement
 from hpcbench.hw import matmul as mm
 from hpcbench.hw import torch_device as td
-from hpcbench.hw.items import Item
 from hpcbench.model import Measurement
 from hpcbench.node import Inventory
 from hpcbench.probes.base import MetricNames, ProbeContext, Requirement, check, report_progress
-from hpcbench.probes.burn import calc, checksum, hostload, loop
+from hpcbench.probes.burn import calc, checksum, faults, hostload, loop
 from hpcbench.probes.burn.watch import Watch
 
 NAME = "burn"
@@ -343,7 +342,17 @@ class Burn:
                 host = load.stop() if load is not None else None
                 watch.end()
             if fault is not None:
-                return self._fault(rt, params, ctx, watch, started, self.clock(), fault)
+                return faults.measurements(
+                    rt.info,
+                    params.dtype,
+                    params.duration_s,
+                    ctx.subject,
+                    watch,
+                    started,
+                    self.clock(),
+                    fault,
+                    CONVENTION,
+                )
             ended = started + result.seconds
             precision_used = dict(used)
         return self._measurements(
@@ -351,43 +360,6 @@ class Burn:
             first=(first_digest, first_check, first_wrong), per_window=per_window,
             host=host, load_cpus=load_cpus, precision=precision_used, warmup=(warmup, warmed),
         )  # fmt: skip
-
-    def _fault(
-        self,
-        rt: td.Runtime,
-        params: BurnParams,
-        ctx: ProbeContext,
-        watch: Watch,
-        started: float,
-        ended: float,
-        fault: BaseException,
-    ) -> list[Measurement]:
-        """A CUDA error ended the burn: a sanity FAIL with the counters read after it when they (or
-        the error's text) blame the GPU; else the error is raised again (the probe's ERROR)."""
-        items = watch.items(started, ended) if watch.active else []
-        where = f"the burn, {max(ended - started, 0):.0f} s into its {params.duration_s:g} s"
-        reason = counter_watch.fault_reason(ctx.subject, fault, where, items)
-        if reason is None:
-            raise fault
-        settings: dict[str, Any] = {
-            "device": rt.info,
-            "dtype": params.dtype,
-            **watch.settings(started, ended),
-            "stopped_by": " ".join(str(fault).split())[:300],
-            "not_measured": {i.metric: i.not_measured for i in items if i.value is None},
-            "detail": f"no throughput: {reason}",
-        }
-        main = Measurement.from_samples(
-            f"{params.dtype}_sustained",
-            [0.0],
-            "TFLOPS",
-            ctx.subject,
-            statistic="median",
-            convention=CONVENTION,
-            settings=settings,
-            sanity=reason,
-        )
-        return [main, *watch_measurements(items, ctx.subject)]
 
     def _measurements(
         self,
@@ -517,26 +489,7 @@ class Burn:
                     },
                 )
             )
-        return out + watch_measurements(items, subject)
-
-
-def watch_measurements(items: list[Item], subject: str) -> list[Measurement]:
-    """The watched items with a value as measurements, with what to do about each (``calc.ADVICE``)."""
-    return [
-        Measurement.from_samples(
-            item.metric,
-            [item.value],
-            item.unit,
-            subject,
-            higher_is_better=item.higher_is_better,
-            convention="kernel log" if item.metric == "xid_new" else "NVML",
-            settings={"detail": item.detail, "warnings": [calc.ADVICE[item.metric]]}
-            if item.metric in calc.ADVICE
-            else {"detail": item.detail},
-        )
-        for item in items
-        if item.value is not None
-    ]
+        return out + faults.watch_measurements(items, subject)
 
 
 def progress_line(win: calc.Window, duration_s: float, tel: dict[str, float]) -> str:

@@ -1,0 +1,76 @@
+"""What the burn reports when a CUDA error ends it, and its watched items as measurements.
+
+A CUDA error in the middle of a burn (XID 79: the GPU fell off the bus; 94/95: a contained or
+uncontained ECC error; torch's ``CUDA error: uncorrectable ECC error encountered``) would lose the
+counters read after it. Here they are kept: when the error's text or the counters blame the GPU
+(``hw.counter_watch.fault_reason``) the burn is a FAIL of ``sanity`` with that evidence, plus each
+counter's own verdict; otherwise the error is raised again and stays the probe's ERROR.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hpcbench.hw import counter_watch
+from hpcbench.hw.items import Item
+from hpcbench.model import Measurement
+from hpcbench.probes.burn import calc
+from hpcbench.probes.burn.watch import Watch
+
+
+def watch_measurements(items: list[Item], subject: str) -> list[Measurement]:
+    """The watched items with a value as measurements, with what to do about each (``calc.ADVICE``)."""
+    return [
+        Measurement.from_samples(
+            item.metric,
+            [item.value],
+            item.unit,
+            subject,
+            higher_is_better=item.higher_is_better,
+            convention="kernel log" if item.metric == "xid_new" else "NVML",
+            settings={"detail": item.detail, "warnings": [calc.ADVICE[item.metric]]}
+            if item.metric in calc.ADVICE
+            else {"detail": item.detail},
+        )
+        for item in items
+        if item.value is not None
+    ]
+
+
+def measurements(
+    device: dict[str, Any],
+    dtype: str,
+    duration_s: float,
+    subject: str,
+    watch: Watch,
+    started: float,
+    ended: float,
+    fault: BaseException,
+    convention: str,
+) -> list[Measurement]:
+    """The burn's measurements after ``fault`` ended it: a sanity FAIL with the counters read after
+    it when they (or the error's text) blame the GPU; else ``fault`` is raised again."""
+    items = watch.items(started, ended) if watch.active else []
+    where = f"the burn, {max(ended - started, 0):.0f} s into its {duration_s:g} s"
+    reason = counter_watch.fault_reason(subject, fault, where, items)
+    if reason is None:
+        raise fault
+    settings: dict[str, Any] = {
+        "device": device,
+        "dtype": dtype,
+        **watch.settings(started, ended),
+        "stopped_by": " ".join(str(fault).split())[:300],
+        "not_measured": {i.metric: i.not_measured for i in items if i.value is None},
+        "detail": f"no throughput: {reason}",
+    }
+    main = Measurement.from_samples(
+        f"{dtype}_sustained",
+        [0.0],
+        "TFLOPS",
+        subject,
+        statistic="median",
+        convention=convention,
+        settings=settings,
+        sanity=reason,
+    )
+    return [main, *watch_measurements(items, subject)]
