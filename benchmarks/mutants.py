@@ -66,6 +66,8 @@ STATS = "tests/test_stats.py"
 MATMUL = "tests/test_matmul.py"
 BURN = "tests/test_burn_math.py"
 MEMTEST = "tests/test_memtest.py"
+THROTTLE = "tests/test_throttle.py"
+CHECKSUM = "tests/test_burn_checksum.py"
 HEALTH = "tests/test_node_health.py"
 NET = ("tests/test_network_tools.py", "tests/test_network_health.py", "tests/test_network_sysfs.py")
 
@@ -239,6 +241,24 @@ MUTANTS: tuple[Mutant, ...] = (
       "return self.speed_mbps / 1000 if self.speed_mbps is not None else None",
       "return self.speed_mbps / 1024 if self.speed_mbps is not None else None", NET,
       "Ethernet rate Mb/s / 1024"),
+    # burn and memtest on a heat-soaked GPU (#23)
+    M("throttle-violation-ns-as-us", "hpcbench/hw/throttle.py",
+      "(a.violation_ns - b.violation_ns) / 1e9", "(a.violation_ns - b.violation_ns) / 1e6", (THROTTLE,),
+      "NVML's violationTime (ns) read as microseconds"),
+    M("throttle-one-sample-run", "hpcbench/hw/throttle.py",
+      "MIN_RUN_SAMPLES = 2", "MIN_RUN_SAMPLES = 1", (THROTTLE, BURN),
+      "a single sample of a throttle reason counted as a run"),
+    M("burn-droop-cold-first-span", "hpcbench/probes/burn/calc.py",
+      "first = [w for w in windows if warm <= (w.start + w.end) / 2 < 2 * warm]",
+      "first = [w for w in windows if (w.start + w.end) / 2 < warm]", (BURN,),
+      "droop against the cold first span, not the span after the warm-up"),
+    M("checksum-window-first-iteration", "hpcbench/probes/burn/loop.py",
+      "window_first, window_start = result.iterations + 1, t",
+      "window_first, window_start = result.iterations, t", (CHECKSUM,),
+      "a flip's verify window starting one iteration early"),
+    M("memtest-computed-traffic", "hpcbench/probes/memtest/calc.py",
+      "return (2 * n, n) if name in COMPUTED else (n, 0)", "return (n, 0)", (MEMTEST,),
+      "memtest traffic of a computed pattern counted as one write"),
 )  # fmt: skip
 
 
