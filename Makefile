@@ -19,7 +19,7 @@ WHEELS ?= wheels
 PY_VERSION ?=
 PY := $(VENV)/bin/python
 
-.PHONY: bench test lint fidelity benchmarks install clean gpu-check wheels tools tools-bench tools-test mutants
+.PHONY: bench test lint fidelity benchmarks install clean gpu-check gpu-verify wheels tools tools-bench tools-test mutants
 
 # System tools (fio, nvme-cli for bench; also iperf3, Slurm, munge, node_exporter for test).
 tools-bench:
@@ -85,6 +85,11 @@ bench: tools-bench install
 # its correctness checks, on every GPU at once; prints the verdict table. SKIPs on a node without GPU.
 gpu-check: install
 	$(VENV)/bin/hpcbench run suites/gpu-check.toml --output $(BENCH_OUTPUT) $(BENCH_ARGS)
+
+# Every GPU path of burn and memtest once on GPU 0, with the checks that prove it (under 6 minutes
+# on one H200; scripts/gpu_verify.py); one line and exit 3 on a machine without a GPU.
+gpu-verify: install
+	$(PY) scripts/gpu_verify.py $(GPU_VERIFY_ARGS)
 
 # HPCBENCH_REQUIRE_SERVICES: a test that needs a tool or service this machine lacks fails, never skips
 test: tools-test $(VENV)/.installed-test

@@ -52,23 +52,29 @@ class Mutant:
 
 
 M = Mutant
-CPU = "tests/test_cpu_membw.py"
-GPU = "tests/test_gpu_membw.py"
-PCIE = "tests/test_pcie.py"
-GEMM = "tests/test_gemm.py"
-ATTN = "tests/test_attention.py"
-COLL = "tests/test_collectives_math.py"
-STOR = "tests/test_storage.py"
-FIO = "tests/test_fio_parse.py"
-ROBUST = "tests/test_analysis_robust.py"
-CHECKS = "tests/test_checks.py"
-STATS = "tests/test_stats.py"
-MATMUL = "tests/test_matmul.py"
-BURN = "tests/test_burn_math.py"
-MEMTEST = "tests/test_memtest.py"
-HEALTH = "tests/test_node_health.py"
-NET = ("tests/test_network_tools.py", "tests/test_network_health.py", "tests/test_network_sysfs.py")
-RAILS = ("tests/test_network_rails.py", "tests/test_network_rdma.py")
+CPU = "tests/probes/cpu_membw/test_cpu_membw.py"
+GPU = "tests/probes/gpu_membw/test_gpu_membw.py"
+PCIE = "tests/probes/pcie/test_pcie.py"
+GEMM = "tests/probes/gemm/test_gemm.py"
+ATTN = "tests/probes/attention/test_attention.py"
+COLL = "tests/probes/collectives/test_collectives_math.py"
+STOR = "tests/probes/storage/test_storage.py"
+FIO = "tests/probes/storage/test_fio_parse.py"
+ROBUST = "tests/analysis/test_analysis_robust.py"
+CHECKS = "tests/engine/test_checks.py"
+STATS = "tests/core/test_stats.py"
+MATMUL = "tests/hw/test_matmul.py"
+BURN = "tests/probes/burn/test_burn_math.py"
+MEMTEST = "tests/probes/memtest/test_memtest.py"
+THROTTLE = "tests/hw/test_throttle.py"
+CHECKSUM = "tests/probes/burn/test_burn_checksum.py"
+HEALTH = "tests/probes/node_health/test_node_health.py"
+NET = (
+    "tests/probes/network/test_network_tools.py",
+    "tests/probes/network/test_network_health.py",
+    "tests/probes/network/test_network_sysfs.py",
+)
+RAILS = ("tests/probes/network/test_network_rails.py", "tests/probes/network/test_network_rdma.py")
 
 MUTANTS: tuple[Mutant, ...] = (
     # -- the five
@@ -250,6 +256,24 @@ MUTANTS: tuple[Mutant, ...] = (
     M("cuda-nvml-index", "hpcbench/hw/net/perftest.py",
       "return shown.index(mine), f", "return ordered.index(mine), f", RAILS,
       "--use_cuda given the NVML index, not the CUDA number under CUDA_VISIBLE_DEVICES"),
+    # burn and memtest on a heat-soaked GPU (#23)
+    M("throttle-violation-ns-as-us", "hpcbench/hw/throttle.py",
+      "(a.violation_ns - b.violation_ns) / 1e9", "(a.violation_ns - b.violation_ns) / 1e6", (THROTTLE,),
+      "NVML's violationTime (ns) read as microseconds"),
+    M("throttle-one-sample-run", "hpcbench/hw/throttle.py",
+      "MIN_RUN_SAMPLES = 2", "MIN_RUN_SAMPLES = 1", (THROTTLE, BURN),
+      "a single sample of a throttle reason counted as a run"),
+    M("burn-droop-cold-first-span", "hpcbench/probes/burn/calc.py",
+      "first = [w for w in windows if warm <= (w.start + w.end) / 2 < 2 * warm]",
+      "first = [w for w in windows if (w.start + w.end) / 2 < warm]", (BURN,),
+      "droop against the cold first span, not the span after the warm-up"),
+    M("checksum-window-first-iteration", "hpcbench/probes/burn/loop.py",
+      "window_first, window_start = result.iterations + 1, t",
+      "window_first, window_start = result.iterations, t", (CHECKSUM,),
+      "a flip's verify window starting one iteration early"),
+    M("memtest-computed-traffic", "hpcbench/probes/memtest/calc.py",
+      "return (2 * n, n) if name in COMPUTED else (n, 0)", "return (n, 0)", (MEMTEST,),
+      "memtest traffic of a computed pattern counted as one write"),
 )  # fmt: skip
 
 

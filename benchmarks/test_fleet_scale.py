@@ -3,7 +3,7 @@
 The benchmark writes a results folder as nightly cron leaves it: 1,000 nodes x 10 nights =
 10,000 records of the synthetic 8-GPU suite (53 checks, 73 measurements of 10 samples each,
 ~150 KB of JSON per record, 1.5 GB in all). Records come from the real ``session.build_record``
-(tests/fleetgen.py): 40 distinct records are built and each written under many hosts and
+(tests/support/fleetgen.py): 40 distinct records are built and each written under many hosts and
 nights; 5 nodes have a planted slow GPU or slow node in their last record, and 3 files are
 bad. Then it runs ``hpcbench fleet DIR --format json`` as a subprocess and measures its wall
 time and the peak memory of the whole process tree (the CLI and its worker processes, sampled

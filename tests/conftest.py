@@ -25,7 +25,7 @@ PLUGIN_SRC = ROOT / "tests" / "plugins" / "hpcbench-testprobes"
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     """With HPCBENCH_REQUIRE_SERVICES=1 (CI) a skipped test is a failure naming why it skipped:
-    every test runs there (see tests/required.py)."""
+    every test runs there (see tests/support/required.py)."""
     outcome: Any = yield
     report = outcome.get_result()
     if report.skipped and required() and not hasattr(report, "wasxfail"):

@@ -273,6 +273,10 @@ def cmd_run(args: argparse.Namespace, suite: Any = None) -> int:
     return execute(suite, probe_classes, req, cfg=cfg)
 
 
+#: the suites whose limits judge ``hpcbench probe NAME``, the first that runs the probe
+PROBE_RULES = ("quick", "gpu-check", "acceptance")
+
+
 def cmd_probe(args: argparse.Namespace) -> int:
     from hpcbench.engine import config
     from hpcbench.engine import suite as suite_mod
@@ -286,7 +290,19 @@ def cmd_probe(args: argparse.Namespace) -> int:
     if args.expand != "none" and args.expand not in cls.expands:
         raise ConfigError(f"probe {args.name!r} cannot expand over {args.expand!r}")
     cfg = config.load({"output": args.output, "lock": args.lock_file})
-    rules = suite_mod.load("quick", site=cfg.suites.value)  # its limits judge the probe's counts
+    # the limits of the first bundled suite that runs the probe judge it (quick, else gpu-check for
+    # burn and memtest, else acceptance); site suites of those names first
+    rules = None
+    for name in PROBE_RULES:
+        rules = suite_mod.load(name, site=cfg.suites.value)
+        if any(c.probe == args.name for c in rules.checks):
+            lender = next(c for c in rules.checks if c.probe == args.name)
+            if not args.quiet:
+                print(
+                    f"hpcbench probe {args.name}: judged with the limits of {name}'s check {lender.id}",
+                    file=sys.stderr,
+                )
+            break
     one = suite_mod.single_check(args.name, params, args.timeout, args.expand, rules, typed=typed)
     return cmd_run(args, one)
 

@@ -28,6 +28,7 @@ from hpcbench.engine import baselines, config, judge, lock, plan, store
 from hpcbench.engine.record import SCHEMA_VERSION, BaselineInfo, NotRun, Record, SuiteInfo
 from hpcbench.engine.runner import Outcome, Runner
 from hpcbench.engine.suite import Suite
+from hpcbench.hw import driver_check
 from hpcbench.launch import launcher
 from hpcbench.node import collector
 from hpcbench.node.inventory import Inventory
@@ -151,6 +152,11 @@ def execute(
             raise
         if runlog:
             runlog.line(f"run {run_id} started: {len(suite.checks)} check(s), records in {outdir}")
+        note = driver_check.before_gpu_checks(inv, [probe_classes[c.probe] for c in suite.checks])
+        if note and reports:  # the driver cannot run this torch's CUDA: one line, not one ERROR per check
+            print(note, file=sys.stderr)
+            if runlog:
+                runlog.line(note)
         runner = Runner(
             inv,
             on_start=progress.start,

@@ -28,11 +28,15 @@ from hpcbench.engine.handoff import ChildJob
 from hpcbench.engine.plan import Job, PlannedCheck, Unrunnable, estimate, make_plan
 from hpcbench.engine.record import NotRun
 from hpcbench.engine.suite import Suite
+from hpcbench.hw import determinism
 from hpcbench.node.inventory import Inventory
 from hpcbench.probes.base import CLEANUP_LIST, PROGRESS_FILE, params_as_dict
 from hpcbench.probes.registry import spec_of
 
 KILL_GRACE_S = 3.0
+#: seconds a child may take to go after SIGKILL: one still there is stuck in the kernel (state D,
+#: e.g. in the GPU driver after XID 79), cannot be killed, and is left behind, reported
+KILLED_EXIT_S = 10.0
 #: each child's environment carries its own token, inherited by whatever it starts: processes that
 #: left its process group (setsid, double fork) are found by it and killed when the child ends
 JOB_TOKEN_ENV = "HPCBENCH_JOB_TOKEN"
@@ -118,6 +122,8 @@ class Runner:
         self.on_progress = on_progress or (lambda job, line: None)
         self.stopped: str | None = None
         self._running: dict[int, subprocess.Popen[bytes]] = {}
+        #: subject -> why: a child on it survived SIGKILL; later jobs on that GPU are not started
+        self._hung: dict[str, str] = {}
 
     # -- signals -----------------------------------------------------------
     def _handle(self, signum: int, _frame: object) -> None:
@@ -233,6 +239,10 @@ class Runner:
         return busy.busy_reason(self._gpu_processes(gpus), gpus, self._own_pids)
 
     def _unmet(self, job: Job, probe_cls: Any) -> Outcome | None:
+        if job.subject in self._hung:
+            return Outcome(
+                job, "error", utc_stamp(), reason=f"not started: {self._hung[job.subject]}", hint=HUNG_HINT
+            )
         for req in probe_cls.requires:
             if req.kind == "idle_gpu":
                 reason = self._busy(job, probe_cls)
@@ -283,7 +293,12 @@ class Runner:
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
-                    env={**os.environ, JOB_TOKEN_ENV: token, **self._visible_gpus()},
+                    env={
+                        **os.environ,
+                        JOB_TOKEN_ENV: token,
+                        **self._visible_gpus(),
+                        **determinism.child_environment(os.environ),  # tunable ops off, cuBLAS deterministic
+                    },
                 )
             started = time.monotonic()
             self._running[i] = proc
@@ -299,13 +314,14 @@ class Runner:
                 code = proc.poll()
                 for line in tails[i].lines():  # also the last ones of a child that just ended
                     self.on_progress(job, line)
+                hung: Hung | None = None
                 if code is None and self.stopped:
                     _terminate_group(proc, signal.SIGTERM)
-                    code = _reap(proc)
+                    hung = reap(proc)
                     outcome = Outcome(job, "interrupted", stamp, reason=f"interrupted by {self.stopped}")
                 elif code is None and time.monotonic() > deadline:
                     _terminate_group(proc, signal.SIGTERM)
-                    _reap(proc)
+                    hung = reap(proc)
                     ran = time.monotonic() - started
                     if ran < job.check.timeout - 1:  # cut short by the run's deadline
                         reason = f"killed after {ran:.0f} s at the run's deadline (--deadline)"
@@ -318,6 +334,10 @@ class Runner:
                     continue
                 else:
                     outcome = _read_outcome(job, code, workdir, stamp, self.stopped)
+                if hung is not None:
+                    outcome = replace(outcome, status="error", reason=hung.reason, hint=HUNG_HINT)
+                    if job.subject.startswith("gpu"):
+                        self._hung[job.subject] = f"{job.check.id}'s child on {job.subject}: {hung.reason}"
                 # whatever ended the child, processes it started (fio, ranks) do not outlive it
                 _terminate_group(proc, signal.SIGKILL)
                 kill_tagged(token)
@@ -353,16 +373,74 @@ def kill_tagged(token: str) -> None:
 
     for p in psutil.process_iter():
         with contextlib.suppress(psutil.Error, OSError):
-            if p.pid != os.getpid() and p.environ().get(JOB_TOKEN_ENV) == token:
+            if p.pid == os.getpid() or process_state(p.pid) == "D":  # its environ could block the reader
+                continue
+            if p.environ().get(JOB_TOKEN_ENV) == token:
                 p.kill()
 
 
-def _reap(proc: subprocess.Popen[bytes]) -> int:
+HUNG_HINT = (
+    "a process in uninterruptible sleep is stuck in the kernel: look for an XID in the kernel log "
+    "(dmesg | grep -i xid; 79 = GPU fallen off the bus), drain the node and reset the GPU or reboot"
+)
+
+
+@dataclass(frozen=True)
+class Hung:
+    """A child still there ``seconds`` after SIGKILL, in process state ``state`` (``D``: uninterruptible
+    sleep, inside a driver call that never returns)."""
+
+    pid: int
+    state: str
+    seconds: float
+
+    @property
+    def reason(self) -> str:
+        return (
+            f"did not exit {self.seconds:g} s after SIGKILL (state {self.state}): "
+            "the GPU or its driver may be hung"
+        )
+
+
+def process_state(pid: int) -> str:
+    """The one-letter state of a process (``/proc/PID/stat``'s third field: R, S, D, Z...), ``?``
+    when it cannot be read."""
     try:
-        return proc.wait(KILL_GRACE_S)
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return "?"
+    return parse_state(stat)
+
+
+def parse_state(stat: str) -> str:
+    """The state letter of a ``/proc/PID/stat`` line (the field after the parenthesised name,
+    which may itself hold spaces and parentheses)."""
+    rest = stat.rpartition(")")[2].split()
+    return rest[0] if rest else "?"
+
+
+def wait_exit(proc: subprocess.Popen[bytes], seconds: float) -> int | None:
+    """The child's exit status once it exits within ``seconds``; None if it is still there."""
+    try:
+        return proc.wait(seconds)
     except subprocess.TimeoutExpired:
-        _terminate_group(proc, signal.SIGKILL)
-        return proc.wait()
+        return None
+
+
+def reap(
+    proc: subprocess.Popen[bytes],
+    grace_s: float = KILL_GRACE_S,
+    killed_s: float = KILLED_EXIT_S,
+) -> Hung | None:
+    """Wait ``grace_s`` for a child sent SIGTERM, then SIGKILL its group and wait ``killed_s`` more:
+    None once it is gone; a ``Hung`` (never an endless wait) when even SIGKILL did not end it.
+    ``wait_exit`` and ``process_state`` are looked up here at each call (tests replace them)."""
+    if wait_exit(proc, grace_s) is not None:
+        return None
+    _terminate_group(proc, signal.SIGKILL)
+    if wait_exit(proc, killed_s) is not None:
+        return None
+    return Hung(proc.pid, process_state(proc.pid), killed_s)
 
 
 def _last_line(path: Path) -> str:

@@ -123,3 +123,11 @@ def read_kernel_log(source: str, timeout: float = TIMEOUT_S) -> KernelLog:
             return got
         reasons.append(got)
     return KernelLog(None, source, unsupported="; ".join(reasons))
+
+
+def tool_of(log: KernelLog) -> str:
+    """The source to read again for the same log: ``journalctl`` or ``dmesg`` for what a tool gave
+    (whatever ``auto`` fell back to), else the file. Reading the end of a run from the source that
+    gave its start keeps one timestamp format for both."""
+    first = log.source.split(" ", 1)[0]
+    return first if first in ("journalctl", "dmesg") else log.source

@@ -10,12 +10,14 @@ The NVIDIA GPU 0000:b3:00.0`` ... ``fallen off the bus``); that counts as XID 79
 
 from __future__ import annotations
 
+import math
 import re
+import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from hpcbench.hw.kernel_log import line_time
+from hpcbench.hw.kernel_log import KernelLog, boot_time, line_time, read_kernel_log, tool_of
 from hpcbench.node.pci import normalize_bus
 
 #: application-caused XIDs (NVIDIA's XID catalogue: user app errors), not counted by default
@@ -105,3 +107,61 @@ def describe(events: list[XidEvent]) -> str:
         what = DESCRIPTIONS.get(code) or next((e.message for e in events if e.code == code and e.message), "")
         parts.append(f"XID {code} x{n}" + (f" ({what})" if what else ""))
     return ", ".join(parts)
+
+
+def new_events(before: list[XidEvent], after: list[XidEvent], start: float) -> list[XidEvent]:
+    """The events of ``after`` that are not in ``before`` and were not logged before ``start``
+    (epoch seconds; the log's timestamps have whole seconds, so the start's second counts as the
+    run's). An event whose time the log does not say is new when ``before`` lacks it."""
+    first = math.floor(start)
+    fresh = Counter(after) - Counter(before)
+    return [e for e in fresh.elements() if e.time is None or e.time >= first]
+
+
+class XidWatch:
+    """The XIDs of one GPU (``bus``, normalized) logged while a test ran: ``begin()`` notes the
+    wall-clock start and reads the log (``source``: auto, journalctl, dmesg, none or a file),
+    ``end()`` reads it again from the *same* source that answered first (never a fallback: a
+    different tool prints other timestamps) and returns the new events, or why they are unknown."""
+
+    def __init__(
+        self,
+        bus: str | None,
+        source: str = "auto",
+        *,
+        reader: Callable[[str], KernelLog] = read_kernel_log,
+        wall: Callable[[], float] = time.time,
+        booted: Callable[[], float | None] = boot_time,
+    ) -> None:
+        self.bus = normalize_bus(bus) if bus else None
+        self.source = source
+        self._reader = reader
+        self._wall = wall
+        self._booted = booted
+        self.pinned = source
+        self.start: float | None = None
+        self.before: list[XidEvent] | str = "not read"
+
+    def _read(self, source: str) -> tuple[list[XidEvent] | str, KernelLog]:
+        log = self._reader(source)
+        if log.text is None:
+            return f"kernel log not readable: {log.unsupported}", log
+        return [e for e in parse_kernel_log(log.text, self._booted()) if e.bus == self.bus], log
+
+    def begin(self) -> None:
+        if self.bus is None:
+            self.before = "the GPU's PCI address is unknown"
+            return
+        self.start = self._wall()
+        self.before, log = self._read(self.source)
+        if not isinstance(self.before, str):
+            self.pinned = tool_of(log)
+
+    def end(self) -> list[XidEvent] | str:
+        """The XIDs of this GPU logged since ``begin()``; a string says why they are not known."""
+        if isinstance(self.before, str) or self.start is None:
+            return self.before
+        after, _ = self._read(self.pinned)
+        if isinstance(after, str):
+            return f"{after} (read from {self.pinned}, the source of the run's start)"
+        return new_events(self.before, after, self.start)

@@ -20,7 +20,7 @@ from hpcbench.core.errors import ConfigError
 #: the shared library pynvml loads on Linux
 LIBRARY = "libnvidia-ml.so.1"
 #: ``module:factory`` to use instead of pynvml in every process of a run (the runner's children
-#: inherit it): tests put their fake NVML (tests/fakenvml.py) there; never set on a real node
+#: inherit it): tests put their fake NVML (tests/support/fakenvml.py) there; never set on a real node
 ENV_MODULE = "HPCBENCH_NVML_MODULE"
 
 

@@ -19,7 +19,7 @@ from hpcbench.engine.suite import CheckSpec
 from hpcbench.node.inventory import Inventory
 from hpcbench.probes import registry
 
-UUID = "GPU-6f1c2a7e-94b3-5d0e-8c1a-2b9e0f4d7a{:02d}"  # tests/fakenvml.py's
+UUID = "GPU-6f1c2a7e-94b3-5d0e-8c1a-2b9e0f4d7a{:02d}"  # tests/support/fakenvml.py's
 
 
 def gpus_inventory(n: int) -> Inventory:

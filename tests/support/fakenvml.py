@@ -295,3 +295,18 @@ class FakeNvml(types.SimpleNamespace):
         self._check("nvmlDeviceGetUtilizationRates", handle)
         gpu, memory = self._now(handle, "utilization", (100, 48))
         return pynvml.c_nvmlUtilization_t(gpu=gpu, memory=memory)
+
+    # Throttle counters: nvmlDeviceGetViolationStatus fills an nvmlViolationTime_t (referenceTime in
+    # microseconds, violationTime in nanoseconds, cumulative since the driver loaded). Replay with
+    # devices={i: {"violation_ns": {pynvml.NVML_PERF_POLICY_POWER: ns}}}; a policy missing from the
+    # dict raises NOT_SUPPORTED as the real call does for a policy the GPU does not track.
+
+    def nvmlDeviceGetViolationStatus(self, handle: int, policy: int) -> pynvml.c_nvmlViolationTime_t:
+        self._check("nvmlDeviceGetViolationStatus", handle)
+        counters = self._now(handle, "violation_ns", {pynvml.NVML_PERF_POLICY_POWER: 0})
+        if policy not in counters:
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
+        value = counters[policy]
+        if isinstance(value, Err):
+            raise pynvml.NVMLError(value.code)
+        return pynvml.c_nvmlViolationTime_t(referenceTime=1_795_946_400_000_000, violationTime=value)

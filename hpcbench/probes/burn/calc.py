@@ -8,9 +8,11 @@ Formulas (each pinned by a test):
 - warm-up = the first minute, or the first third of runs shorter than three minutes;
 - sustained TFLOPS = the median of the windows that start after the warm-up;
 - stability = the worst of those windows / their median;
-- droop = the rate over the last span / the rate over the first span, span = min(60 s, a third of
-  the run), a window belonging to the span its midpoint falls in (rate = the windows' FLOPs / their
-  seconds): below 1 the GPU slowed as it heated.
+- droop = the rate over the last span / the rate over the first span after the warm-up, span =
+  min(60 s, a third of the run), a window belonging to the span its midpoint falls in (rate = the
+  windows' FLOPs / their seconds): below 1 the GPU slowed as it heated. The first span is the one
+  after the warm-up (a GPU still at its cold boost clock in its first minute would make every
+  heat-soaked GPU droop).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hpcbench.core.items import Item, missing
+from hpcbench.hw import counter_watch, throttle
 
 #: the warm-up and the droop's span: a minute, or a third of a shorter run
 SPAN_S = 60.0
@@ -128,11 +131,11 @@ def stability(windows: list[Window], duration_s: float) -> Stability:
     median = statistics.median(w.tflops for w in after)
     worst = min(after, key=lambda w: w.tflops)
     end = windows[-1].end
-    first = [w for w in windows if (w.start + w.end) / 2 < warm]
+    first = [w for w in windows if warm <= (w.start + w.end) / 2 < 2 * warm]
     last = [w for w in windows if (w.start + w.end) / 2 > end - warm]
     droop = None
     if len(windows) >= 2:
-        first = first or windows[:1]
+        first = first or after[:1]
         last = last or windows[-1:]
         base = rate(first)
         droop = rate(last) / base if base > 0 else None
@@ -278,7 +281,8 @@ def run_telemetry(
         (t, float(v["temperature_c"])) for t, v in inside if t >= half and v.get("temperature_c") is not None
     ]
     slope = tm.linear_slope(late)
-    seconds = tm.reason_seconds(inside, t1)
+    # a reason counts in runs of consecutive samples of >= 1 s (hw.throttle), never one sample
+    held = {name: throttle.held_seconds(inside, t1, name) for name in REASON_METRICS.values()}
     return RunTelemetry(
         seconds=t1 - t0,
         samples=len(inside),
@@ -289,13 +293,15 @@ def run_telemetry(
         temperature_slope=slope * 60 if slope is not None else None,
         power_median=statistics.median(power) if power else None,
         power_limit=limits.get("power_limit_w"),
-        reason_seconds={metric: round(seconds.get(name, 0.0), 3) for metric, name in REASON_METRICS.items()},
+        reason_seconds={metric: round(held[name], 3) for metric, name in REASON_METRICS.items()},
         reasons_read=any(v.get("reasons") is not None for _, v in inside),
     )
 
 
-def telemetry_items(t: RunTelemetry) -> list[Item]:
-    """The telemetry metrics of a run, each with the numbers a WARN or FAIL quotes."""
+def telemetry_items(t: RunTelemetry, counted: dict[str, float | str] | None = None) -> list[Item]:
+    """The telemetry metrics of a run, each with the numbers a WARN or FAIL quotes. ``counted``:
+    reason metric -> seconds NVML's own violation counter gave over the run (``hw.throttle``),
+    preferred to the sampled runs where there is a number."""
     if not t.samples:
         why = "NVML gave no sample during the run"
         return missing((*TELEMETRY_METRICS, *REASON_METRICS), why)
@@ -342,8 +348,14 @@ def telemetry_items(t: RunTelemetry) -> list[Item]:
         if not t.reasons_read:
             items.append(Item(metric, not_measured="NVML gave no clock event reasons"))
             continue
-        secs = t.reason_seconds.get(metric, 0.0)
-        detail = f"{name} active for {secs:.1f} s of the {t.seconds:.0f} s burn"
+        by_counter = (counted or {}).get(metric)
+        if isinstance(by_counter, float):
+            secs = round(by_counter, 3)
+            detail = f"{name} held the clocks for {secs:.1f} s of the {t.seconds:.0f} s burn (NVML's counter)"
+        else:
+            secs = t.reason_seconds.get(metric, 0.0)
+            detail = f"{name} active for {secs:.1f} s of the {t.seconds:.0f} s burn"
+            detail += f", in runs of {throttle.MIN_RUN_S:g} s or more"
         if secs and t.sm_clock_min is not None:
             detail += f" (SM clock min {t.sm_clock_min:.0f} MHz{limit}"
             detail += f", max {t.temperature_max:.0f} C)" if t.temperature_max is not None else ")"
@@ -351,35 +363,9 @@ def telemetry_items(t: RunTelemetry) -> list[Item]:
     return items
 
 
-#: counter delta metric -> (Counters field(s), what it counts)
-DELTA_METRICS: dict[str, tuple[tuple[str, ...], str]] = {
-    "ecc_uncorrectable_new": (("ecc_uncorrectable_volatile",), "uncorrectable ECC errors"),
-    "ecc_correctable_new": (("ecc_correctable_volatile",), "correctable ECC errors"),
-    "remapped_rows_new": (("remapped_rows_correctable", "remapped_rows_uncorrectable"), "rows remapped"),
-    "remap_failure_new": (("remap_failure",), "row remapping failure"),
-    "pcie_replay_new": (("pcie_replay",), "PCIe replays"),
-}
-
-
-def delta_items(deltas: dict[str, Any]) -> list[Item]:
-    """The counters' changes over the burn (``gpu_counters.deltas``) as count metrics: ``2
-    uncorrectable ECC errors during the burn (0 before, 2 after)``."""
-    items = []
-    for metric, (names, what) in DELTA_METRICS.items():
-        ds = [deltas[n] for n in names]
-        if any(d.new is None for d in ds):
-            why = next(d.why_none for d in ds if d.new is None)
-            items.append(Item(metric, not_measured=why))
-            continue
-        new = sum(d.new for d in ds)
-        before, after = sum(d.before for d in ds), sum(d.after for d in ds)
-        if metric == "remap_failure_new":
-            detail = "a row remapping failed during the burn" if new else "no row remapping failure"
-            detail += f" (flag {before} before, {after} after)"
-        else:
-            detail = f"{new} {what} during the burn ({before} before, {after} after)"
-        items.append(Item(metric, float(new), detail=detail))
-    return items
+#: the counters' changes as items: one implementation for every test that loads a GPU
+DELTA_METRICS = counter_watch.DELTA_METRICS
+delta_items = counter_watch.delta_items
 
 
 #: what to do about each watched metric when a suite judges it WARN or FAIL (shown as the hint)

@@ -108,7 +108,8 @@ class HostLoad:
                 p.wait(STOP_WAIT_S)
             except subprocess.TimeoutExpired:
                 p.kill()
-                p.wait()
+                with contextlib.suppress(subprocess.TimeoutExpired):  # stuck in the kernel: the runner
+                    p.wait(STOP_WAIT_S)  # kills what is left when the probe's child ends
         return self._summary()
 
     def _summary(self) -> dict[str, Any]:

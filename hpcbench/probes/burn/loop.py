@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hpcbench.probes.burn.calc import Corruption, Mismatch, Window, Windows
+from hpcbench.probes.burn.checksum import FlipWindow
 
 BATCH_S = 0.1
 MAX_BATCH = 100_000
@@ -28,6 +29,9 @@ class LoopResult:
     seconds: float
     verifications: int = 0
     corruptions: list[Corruption] = field(default_factory=list)
+    #: verify windows in which outputs' checksums differed from the first's (every output checked)
+    flips: list[FlipWindow] = field(default_factory=list)
+    checked_outputs: int = 0
 
 
 def run(
@@ -43,11 +47,15 @@ def run(
     on_window: Callable[[Window], None] = lambda w: None,
     batch_s: float = BATCH_S,
     started: float | None = None,
+    each: Callable[[Any], None] | None = None,
+    flipped: Callable[[], int] | None = None,
 ) -> LoopResult:
     """Run ``step`` for ``duration_s`` seconds; ``verify(output)`` compares the latest output with
     the first every ``verify_every_s`` seconds (0: after every iteration) and at the end.
     Iterations are numbered from 1 (the reference output is iteration 0); times are seconds since
-    ``started`` (a ``clock`` reading; now when not given)."""
+    ``started`` (a ``clock`` reading; now when not given). ``each(output)`` sees every output
+    (``checksum.OutputChecksum.add``); ``flipped()``, read at each verify point, says how many
+    outputs so far were wrong: what grew since the last read is named by its verify window."""
     windows = Windows(window_s, flops_per_iteration)
     result = LoopResult([], 0, 0.0)
     reported = 0
@@ -55,11 +63,14 @@ def run(
     last_verify = 0.0
     t0 = clock() if started is None else started
     t = 0.0
+    seen_flips, window_first, window_start = 0, 1, 0.0
     while True:
         begin = clock()
         out = None
         for _ in range(batch):
             out = step()
+            if each is not None:
+                each(out)
         settle()
         now = clock()
         result.iterations += batch
@@ -74,6 +85,15 @@ def run(
             last_verify = t
             if mismatch.differ:
                 result.corruptions.append(Corruption(t, result.iterations, mismatch))
+            if flipped is not None:
+                total = flipped()
+                if total > seen_flips:
+                    result.flips.append(
+                        FlipWindow(total - seen_flips, window_first, result.iterations, window_start, t)
+                    )
+                seen_flips = total
+                result.checked_outputs = result.iterations
+            window_first, window_start = result.iterations + 1, t
         if done:
             break
         per_iteration = max(now - begin, 1e-9) / batch
@@ -85,3 +105,23 @@ def run(
     for w in result.windows[reported:]:
         on_window(w)
     return result
+
+
+def warm(
+    step: Callable[[], Any],
+    seconds: float,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    settle: Callable[[], None] = lambda: None,
+) -> int:
+    """Run ``step`` untimed for ``seconds`` (batches doubling from 1, the device waited for after
+    each, so an asynchronous GPU's queue never runs past the end); the iterations run."""
+    t0 = clock()
+    done, batch = 0, 1
+    while clock() - t0 < seconds:
+        for _ in range(batch):
+            step()
+        settle()
+        done += batch
+        batch = min(2 * batch, MAX_BATCH)
+    return done

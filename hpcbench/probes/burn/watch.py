@@ -8,14 +8,12 @@ counter or log this node cannot give is *not measured* (SKIP for that metric), n
 from __future__ import annotations
 
 import time
-from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 from hpcbench.core.items import Item, missing
+from hpcbench.hw import counter_watch, telemetry, throttle, xid
 from hpcbench.hw import gpu_counters as gc
-from hpcbench.hw import telemetry, xid
-from hpcbench.hw.kernel_log import boot_time, read_kernel_log
 from hpcbench.node import nvml as seam
 from hpcbench.node.pci import normalize_bus
 from hpcbench.probes.burn import calc
@@ -36,6 +34,7 @@ class Watch:
         nvml: Any = None,
         clock: Callable[[], float] = time.monotonic,
         why_none: str = "",
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self.index = index
         self.bus = normalize_bus(bus) if bus else None
@@ -46,8 +45,11 @@ class Watch:
         self.sampler = telemetry.Sampler(index, interval, nvml=nvml, why_none=why_none, clock=clock)
         self.before: gc.Counters | str = why_none
         self.after: gc.Counters | str = why_none
-        self.xids_before: list[xid.XidEvent] | str = why_none
-        self.xids_after: list[xid.XidEvent] | str = why_none
+        self.violations_before: dict[str, throttle.Violation | str] = {}
+        self._last_violations: dict[str, throttle.Violation | str] = {}
+        self.violations_after: dict[str, throttle.Violation | str] = {}
+        self.xids = xid.XidWatch(self.bus, kernel_log, wall=wall)
+        self.xids_new: list[xid.XidEvent] | str = why_none
 
     @property
     def active(self) -> bool:
@@ -56,17 +58,29 @@ class Watch:
     def begin(self) -> None:
         if not self.active:
             return
+        self._last_violations = {}
         self.before = self._counters()
-        self.xids_before = self._xids()
+        self.violations_before = self._last_violations
+        self.xids.begin()
         self.sampler.start()
+
+    def timed(self) -> None:
+        """The timed run starts (after the warm-up): read the throttle counters it is measured from."""
+        if not self.active or isinstance(self.before, str):
+            return
+        self._last_violations = {}
+        self._counters()
+        self.violations_before = self._last_violations
 
     def end(self) -> None:
         if not self.active:
             return
         self.sampler.take()  # the state at the very end
         self.sampler.stop()
+        self._last_violations = {}
         self.after = self._counters()
-        self.xids_after = self._xids()
+        self.violations_after = self._last_violations
+        self.xids_new = self.xids.end()
 
     def window(self, t0: float, t1: float) -> dict[str, float]:
         """SM clock median, temperature and power max over a window (for its progress line)."""
@@ -82,12 +96,14 @@ class Watch:
         return out
 
     def _counters(self) -> gc.Counters | str:
+        """The error counters now (and, as ``violations_*``, the throttle counters)."""
         assert self.index is not None
         try:
             with seam.session(self.nvml) as nv:
                 handle = seam.read(nv, nv.nvmlDeviceGetHandleByIndex, self.index)
                 if not handle.ok:
                     return f"NVML cannot open GPU {self.index}: {handle.error or handle.unsupported}"
+                self._last_violations = throttle.read_violations(nv, handle.value)
                 return gc.snapshot(nv, handle.value)
         except ImportError:
             return "NVML unavailable: nvidia-ml-py (pynvml) is not installed"
@@ -96,33 +112,18 @@ class Watch:
                 raise
             return f"NVML unavailable: {seam.error_text(exc)}"
 
-    def _xids(self) -> list[xid.XidEvent] | str:
-        if self.bus is None:
-            return "the GPU's PCI address is unknown"
-        log = read_kernel_log(self.kernel_log)
-        if log.text is None:
-            return f"kernel log not readable: {log.unsupported}"
-        return [e for e in xid.parse_kernel_log(log.text, boot_time()) if e.bus == self.bus]
-
     def xid_item(self) -> Item:
-        """``xid_new``: XIDs of this GPU logged during the burn (in the log after, not before)."""
-        if isinstance(self.xids_before, str) or isinstance(self.xids_after, str):
-            why = self.xids_before if isinstance(self.xids_before, str) else self.xids_after
-            return Item("xid_new", not_measured=str(why))
-        new = list((Counter(self.xids_after) - Counter(self.xids_before)).elements())
-        counted = [e for e in new if e.code not in self.xid_ignore]
-        ignored = [e for e in new if e.code in self.xid_ignore]
-        detail = (xid.describe(counted) or "no XID") + f" on PCI {self.bus} during the burn"
-        if ignored:
-            detail += f" (not counted: {xid.describe(ignored)})"
-        return Item("xid_new", float(len(counted)), detail=detail)
+        """``xid_new``: XIDs of this GPU logged during the burn (``xid.XidWatch``: one log source,
+        the run's start time)."""
+        return counter_watch.xid_item(self.xids_new, self.bus, self.xid_ignore, "the burn")
 
     def items(self, t0: float, t1: float) -> list[Item]:
         """Every watched metric of the run between ``t0`` and ``t1`` (sampler clock); [] when inactive."""
         if not self.active:
             return []
         tel = self.run_telemetry(t0, t1)
-        items = calc.telemetry_items(tel) if tel is not None else []
+        counted = throttle.violation_seconds(self.violations_before, self.violations_after)
+        items = calc.telemetry_items(tel, counted) if tel is not None else []
         if tel is None:
             why = self.sampler.summary().get("reason") or "no telemetry"
             items = missing((*calc.TELEMETRY_METRICS, *calc.REASON_METRICS), why)
@@ -151,6 +152,7 @@ class Watch:
             "telemetry": {**self.sampler.summary(t0, t1), **(tel.as_dict() if tel else {})},
             "counters_before": self.before if isinstance(self.before, str) else self.before.as_dict(),
             "counters_after": self.after if isinstance(self.after, str) else self.after.as_dict(),
+            "violation_seconds": throttle.violation_seconds(self.violations_before, self.violations_after),
             "kernel_log": self.kernel_log,
             "xid_ignore": list(self.xid_ignore),
         }

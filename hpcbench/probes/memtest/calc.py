@@ -1,15 +1,25 @@
 """Pure helpers of the memtest probe: the patterns, the expected words of a stretch of memory,
-the comparison of what was read back with them, the size of the tested region and its rate.
+the comparison of what was read back with them (bounded in memory), where a wrong word is, the
+size of the tested region, the traffic and its rate.
 
 Memory is tested in 64-bit words (torch int64). The patterns, as memtest86 and DCGM's memtest use
 them: every word 0x00..00, 0xFF..FF, 0x55..55, 0xAA..AA (neighbouring bits opposite, then swapped);
-walking ones (word i holds bit i mod 64 alone: address and data lines one at a time); each word
-holding its own address (its byte address on the device: aliasing addresses show as another
-word's address); seeded random words (reproducible, so the expected words are generated again
-for the comparison instead of being stored).
+walking ones (word i holds bit i mod 64 alone: data lines one at a time); each word holding its
+own byte offset in the tested region (``address``: unique across chunks, so a write that lands in
+another chunk, an aliased address, shows as that chunk's offsets); seeded random words
+(reproducible, so the expected words are generated again for the comparison instead of being
+stored); ``moving_inversions`` (a March test at chunk granularity: write 0x00..00 everywhere; in
+ascending chunk order read 0x00..00 and write 0xFF..FF; in descending order read 0xFF..FF and
+write 0x00..00; read 0x00..00 everywhere) and ``retention`` (seeded random words, a pause of
+``retention_s``, then the read: bits that fade while the memory is left alone).
 
-GB/s tested = (bytes written + bytes read back) / seconds / 1e9: each pattern writes the tested
-region once and reads it once; the seconds include generating the expected words on the device.
+A wrong word is named by its device address (the chunk's ``data_ptr`` plus its byte offset), its
+chunk and its offset in the chunk.
+
+Traffic (GB/s = bytes / seconds / 1e9) counts what each kernel moves in device memory: a fixed
+pattern's fill writes the chunk once; a computed pattern writes its expected words into a scratch
+buffer, then copies them (read + write); the read-back of a fixed pattern reads the chunk, of a
+computed one writes the expected words again and reads both.
 """
 
 from __future__ import annotations
@@ -20,8 +30,14 @@ from typing import Any
 WORD_BYTES = 8
 #: fixed patterns: every byte of every word
 FIXED = {"0x00": 0x00, "0xff": 0xFF, "0x55": 0x55, "0xaa": 0xAA}
-PATTERNS: tuple[str, ...] = (*FIXED, "walking_ones", "address", "random")
+PATTERNS: tuple[str, ...] = (*FIXED, "walking_ones", "address", "random", "moving_inversions", "retention")
+#: what runs unless told: every pattern but the retention pause (it waits ``retention_s``)
+DEFAULT_PATTERNS: tuple[str, ...] = PATTERNS[:-1]
+#: patterns whose expected words are computed into a scratch buffer (not one word)
+COMPUTED = ("walking_ones", "address", "random", "retention")
 FIRST = 5
+#: words of a chunk searched at once for the first wrong ones (bounds the index tensor)
+SCAN_WORDS = 1 << 20
 
 
 def as_int64(unsigned: int) -> int:
@@ -50,14 +66,15 @@ def expected(
         view.remainder_(64)
         torch.bitwise_left_shift(torch.ones((), dtype=torch.int64, device=chunk.device), view, out=view)
         return view
-    if name == "address":
-        base = int(chunk.data_ptr())
+    if name == "address":  # each word's byte offset in the tested region
+        start = WORD_BYTES * first_word
         torch.arange(
-            base, base + WORD_BYTES * n, WORD_BYTES, dtype=torch.int64, device=chunk.device, out=view
+            start, start + WORD_BYTES * n, WORD_BYTES, dtype=torch.int64, device=chunk.device, out=view
         )
         return view
-    if name == "random":
-        gen = torch.Generator(device=chunk.device).manual_seed(seed * 1_000_003 + index)
+    if name in ("random", "retention"):
+        salt = 1 if name == "retention" else 0
+        gen = torch.Generator(device=chunk.device).manual_seed((seed * 1_000_003 + index) * 2 + salt)
         view.random_(-(2**63), 2**63 - 1, generator=gen)  # the sign bit too
         return view
     raise ValueError(f"unknown pattern {name!r}; known: {', '.join(PATTERNS)}")
@@ -65,46 +82,82 @@ def expected(
 
 @dataclass(frozen=True)
 class WordMismatch:
-    """Words that differ from what was written: how many, and the first few as (byte offset in the
-    tested region, word found, word expected), both unsigned."""
+    """Words of a chunk that differ from what was written: how many, and the first few as (word
+    index in the chunk, word found, word expected), both unsigned."""
 
     count: int
     first: tuple[tuple[int, int, int], ...] = ()
 
 
-def compare(torch: Any, actual: Any, want: int | Any, byte_offset: int, first: int = FIRST) -> WordMismatch:
+def compare(
+    torch: Any, actual: Any, want: int | Any, first: int = FIRST, scan: int = SCAN_WORDS
+) -> WordMismatch:
     """``actual`` (int64 words) against ``want`` (a word or a tensor of words), on their device;
-    changes neither. ``byte_offset``: where ``actual`` starts in the tested region."""
+    changes neither. The first wrong words are searched ``scan`` words at a time, so a chunk that
+    is wrong everywhere never allocates an index per word."""
     bad = actual != want
     count = int(bad.sum().item())
     if not count:
         return WordMismatch(0)
-    idx = bad.nonzero().reshape(-1)[:first]
-    found = actual[idx].tolist()
-    wanted = [want] * len(found) if isinstance(want, int) else want[idx].tolist()
+    idx: list[int] = []
+    for lo in range(0, bad.numel(), scan):
+        part = bad[lo : lo + scan]
+        if bool(part.any()):
+            idx += [lo + int(i) for i in part.nonzero().reshape(-1)[: first - len(idx)].tolist()]
+        if len(idx) >= first:
+            break
+    at = torch.tensor(idx, dtype=torch.int64, device=actual.device)
+    found = actual[at].tolist()
+    wanted = [want] * len(found) if isinstance(want, int) else want[at].tolist()
     mask = (1 << 64) - 1
     return WordMismatch(
-        count,
-        tuple(
-            (byte_offset + WORD_BYTES * int(i), int(f) & mask, int(w) & mask)
-            for i, f, w in zip(idx.tolist(), found, wanted, strict=True)
-        ),
+        count, tuple((i, int(f) & mask, int(w) & mask) for i, f, w in zip(idx, found, wanted, strict=True))
+    )
+
+
+@dataclass(frozen=True)
+class Located:
+    """A wrong word where the GPU has it: device address, chunk index, byte offset in the chunk."""
+
+    address: int
+    chunk: int
+    offset: int
+    found: int
+    expected: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "address": f"0x{self.address:x}",
+            "chunk": self.chunk,
+            "offset": f"0x{self.offset:x}",
+            "found": f"0x{self.found:016x}",
+            "expected": f"0x{self.expected:016x}",
+        }
+
+
+def locate(m: WordMismatch, chunk_index: int, base_address: int) -> tuple[Located, ...]:
+    """The first wrong words of chunk ``chunk_index`` (its first byte at ``base_address``)."""
+    return tuple(
+        Located(base_address + WORD_BYTES * i, chunk_index, WORD_BYTES * i, f, e) for i, f, e in m.first
     )
 
 
 @dataclass(frozen=True)
 class PatternResult:
-    """One pattern over the tested region: mismatching words and where, bytes moved, seconds."""
+    """One pattern over the tested region: mismatching words and where, bytes moved, seconds, and
+    how far it got (``chunks_done`` of ``chunks_total`` read back; ``complete`` when all were)."""
 
     pattern: str
     passno: int
     words: int
     mismatches: int
-    first: tuple[tuple[int, int, int], ...]
+    first: tuple[Located, ...]
     bytes_written: int
     bytes_read: int
     seconds: float
     complete: bool = True
+    chunks_done: int = 0
+    chunks_total: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -112,19 +165,29 @@ class PatternResult:
             "pass": self.passno,
             "words": self.words,
             "mismatches": self.mismatches,
-            "first": [
-                {"offset": f"0x{o:x}", "found": f"0x{g:016x}", "expected": f"0x{e:016x}"}
-                for o, g, e in self.first
-            ],
+            "first": [f.as_dict() for f in self.first],
             "bytes_written": self.bytes_written,
             "bytes_read": self.bytes_read,
             "seconds": round(self.seconds, 6),
             "complete": self.complete,
+            "chunks": [self.chunks_done, self.chunks_total],
         }
 
 
+def write_traffic(name: str, words: int) -> tuple[int, int]:
+    """(bytes written, bytes read) of writing ``words`` words of pattern ``name`` into a chunk."""
+    n = WORD_BYTES * words
+    return (2 * n, n) if name in COMPUTED else (n, 0)
+
+
+def read_traffic(name: str, words: int) -> tuple[int, int]:
+    """(bytes written, bytes read) of reading ``words`` words back and comparing them."""
+    n = WORD_BYTES * words
+    return (n, 2 * n) if name in COMPUTED else (0, n)
+
+
 def gbps(bytes_written: int, bytes_read: int, seconds: float) -> float:
-    """GB/s tested: bytes written plus bytes read back, per second, 1e9."""
+    """GB/s: bytes written plus bytes read, per second, 1e9."""
     return (bytes_written + bytes_read) / seconds / 1e9 if seconds > 0 else 0.0
 
 
@@ -138,17 +201,18 @@ def region_bytes(free: int, fraction: float, cap: int | None, chunk: int) -> int
 
 
 def mismatch_reason(subject: str, results: list[PatternResult], device: str) -> str | None:
-    """``gpu3: 1 of 16,777,216 words read back wrong under pattern random (pass 1); first at byte
-    0x1f40 of the tested region: 0x...; 3 patterns affected``; None when every word was right."""
+    """``gpu3: 1 of 16,777,216 words read back wrong under pattern random (pass 1); first at device
+    address 0x7f3a00001f40 (chunk 2, byte 0x1f40 of it): 0x..., expected 0x... (bits 0x... flipped);
+    3 patterns affected``; None when every word was right."""
     bad = [r for r in results if r.mismatches]
     if not bad:
         return None
     r = bad[0]
-    off, found, want = r.first[0]
+    f = r.first[0]
     text = (
         f"{subject}: {r.mismatches:,} of {r.words:,} words read back wrong under pattern {r.pattern} "
-        f"(pass {r.passno}); first at byte 0x{off:x} of the tested {device} memory: "
-        f"0x{found:016x}, expected 0x{want:016x} (bits 0x{found ^ want:016x} flipped)"
+        f"(pass {r.passno}); first at {device} address 0x{f.address:x} (chunk {f.chunk}, byte 0x{f.offset:x} "
+        f"of it): 0x{f.found:016x}, expected 0x{f.expected:016x} (bits 0x{f.found ^ f.expected:016x} flipped)"
     )
     if len(bad) > 1:
         total = sum(b.mismatches for b in bad)
@@ -156,3 +220,8 @@ def mismatch_reason(subject: str, results: list[PatternResult], device: str) -> 
             f"{b.pattern} {b.mismatches:,}" for b in bad
         )
     return text
+
+
+def covered(results: list[PatternResult]) -> bool:
+    """Whether at least one pattern wrote and read back every chunk of the tested region."""
+    return any(r.complete for r in results)

@@ -53,19 +53,21 @@ def test_sustained_stability_and_droop_of_a_short_run() -> None:
     assert calc.span(6.0) == 2.0
     assert st.sustained_windows == (2, 3, 4, 5) and st.sustained == 8.0  # median of 8, 8, 4, 8
     assert st.worst_window == 4 and st.stability == 4.0 / 8.0
-    assert st.first_windows == (0, 1) and st.last_windows == (4, 5)
-    assert st.droop == ((4.0 + 8.0) / 2) / ((10.0 + 9.0) / 2)
+    # droop: the last 2 s (4, 8) against the 2 s after the warm-up (8, 8), not the cold first 2 s
+    assert st.first_windows == (2, 3) and st.last_windows == (4, 5)
+    assert st.droop == 0.75
 
 
 def test_sustained_stability_and_droop_of_a_ten_minute_run() -> None:
-    """600 s in 10 s windows: the first minute is left out, droop compares the last and first minutes."""
+    """600 s in 10 s windows: the first minute is left out, droop compares the last minute with the
+    minute after the warm-up (the cold first minute at 800 plays no part)."""
     rates = [800.0] * 6 + [700.0] * 48 + [650.0] * 6
     st = calc.stability(_windows(rates, 10.0), 600.0)
     assert calc.span(600.0) == 60.0
     assert st.sustained_windows == tuple(range(6, 60)) and st.sustained == 700.0
     assert st.stability == 650.0 / 700.0
-    assert st.first_windows == tuple(range(6)) and st.last_windows == tuple(range(54, 60))
-    assert st.droop == 650.0 / 800.0
+    assert st.first_windows == tuple(range(6, 12)) and st.last_windows == tuple(range(54, 60))
+    assert st.droop == 650.0 / 700.0
 
 
 def test_droop_weights_windows_by_their_seconds() -> None:
@@ -76,7 +78,12 @@ def test_droop_weights_windows_by_their_seconds() -> None:
     ]
     assert calc.rate(ws[:2]) == (10.0 * 1 + 4.0 * 2) / 3
     st = calc.stability(ws, 6.0)
-    assert st.first_windows == (0,) and st.last_windows == (2,) and st.droop == 6.0 / 10.0
+    # span 2 s: windows 1 (midpoint 2) is the span after the warm-up, window 2 (midpoint 4.5) the last
+    assert st.first_windows == (1,) and st.last_windows == (2,) and st.droop == 6.0 / 4.0
+    longer = [*ws, calc.Window(3, 6.0, 7.0, 1, 2.0), calc.Window(4, 7.0, 12.0, 1, 3.0)]
+    st = calc.stability(longer, 12.0)  # span 4 s: after the warm-up, 3 s at 6 and 1 s at 2: rate 5
+    assert st.first_windows == (2, 3) and st.last_windows == (4,)
+    assert st.droop == 3.0 / 5.0
 
 
 def _bits(t: torch.Tensor) -> torch.Tensor:
@@ -154,16 +161,27 @@ def test_run_telemetry_and_its_items_quote_the_numbers() -> None:
     assert t.power_median == 695.0 and t.power_limit == 700.0
     # last half: t >= 102.5 -> (103, 62), (104, 66): 4 C per second = 240 C per minute
     assert t.temperature_slope == pytest.approx(240.0)
+    # one sample of a reason is no run (hw.throttle: 2 samples and 1 s or more); SwPowerCap holds
+    # from 101 to the end (105) in 4 samples
     assert t.reason_seconds == {
-        "hw_slowdown_s": 1.0,
+        "hw_slowdown_s": 0.0,
         "hw_thermal_slowdown_s": 0.0,
-        "power_brake_s": 1.0,
-        "sw_thermal_slowdown_s": 1.0,
+        "power_brake_s": 0.0,
+        "sw_thermal_slowdown_s": 0.0,
         "sw_power_cap_s": 4.0,
     }
     items = {i.metric: i for i in calc.telemetry_items(t)}
-    assert items["hw_slowdown_s"].value == 1.0 and items["hw_slowdown_s"].detail == (
-        "HwSlowdown active for 1.0 s of the 5 s burn (SM clock min 1005 MHz of max 1980, max 66 C)"
+    assert items["hw_slowdown_s"].value == 0.0 and items["hw_slowdown_s"].detail == (
+        "HwSlowdown active for 0.0 s of the 5 s burn, in runs of 1 s or more"
+    )
+    assert items["sw_power_cap_s"].detail == (
+        "SwPowerCap active for 4.0 s of the 5 s burn, in runs of 1 s or more "
+        "(SM clock min 1005 MHz of max 1980, max 66 C)"
+    )
+    counted = {i.metric: i for i in calc.telemetry_items(t, {"sw_power_cap_s": 4.25})}
+    assert counted["sw_power_cap_s"].value == 4.25 and counted["sw_power_cap_s"].detail == (
+        "SwPowerCap held the clocks for 4.2 s of the 5 s burn (NVML's counter) "
+        "(SM clock min 1005 MHz of max 1980, max 66 C)"
     )
     assert items["power_median"].detail == "median 695 W of the 700 W limit (99%)"
     assert items["sm_clock_median"].detail == "SM clock median 1500 MHz, min 1005 of max 1980"

@@ -1,4 +1,4 @@
-"""What the burn watches on a GPU, from replayed NVML values (tests/nvml_models.py: typical H200
+"""What the burn watches on a GPU, from replayed NVML values (tests/support/nvml_models.py: typical H200
 values, see their provenance there) and a kernel log written during the run: telemetry over the run,
 seconds in each throttle reason, counter deltas, new XIDs, each pinned to a fixed clock; and the
 NVML counter readers gpu_health and burn share (hw/gpu_counters)."""
@@ -47,6 +47,10 @@ OTHER_GPU_XID = (
 )
 
 
+#: the replayed burn's wall-clock start (2026-11-29T10:00:00Z): after OLD_XID, before NEW_XID
+RUN_START = 1795946400.0
+
+
 class Clock:
     def __init__(self) -> None:
         self.t = 5000.0
@@ -61,7 +65,15 @@ def replay(
     """A 1-sample-per-second burn of ``len(trace)`` seconds on GPU 3, then ``counters_after``."""
     clock = Clock()
     fake = FakeNvml(devices={3: dict(trace[0])})
-    watch = Watch(3, BUS, interval=3600.0, kernel_log=str(log) if log else "none", nvml=fake, clock=clock)
+    watch = Watch(
+        3,
+        BUS,
+        interval=3600.0,
+        kernel_log=str(log) if log else "none",
+        nvml=fake,
+        clock=clock,
+        wall=lambda: RUN_START,
+    )
     watch.begin()  # counters and log before; the sampler takes its first sample at t = 5000
     for i, sample in enumerate(trace[1:], start=1):
         clock.t = 5000.0 + i
@@ -132,7 +144,8 @@ def test_throttling_and_new_errors_fail_with_their_numbers(tmp_path: Path) -> No
     assert items["hw_slowdown_s"].value == 3.0 and items["power_brake_s"].value == 2.0
     assert items["hw_thermal_slowdown_s"].value == 4.0
     assert items["hw_slowdown_s"].detail == (
-        "HwSlowdown active for 3.0 s of the 20 s burn (SM clock min 1005 MHz of max 1980, max 67 C)"
+        "HwSlowdown active for 3.0 s of the 20 s burn, in runs of 1 s or more "
+        "(SM clock min 1005 MHz of max 1980, max 67 C)"
     )
     assert items["ecc_uncorrectable_new"].value == 2.0
     assert (

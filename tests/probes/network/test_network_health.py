@@ -220,14 +220,18 @@ def judged(check_id: str, root: str, baseline: str | None, tmp: Path) -> dict[st
     }
 
 
-def test_half_rate_port_fails_against_the_baseline_and_its_siblings(tmp_path: Path) -> None:
+def test_half_rate_port_fails_against_its_siblings_and_warns_against_the_estimate(tmp_path: Path) -> None:
     out = judged("network_rate", tree("hgx8_half_rate"), "h200", tmp_path)
     bad = out["mlx5_5:1"]["rdma_rate"]
-    assert (bad.verdict.value, bad.measured, bad.expected, bad.ratio) == ("FAIL", 200.0, 400.0, 200.0 / 400.0)
+    # the h200 profile's 400 Gb/s is marked estimate (the system's NICs, not the GPU's): WARN at most
+    assert (bad.verdict.value, bad.measured, bad.expected, bad.ratio) == ("WARN", 200.0, 400.0, 200.0 / 400.0)
     assert bad.reason == (
         "200 Gb/s is 50% of the expected 400 Gb/s (below 99%): mlx5_5:1 InfiniBand ACTIVE/LinkUp 200 Gb/sec "
-        "(4X HDR), MT4129 fw 28.39.1002, 0000:ba:00.0 NUMA 1"
+        "(4X HDR), MT4129 fw 28.39.1002, 0000:ba:00.0 NUMA 1; the expected value is an estimate, not this "
+        "site's measurement, so it can WARN but not FAIL: record the site's own from a known-good node "
+        "(hpcbench baseline create RECORD... -o FILE)"
     )
+    assert out["mlx5_5:1"]["_"].verdict.value == "FAIL"  # the comparison with its siblings fails it
     rel = out["mlx5_5:1"]["rdma_rate~"]
     assert (
         rel.verdict.value == "FAIL"
@@ -241,7 +245,7 @@ def test_half_rate_port_fails_against_the_baseline_and_its_siblings(tmp_path: Pa
     assert sorted(out) == [f"mlx5_{i}:1" for i in range(8)]
 
 
-def test_port_down_fails_the_health_check_and_the_port_count(tmp_path: Path) -> None:
+def test_port_down_fails_the_health_check_and_warns_on_the_port_count(tmp_path: Path) -> None:
     out = judged("network", tree("hgx8_port_down"), None, tmp_path)
     down = out["mlx5_3:1"]["link_down"]
     assert down.verdict.value == "FAIL" and down.measured == 1.0
@@ -253,10 +257,12 @@ def test_port_down_fails_the_health_check_and_the_port_count(tmp_path: Path) -> 
     assert out["mlx5_2:1"]["_"].verdict.value == "PASS"
     assert out["eno2"]["link_down"].verdict.value == "PASS"  # not configured: not in use
     ports = judged("network_ports", tree("hgx8_port_down"), "h200", tmp_path)["node"]["rdma_ports_active"]
-    assert (ports.verdict.value, ports.measured, ports.expected, ports.ratio) == ("FAIL", 7.0, 8.0, 7 / 8)
-    assert ports.reason == (
+    # against the h200 profile's estimated 8 ports: WARN at most (the port's own link_down FAILs)
+    assert (ports.verdict.value, ports.measured, ports.expected, ports.ratio) == ("WARN", 7.0, 8.0, 7 / 8)
+    assert ports.reason.startswith(
         "7 ports is 88% of the expected 8 ports (below 99%): 7 of 8 compute rails active "
-        "(400 Gb/sec (4X NDR)); not active: mlx5_3:1 (DOWN/Polling)"
+        "(400 Gb/sec (4X NDR)); not active: mlx5_3:1 (DOWN/Polling); the expected value is an estimate, "
+        "not this site's measurement"
     )
 
 

@@ -177,7 +177,7 @@ def test_cuda_device_number_under_cuda_visible_devices(
     )
     assert perftest.cuda_ordinal("0000:5d:00.0", ["0000:19:00.0", "0000:5d:00.0"], None)[0] == 1
     assert perftest.cuda_ordinal("0000:5d:00.0", ["0000:19:00.0", "0000:5d:00.0"], "0")[0] is None
-    # the runner's --gpus sets UUIDs (tests/fakenvml.py's), in its own order: GPU 3 listed first
+    # the runner's --gpus sets UUIDs (tests/support/fakenvml.py's), in its own order: GPU 3 listed first
     uuid = "GPU-6f1c2a7e-94b3-5d0e-8c1a-2b9e0f4d7a{:02d}"
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", f"{uuid.format(3)},{uuid.format(0)}")
     ms = run(root, "mlx5_3:1", tmp_path)

@@ -1,6 +1,6 @@
 """GPU <-> NIC topology: nvidia-smi topo -m's levels from sysfs PCIe paths, the matrix, the nearest
 NIC of each GPU, GPUDirect RDMA; on the HGX fixture (GPUs at the PCI addresses NVML reports on a
-real 8 x H200 node, tests/fakenvml.py) and its variant with a NIC on the other socket."""
+real 8 x H200 node, tests/support/fakenvml.py) and its variant with a NIC on the other socket."""
 
 from __future__ import annotations
 
@@ -151,7 +151,7 @@ def run_topology(root: str, tmp: Path, nvml: FakeNvml) -> list:
     return NetworkTopology().run(params, ProbeContext("node", inv, str(tmp), 60.0))
 
 
-def test_nightly_topology_check_fails_the_gpu_without_a_near_nic(tmp_path: Path) -> None:
+def test_nightly_topology_check_warns_on_the_gpu_without_a_near_nic(tmp_path: Path) -> None:
     suite = load("nightly", registry.load_all())
     check = next(c for c in suite.checks if c.id == "network_topology")
     ms = run_topology(WRONG, tmp_path, FakeNvml())
@@ -160,8 +160,10 @@ def test_nightly_topology_check_fails_the_gpu_without_a_near_nic(tmp_path: Path)
     outcome = Outcome.of(Job(check, "node", {}), ms)
     (result,) = judge.judge(check, [outcome], baselines.load("h200"), Inventory.from_dict({}))
     by = {e.metric: e for e in result.evaluations}
-    assert (by["gpus_near_nic"].verdict.value, by["gpus_near_nic"].ratio) == ("FAIL", 7 / 8)
+    # the h200 profile's 8 GPUs near a NIC is an estimate: WARN at most against it
+    assert (by["gpus_near_nic"].verdict.value, by["gpus_near_nic"].ratio) == ("WARN", 7 / 8)
     assert "gpu3 (0000:5d:00.0, NUMA 0) has no RDMA NIC under its PCIe switch" in by["gpus_near_nic"].reason
+    assert by["gpus_near_nic"].reason.endswith("(hpcbench baseline create RECORD... -o FILE)")
     assert by["gpus_without_near_nic"].verdict.value == "WARN"
     assert by["gpudirect_rdma"].verdict.value == "PASS"
     ok = judge.judge(
