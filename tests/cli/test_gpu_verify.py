@@ -7,7 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from support import ROOT
+
 SCRIPT = ROOT / "scripts" / "gpu_verify.py"
 
 

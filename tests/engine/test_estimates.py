@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from hpcbench.core.measurement import Measurement, Verdict
 from hpcbench.engine import baselines, judge, suite
+from hpcbench.node.inventory import Inventory
 from hpcbench.probes import registry
 
-INVENTORY = {"cpu": {"model": "test cpu"}, "gpus": {"count": 0, "devices": []}}
+INVENTORY = Inventory.from_dict({"cpu": {"model": "test cpu"}, "gpus": {"count": 0, "devices": []}})
 
 
 def burn_check() -> suite.CheckSpec:

@@ -17,10 +17,10 @@ from hpcbench.core.measurement import Verdict
 from hpcbench.engine import runner
 from hpcbench.engine.plan import Job
 from hpcbench.engine.suite import Suite, load
-from hpcbench.node.inventory import as_inventory
+from hpcbench.node.inventory import Inventory
 from hpcbench.probes import registry
 
-INVENTORY = {"cpu": {"model": "test cpu"}, "gpus": {"count": 0, "devices": []}}
+INVENTORY = Inventory.from_dict({"cpu": {"model": "test cpu"}, "gpus": {"count": 0, "devices": []}})
 
 
 def suite_of(folder: Path, checks: str, probes: dict) -> Suite:
@@ -113,9 +113,7 @@ def test_a_child_stuck_after_sigkill_is_an_error_and_the_next_check_runs(
     )
     assert by_id["stuck"].hint == runner.HUNG_HINT
     assert by_id["after"].status == "ok" and by_id["after"].measurements[0].value == 7
-    record = run.build_record(
-        suite, None, as_inventory(INVENTORY), "r1", "2026-12-03T11:00:00Z", outcomes, not_run, None
-    )
+    record = run.build_record(suite, None, (INVENTORY), "r1", "2026-12-03T11:00:00Z", outcomes, not_run, None)
     verdicts = {c.id: c.verdict for c in record.checks}
     assert verdicts == {"stuck": Verdict.ERROR, "after": Verdict.NOBASELINE}
 

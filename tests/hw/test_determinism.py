@@ -14,11 +14,12 @@ import torch.utils.deterministic as det
 from hpcbench.engine.runner import Runner
 from hpcbench.engine.suite import single_check
 from hpcbench.hw import determinism
+from hpcbench.node.inventory import Inventory
 from hpcbench.probes import registry
 from hpcbench.probes.base import ProbeContext, build_params
 from hpcbench.probes.burn import probe as burn
 
-INVENTORY = {"cpu": {"model": "test cpu", "threads": 2}, "gpus": {"count": 0}}
+INVENTORY = Inventory.from_dict({"cpu": {"model": "test cpu", "threads": 2}, "gpus": {"count": 0}})
 FAST = {
     "device": "cpu",
     "shape": 64,

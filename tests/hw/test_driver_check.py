@@ -8,7 +8,7 @@ from support.fakenvml import FakeNvml
 
 from hpcbench.hw import driver_check
 from hpcbench.node import nvml
-from hpcbench.node.inventory import as_inventory
+from hpcbench.node.inventory import Inventory
 from hpcbench.probes.burn.probe import Burn
 from hpcbench.probes.cpu_membw.probe import CpuMembw
 
@@ -45,16 +45,16 @@ def test_too_old_and_new_enough() -> None:
 
 
 def test_before_gpu_checks_reads_the_driver_from_nvml(monkeypatch: pytest.MonkeyPatch) -> None:
-    inv = as_inventory(
+    inv = Inventory.from_dict(
         {"cpu": {"model": "x"}, "gpus": nvml.gpu_inventory(FakeNvml(driver="535.104.05", cuda=12020))}
     )
     assert inv.gpus.driver_version == "535.104.05" and inv.gpus.cuda_version == "12.2"
     monkeypatch.setattr(driver_check, "installed_torch", lambda: ("2.11.0+cu130", "13.0"))
     assert driver_check.before_gpu_checks(inv, [Burn]) == LINE
     assert driver_check.before_gpu_checks(inv, [CpuMembw]) is None  # no GPU check in the run
-    new = as_inventory(
+    new = Inventory.from_dict(
         {"cpu": {"model": "x"}, "gpus": nvml.gpu_inventory(FakeNvml(driver="580.95.05", cuda=13000))}
     )
     assert driver_check.before_gpu_checks(new, [Burn]) is None
-    none = as_inventory({"cpu": {"model": "x"}, "gpus": {"count": 0}})
+    none = Inventory.from_dict({"cpu": {"model": "x"}, "gpus": {"count": 0}})
     assert driver_check.before_gpu_checks(none, [Burn]) is None

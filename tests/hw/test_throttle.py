@@ -13,6 +13,7 @@ from hpcbench.core.measurement import Measurement, Verdict
 from hpcbench.engine import suite
 from hpcbench.engine.judge import evaluate
 from hpcbench.hw import throttle
+from hpcbench.node.inventory import Inventory
 from hpcbench.probes import registry
 from hpcbench.probes.burn import calc, loop
 from hpcbench.probes.burn.watch import Watch
@@ -50,7 +51,7 @@ def verdict_of(samples: list[tuple[float, dict]], end: float) -> Verdict:
     m = Measurement.from_samples(
         item.metric, [item.value], item.unit, "gpu3", higher_is_better=False, settings={"detail": item.detail}
     )
-    return evaluate(m, acceptance_burn(), None, {}).verdict
+    return evaluate(m, acceptance_burn(), None, Inventory.from_dict({})).verdict
 
 
 def test_one_sample_of_hw_slowdown_passes_and_two_seconds_fail_in_acceptance() -> None:

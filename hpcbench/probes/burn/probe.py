@@ -30,6 +30,7 @@ from typing import Any, ClassVar
 from hpcbench.core.errors import ParamError, ProbeError, ProbeSkip
 from hpcbench.core.measurement import Conditions, Consensus, Measurement
 from hpcbench.hw import counter_watch, determinism, placement
+from hpcbench.hw import gpu_probe as gp
 from hpcbench.hw import matmul as mm
 from hpcbench.hw import torch_device as td
 from hpcbench.hw.telemetry import throttle_hint
@@ -100,7 +101,7 @@ class BurnParams:
     seed: int = field(default=0, metadata={"help": "seed of the fixed inputs"})
 
     def __post_init__(self) -> None:
-        problem = td.check_device_param(self.device)
+        problem = gp.check_device_param(self.device)
         check(problem is None, NAME, "device", problem or "")
         check(
             self.dtype in mm.DTYPES, NAME, "dtype", f"unknown {self.dtype!r}; known: {', '.join(mm.DTYPES)}"

@@ -29,6 +29,7 @@ from hpcbench.core.errors import ProbeError
 from hpcbench.core.items import to_measurements
 from hpcbench.core.measurement import Measurement, Unmeasured
 from hpcbench.hw import counter_watch as cw
+from hpcbench.hw import gpu_probe as gp
 from hpcbench.hw import torch_device as td
 from hpcbench.node.inventory import Inventory
 from hpcbench.probes.base import ProbeContext, Requirement, check, report_progress
@@ -75,7 +76,7 @@ class MemtestParams:
     )
 
     def __post_init__(self) -> None:
-        problem = td.check_device_param(self.device)
+        problem = gp.check_device_param(self.device)
         check(problem is None, NAME, "device", problem or "")
         check(0 < self.fraction <= 0.98, NAME, "fraction", f"must be in (0, 0.98], got {self.fraction}")
         check(self.max_mib >= 0, NAME, "max_mib", f"must be >= 0, got {self.max_mib}")

@@ -27,12 +27,15 @@ from hpcbench.core.measurement import Verdict
 from hpcbench.engine import suite as suite_mod
 from hpcbench.engine.judge import evaluate
 from hpcbench.hw import matmul as mm
+from hpcbench.node.inventory import Inventory
 from hpcbench.probes import registry
 from hpcbench.probes.base import PROGRESS_FILE, ProbeContext, build_params
 from hpcbench.probes.burn import calc, loop
 from hpcbench.probes.burn import probe as burn
 
-INVENTORY = {"cpu": {"model": "test cpu", "threads": 2, "llc_bytes": 4 * 2**20}, "gpus": {"count": 0}}
+INVENTORY = Inventory.from_dict(
+    {"cpu": {"model": "test cpu", "threads": 2, "llc_bytes": 4 * 2**20}, "gpus": {"count": 0}}
+)
 #: one thread: on this shared 2-core machine an OpenMP pair spinning beside other tests stalls for
 #: seconds at a time (the windows then outlast the run)
 FAST = {
@@ -219,7 +222,7 @@ def test_a_corrupted_element_is_a_fail_naming_the_subject_and_the_time(
     )
     assert found is not None and abs(float(found[1]) - c["at_s"]) <= 0.051, main.sanity
     check = suite_check("acceptance")
-    ev = evaluate(main, check, None, {})
+    ev = evaluate(main, check, None, Inventory.from_dict({}))
     assert ev.verdict is Verdict.FAIL and ev.kind == "sanity"
     assert ev.reason.startswith("wrong result: gpu3: 1 of 4,096 elements differ from its first result at ")
     assert "silent data corruption" in ev.hint

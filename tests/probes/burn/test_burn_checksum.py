@@ -14,12 +14,15 @@ from hpcbench.core.measurement import Verdict
 from hpcbench.engine.judge import evaluate
 from hpcbench.engine.suite import load
 from hpcbench.hw import matmul as mm
+from hpcbench.node.inventory import Inventory
 from hpcbench.probes import registry
 from hpcbench.probes.base import ProbeContext, build_params
 from hpcbench.probes.burn import calc, checksum, loop
 from hpcbench.probes.burn import probe as burn
 
-INVENTORY = {"cpu": {"model": "test cpu", "threads": 2, "llc_bytes": 4 * 2**20}, "gpus": {"count": 0}}
+INVENTORY = Inventory.from_dict(
+    {"cpu": {"model": "test cpu", "threads": 2, "llc_bytes": 4 * 2**20}, "gpus": {"count": 0}}
+)
 
 
 class StepClock:
@@ -148,5 +151,5 @@ def test_the_probe_fails_a_flip_no_verify_point_saw(monkeypatch: pytest.MonkeyPa
     ), main.sanity
     acceptance = load("acceptance", registry.load_all())
     check = next(c for c in acceptance.checks if c.id == "burn")
-    ev = evaluate(main, check, None, {})
+    ev = evaluate(main, check, None, Inventory.from_dict({}))
     assert ev.verdict is Verdict.FAIL and ev.kind == "sanity"

@@ -27,18 +27,21 @@ from hpcbench.engine import baselines, suite
 from hpcbench.engine.judge import judge
 from hpcbench.engine.plan import Job
 from hpcbench.hw import torch_device as td
+from hpcbench.node.inventory import Inventory
 from hpcbench.probes import registry
 from hpcbench.probes.base import ProbeContext, build_params
 from hpcbench.probes.burn import probe as burn
 
 BUS = "00000000:5D:00.0"
-INVENTORY = {
-    "cpu": {"model": "test cpu", "threads": 2},
-    "gpus": {
-        "count": 1,
-        "devices": [{"index": 3, "name": "NVIDIA H200", "pci_bus_id": BUS, "uuid": "GPU-3"}],
-    },
-}
+INVENTORY = Inventory.from_dict(
+    {
+        "cpu": {"model": "test cpu", "threads": 2},
+        "gpus": {
+            "count": 1,
+            "devices": [{"index": 3, "name": "NVIDIA H200", "pci_bus_id": BUS, "uuid": "GPU-3"}],
+        },
+    }
+)
 DT = 0.0625  # seconds per GEMM of a healthy GPU
 #: 2*64^3 FLOPs per GEMM / (1/16 s) / 1e12: a healthy window's TFLOPS
 HEALTHY_TFLOPS = 8.388608e-06

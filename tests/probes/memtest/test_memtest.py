@@ -16,12 +16,13 @@ from hpcbench.core.exitcodes import ExitCode
 from hpcbench.core.measurement import Verdict
 from hpcbench.engine import suite as suite_mod
 from hpcbench.engine.judge import evaluate
+from hpcbench.node.inventory import Inventory
 from hpcbench.probes import registry
 from hpcbench.probes.base import PROGRESS_FILE, ProbeContext, build_params
 from hpcbench.probes.memtest import calc, passes
 from hpcbench.probes.memtest import probe as memtest
 
-INVENTORY = {"cpu": {"model": "test cpu"}, "gpus": {"count": 0}}
+INVENTORY = Inventory.from_dict({"cpu": {"model": "test cpu"}, "gpus": {"count": 0}})
 SMALL = {"device": "cpu", "max_mib": 3, "chunk_mib": 1}
 
 
@@ -193,7 +194,7 @@ def test_a_flipped_bit_is_a_fail_naming_pattern_and_address(monkeypatch: pytest.
         }
     ]
     check = next(c for c in suite_mod.load("acceptance", registry.load_all()).checks if c.id == "memtest")
-    ev = evaluate(wrong, check, None, {})
+    ev = evaluate(wrong, check, None, Inventory.from_dict({}))
     assert (
         ev.verdict is Verdict.FAIL
         and ev.kind == "sanity"

@@ -20,12 +20,13 @@ from hpcbench.engine import suite as suite_mod
 from hpcbench.engine.judge import judge
 from hpcbench.engine.plan import Job
 from hpcbench.hw import counter_watch as cw
+from hpcbench.node.inventory import Inventory
 from hpcbench.probes import registry
 from hpcbench.probes.base import ProbeContext, build_params
 from hpcbench.probes.memtest import calc, passes
 from hpcbench.probes.memtest import probe as memtest
 
-INVENTORY = {"cpu": {"model": "test cpu"}, "gpus": {"count": 0}}
+INVENTORY = Inventory.from_dict({"cpu": {"model": "test cpu"}, "gpus": {"count": 0}})
 MIB = 2**20
 BUS = "00000000:5D:00.0"
 START = 1795946400.0  # 2026-11-29T10:00:00Z, the replayed test's wall-clock start
