@@ -113,7 +113,9 @@ def test_a_child_stuck_after_sigkill_is_an_error_and_the_next_check_runs(
     )
     assert by_id["stuck"].hint == runner.HUNG_HINT
     assert by_id["after"].status == "ok" and by_id["after"].measurements[0].value == 7
-    record = run.build_record(suite, None, (INVENTORY), "r1", "2026-12-03T11:00:00Z", outcomes, not_run, None)
+    record = cli_run.build_record(
+        suite, None, (INVENTORY), "r1", "2026-12-03T11:00:00Z", outcomes, not_run, None
+    )
     verdicts = {c.id: c.verdict for c in record.checks}
     assert verdicts == {"stuck": Verdict.ERROR, "after": Verdict.NOBASELINE}
 

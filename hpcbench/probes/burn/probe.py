@@ -35,7 +35,7 @@ from hpcbench.hw import matmul as mm
 from hpcbench.hw import torch_device as td
 from hpcbench.hw.telemetry import throttle_hint
 from hpcbench.node.inventory import Inventory
-from hpcbench.probes.base import MetricNames, ProbeContext, Requirement, check, report_progress
+from hpcbench.probes.base import GpuProbe, MetricNames, ProbeContext, check, report_progress
 from hpcbench.probes.burn import calc, checksum, faults, hostload, loop
 from hpcbench.probes.burn.watch import Watch
 
@@ -188,7 +188,7 @@ def _plan(
     return threads, calc.host_load_cpus(allowed, threads, 0, 1) if params.host_load else [], {}
 
 
-class Burn:
+class Burn(GpuProbe):
     """Sustained GEMM for minutes: silent data corruption, throughput stability, throttling, errors."""
 
     name: ClassVar[str] = NAME
@@ -196,8 +196,6 @@ class Burn:
         "Burn-in: sustained GEMM per GPU, bit-for-bit output checks, stability, droop, throttling, errors"
     )
     Params: ClassVar[type] = BurnParams
-    requires: ClassVar[tuple[Requirement, ...]] = (Requirement("idle_gpu"),)  # also runs on the CPU device
-    expands: ClassVar[dict[str, str]] = {"gpu": "device"}
     metrics: ClassVar[tuple[str, ...]] = MetricNames(
         (*(f"{d}_sustained" for d in mm.DTYPES), "stability", "droop", *calc.WATCH_METRICS),
         r"(bf16|fp16|tf32|fp32|fp8)_sustained",

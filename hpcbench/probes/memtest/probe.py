@@ -32,7 +32,7 @@ from hpcbench.hw import counter_watch as cw
 from hpcbench.hw import gpu_probe as gp
 from hpcbench.hw import torch_device as td
 from hpcbench.node.inventory import Inventory
-from hpcbench.probes.base import ProbeContext, Requirement, check, report_progress
+from hpcbench.probes.base import GpuProbe, ProbeContext, check, report_progress
 from hpcbench.probes.memtest import calc
 from hpcbench.probes.memtest.passes import Env, Progress, Region, run_pattern
 
@@ -140,7 +140,7 @@ def schedule(params: MemtestParams, over: Callable[[], bool]) -> Iterator[tuple[
             yield passno, name
 
 
-class Memtest:
+class Memtest(GpuProbe):
     """Pattern test of GPU (or host) memory: every word written and read back, on the device, with
     the GPU's error counters read around it."""
 
@@ -150,8 +150,6 @@ class Memtest:
         "random, moving inversions, retention; ECC, row-remap and XID counters around it"
     )
     Params: ClassVar[type] = MemtestParams
-    requires: ClassVar[tuple[Requirement, ...]] = (Requirement("idle_gpu"),)  # also runs on the CPU device
-    expands: ClassVar[dict[str, str]] = {"gpu": "device"}
     metrics: ClassVar[tuple[str, ...]] = ("mismatched_words", "bandwidth", *cw.METRICS)
 
     def __init__(

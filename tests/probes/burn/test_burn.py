@@ -20,6 +20,7 @@ import psutil
 import pytest
 import torch
 from conftest import Cli, marked_processes, no_marked_processes, wait_for
+from support.results import measured
 
 from hpcbench.core.errors import ParamError, ProbeError
 from hpcbench.core.exitcodes import ExitCode
@@ -145,7 +146,7 @@ def test_loop_numbers_are_pinned_with_a_fixed_clock() -> None:
 
 def test_cpu_burn_runs_its_real_code(tmp_path: Path) -> None:
     ms = run({}, workdir=str(tmp_path))
-    by = {m.metric: m for m in ms}
+    by = {m.metric: m for m in measured(ms)}
     assert list(by) == ["bf16_sustained", "stability", "droop"]  # no NVML metric on the CPU device
     main = by["bf16_sustained"]
     s = main.settings
@@ -177,10 +178,9 @@ def test_cpu_burn_runs_its_real_code(tmp_path: Path) -> None:
     x, w = mm.operands(torch, "cpu", "bf16", mm.Shape(64, 64, 64), torch.Generator().manual_seed(0))
     first = torch.mm(x[0], w[0].t())
     assert v["first_output_sha256"] == hashlib.sha256(first.view(torch.uint8).numpy().tobytes()).hexdigest()
-    assert (
-        s["consensus"]["value"] == v["first_output_sha256"]
-        and "bf16 64x64x64 seed 0" in s["consensus"]["group"]
-    )
+    agree = by["bf16_sustained"].consensus
+    assert agree is not None and agree.name == "first_output_sha256"
+    assert agree.value == v["first_output_sha256"] and "bf16 64x64x64 seed 0" in agree.group
     assert s["telemetry"] == {"source": None, "reason": "the CPU device has no NVML telemetry"}
     assert s["host_load"] == {"cpus": 0, "requested": False}
     assert torch.are_deterministic_algorithms_enabled() is False  # the probe put torch's setting back

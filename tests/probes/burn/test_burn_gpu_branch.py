@@ -14,18 +14,19 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pynvml
 import pytest
 from support.fakenvml import FakeNvml
 from support.nvml_models import HW_SLOWDOWN, HW_THERMAL, POWER_BRAKE, SW_THERMAL, burn_trace, ecc
+from support.results import measured
 
 from hpcbench.core.measurement import Verdict
 from hpcbench.engine import baselines, suite
 from hpcbench.engine.judge import judge
 from hpcbench.engine.plan import Job
+from hpcbench.engine.runner import Outcome
 from hpcbench.hw import torch_device as td
 from hpcbench.node.inventory import Inventory
 from hpcbench.probes import registry
@@ -168,10 +169,7 @@ def site_baseline(tmp_path: Path) -> baselines.Baseline:
 
 def verdicts(ms: list, suite_name: str, base: baselines.Baseline) -> dict[str, Verdict]:
     check = next(c for c in suite.load(suite_name, registry.load_all()).checks if c.id == "burn")
-    outcome = SimpleNamespace(
-        job=Job(check, "gpu3", {}), status="ok", started="", duration=0.0, reason="", hint="", params={},
-        measurements=ms,
-    )  # fmt: skip
+    outcome = Outcome.of(Job(check, "gpu3", {}), ms)
     (result,) = judge(check, [outcome], base, INVENTORY)
     out: dict[str, Verdict] = {}
     for e in result.evaluations:
@@ -189,7 +187,7 @@ def test_a_healthy_trace_passes_acceptance_and_nightly(
     sc = Scenario(tmp_path / "kern.log")
     sc.log.write_text("")
     ms = run_burn(monkeypatch, sc)
-    by = {m.metric: m for m in ms}
+    by = {m.metric: m for m in measured(ms)}
     main = by["bf16_sustained"]
     assert main.sanity is None and main.value == HEALTHY_TFLOPS
     # 30 s in 5 s windows of 80 GEMMs each; sustained: windows 3-6 (after the first 10 s)

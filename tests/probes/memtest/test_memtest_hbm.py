@@ -7,18 +7,19 @@ the retention pause; judged by the acceptance suite as shipped."""
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import torch
 from support.fakenvml import FakeNvml
 from support.nvml_models import ecc
+from support.results import measured, reasons
 
 from hpcbench.core.measurement import Verdict
 from hpcbench.engine import suite as suite_mod
 from hpcbench.engine.judge import judge
 from hpcbench.engine.plan import Job
+from hpcbench.engine.runner import Outcome
 from hpcbench.hw import counter_watch as cw
 from hpcbench.node.inventory import Inventory
 from hpcbench.probes import registry
@@ -52,16 +53,7 @@ def acceptance() -> Any:
 
 def verdict(ms: list, subject: str = "gpu3") -> Any:
     check = acceptance()
-    outcome = SimpleNamespace(
-        job=Job(check, subject, {}),
-        status="ok",
-        started="",
-        duration=0.0,
-        reason="",
-        hint="",
-        params={},
-        measurements=ms,
-    )
+    outcome = Outcome.of(Job(check, subject, {}), ms)
     return judge(check, [outcome], None, INVENTORY)[0]
 
 
@@ -101,7 +93,7 @@ def test_cut_short_before_covering_the_region_is_an_error_never_a_pass() -> None
     (p,) = main.settings["patterns"]
     assert p["pattern"] == "0x00" and not p["complete"] and p["chunks"] == [0, 3]
     assert main.value == 0 and main.sanity is None
-    assert main.settings["could_not_measure"] == {
+    assert reasons(ms, "could_not_measure") == {
         "mismatched_words": "max_time_s 0.0025 s ended before any pattern covered the 0.00 GiB tested "
         "(0x00: 0 of 3 chunks): raise max_time_s or test less memory (max_mib)"
     }
@@ -123,8 +115,8 @@ def test_passes_zero_repeats_the_patterns_until_the_time_is_up() -> None:
         (n, p) for n in range(1, 7) for p in ("0x55", "random")
     ]
     assert [r["complete"] for r in runs] == [True] * 11 + [False]
-    assert "; 12 pattern run(s) in 0.1005 s (pass 6 the last); " in ms[0].settings["detail"]
-    assert "could_not_measure" not in ms[0].settings
+    assert "; 12 pattern run(s) in 0.1005 s (pass 6 the last); " in ms[0].detail
+    assert reasons(ms, "could_not_measure") == {}
     assert verdict(ms).verdict is Verdict.PASS
 
 
@@ -157,7 +149,7 @@ def test_a_retention_pause_longer_than_the_time_left_is_cut_short() -> None:
     )
     (p,) = ms[0].settings["patterns"]
     assert not p["complete"] and len(slept) == 1 and slept[0] < 10
-    assert "could_not_measure" in ms[0].settings
+    assert "mismatched_words" in reasons(ms, "could_not_measure")
 
 
 class WatchedMemtest(memtest.Memtest):
@@ -182,10 +174,10 @@ def test_ecc_counters_and_xids_are_read_around_the_test_and_judged(tmp_path: Pat
         fake.device_overrides[3] = {"ecc": ecc(cv=12, ca=12), "remapped_rows": (1, 0, 1, 0)}
 
     ms = run({"patterns": ["0x55", "retention"], "retention_s": 1}, WatchedMemtest(fake, log, sleep=during))
-    by = {m.metric: m for m in ms}
+    by = {m.metric: m for m in measured(ms)}
     assert by["mismatched_words"].value == 0  # ECC corrected every word: the data read back right
     assert by["ecc_correctable_new"].value == 12.0
-    assert by["ecc_correctable_new"].settings["detail"] == (
+    assert by["ecc_correctable_new"].detail == (
         "12 correctable ECC errors during the memtest (0 before, 12 after)"
     )
     assert by["remapped_rows_new"].value == 1.0 and by["ecc_uncorrectable_new"].value == 0.0
