@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from hpcbench.cli import run as cli_run
 from hpcbench.core.measurement import Verdict
 from hpcbench.engine import runner
 from hpcbench.engine.plan import Job
