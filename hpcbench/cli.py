@@ -261,7 +261,7 @@ def cmd_run(args: argparse.Namespace, suite: Any = None) -> int:
     cfg = config.from_args(args)
     if suite is None:
         config.check_folders(cfg.suites)
-        found = registry.catalog()
+        found = registry.catalog(suite_mod.probe_names(args.suite, cfg.suites.value))
         probe_classes = found.probes
         suite = suite_mod.load(args.suite, probe_classes, found.broken, cfg.suites.value)
     else:

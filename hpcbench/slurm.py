@@ -251,7 +251,7 @@ def cmd_slurm_check(args: argparse.Namespace) -> int:
     scontrol.show_node(name)  # fails fast: no scontrol, no controller, no such node
     cfg = config.from_args(args)
     config.check_folders(cfg.suites)
-    found = registry.catalog()
+    found = registry.catalog(suite_mod.probe_names(args.suite, cfg.suites.value))
     probe_classes = found.probes
     suite = suite_mod.load(args.suite, probe_classes, found.broken, cfg.suites.value)
     seen: dict[str, Any] = {}

@@ -15,14 +15,16 @@ import traceback
 from typing import Any
 
 
-def run_job(job: dict[str, Any]) -> dict[str, Any]:
+def run_job(job: dict[str, Any], probe: Any = None) -> dict[str, Any]:
+    """Run one job; ``probe``: its ProbeSpec when the caller has it (a forked batch child), else
+    it is loaded by name."""
     from hpcbench.errors import HpcbenchError, ProbeError, ProbeSkip
     from hpcbench.node import Inventory
     from hpcbench.probes import registry
     from hpcbench.probes.base import ProbeContext, build_params, params_as_dict
 
     try:
-        probe = registry.load(job["probe"])
+        probe = probe if probe is not None else registry.load(job["probe"])
         params = build_params(probe, job["params"])
         ctx = ProbeContext(
             subject=job["subject"],

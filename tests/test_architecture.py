@@ -59,6 +59,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "hpcbench.validate",
             "hpcbench.runner",
             "hpcbench.worker",
+            "hpcbench.batch",
+            "hpcbench.suite_include",
         ),
     ),
     ("outputs", ("hpcbench.report", "hpcbench.analysis")),

@@ -19,6 +19,7 @@ With ``expand = "nic"`` the node modes (topology, tcp, pairs) are left out of ea
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -163,6 +164,13 @@ class Network:
     metrics: ClassVar[tuple[str, ...]] = METRICS
     #: under a launch every node writes its own record (the session reads this)
     record_per_node: ClassVar[bool] = True
+
+    @staticmethod
+    def no_load_for(params: Mapping[str, Any]) -> bool:
+        """Health and topology read sysfs only; read once (interval 0) they end in milliseconds and
+        run in the run's one no-load child (``hpcbench.batch``); the other modes load the network."""
+        modes = params.get("modes", ["health", "topology", "tcp"])
+        return set(modes) <= {"health", "topology"} and float(params.get("interval", 2.0)) == 0
 
     def run(self, params: NetworkParams, ctx: ProbeContext) -> list[Measurement]:
         reader = modes.Reader(params.root, list(params.ignore))
