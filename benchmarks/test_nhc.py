@@ -113,7 +113,16 @@ def compare(nhc_dir: Path, rounds: int) -> dict[str, float]:
             "MARK_OFFLINE=0",
         ]
         exe = shutil.which("hpcbench", path=str(Path(sys.executable).parent)) or "hpcbench"
-        ours = [exe, "run", str(suite), "--quiet", "-o", str(folder / "results"), "--lock-file", str(folder / "lock")]
+        ours = [
+            exe,
+            "run",
+            str(suite),
+            "--quiet",
+            "-o",
+            str(folder / "results"),
+            "--lock-file",
+            str(folder / "lock"),
+        ]
         env = {k: v for k, v in os.environ.items() if not k.startswith("HPCBENCH_")}
         for argv in (nhc, ours):  # once each, unmeasured: both config files parse, caches warm
             _, code = _time(argv, env)
