@@ -18,6 +18,7 @@ The child protocol, one JSON object per line: ``{"i": 3, "start": true}`` then
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import json
 import os
 import select
@@ -111,6 +112,8 @@ class _Child:
                     logfd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
                     os.dup2(logfd, 1)
                     os.dup2(logfd, 2)
+                    if faulthandler.is_enabled():  # its crash report into the child's log too
+                        faulthandler.enable(file=sys.stderr)
                     devnull = os.open(os.devnull, os.O_RDONLY)
                     os.dup2(devnull, 0)
                     with os.fdopen(w, "w", encoding="utf-8") as out:
