@@ -87,9 +87,10 @@ def expand(
         sub = expand(tomlfile.read(path, "suite"), site, chain)
         digest.update(sub.sha256.encode())
         included += [str(path), *getattr(sub, "included", ())]
+        default_timeout = sub.data.get("default_timeout")
         for raw in sub.data.get("check", []):
-            if isinstance(raw, dict):
-                checks.append(dict(raw))
+            if isinstance(raw, dict):  # its own default timeout goes with it
+                checks.append({**({"timeout": default_timeout} if default_timeout else {}), **raw})
     index_map: list[int | None] = [None] * len(checks)
     ids = {c.get("id"): k for k, c in enumerate(checks)}
     own = doc.data.get("check", [])
