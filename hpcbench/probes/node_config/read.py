@@ -9,11 +9,11 @@ import os
 import re
 from dataclasses import dataclass
 
+from hpcbench.hw.procs import Proc, processes  # noqa: F401 - node_config reads processes here too
 from hpcbench.pci import read_text
 
 _ESCAPE = re.compile(r"\\([0-7]{3})")
 _KB = re.compile(r"^(\w+):\s+(\d+)(?:\s+kB)?$", re.MULTILINE)
-_UID = re.compile(r"^Uid:\s+(\d+)", re.MULTILINE)
 _CPU = re.compile(r"^cpu(\d+)$")
 #: a mount of these types is a trigger or a placeholder, not the file system the path should hold
 TRIGGERS = ("autofs",)
@@ -95,31 +95,6 @@ def cpu_layout(root: str) -> CpuLayout | None:
             packages.add(pkg)
             cores.add((pkg, core))
     return CpuLayout(len(packages), len(cores), len(online), len(present))
-
-
-@dataclass(frozen=True)
-class Proc:
-    pid: int
-    comm: str
-    uid: int
-
-
-def processes(root: str) -> list[Proc] | None:
-    """Every process's name (/proc/PID/comm) and real user id; None when /proc is not readable."""
-    base = os.path.join(root, "proc")
-    try:
-        pids = [int(n) for n in os.listdir(base) if n.isdigit()]
-    except OSError:
-        return None
-    out = []
-    for pid in sorted(pids):
-        comm = read_text(f"{base}/{pid}/comm")
-        status = read_text(f"{base}/{pid}/status")
-        m = _UID.search(status or "")
-        if comm is None or m is None:  # it ended while we read
-            continue
-        out.append(Proc(pid, comm.strip(), int(m[1])))
-    return out
 
 
 def loadavg(text: str) -> tuple[float, float, float] | None:
