@@ -164,6 +164,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="what the profile matches on (default: gpu_name on GPU nodes, else cpu_model)",
     )
+    c.add_argument(
+        "--site-suite",
+        metavar="FILE",
+        help="from a health run's record: also write FILE, a suite that includes health and expects this "
+        "node's CPU layout, memory, mounts, daemons, BIOS, GPU count and driver (docs/health.md)",
+    )
     c.add_argument("--force", action="store_true", help="overwrite an existing output file")
 
     p = sub.add_parser(
@@ -316,6 +322,14 @@ def cmd_baseline(args: argparse.Namespace) -> int:
         force=args.force,
     )
     print(f"wrote baseline profile {path}")
+    if args.site_suite:
+        from pathlib import Path
+
+        from hpcbench import results
+        from hpcbench.analysis import site_suite
+
+        records = [results.load_data(f) for f in results.find(args.records)]
+        print(f"wrote site suite {site_suite.write(records, Path(args.site_suite), args.force)}")
     return ExitCode.OK
 
 

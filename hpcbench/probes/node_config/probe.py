@@ -113,6 +113,53 @@ class NodeConfigParams:
         check(not self.check_job_users or bool(self.job_users_command), NAME, "job_users_command", "empty")
 
 
+#: file-system types worth expecting at a mount point (not proc, sysfs, tmpfs, cgroup, overlay...)
+REAL_FS = (
+    "ext4",
+    "xfs",
+    "btrfs",
+    "zfs",
+    "nfs",
+    "nfs4",
+    "lustre",
+    "gpfs",
+    "beegfs",
+    "cifs",
+    "cephfs",
+    "wekafs",
+)
+#: daemons a golden node's suite may expect, when they run there
+DAEMONS = (
+    "slurmd", "munged", "sshd", "chronyd", "ntpd", "nvidia-persiste", "nv-fabricmanage", "nv-hostengine",
+    "dcgm-exporter", "node_exporter", "rasdaemon", "mcelog", "lustre_rmmod", "opensm", "sssd", "nslcd",
+)  # fmt: skip
+
+
+def observe(root: str, procs: list[read.Proc] | None) -> dict[str, Any]:
+    """What this node is, for ``hpcbench baseline create --site-suite``: the values a site's
+    health suite expects of nodes like it (read once more, cheaply, whatever the suite asked)."""
+    layout = read.cpu_layout(root)
+    meminfo = read.meminfo(read_text(os.path.join(root, "proc/meminfo")) or "")
+    mounts = read.read_mounts(root) or {}
+    procs = procs if procs is not None else read.processes(root)
+    running = sorted({(p.comm, catalog.user_name(root, p.uid)) for p in procs or [] if p.comm in DAEMONS})
+    out: dict[str, Any] = {
+        "mounts": [
+            {"path": e.point, "type": e.fstype, "source": e.source, "rw": "rw" in e.options}
+            for e in sorted(mounts.values(), key=lambda e: e.point)
+            if e.fstype in REAL_FS
+        ],
+        "daemons": [f"{name}@{user}" for name, user in running],
+        "dmi": {k: v for k in ("bios_version", "product_name") if (v := read.dmi(root, k))},
+    }
+    if layout is not None:
+        out.update(cpu_sockets=layout.sockets, cpu_cores=layout.cores, cpu_threads=layout.threads)
+    if "MemTotal" in meminfo:
+        out["memory_gib"] = round(meminfo["MemTotal"] / 2**20, 3)
+        out["swap_gib"] = round(meminfo.get("SwapTotal", 0) / 2**20, 3)
+    return out
+
+
 class NodeConfig:
     """NHC's catalogue: CPU layout, memory, mounts, processes, users, files, DMI, load, commands."""
 
@@ -175,5 +222,5 @@ class NodeConfig:
         ]
         if all(i.value is None and not i.error for i in items):
             raise ProbeSkip("nothing to compare with: the suite sets none of node_config's expectations")
-        settings: dict[str, Any] = {"root": root}
+        settings: dict[str, Any] = {"root": root, "observed": observe(root, procs)}
         return to_measurements(items, ctx.subject, settings, "/proc, /sys and /etc as the site expects them")
