@@ -28,7 +28,7 @@ from hpcbench.hw.items import Item, missing, to_measurements
 from hpcbench.launch import from_environ
 from hpcbench.model import Measurement
 from hpcbench.probes.base import ProbeContext, Requirement, check
-from hpcbench.probes.network import health, modes, pairs, procs, topology
+from hpcbench.probes.network import health, modes, pairs, procs, since_last, topology
 
 NAME = "network"
 MODES = ("health", "topology", "rdma", "tcp", "pairs")
@@ -113,6 +113,13 @@ class NetworkParams:
     root: str = field(
         default="/", metadata={"help": "where /sys and /proc are read (a container's host mount)"}
     )
+    since_last_run: bool = field(
+        default=False,
+        metadata={
+            "help": "health, interval 0: counters_grew against the previous run's reading (state folder)"
+        },
+    )
+    state_dir: str = field(default="", metadata={"help": "since_last_run's folder; '' = the state folder"})
 
     def __post_init__(self) -> None:
         bad = [m for m in self.modes if m not in MODES]
@@ -212,10 +219,23 @@ class Network:
             items += found
             settings.update(extra)
         if "health" in p.modes:
-            after = r.after(p.interval)
+            after, interval = r.after(p.interval), p.interval
+            if p.since_last_run and after is None:  # the previous run's reading is "before"
+                now = r.before.get(p.nic, {})
+                stat = os.path.join(p.root, "proc/stat")
+                prev, interval, why = since_last.previous_and_now(p.nic, now, p.state_dir, stat)
+                settings["counters_since_last_run"] = why or f"{interval:.0f} s since the previous reading"
+                if prev is not None:
+                    r.before[p.nic], after = prev, {p.nic: now}
             settings["counters_before"] = r.before.get(p.nic, {})
             settings["counters_after"] = (after or {}).get(p.nic)
-            items = modes.subject_health(r, p.nic, after, p.interval, expect) + items
+            found = modes.subject_health(r, p.nic, after, interval, expect)
+            if p.since_last_run and after is None:  # say why there is no growth to judge
+                why = settings["counters_since_last_run"]
+                found = [
+                    Item(i.metric, not_measured=why) if i.metric == "counters_grew" else i for i in found
+                ]
+            items = found + items
         return items
 
     def _node(
