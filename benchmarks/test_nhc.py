@@ -1,5 +1,7 @@
 """The health suite against LBNL NHC on this node, side by side: wall time from the command's start
-to its exit, ``--quiet``, the median of alternating runs (NHC, hpcbench, NHC, ...).
+to its exit, ``--quiet``, the median of alternating runs (NHC, hpcbench, NHC, ...); their CPU time
+(user + system, children included) is printed beside it, a figure other work on the machine moves
+less.
 
 NHC is not part of the project: give the path of a checkout of its public repository (mej/nhc,
 tag 1.4.3) in ``HPCBENCH_NHC`` (``git -C <mirror> archive 1.4.3 | tar -x -C /tmp/nhc-1.4.3``).
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import compileall
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -84,10 +87,14 @@ def write_configs(folder: Path, node: dict[str, object]) -> tuple[Path, Path]:
     return nhc_conf, suite
 
 
-def _time(argv: list[str], env: dict[str, str]) -> tuple[float, int]:
+def _time(argv: list[str], env: dict[str, str]) -> tuple[float, int, float]:
+    """(wall seconds from start to exit, exit status, CPU seconds: user + system of it and its children)."""
+    cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, timeout=120)
-    return time.perf_counter() - start, done.returncode
+    wall = time.perf_counter() - start
+    cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, done.returncode, cpu1.ru_utime - cpu0.ru_utime + cpu1.ru_stime - cpu0.ru_stime
 
 
 def compare(nhc_dir: Path, rounds: int) -> dict[str, float]:
@@ -125,21 +132,23 @@ def compare(nhc_dir: Path, rounds: int) -> dict[str, float]:
         ]
         env = {k: v for k, v in os.environ.items() if not k.startswith("HPCBENCH_")}
         for argv in (nhc, ours):  # once each, unmeasured: both config files parse, caches warm
-            _, code = _time(argv, env)
+            _, code, _ = _time(argv, env)
             assert code == 0, f"{argv[:3]} exited {code} on this node: fix the configuration first"
-        a: list[float] = []
-        b: list[float] = []
+        runs: dict[str, list[tuple[float, int, float]]] = {"nhc": [], "hpcbench": []}
         for _ in range(rounds):
-            a.append(_time(nhc, env)[0])
-            b.append(_time(ours, env)[0])
-    return {"nhc": statistics.median(a), "hpcbench": statistics.median(b), "rounds": float(rounds)}
+            runs["nhc"].append(_time(nhc, env))
+            runs["hpcbench"].append(_time(ours, env))
+    out = {name: statistics.median(r[0] for r in rs) for name, rs in runs.items()}
+    out.update({f"{name}_cpu": statistics.median(r[2] for r in rs) for name, rs in runs.items()})
+    return {**out, "rounds": float(rounds)}
 
 
 def _print(r: dict[str, float]) -> None:
     print(
         f"\nhealth suite vs NHC, median wall time of {int(r['rounds'])} alternating runs: "
         f"NHC {r['nhc']:.3f} s, hpcbench {r['hpcbench']:.3f} s, ratio {r['hpcbench'] / r['nhc']:.2f} "
-        f"(goal <= {MAX_RATIO})"
+        f"(goal <= {MAX_RATIO}); CPU time (user + system, children included): NHC {r['nhc_cpu']:.3f} s, "
+        f"hpcbench {r['hpcbench_cpu']:.3f} s, ratio {r['hpcbench_cpu'] / r['nhc_cpu']:.2f}"
     )
 
 
