@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 from hpcbench import batch
 from hpcbench.model import Measurement
+from hpcbench.probes.base import report_progress
 from hpcbench.probes.registry import spec_of
 from hpcbench.runner import _no_load
 
@@ -100,6 +101,7 @@ def test_the_run_deadline_ends_a_hung_read_and_what_follows_does_not_start(tmp_p
 @dataclass(frozen=True)
 class _Params:
     crash: bool = False
+    hang: bool = False
 
 
 class _Probe:
@@ -113,6 +115,9 @@ class _Probe:
     def run(self, params: _Params, ctx: Any) -> list[Measurement]:
         if params.crash:
             os.abort()
+        if params.hang:  # an NVML call that never returns, as a stuck driver does
+            report_progress(ctx, "NVML nvmlDeviceGetHandleByIndex(3)")
+            threading.Event().wait()
         return [Measurement.from_samples("answer", [42.0], "count", ctx.subject)]
 
 
@@ -136,6 +141,19 @@ def test_a_crash_costs_only_its_own_job(tmp_path: Path) -> None:
     assert [done[i].outcome["status"] for i in range(3)] == ["ok", "error", "ok"]
     assert done[1].outcome["reason"].startswith("probe crashed: killed by SIGABRT")
     assert done[2].outcome["measurements"][0]["subject"] == "c"
+
+
+def test_a_stuck_call_is_named_by_its_last_step_and_the_jobs_after_it_still_run(tmp_path: Path) -> None:
+    spec = spec_of(_Probe)
+    jobs = [_job(tmp_path, "gpu3", hang=True), _job(tmp_path, "gpu4")]
+    jobs[0] = batch.BatchJob(jobs[0].job, 1.0, "gpu_health/gpu3")  # a 1 s timeout
+    done = batch.run(jobs, tmp_path, {}, probes={"fork_only": spec})
+    assert done[0].hung and done[0].outcome["status"] == "error"
+    assert done[0].outcome["reason"] == (
+        "hung: no answer after 1 s (the check's timeout), killed; "
+        "last step: NVML nvmlDeviceGetHandleByIndex(3)"
+    )
+    assert done[1].outcome["status"] == "ok"
 
 
 def test_with_another_thread_running_the_child_is_spawned_and_answers_alike(tmp_path: Path) -> None:
