@@ -2,7 +2,7 @@
 """The system tools a make target needs, installed where this user may, else the one command to run.
 
     python3 scripts/ensure_tools.py bench      # fio, nvme-cli
-    python3 scripts/ensure_tools.py test       # those, iperf3, Slurm, munge, node_exporter
+    python3 scripts/ensure_tools.py test       # those, iperf3, Slurm, munge, node_exporter, promtool
     python3 scripts/ensure_tools.py suites     # all a bundled suite may run: fio, nvme-cli, iperf3, perftest
     python3 scripts/ensure_tools.py --check test
 
@@ -52,6 +52,9 @@ TOOLS = {
         "golang-github-prometheus-node-exporter",
         "the Prometheus tests",
     ),
+    "promtool": Tool(
+        "promtool", "prometheus", "golang-github-prometheus", "the Prometheus textfile's lint test"
+    ),
 }
 TARGETS = {
     "bench": ("fio", "nvme"),
@@ -68,6 +71,7 @@ TARGETS = {
         "scontrol",
         "munged",
         "node_exporter",
+        "promtool",
     ),
     # acceptance and nightly on an RDMA node (network_rdma), the network-pairs suite (iperf3);
     # `test` runs the distribution's perftest for what it does without an RDMA device

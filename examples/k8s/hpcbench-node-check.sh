@@ -9,8 +9,8 @@
 set -u
 : "${NODE_NAME:?set NODE_NAME from the downward API (fieldRef spec.nodeName)}"
 HPCBENCH=${HPCBENCH:-hpcbench}
-SUITE=${HPCBENCH_SUITE:-nightly}
-INTERVAL=${HPCBENCH_INTERVAL:-86400}
+SUITE=${HPCBENCH_SUITE:-health}
+INTERVAL=${HPCBENCH_INTERVAL:-300}
 OUTPUT=${HPCBENCH_OUTPUT:-/var/lib/hpcbench/results}
 KEY=hpcbench.io
 while :; do

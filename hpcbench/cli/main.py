@@ -166,6 +166,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="what the profile matches on (default: gpu_name on GPU nodes, else cpu_model)",
     )
+    c.add_argument(
+        "--site-suite",
+        metavar="FILE",
+        help="from a health run's record: also write FILE, a suite that includes health and expects this "
+        "node's CPU layout, memory, mounts, daemons, BIOS, GPU count and driver (docs/health.md)",
+    )
     c.add_argument("--force", action="store_true", help="overwrite an existing output file")
 
     p = sub.add_parser(
@@ -265,7 +271,7 @@ def cmd_run(args: argparse.Namespace, suite: Any = None) -> int:
     cfg = config.load({"output": req.output, "lock": req.lock_file})
     if suite is None:
         config.check_folders(cfg.suites)
-        found = registry.catalog()
+        found = registry.catalog(suite_mod.probe_names(args.suite, cfg.suites.value))
         probe_classes = found.probes
         suite = suite_mod.load(args.suite, probe_classes, found.broken, cfg.suites.value)
     else:
@@ -337,6 +343,14 @@ def cmd_baseline(args: argparse.Namespace) -> int:
         force=args.force,
     )
     print(f"wrote baseline profile {path}")
+    if args.site_suite:
+        from pathlib import Path
+
+        from hpcbench.analysis import site_suite
+        from hpcbench.engine import store
+
+        records = [store.load_data(f) for f in store.find(args.records)]
+        print(f"wrote site suite {site_suite.write(records, Path(args.site_suite), args.force)}")
     return ExitCode.OK
 
 

@@ -101,13 +101,39 @@ def failing_checks(record: Record, threshold: ExitCode) -> dict[str, list[str]]:
     return out
 
 
+def first_item(record: Record, threshold: ExitCode) -> tuple[str, str]:
+    """(check id, what is wrong) of the first failing health item: the detail a health probe
+    gives its failing count (``mount /scratch missing``), its first clause; ("", "") when the
+    first failing check has none."""
+    require = record.suite.require_baseline
+    for c in record.checks:
+        code = c.verdict.exit_code(require)
+        if code == ExitCode.OK or code.severity < threshold.severity:
+            continue
+        for e in c.evaluations:
+            ecode = e.verdict.exit_code(require)
+            if ecode == ExitCode.OK or ecode.severity < threshold.severity:
+                continue
+            m = next((m for m in c.measurements if m.metric == e.metric), None)
+            detail = str(m.settings.get("detail", "")) if m is not None else ""
+            return (c.id, detail.split(";")[0].strip()) if detail else ("", "")
+        return "", ""
+    return "", ""
+
+
 def drain_reason(record: Record, threshold: ExitCode = ExitCode.FAIL, limit: int = REASON_LIMIT) -> str:
-    """``hpcbench: FAIL membw(node), gemm(gpu3,gpu5)``: the verdict and the failing checks, short.
+    """``hpcbench: FAIL membw(node), gemm(gpu3,gpu5)``: the verdict and the failing checks, short;
+    where the first failing check is a health item that names what is wrong, that comes first:
+    ``hpcbench: FAIL mount /scratch missing, gpu_health(gpu3)``.
 
     Checks that do not fit in ``limit`` characters become ``+N more``.
     """
     head = f"{PREFIX} {record.verdict}"
-    items = [f"{cid}({','.join(subs)})" for cid, subs in failing_checks(record, threshold).items()]
+    failing = failing_checks(record, threshold)
+    items = [f"{cid}({','.join(subs)})" for cid, subs in failing.items()]
+    cid, what = first_item(record, threshold)
+    if what and cid == next(iter(failing), None):
+        items[0] = what if failing[cid] == ["node"] else f"{what} ({cid} {','.join(failing[cid])})"
     if not items:
         return head
     text = head
@@ -226,7 +252,7 @@ def cmd_slurm_check(args: argparse.Namespace) -> int:
     req = request.from_args(args)
     cfg = config.load({"output": req.output, "lock": req.lock_file})
     config.check_folders(cfg.suites)
-    found = registry.catalog()
+    found = registry.catalog(suite_mod.probe_names(args.suite, cfg.suites.value))
     probe_classes = found.probes
     suite = suite_mod.load(args.suite, probe_classes, found.broken, cfg.suites.value)
     seen: dict[str, Any] = {}

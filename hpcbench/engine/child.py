@@ -14,8 +14,9 @@ import traceback
 from typing import Any
 
 
-def run_job(job: Any) -> Any:
-    """The ChildResult of one ChildJob."""
+def run_job(job: Any, probe: Any = None) -> Any:
+    """The ChildResult of one ChildJob; ``probe``: its ProbeSpec when the caller has it (a forked
+    batch child), else it is loaded by name."""
     from hpcbench.core.errors import HpcbenchError, ProbeError, ProbeSkip
     from hpcbench.core.measurement import Unmeasured
     from hpcbench.engine.handoff import ChildResult
@@ -23,7 +24,7 @@ def run_job(job: Any) -> Any:
     from hpcbench.probes.base import ProbeContext, build_params, params_as_dict
 
     try:
-        probe = registry.load(job.probe)
+        probe = probe if probe is not None else registry.load(job.probe)
         params = build_params(probe, job.params)
         ctx = ProbeContext(
             subject=job.subject,

@@ -9,6 +9,7 @@ SIGTERM stop the children; the caller still writes the record of what finished.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import shutil
 import signal
@@ -21,10 +22,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from hpcbench.core import codec
 from hpcbench.core.measurement import Measurement, Unmeasured
 from hpcbench.core.timeparse import utc_stamp
-from hpcbench.engine import busy, handoff
-from hpcbench.engine.handoff import ChildJob
+from hpcbench.engine import batch, busy, handoff
+from hpcbench.engine.handoff import ChildJob, ChildResult
 from hpcbench.engine.plan import Job, PlannedCheck, Unrunnable, estimate, make_plan
 from hpcbench.engine.record import NotRun
 from hpcbench.engine.suite import Suite
@@ -144,9 +146,16 @@ class Runner:
         not_run: list[NotRun] = []
         try:
             planned = make_plan(suite.checks, probes, self.inventory, self.gpus)
+            early: dict[tuple[str, str], Outcome] = {}
+            batched: set[int] = set()
             total = sum(len(p.jobs) if isinstance(p.jobs, list) else 1 for p in planned)
             done = 0
-            for p in planned:
+            for n, p in enumerate(planned):
+                if n not in batched and self._is_no_load(p):  # it and the no-load checks after it
+                    run_of = list(itertools.takewhile(self._childless_or_no_load, planned[n:]))
+                    batched.update(range(n, n + len(run_of)))
+                    if not self.stopped:
+                        early.update(self._run_no_load(run_of, tmp))  # in one child
                 if self.stopped:
                     not_run.append(NotRun(p.check.id, f"not started: interrupted by {self.stopped}"))
                     continue
@@ -157,6 +166,14 @@ class Runner:
                         outcomes.append(outcome)
                     continue
                 for group in p.batches():
+                    for job in [j for j in group if (j.check.id, j.subject) in early]:
+                        self.on_start(job, done + 1, total)  # ran in the no-load child
+                        done += 1
+                        outcomes.append(early[(job.check.id, job.subject)])
+                        self.on_finish(outcomes[-1], done, total)
+                    group = [j for j in group if (j.check.id, j.subject) not in early]
+                    if not group:
+                        continue
                     late = self._too_late(p, group)
                     if late:
                         subjects = ", ".join(job.subject for job in group)
@@ -257,6 +274,70 @@ class Runner:
                 )
         return None
 
+    def _child_job(self, job: Job, workdir: Path) -> ChildJob:
+        """What the child needs to run one job (``hpcbench.engine.child.run_job``)."""
+        return ChildJob(
+            probe=job.check.probe,
+            subject=job.subject,
+            params=params_as_dict(job.typed) if job.typed is not None else dict(job.params),
+            inventory=self.inventory,
+            workdir=str(workdir / "scratch"),
+            timeout=job.check.timeout,
+            gpus=tuple(self.gpus) if self.gpus is not None else None,
+        )
+
+    @staticmethod
+    def _is_no_load(p: PlannedCheck) -> bool:
+        return isinstance(p.jobs, list) and not p.reuses and _no_load(p.probe, p.check.params)
+
+    @classmethod
+    def _childless_or_no_load(cls, p: PlannedCheck) -> bool:  # a check without a child ends no run
+        return isinstance(p.jobs, Unrunnable) or bool(p.reuses) or cls._is_no_load(p)
+
+    def _run_no_load(self, planned: list[PlannedCheck], tmp: Path) -> dict[tuple[str, str], Outcome]:
+        """The outcomes of the jobs of no-load probes, all run in one child (``hpcbench.engine.batch``),
+        keyed by (check id, subject); a job that did not start (deadline, signal) is left out."""
+        jobs = [(p, job) for p in planned if self._is_no_load(p) for job in p.jobs]  # type: ignore[union-attr]
+        out: dict[tuple[str, str], Outcome] = {}
+        todo: list[tuple[Job, Path]] = []
+        for p, job in jobs:
+            unmet = self._unmet(job, p.probe)
+            if unmet:
+                out[(job.check.id, job.subject)] = unmet
+                continue
+            name = f"{job.check.id}-{job.subject}-".replace("/", "_")
+            workdir = Path(tempfile.mkdtemp(prefix=name, dir=tmp))
+            (workdir / "scratch").mkdir()
+            todo.append((job, workdir))
+        if not todo:
+            return out
+        token = f"{os.getpid()}-batch"
+        specs = [
+            batch.BatchJob(
+                codec.encode(self._child_job(job, wd)), job.check.timeout, f"{job.check.id}/{job.subject}"
+            )
+            for job, wd in todo
+        ]
+        results = batch.run(
+            specs,
+            tmp,
+            {JOB_TOKEN_ENV: token, **self._visible_gpus()},
+            self._ends_at,
+            lambda: self.stopped,
+            self._own_pids.add,
+            {p.check.probe: p.probe for p in planned},
+        )
+        kill_tagged(token)
+        for k, (job, workdir) in enumerate(todo):
+            _remove_registered(workdir / "scratch" / CLEANUP_LIST)
+            if k not in results:
+                continue
+            r = results[k]
+            outcome = _from_result(job, _result_of(r.outcome), r.started, self.stopped)
+            outcome.duration = r.duration
+            out[(job.check.id, job.subject)] = outcome
+        return out
+
     def _run_group(self, jobs: list[Job], probe_cls: Any, tmp: Path) -> list[Outcome]:
         """Start one child per job, wait for all with their timeouts."""
         outcomes: dict[int, Outcome] = {}
@@ -272,18 +353,7 @@ class Runner:
                 tempfile.mkdtemp(prefix=f"{job.check.id}-{job.subject}-".replace("/", "_"), dir=tmp)
             )
             job_file, out_file, log_file = workdir / "job.json", workdir / "out.json", workdir / "child.log"
-            handoff.write(
-                job_file,
-                ChildJob(
-                    probe=job.check.probe,
-                    subject=job.subject,
-                    params=params_as_dict(job.typed) if job.typed is not None else dict(job.params),
-                    inventory=self.inventory,
-                    workdir=str(workdir / "scratch"),
-                    timeout=job.check.timeout,
-                    gpus=tuple(self.gpus) if self.gpus is not None else None,
-                ),
-            )
+            handoff.write(job_file, self._child_job(job, workdir))
             (workdir / "scratch").mkdir()
             token = f"{os.getpid()}-{workdir.name}"
             with open(log_file, "wb") as log:
@@ -351,6 +421,15 @@ class Runner:
         return [outcomes[i] for i in range(len(jobs))]
 
 
+def _no_load(probe: Any, params: Mapping[str, Any]) -> bool:
+    """Whether a check only reads (the probe's ``no_load``; a probe of several modes may say so
+    of its parameters with ``no_load_for(params)``)."""
+    if getattr(probe, "no_load", False):
+        return True
+    judge = getattr(getattr(probe, "cls", probe), "no_load_for", None)
+    return bool(judge(params)) if callable(judge) else False
+
+
 def _remove_registered(listing: Path) -> None:
     """Remove the folders a probe registered (``register_cleanup``) and left behind."""
     try:
@@ -369,6 +448,17 @@ def _terminate_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None
 
 def kill_tagged(token: str) -> None:
     """SIGKILL every process whose environment carries ``token``."""
+    if os.path.isdir("/proc/self"):  # Linux: /proc directly, 5-10 times faster than psutil
+        needle = f"{JOB_TOKEN_ENV}={token}".encode() + b"\0"
+        for name in os.listdir("/proc"):
+            if not name.isdigit() or int(name) == os.getpid():
+                continue
+            with contextlib.suppress(OSError):
+                with open(f"/proc/{name}/environ", "rb") as fh:
+                    env = b"\0" + fh.read()
+                if b"\0" + needle in env + b"\0":
+                    os.kill(int(name), signal.SIGKILL)
+        return
     import psutil
 
     for p in psutil.process_iter():
@@ -451,6 +541,31 @@ def _last_line(path: Path) -> str:
     return lines[-1][:300] if lines else ""
 
 
+def _result_of(data: dict[str, Any]) -> ChildResult:
+    """A batch child's result (or the runner's own error dict for a job it killed), decoded."""
+    try:
+        result: ChildResult = codec.decode(ChildResult, data, "result")
+    except ValueError as exc:  # DecodeError: a child that wrote nonsense
+        return ChildResult("error", reason=f"the probe's child wrote no readable result: {exc}")
+    return result
+
+
+def _from_result(job: Job, result: ChildResult, stamp: str, stopped: str | None) -> Outcome:
+    """The outcome of a job from its child's result (``hpcbench.engine.child.run_job``)."""
+    if stopped and result.status == "error":  # the probe stopped itself on the runner's SIGTERM
+        return Outcome(job, "interrupted", stamp, reason=f"interrupted by {stopped}")
+    return Outcome(
+        job,
+        result.status,
+        stamp,
+        reason=result.reason,
+        hint=result.hint,
+        params=result.params,
+        measurements=list(result.measurements),
+        unmeasured=list(result.unmeasured),
+    )
+
+
 def _read_outcome(job: Job, code: int, workdir: Path, stamp: str, stopped: str | None) -> Outcome:
     out_file = workdir / "out.json"
     if code == 0 and out_file.is_file():
@@ -458,18 +573,7 @@ def _read_outcome(job: Job, code: int, workdir: Path, stamp: str, stopped: str |
             result = handoff.read_result(out_file)
         except (OSError, ValueError) as exc:  # DecodeError is a ValueError: a child that wrote nonsense
             return Outcome(job, "error", stamp, reason=f"the probe's child wrote no readable result: {exc}")
-        if stopped and result.status == "error":  # the probe stopped itself on the runner's SIGTERM
-            return Outcome(job, "interrupted", stamp, reason=f"interrupted by {stopped}")
-        return Outcome(
-            job,
-            result.status,
-            stamp,
-            reason=result.reason,
-            hint=result.hint,
-            params=result.params,
-            measurements=list(result.measurements),
-            unmeasured=list(result.unmeasured),
-        )
+        return _from_result(job, result, stamp, stopped)
     if stopped:
         return Outcome(job, "interrupted", stamp, reason=f"interrupted by {stopped}")
     if code < 0:

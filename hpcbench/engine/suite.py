@@ -18,6 +18,8 @@ A suite file is TOML:
                                     # (+ metrics = [...]: only these; default: all the check judges)
     timeout = 120                   # seconds, for each subject's child process
 
+A suite may ``include`` others and change their checks by id (``hpcbench.engine.suite_include``).
+
 Every error names the file, the line and the key, and what was expected.
 """
 
@@ -31,6 +33,7 @@ from typing import Any
 
 from hpcbench.core import tomlfile
 from hpcbench.core.errors import ConfigError
+from hpcbench.engine import suite_include
 from hpcbench.probes import base
 from hpcbench.probes.base import build_params
 from hpcbench.probes.registry import BrokenProbe, spec_of
@@ -216,7 +219,7 @@ def parse(
 ) -> Suite:
     """Validate a parsed suite document. ``probe_classes`` (name -> ProbeSpec or probe class) also
     validates each check's probe, params, expansion and metrics; a probe in ``broken`` is refused
-    with its reason."""
+    with its reason. ``include`` is resolved by ``load`` (``hpcbench.engine.suite_include``)."""
     specs = {n: spec_of(c, n) for n, c in (probe_classes or {}).items()}
     broken = broken or {}
 
@@ -369,7 +372,16 @@ def load(
     """Load and validate a suite by path, or by name in the ``site`` folders, then the bundled ones;
     ConfigError on any problem."""
     path = tomlfile.resolve(name_or_path, "", "suite", site)
-    return parse(tomlfile.read(path, "suite"), probe_classes, broken)
+    doc = suite_include.expand(tomlfile.read(path, "suite"), site)
+    for sub in getattr(doc, "included", ()):  # each included file alone first: its errors name it
+        parse(suite_include.expand(tomlfile.read(sub, "suite"), site), probe_classes, broken)
+    return parse(doc, probe_classes, broken)
+
+
+def probe_names(name_or_path: str, site: Sequence[Path] = ()) -> set[str]:
+    """The probes a suite (its includes too) names, read without validation: what a run imports."""
+    path = tomlfile.resolve(name_or_path, "", "suite", site)
+    return suite_include.probe_names(suite_include.expand(tomlfile.read(path, "suite"), site))
 
 
 def single_check(

@@ -157,7 +157,9 @@ class Probe(Protocol):
     (keys from EXPANSIONS, each naming a Params field) and ``run(params, ctx)``; optional are
     ``metrics`` (the metric names it can report, default: not declared), ``concurrent``
     (default True: the subjects of a ``gpu`` expansion run at once) and ``record_per_node``
-    (default False: under a launch, rank 0 alone writes the record).
+    (default False: under a launch, rank 0 alone writes the record) and ``no_load`` (default
+    False; True: it only reads, puts no load on the node and ends in seconds, so the runner runs
+    it with the run's other such checks in one child under a watchdog: ``hpcbench.engine.batch``).
     """
 
     name: ClassVar[str]
@@ -172,6 +174,8 @@ class Probe(Protocol):
     concurrent: ClassVar[bool]
     #: optional: True lets the first rank of every node of a torchrun/srun launch write its own record
     record_per_node: ClassVar[bool]
+    #: optional: True for a probe that only reads (no load, seconds): run in the one shared child
+    no_load: ClassVar[bool]
 
     def run(self, params: Any, ctx: ProbeContext) -> list[Measurement | Unmeasured]: ...
 

@@ -24,7 +24,7 @@ import inspect
 import re
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
@@ -52,6 +52,8 @@ class ProbeSpec:
     metrics: tuple[str, ...] | None
     concurrent: bool
     record_per_node: bool = False
+    #: reads only, no load, seconds: the runner runs all such checks of a run in one child
+    no_load: bool = False
     package: str = ""
     source: str = ""
 
@@ -184,7 +186,7 @@ def contract_problems(cls: Any, name: str) -> list[str]:
         not isinstance(metrics, (tuple, list)) or not all(isinstance(m, str) for m in metrics)
     ):
         problems.append(f"metrics must be a tuple of metric names, got {metrics!r}")
-    for flag, default in (("concurrent", True), ("record_per_node", False)):
+    for flag, default in (("concurrent", True), ("record_per_node", False), ("no_load", False)):
         value = getattr(cls, flag, default)
         if not isinstance(value, bool):
             problems.append(f"{flag} must be True or False, got {value!r}")
@@ -230,6 +232,7 @@ def spec_of(cls: Any, name: str | None = None, package: str = "", source: str = 
         metrics=metrics if metrics is None or isinstance(metrics, tuple) else tuple(metrics),
         concurrent=getattr(cls, "concurrent", True),
         record_per_node=getattr(cls, "record_per_node", False),
+        no_load=getattr(cls, "no_load", False),
         package=package,
         source=source,
     )
@@ -313,10 +316,14 @@ def names() -> list[str]:
     return sorted({*good, *twice})
 
 
-def catalog() -> Catalog:
-    """Every registered probe loaded and checked: the usable ones and the broken ones."""
+def catalog(only: Collection[str] | None = None) -> Catalog:
+    """Every registered probe loaded and checked: the usable ones and the broken ones. ``only``:
+    load just these (a run imports the probes of its suite); a name among them that is not
+    registered loads them all, so that the error lists every known probe."""
     good, broken = _entry_points()
     probes: dict[str, ProbeSpec] = {}
+    if only is not None and set(only) <= set(good) | set(broken):
+        good = {n: ep for n, ep in good.items() if n in only}
     for name in sorted(good):
         loaded = _load(name, good[name])
         if isinstance(loaded, ProbeSpec):

@@ -12,7 +12,7 @@ Value series carry no verdict label, so a series keeps its identity when a verdi
 the verdicts are series of their own, to be joined on (suite, check, subject):
 
   hpcbench_measured_<unit>{suite, check, subject, metric}   the value hpcbench judged
-  hpcbench_count{suite, check, subject, metric}             a count (errors, events, devices)
+  hpcbench_counted{suite, check, subject, metric}           a count (errors, events, devices)
   hpcbench_flag{suite, check, subject, metric}              a state, 1 or 0 (ECC on, persistence)
   hpcbench_expected_<unit>{suite, check, subject, metric, kind}   the expected value (baseline,
                                                             the other subjects); kind says which
@@ -86,7 +86,7 @@ UNITS: dict[str, tuple[str, float]] = {
     "TB": ("bytes", 1e12),
     "TiB": ("bytes", 2.0**40),
 }
-#: units of counted things: hpcbench_count, no unit suffix
+#: units of counted things: hpcbench_counted (not _count: the suffix of histograms and summaries)
 COUNTS = frozenset({"count", "", "GPUs", "CPUs", "errors", "events", "ports", "links", "words", "lines"})
 #: the unit of a 1/0 state: hpcbench_flag
 FLAG = "flag"
@@ -95,12 +95,12 @@ FLAG = "flag"
 def family(kind: str, unit: str) -> tuple[str, float, bool]:
     """(metric family, factor to its unit, whether a ``unit`` label must say the unit) of a
     ``measured`` or ``expected`` value: ``('hpcbench_measured_bytes_per_second', 1e9, False)``
-    for GB/s, ``hpcbench_count``/``hpcbench_flag`` (``hpcbench_expected_count``...) for counts and
+    for GB/s, ``hpcbench_counted``/``hpcbench_flag`` (``hpcbench_expected_counted``...) for counts and
     flags, ``hpcbench_<kind>`` with a ``unit`` label for a unit hpcbench does not know."""
     if unit == FLAG:
         return (f"{PREFIX}_flag" if kind == "measured" else f"{PREFIX}_{kind}_flag"), 1.0, False
     if unit in COUNTS:
-        return (f"{PREFIX}_count" if kind == "measured" else f"{PREFIX}_{kind}_count"), 1.0, False
+        return (f"{PREFIX}_counted" if kind == "measured" else f"{PREFIX}_{kind}_counted"), 1.0, False
     if unit in UNITS:
         suffix, factor = UNITS[unit]
         return f"{PREFIX}_{kind}_{suffix}", factor, False
@@ -134,7 +134,7 @@ def build_registry(record: Record) -> Any:
             name, factor, labelled = family("measured", m.unit)
             what = (
                 "count"
-                if name.endswith("_count")
+                if name.endswith("_counted")
                 else "state (1 or 0)"
                 if name.endswith("_flag")
                 else "value"

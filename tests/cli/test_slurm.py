@@ -22,6 +22,7 @@ from support.required import unavailable
 from hpcbench.cli.slurm import NodeInfo, decide, drain_reason, node_name, parse_show_node
 from hpcbench.core.errors import ConfigError
 from hpcbench.core.exitcodes import ExitCode
+from hpcbench.core.measurement import Measurement
 from hpcbench.engine.record import Record
 
 FIXTURES = Path(__file__).parent / "fixtures" / "slurm"
@@ -94,6 +95,41 @@ def test_drain_reason_names_failing_checks_grouped_by_subject() -> None:
         == "hpcbench: FAIL membw(node), gemm(gpu3,gpu5), storage(/scratch), xid(node)"
     )
     assert drain_reason(rec, ExitCode.UNKNOWN) == "hpcbench: FAIL membw(node), gemm(gpu3,gpu5), xid(node)"
+
+
+def test_drain_reason_names_the_first_failing_health_item() -> None:
+    """A health item's detail (node_config: ``mount /scratch missing; ...``) leads the reason."""
+
+    def item(metric: str, value: float, detail: str, subject: str = "node") -> dict[str, Any]:
+        m = Measurement.from_samples(metric, [value], "count", subject, settings={"detail": detail})
+        return m.as_dict()
+
+    ms = [
+        item("mounts_missing", 2.0, "mount /scratch missing; mount /home missing"),
+        item("load_high", 0, "load 0.1"),
+    ]
+    evals = [{"metric": "load_high", "verdict": "PASS"}, {"metric": "mounts_missing", "verdict": "FAIL"}]
+    rec = records.record(
+        verdict="FAIL",
+        checks=[
+            records.check("node_config", "node", "FAIL", measurements=ms, evaluations=evals),
+            records.check("gpu_health", "gpu3", "FAIL"),
+        ],
+    )
+    assert drain_reason(rec) == "hpcbench: FAIL mount /scratch missing, gpu_health(gpu3)"
+    per_gpu = records.record(
+        verdict="FAIL",
+        checks=[
+            records.check(
+                "gpu_health",
+                "gpu3",
+                "FAIL",
+                measurements=[{**ms[0], "subject": "gpu3", "settings": {"detail": "persistence mode off"}}],
+                evaluations=evals[1:],
+            )
+        ],
+    )
+    assert drain_reason(per_gpu) == "hpcbench: FAIL persistence mode off (gpu_health gpu3)"
 
 
 def test_drain_reason_stays_short() -> None:
@@ -267,9 +303,10 @@ def test_max_age_reuses_a_fresh_pass_and_resumes(node: slurmcluster.SlurmCluster
     assert node.state() == ("idle", "")
 
 
-def _wrapper(path: Path, cli: Cli, slurm_conf: Path, *args: str) -> Path:
+def _wrapper(path: Path, cli: Cli, slurm_conf: Path, *args: str, **more: str) -> Path:
     """What a site's HealthCheckProgram is: a script slurmd runs with an empty environment."""
     env = {k: cli.env[k] for k in ("PYTHONPATH", "HPCBENCH_LOCK", "TMPDIR")}
+    env.update(more)
     env.update(
         SLURM_CONF=str(slurm_conf),
         HPCBENCH=hpcbench_exe(),
@@ -294,7 +331,10 @@ def test_health_check_program_run_by_slurmd_drains_the_failing_node(
     write(cli.workdir / "health.toml", SUITE)
     fast = baseline(cli.workdir, 100.0, 500.0)
     root = tmp_path_factory.mktemp("slurm-hc")
-    program = _wrapper(cli.workdir / "healthcheck", cli, root / "slurm.conf", "--baseline", str(fast))
+    # its checks' default timeout (300 s) is past the script's default deadline (50 s): none
+    program = _wrapper(
+        cli.workdir / "healthcheck", cli, root / "slurm.conf", "--baseline", str(fast), HPCBENCH_DEADLINE=""
+    )
     extra = f"HealthCheckProgram={program}\nHealthCheckInterval=3600\nHealthCheckNodeState=IDLE"
     cluster = slurmcluster.start(root, extra=extra, wait=frozenset({"drained", "draining"}))
     try:
@@ -304,6 +344,34 @@ def test_health_check_program_run_by_slurmd_drains_the_failing_node(
         assert "slurm-check: FAIL: draining node" in log
         (rec,) = cli.workdir.glob("results/*/*.json")
         assert json.loads(rec.read_text())["verdict"] == "FAIL"
+    finally:
+        cluster.stop()
+
+
+def test_health_suite_as_health_check_program_drains_on_a_missing_mount(
+    cli: Cli, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The bundled health suite, included by a site suite that expects /scratch (not mounted
+    here), run by slurmd through examples/slurm/hpcbench-healthcheck.sh: the node drains with the
+    missing mount as the reason."""
+    _need_slurm()
+    write(
+        cli.workdir / "health.toml",
+        'name = "site-health"\ninclude = "health"\n[[check]]\nid = "node_config"\n'
+        'params = { mounts = ["/ rw", "/scratch"] }\n',
+    )
+    root = tmp_path_factory.mktemp("slurm-health")
+    program = _wrapper(cli.workdir / "healthcheck", cli, root / "slurm.conf")
+    extra = f"HealthCheckProgram={program}\nHealthCheckInterval=3600\nHealthCheckNodeState=ANY"
+    cluster = slurmcluster.start(root, extra=extra, wait=frozenset({"drained", "draining"}))
+    try:
+        state, reason = cluster.state()
+        assert reason == "hpcbench: FAIL mount /scratch missing", cluster.logs()
+        (rec,) = cli.workdir.glob("results/*/*.json")
+        data = json.loads(rec.read_text())
+        assert data["suite"]["name"] == "site-health"
+        failing = [c["id"] for c in data["checks"] if c["verdict"] == "FAIL"]
+        assert failing == ["node_config"]
     finally:
         cluster.stop()
 
@@ -366,7 +434,9 @@ def test_prolog_fails_the_launch_and_keeps_the_hpcbench_reason(
     write(cli.workdir / "health.toml", SUITE)
     fast = baseline(cli.workdir, 100.0, 500.0)
     root = tmp_path_factory.mktemp("slurm-prolog")
-    program = _wrapper(cli.workdir / "prolog", cli, root / "slurm.conf", "--baseline", str(fast))
+    program = _wrapper(
+        cli.workdir / "prolog", cli, root / "slurm.conf", "--baseline", str(fast), HPCBENCH_DEADLINE=""
+    )  # its checks' default timeout (300 s) is past the script's default deadline (50 s): none
     cluster = slurmcluster.start(root, extra=f"Prolog={program}")
     try:
         marker = cli.workdir / "job-ran"

@@ -16,7 +16,7 @@ import pytest
 from conftest import Cli, write
 from prometheus_client.parser import text_string_to_metric_families
 from support import records
-from support.required import unavailable
+from support.required import need, unavailable
 
 from hpcbench.core.exitcodes import ExitCode
 from hpcbench.report import prometheus
@@ -37,8 +37,8 @@ def test_base_units() -> None:
     assert family("measured", "GiB") == ("hpcbench_measured_bytes", 2.0**30, False)
     assert family("measured", "%") == ("hpcbench_measured_ratio", 0.01, False)
     # counts and flags in families of their own; an unknown unit is a label, never a suffix
-    assert family("measured", "count") == ("hpcbench_count", 1.0, False)
-    assert family("expected", "count") == ("hpcbench_expected_count", 1.0, False)
+    assert family("measured", "count") == ("hpcbench_counted", 1.0, False)
+    assert family("expected", "count") == ("hpcbench_expected_counted", 1.0, False)
     assert family("measured", "flag") == ("hpcbench_flag", 1.0, False)
     assert family("measured", "tokens/s") == ("hpcbench_measured", 1.0, True)
     assert prometheus.file_name("probe:cpu_membw") == "hpcbench_probe_cpu_membw.prom"
@@ -223,10 +223,51 @@ def test_counts_and_flags_have_families_of_their_own(tmp_path: Path) -> None:
     rec = records.record(checks=[records.check("h", "gpu0", measurements=ms)])
     text = generate_latest(prometheus.build_registry(rec)).decode()
     got = samples(text)
-    assert got["hpcbench_count"] == [
+    assert got["hpcbench_counted"] == [
         ({"suite": "t", "check": "h", "subject": "gpu0", "metric": "xid_errors"}, 2.0)
     ]
     assert got["hpcbench_flag"][0][1] == 1.0
     assert got["hpcbench_measured"] == [
         ({"suite": "t", "check": "h", "subject": "gpu0", "metric": "rate", "unit": "tokens/s"}, 3.0)
     ]
+
+
+def _promtool(text: str) -> subprocess.CompletedProcess[str]:
+    need("promtool", "apt-get install -y prometheus")
+    return subprocess.run(
+        ["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_promtool_lints_the_textfile_clean(tmp_path: Path, cli: Cli) -> None:
+    """Prometheus' own linter on what --prometheus-textfile writes: a real health run, and a record
+    with every family (a count, a flag, a base unit, an unknown unit, expected values and ratios)."""
+    from prometheus_client import generate_latest
+    from support import records
+
+    out = tmp_path / "textfile"
+    out.mkdir()
+    r = cli("run", "health", "--quiet", "--prometheus-textfile", str(out))
+    assert r.returncode in (0, 1, 3), r.stderr
+    (written,) = out.glob("*.prom")
+    lint = _promtool(written.read_text())
+    assert (lint.returncode, lint.stdout + lint.stderr) == (0, "")
+    ms = [
+        {"metric": m, "value": v, "unit": u, "higher_is_better": False, "subject": "gpu0", "samples": [v]}
+        for m, v, u in (("xid_errors", 2.0, "count"), ("ecc_enabled", 1.0, "flag"), ("rate", 3.0, "tokens/s"),
+                        ("triad", 100.0, "GB/s"))
+    ]  # fmt: skip
+    evals = [
+        {"metric": "xid_errors", "verdict": "FAIL", "measured": 2.0, "unit": "count", "expected": 0.0,
+         "kind": "absolute"},
+        {"metric": "triad", "verdict": "PASS", "measured": 100.0, "unit": "GB/s", "expected": 110.0,
+         "ratio": 0.91},
+    ]  # fmt: skip
+    rec = records.record(checks=[records.check("h", "gpu0", "FAIL", measurements=ms, evaluations=evals)])
+    text = generate_latest(prometheus.build_registry(rec)).decode()
+    assert "hpcbench_expected_counted" in text and "hpcbench_performance_ratio" in text
+    lint = _promtool(text)
+    assert (lint.returncode, lint.stdout + lint.stderr) == (0, "")
+    # the linter is not silent by nature: the name this textfile once used is refused
+    old = _promtool("# HELP hpcbench_count a count\n# TYPE hpcbench_count gauge\nhpcbench_count 1\n")
+    assert old.returncode != 0 and 'should not have "_count" suffix' in old.stdout + old.stderr

@@ -42,7 +42,7 @@ class FakeNvml(types.SimpleNamespace):
     ) -> None:
         super().__init__()
         for name in dir(pynvml):  # the error classes, error codes and every other NVML constant
-            if name.startswith("NVML") or name.startswith("nvmlClocks"):
+            if name.startswith(("NVML", "nvmlClocks", "c_nvml")):  # constants, errors, structs
                 setattr(self, name, getattr(pynvml, name))
         self.count = count
         self.model = MODELS[model]
@@ -252,6 +252,27 @@ class FakeNvml(types.SimpleNamespace):
     def nvmlDeviceGetPersistenceMode(self, handle: int) -> int:
         self._check("nvmlDeviceGetPersistenceMode", handle)
         return self._v(handle, "persistence")
+
+    def nvmlDeviceGetGpuFabricInfo(self, handle: int, info: Any) -> int:
+        """pynvml's signature: the caller passes ``byref(c_nvmlGpuFabricInfo_t())``, NVML fills it."""
+        self._check("nvmlDeviceGetGpuFabricInfo", handle)
+        state, status = self._v(handle, "fabric")
+        target = info._obj  # the struct behind ctypes.byref
+        target.state, target.status = state, status
+        return pynvml.NVML_SUCCESS
+
+    def nvmlDeviceGetMigMode(self, handle: int) -> list[int]:
+        self._check("nvmlDeviceGetMigMode", handle)
+        return list(self._v(handle, "mig"))
+
+    def nvmlDeviceGetApplicationsClock(self, handle: int, clock_type: int) -> int:
+        self._check("nvmlDeviceGetApplicationsClock", handle)
+        locked = self._v(handle, "app_clock")
+        return locked if locked is not None else self._v(handle, "max_clocks")[clock_type]
+
+    def nvmlDeviceGetDefaultApplicationsClock(self, handle: int, clock_type: int) -> int:
+        self._check("nvmlDeviceGetDefaultApplicationsClock", handle)
+        return self._v(handle, "max_clocks")[clock_type]
 
     def nvmlDeviceGetNvLinkState(self, handle: int, link: int) -> int:
         self._check("nvmlDeviceGetNvLinkState", handle)

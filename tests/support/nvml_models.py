@@ -95,6 +95,11 @@ _COMMON: dict[str, Any] = {
     "process_names": {},
     "pcie_curr": None,  # (gen, width); None: the max
     "power_fraction": 1.0,  # enforced power limit / default limit
+    # gpu_services: an HGX board's GPUs registered with the NVSwitch fabric (state, status), MIG off
+    # (current, pending), application clocks at their default (None: the model's max graphics clock)
+    "fabric": (p.NVML_GPU_FABRIC_STATE_COMPLETED, p.NVML_SUCCESS),
+    "mig": (p.NVML_DEVICE_MIG_DISABLE, p.NVML_DEVICE_MIG_DISABLE),
+    "app_clock": None,
 }
 
 MODELS: dict[str, dict[str, Any]] = {
@@ -152,6 +157,7 @@ MODELS: dict[str, dict[str, Any]] = {
         "nvlinks": 12,
         "vbios": "92.00.45.00.06",
         "inforom_image": "G506.0212.00.02",
+        "fabric": NOT_SUPPORTED,  # nvmlDeviceGetGpuFabricInfo: Hopper and later (A100: fabric manager only)
         "numa": [3, 3, 1, 1, 7, 7, 5, 5],  # DGX A100, NPS4
         "node_cpus": nps4_epyc(),
     },
@@ -191,6 +197,8 @@ MODELS: dict[str, dict[str, Any]] = {
         "nvlinks": 6,
         "retired_pages_pending": OFF,
         "remapped_rows": NOT_SUPPORTED,
+        "fabric": NOT_SUPPORTED,
+        "mig": NOT_SUPPORTED,  # MIG: Ampere and later
         "vbios": "88.00.80.00.01",
         "inforom_image": "G503.0203.00.04",
         "numa": [0, 0, 0, 0, 1, 1, 1, 1],
@@ -222,6 +230,12 @@ BROKEN: dict[str, dict[str, Any]] = {
         "nvlink_errors": {(2, p.NVML_NVLINK_ERROR_DL_REPLAY): 40, (2, p.NVML_NVLINK_ERROR_DL_RECOVERY): 3}
     },
     "processes": {"compute_processes": [(4242, 70000 * MIB)], "process_names": {4242: "python3"}},
+    # gpu_services
+    "fabric_not_ready": {"fabric": (p.NVML_GPU_FABRIC_STATE_IN_PROGRESS, p.NVML_SUCCESS)},
+    "fabric_failed": {"fabric": (p.NVML_GPU_FABRIC_STATE_COMPLETED, p.NVML_ERROR_TIMEOUT)},
+    "mig_wrong": {"mig": (p.NVML_DEVICE_MIG_ENABLE, p.NVML_DEVICE_MIG_ENABLE)},
+    "mig_pending": {"mig": (p.NVML_DEVICE_MIG_DISABLE, p.NVML_DEVICE_MIG_ENABLE)},
+    "app_clocks_locked": {"app_clock": 1410},
 }
 
 

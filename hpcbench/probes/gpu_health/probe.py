@@ -169,6 +169,8 @@ class GpuHealth:
     requires: ClassVar[tuple[Requirement, ...]] = ()
     expands: ClassVar[dict[str, str]] = {"gpu": "gpu"}
     metrics: ClassVar[tuple[str, ...]] = tuple(dict.fromkeys((*NODE_METRICS, *GPU_METRICS)))
+    #: reads only: run with the run's other no-load checks in one child (hpcbench.engine.batch)
+    no_load: ClassVar[bool] = True
 
     def __init__(self, nvml: Any = None, pci_root: str = PCI_DEVICES) -> None:
         self.nvml = nvml  # None: pynvml (tests inject a fake)

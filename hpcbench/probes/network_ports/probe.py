@@ -7,13 +7,15 @@ the number of active RDMA ports and each count summed over the ports.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from hpcbench.core.errors import ProbeError, ProbeSkip
 from hpcbench.core.items import Item, to_measurements
 from hpcbench.core.measurement import Measurement, Unmeasured
-from hpcbench.hw.net import health, reader
+from hpcbench.hw.net import health, reader, since_last
 from hpcbench.probes.base import ProbeContext, Requirement, check
 
 NAME = "network_ports"
@@ -55,6 +57,11 @@ class NetworkPortsParams:
     root: str = field(
         default="/", metadata={"help": "where /sys and /proc are read (a container's host mount)"}
     )
+    since_last_run: bool = field(
+        default=False,
+        metadata={"help": "interval 0: counters_grew against the previous run's reading (state folder)"},
+    )
+    state_dir: str = field(default="", metadata={"help": "since_last_run's folder; '' = the state folder"})
 
     def __post_init__(self) -> None:
         check(self.interval >= 0, NAME, "interval", f"must be >= 0 seconds, got {self.interval}")
@@ -85,6 +92,12 @@ class NetworkPorts:
     #: under a launch every node writes its own record (the session reads this)
     record_per_node: ClassVar[bool] = True
 
+    @staticmethod
+    def no_load_for(params: Mapping[str, Any]) -> bool:
+        """Read once (interval 0) it reads sysfs in milliseconds and runs in the run's one no-load
+        child (``hpcbench.engine.batch``); with an interval it waits between two reads."""
+        return float(params.get("interval", 2.0)) == 0
+
     def run(self, params: NetworkPortsParams, ctx: ProbeContext) -> list[Measurement | Unmeasured]:
         p = params
         r = reader.Reader(p.root, list(p.ignore))
@@ -103,10 +116,22 @@ class NetworkPorts:
                     f"{p.nic} is not on this node any more (the inventory taken before the run listed it)"
                 )
             settings["port"] = port.as_dict() if port else iface.as_dict() if iface else None
-            after = r.after(p.interval)
+            after, interval = r.after(p.interval), p.interval
+            why = ""
+            if p.since_last_run and after is None:  # the previous run's reading is "before"
+                now = r.before.get(p.nic, {})
+                stat = os.path.join(p.root, "proc/stat")
+                prev, interval, why = since_last.previous_and_now(p.nic, now, p.state_dir, stat)
+                settings["counters_since_last_run"] = why or f"{interval:.0f} s since the previous reading"
+                if prev is not None:
+                    r.before[p.nic], after = prev, {p.nic: now}
             settings["counters_before"] = r.before.get(p.nic, {})
             settings["counters_after"] = (after or {}).get(p.nic)
-            items = reader.subject_health(r, p.nic, after, p.interval, expect)
+            items = reader.subject_health(r, p.nic, after, interval, expect)
+            if p.since_last_run and after is None:  # say why there is no growth to judge
+                items = [
+                    Item(i.metric, not_measured=why) if i.metric == "counters_grew" else i for i in items
+                ]
         else:
             settings["ports"] = [x.as_dict() for x in r.ports] + [i.as_dict() for i in r.interfaces]
             settings["not_nics"] = r.virtual

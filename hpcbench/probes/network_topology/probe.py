@@ -81,6 +81,8 @@ class NetworkTopology:
     metrics: ClassVar[tuple[str, ...]] = (*topology.METRICS, "acs_redirect", "link_flaps")
     #: under a launch every node writes its own record (the session reads this)
     record_per_node: ClassVar[bool] = True
+    #: reads sysfs and the kernel log only: runs with the run's other no-load checks in one child
+    no_load: ClassVar[bool] = True
 
     def run(self, params: NetworkTopologyParams, ctx: ProbeContext) -> list[Measurement | Unmeasured]:
         ports = nics.rdma_ports(params.root)

@@ -1,4 +1,5 @@
-"""Kernel-log errors: machine checks, hung tasks, lockups, I/O, NVMe and file-system errors, OOM kills.
+"""Kernel-log errors: machine checks, hung tasks, lockups, I/O, NVMe and file-system errors, OOM kills,
+PCIe links going down and NIC firmware/cable events.
 
 ``scan`` is pure: it classifies every line of a kernel log (read by ``hw.kernel_log``:
 journalctl, dmesg or a file) into at most one kind, first match wins in the order of
@@ -47,6 +48,26 @@ KINDS = (
             r"\bEDAC (?:\w+ )?MC\d+: \d+ (?:CE|UE)\b",  # EDAC's decoded DRAM error
             r"\bMemory failure: 0x[0-9a-f]+:",  # a page poisoned and offlined
             r"\bUncorrected hardware memory error",
+            # AMD's decoder (edac_mce_amd), one STATUS line per record, often without a "Machine
+            # check events logged" line: "[Hardware Error]: CPU:2 (15:2:0) MC2_STATUS[-|CE|...]: 0x9844..."
+            r"\[Hardware Error\]: .*\bMC\d+_STATUS\[",
+            # CPU thermal throttling (the "temperature/speed normal" line that follows is not counted)
+            r"\bCPU\d+: (?:Core|Package) temperature above threshold, cpu clock throttled",
+        ),
+    ),
+    Kind(
+        "kernel_link_errors",
+        "PCIe link-down or NIC firmware/cable",
+        _p(
+            # PCIe hot-plug: a slot's link went down or its card vanished (surprise removal);
+            # 5.x+ "pcieport 0000:3c:06.0: pciehp: Slot(180): Link Down",
+            # 4.x "pciehp 0000:02:05.0:pcie24: slot(6): Link Down event"
+            r"\bpciehp\b.*\b[Ss]lot\([^)]*\): (?:Link Down|Card not present)",
+            # mlx5 firmware health: the poll found the device unhealthy, or a recovery ran
+            r"\bmlx5_core \S+: .*(?:device's health compromised|health recovery flow|Health issue observed)",
+            # mlx5 module/cable events that are errors (a cable plugged is not)
+            r"\bmlx5_core \S+: Port module event\[error\]",
+            r"\bmlx5_core \S+: Port module event: module \d+, Cable unplugged",
         ),
     ),
     Kind(
@@ -57,6 +78,7 @@ KINDS = (
             r"\bnvme nvme\d+: I/O (?:tag )?\d+ .*\btimeout\b",
             r"\bnvme nvme\d+: controller is down; will reset",
             r"\bnvme nvme\d+: Device not ready; aborting",
+            r"\bnvme nvme\d+: Removing after probe failure",  # the controller is gone from the bus
         ),
     ),
     Kind(
@@ -103,6 +125,7 @@ METRICS = (
     "kernel_nvme_timeouts",
     "kernel_fs_errors",
     "kernel_oom_kills",
+    "kernel_link_errors",
 )
 
 

@@ -126,6 +126,8 @@ class NodeHealth:
     requires: ClassVar[tuple[Requirement, ...]] = ()
     expands: ClassVar[dict[str, str]] = {}
     metrics: ClassVar[tuple[str, ...]] = METRICS
+    #: reads only: run with the run's other no-load checks in one child (hpcbench.engine.batch)
+    no_load: ClassVar[bool] = True
 
     def __init__(self, runner: nvme.Runner | None = None) -> None:
         self.runner = runner  # None: nvme-cli (tests inject one that replays captured output)
