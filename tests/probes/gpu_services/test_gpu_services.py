@@ -1,6 +1,7 @@
 """gpu_services: the GPU node's own services on an HGX tree
 (tests/probes/gpu_services/fixtures/gpu_services/hgx) with the fake NVML (real pynvml types and
-codes), each fault planted judged by the health suite and named; the items that do not apply (no NVSwitch fabric, DCGM not asked) are SKIP with the reason."""
+codes), each fault planted judged by the health suite and named; the items that do not apply (no
+NVSwitch fabric, DCGM not asked) are SKIP with the reason."""
 
 from __future__ import annotations
 
