@@ -15,10 +15,10 @@ from typing import Any
 
 import psutil
 import pytest
+from support import ROOT
 from support.required import ENV as REQUIRE_SERVICES
 from support.required import required
 
-ROOT = Path(__file__).resolve().parent.parent
 PLUGIN_SRC = ROOT / "tests" / "plugins" / "hpcbench-testprobes"
 
 

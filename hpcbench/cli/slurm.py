@@ -115,7 +115,7 @@ def first_item(record: Record, threshold: ExitCode) -> tuple[str, str]:
             if ecode == ExitCode.OK or ecode.severity < threshold.severity:
                 continue
             m = next((m for m in c.measurements if m.metric == e.metric), None)
-            detail = str(m.settings.get("detail", "")) if m is not None else ""
+            detail = m.detail if m is not None else ""
             return (c.id, detail.split(";")[0].strip()) if detail else ("", "")
         return "", ""
     return "", ""

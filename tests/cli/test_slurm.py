@@ -101,7 +101,7 @@ def test_drain_reason_names_the_first_failing_health_item() -> None:
     """A health item's detail (node_config: ``mount /scratch missing; ...``) leads the reason."""
 
     def item(metric: str, value: float, detail: str, subject: str = "node") -> dict[str, Any]:
-        m = Measurement.from_samples(metric, [value], "count", subject, settings={"detail": detail})
+        m = Measurement.from_samples(metric, [value], "count", subject, detail=detail)
         return m.as_dict()
 
     ms = [

@@ -20,8 +20,6 @@ from hpcbench.engine.runner import _no_load
 from hpcbench.probes.base import report_progress
 from hpcbench.probes.registry import spec_of
 
-ROOT = Path(__file__).resolve().parent.parent
-
 
 def _suite(tmp: Path, fifo: Path, timeout: float) -> Path:
     path = tmp / "hang.toml"
@@ -176,10 +174,12 @@ def test_with_another_thread_running_the_child_is_spawned_and_answers_alike(tmp_
     assert [m["metric"] for m in done[0].outcome["measurements"]] == ["load_high"]
 
 
-def test_only_reading_modes_of_the_network_probe_share_the_child() -> None:
-    from hpcbench.probes.network.probe import Network
+def test_only_reading_network_probes_share_the_child() -> None:
+    from hpcbench.probes.network_ports.probe import NetworkPorts
+    from hpcbench.probes.network_tcp.probe import NetworkTcp
+    from hpcbench.probes.network_topology.probe import NetworkTopology
 
-    assert _no_load(spec_of(Network), {"modes": ["health"], "interval": 0.0})
-    assert _no_load(spec_of(Network), {"modes": ["topology"], "interval": 0.0})
-    assert not _no_load(spec_of(Network), {"modes": ["health"], "interval": 1.0})  # it sleeps between reads
-    assert not _no_load(spec_of(Network), {"modes": ["health", "tcp"], "interval": 0.0})  # iperf3 loads
+    assert _no_load(spec_of(NetworkPorts), {"interval": 0.0})
+    assert _no_load(spec_of(NetworkTopology), {})
+    assert not _no_load(spec_of(NetworkPorts), {"interval": 1.0})  # it sleeps between reads
+    assert not _no_load(spec_of(NetworkTcp), {})  # iperf3 loads the network

@@ -165,7 +165,18 @@ def test_profiles_are_plausible_against_datasheet_peaks() -> None:
             assert 0.5 * peak < value < peak, (name, dtype)
 
 
-def test_a_cpu_node_skips_every_gpu_check(cli: Cli) -> None:
+def test_gpu_compute_checks_run_on_a_gpu_and_skip_on_a_cpu_node(cli: Cli) -> None:
+    """On a GPU node gemm and attention run (status ok, a verified result); on a CPU node every GPU
+    check of the suite SKIPs with the reason."""
+    inventory = json.loads(cli("inventory", "--format", "json").stdout)
+    if inventory["gpus"]["count"]:
+        r = cli(
+            "run", str(ROOT / "suites" / "gpu-check.toml"), "--only", "gemm,attention", "--format", "json"
+        )
+        ran = json.loads(r.stdout)["checks"]
+        assert ran and all(c["status"] == "ok" and c["verdict"] != "SKIP" for c in ran), ran
+        assert all(m["sanity"] is None for c in ran for m in c["measurements"])
+        return
     r = cli("run", str(ROOT / "suites" / "gpu-check.toml"), "--format", "json")
     assert r.returncode == 0, r.stderr
     checks = {c["id"]: c for c in json.loads(r.stdout)["checks"]}

@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import ROOT
 
 from hpcbench.core.errors import ConfigError
 from hpcbench.engine import suite
 from hpcbench.probes import registry
 
-ROOT = Path(__file__).resolve().parent.parent
 HEALTH = suite.load(str(ROOT / "suites" / "health.toml"))
 
 
@@ -33,8 +33,8 @@ absolute = { users_without_job = { fail = 0.5 } }
 
 [[check]]
 id = "site_ib"
-probe = "network"
-params = { modes = ["health"], interval = 0.0, expected_ports = 8 }
+probe = "network_ports"
+params = { interval = 0.0, expected_ports = 8 }
 """
 
 

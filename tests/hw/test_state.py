@@ -72,7 +72,7 @@ def test_growth_since_the_previous_health_run(tmp_path: Path, monkeypatch: pytes
     later = run(str(FIXTURES / "hgx8_counters_after"), "mlx5_2:1", tmp_path)
     assert later["counters_grew"].value == 2.0
     assert later["counters_grew"].detail == (
-        "mlx5_2:1: error counters grown in 300 s: symbol_error +12, link_downed +1"
+        "mlx5_2:1: error counters grown in 300 s: symbol_error +12 (144/h), link_downed +1"
     )
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hpcbench.core.items import Item, missing
-from hpcbench.hw import counter_watch, throttle
+from hpcbench.hw import counter_watch
 
 #: the warm-up and the droop's span: a minute, or a third of a shorter run
 SPAN_S = 60.0
@@ -269,6 +269,7 @@ def run_telemetry(
 ) -> RunTelemetry:
     """Clock, temperature, power and throttle seconds over the samples taken in [t0, t1]."""
     from hpcbench.hw import telemetry as tm  # the NVML sampler's code: not for `hpcbench list`
+    from hpcbench.hw import throttle  # imports the telemetry: only when a run is summed up
 
     inside = [(t, v) for t, v in samples if t0 <= t <= t1]
 
@@ -302,6 +303,8 @@ def telemetry_items(t: RunTelemetry, counted: dict[str, float | str] | None = No
     """The telemetry metrics of a run, each with the numbers a WARN or FAIL quotes. ``counted``:
     reason metric -> seconds NVML's own violation counter gave over the run (``hw.throttle``),
     preferred to the sampled runs where there is a number."""
+    from hpcbench.hw import throttle  # imports the telemetry: only when a run is summed up
+
     if not t.samples:
         why = "NVML gave no sample during the run"
         return missing((*TELEMETRY_METRICS, *REASON_METRICS), why)

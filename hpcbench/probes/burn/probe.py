@@ -25,19 +25,22 @@ import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from hpcbench.core.errors import ParamError, ProbeError, ProbeSkip
 from hpcbench.core.measurement import Conditions, Consensus, Measurement
-from hpcbench.hw import counter_watch, determinism, placement
+from hpcbench.hw import determinism, placement
 from hpcbench.hw import gpu_probe as gp
 from hpcbench.hw import matmul as mm
-from hpcbench.hw import torch_device as td
-from hpcbench.hw.telemetry import throttle_hint
 from hpcbench.node.inventory import Inventory
+
+if TYPE_CHECKING:  # run() imports what it uses: `hpcbench list` reads only the header and Params
+    from hpcbench.hw import torch_device as td
+    from hpcbench.probes.burn import loop
+    from hpcbench.probes.burn.watch import Watch
+
 from hpcbench.probes.base import GpuProbe, MetricNames, ProbeContext, check, report_progress
-from hpcbench.probes.burn import calc, checksum, faults, hostload, loop
-from hpcbench.probes.burn.watch import Watch
+from hpcbench.probes.burn import calc
 
 NAME = "burn"
 GPU_DEFAULT_SIZE = 8192
@@ -206,6 +209,8 @@ class Burn(GpuProbe):
         self.clock = clock  # of the timed run, its windows and the telemetry (tests pass a fixed one)
 
     def run(self, params: BurnParams, ctx: ProbeContext) -> list[Measurement]:
+        from hpcbench.hw import torch_device as td
+
         warm = warmup_seconds(params, params.device != "cpu")  # auto: a GPU's unless told the CPU
         if ctx.timeout and params.duration_s + warm + SETUP_S > ctx.timeout:
             also = f" (and {warm:g} s of warm-up)" if warm else ""
@@ -253,6 +258,8 @@ class Burn(GpuProbe):
         return out
 
     def _watch(self, rt: td.Runtime, params: BurnParams, inventory: Inventory) -> Watch:
+        from hpcbench.probes.burn.watch import Watch
+
         index = rt.choice.nvml_index if rt.choice.is_cuda else None
         bus = next((d.pci_bus_id for d in inventory.gpus.devices if d.index == index), None)
         why = (
@@ -281,7 +288,8 @@ class Burn(GpuProbe):
         load_cpus: list[int],
     ) -> list[Measurement]:
 
-        from hpcbench.hw import cuda_only
+        from hpcbench.hw import counter_watch, cuda_only
+        from hpcbench.probes.burn import checksum, faults, hostload, loop
 
         dtype = params.dtype
         flops = mm.gemm_flops(shape)
@@ -379,6 +387,9 @@ class Burn(GpuProbe):
         precision: dict[str, Any],
         warmup: tuple[float, int] = (0.0, 0),
     ) -> list[Measurement]:
+        from hpcbench.hw.telemetry import throttle_hint
+        from hpcbench.probes.burn import checksum, faults
+
         first_digest, first_check, first_wrong = first
         dtype, subject = params.dtype, ctx.subject
         st = calc.stability(result.windows, params.duration_s)

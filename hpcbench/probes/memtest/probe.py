@@ -23,15 +23,18 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from hpcbench.core.errors import ProbeError
 from hpcbench.core.items import to_measurements
 from hpcbench.core.measurement import Measurement, Unmeasured
 from hpcbench.hw import counter_watch as cw
 from hpcbench.hw import gpu_probe as gp
-from hpcbench.hw import torch_device as td
 from hpcbench.node.inventory import Inventory
+
+if TYPE_CHECKING:  # run() imports what it uses: `hpcbench list` reads only the header and Params
+    from hpcbench.hw import torch_device as td
+
 from hpcbench.probes.base import GpuProbe, ProbeContext, check, report_progress
 from hpcbench.probes.memtest import calc
 from hpcbench.probes.memtest.passes import Env, Progress, Region, run_pattern
@@ -186,6 +189,8 @@ class Memtest(GpuProbe):
     def run(self, params: MemtestParams, ctx: ProbeContext) -> list[Measurement | Unmeasured]:
         os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
         import torch
+
+        from hpcbench.hw import torch_device as td
 
         rt = td.prepare(torch, params.device, ctx.inventory)
         free, total, source = free_bytes(torch, rt)

@@ -147,6 +147,7 @@ def profile_measurements(
             statistic="median",
             convention="fio",
             settings=settings,
+            warnings=settings.get("warnings") or (),  # a tmpfs or a small file: said as a hint
         )
 
     out = []

@@ -31,6 +31,7 @@ from hpcbench.hw import torch_device as td
 from hpcbench.node.inventory import Inventory
 from hpcbench.probes import registry
 from hpcbench.probes.base import ProbeContext, build_params
+from hpcbench.probes.burn import loop as burn_loop
 from hpcbench.probes.burn import probe as burn
 
 BUS = "00000000:5D:00.0"
@@ -133,13 +134,13 @@ def run_burn(monkeypatch: pytest.MonkeyPatch, sc: Scenario, subject: str = "gpu3
 
     monkeypatch.setattr(burn, "make_step", make_step)
     monkeypatch.setattr(burn.Burn, "_watch", watch)
-    original_run = burn.loop.run
+    original_run = burn_loop.run
 
     def run(*args: Any, **kw: Any) -> Any:
         sc.start = kw["started"]  # the timed run begins: second 0 of the trace
         return original_run(*args, **kw)
 
-    monkeypatch.setattr(burn.loop, "run", run)
+    monkeypatch.setattr(burn_loop, "run", run)
     params = build_params(
         burn.Burn,
         {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -150,7 +151,7 @@ def test_param_errors(values: dict[str, object], key: str) -> None:
 
 
 def test_array_too_large_for_memory_is_a_probe_error() -> None:
-    inv = {**INVENTORY, "memory": {"total_bytes": 64 * MiB}}
+    inv = replace(INVENTORY, memory=replace(INVENTORY.memory, total_bytes=64 * MiB))
     with pytest.raises(ProbeError, match="do not fit"):
         CpuMembw().run(build_params(CpuMembw, {"array_size": 10_000_000}), ProbeContext(inventory=inv))
 

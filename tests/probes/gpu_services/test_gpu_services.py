@@ -11,6 +11,7 @@ from typing import Any
 
 import pynvml
 import pytest
+from support import ROOT
 from support.fakenvml import FakeNvml
 from support.nvml_models import BROKEN
 
@@ -24,7 +25,6 @@ from hpcbench.node.inventory import Inventory
 from hpcbench.probes.base import ProbeContext, build_params
 from hpcbench.probes.gpu_services.probe import METRICS, GpuServices, loaded_modules
 
-ROOT = Path(__file__).resolve().parent.parent
 HGX = Path(__file__).parent / "fixtures" / "gpu_services" / "hgx"
 CHECK = next(c for c in suite_mod.load(str(ROOT / "suites" / "health.toml")).checks if c.id == "gpu_services")
 

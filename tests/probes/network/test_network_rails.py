@@ -139,7 +139,8 @@ def test_a_rail_down_fails_naming_it(tmp_path: Path) -> None:
     )
     assert [s for s, v in verdicts(out).items() if v == "FAIL"] == ["mlx5_3:1"]
     ports = judged("network_ports", root, tmp_path)["node"]["rdma_ports_active"]
-    assert (ports.verdict.value, ports.measured) == ("FAIL", 7.0)
+    # against the profile's estimated 8 ports: WARN at most (the rail's own link_down FAILs above)
+    assert (ports.verdict.value, ports.measured) == ("WARN", 7.0)
     assert (
         "7 of 8 compute rails active" in ports.reason
         and "not active: mlx5_3:1 (DOWN/Polling)" in ports.reason
@@ -200,7 +201,8 @@ def test_a_growing_link_downed_fails_and_its_count_since_boot_warns(tmp_path: Pa
 def test_a_half_rate_rail_fails_against_the_baseline_and_the_other_rails(tmp_path: Path) -> None:
     out = judged("network_rate", node(tmp_path, "half_rate"), tmp_path)
     ev, rel = out["mlx5_5:1"]["rdma_rate"], out["mlx5_5:1"]["rdma_rate~"]
-    assert (ev.verdict.value, ev.measured, ev.expected) == ("FAIL", 200.0, 400.0)
+    # against the profile's estimated 400 Gb/s: WARN at most; the comparison with the other rails FAILs
+    assert (ev.verdict.value, ev.measured, ev.expected) == ("WARN", 200.0, 400.0)
     assert (
         rel.verdict.value == "FAIL"
         and rel.reason == "mlx5_5:1 reaches 50% of the median of the others (400 Gb/s)"

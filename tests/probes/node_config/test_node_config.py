@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import ROOT
 from support.results import measured, reasons
 
 from hpcbench.core.errors import ParamError, ProbeSkip
@@ -24,7 +25,6 @@ from hpcbench.probes.base import ProbeContext, build_params
 from hpcbench.probes.node_config import read, specs
 from hpcbench.probes.node_config.probe import METRICS, NodeConfig
 
-ROOT = Path(__file__).resolve().parent.parent
 HEALTHY = Path(__file__).parent / "fixtures" / "node_config" / "healthy"
 CHECK = next(c for c in suite_mod.load(str(ROOT / "suites" / "health.toml")).checks if c.id == "node_config")
 GIB = 2**30
