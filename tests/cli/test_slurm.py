@@ -124,7 +124,7 @@ def test_drain_reason_names_the_first_failing_health_item() -> None:
                 "gpu_health",
                 "gpu3",
                 "FAIL",
-                measurements=[{**ms[0], "subject": "gpu3", "settings": {"detail": "persistence mode off"}}],
+                measurements=[{**ms[0], "subject": "gpu3", "detail": "persistence mode off"}],
                 evaluations=evals[1:],
             )
         ],

@@ -49,7 +49,7 @@ def verdict_of(samples: list[tuple[float, dict]], end: float) -> Verdict:
     t = calc.run_telemetry(samples, 100.0, end, {})
     item = next(i for i in calc.telemetry_items(t) if i.metric == "hw_slowdown_s")
     m = Measurement.from_samples(
-        item.metric, [item.value], item.unit, "gpu3", higher_is_better=False, settings={"detail": item.detail}
+        item.metric, [item.value], item.unit, "gpu3", higher_is_better=False, detail=item.detail
     )
     return evaluate(m, acceptance_burn(), None, Inventory.from_dict({})).verdict
 
