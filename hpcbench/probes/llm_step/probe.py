@@ -35,7 +35,7 @@ from hpcbench.core.errors import ConfigError, ProbeError, ProbeSkip
 from hpcbench.core.measurement import Conditions, Consensus, Measurement, Unmeasured
 from hpcbench.hw import gpu_probe as gp
 from hpcbench.launch.launcher import from_environ
-from hpcbench.probes.base import ProbeContext, Requirement, check
+from hpcbench.probes.base import GpuProbe, ProbeContext, check
 from hpcbench.probes.llm_step import calc
 from hpcbench.probes.llm_step import flops as fl
 
@@ -330,7 +330,7 @@ def ddp_measurements(
     return out
 
 
-class LlmStep:
+class LlmStep(GpuProbe):
     """Training-step canary: a Llama-style decoder's tokens/s and MFU per GPU, and its DDP scaling."""
 
     name: ClassVar[str] = NAME
@@ -338,8 +338,6 @@ class LlmStep:
         "LLM training step: tokens/s and MFU of a Llama-style decoder per GPU, DDP scaling across the node"
     )
     Params: ClassVar[type] = LlmStepParams
-    requires: ClassVar[tuple[Requirement, ...]] = (Requirement("idle_gpu"),)  # also runs on the CPU device
-    expands: ClassVar[dict[str, str]] = {"gpu": "device"}
     metrics: ClassVar[tuple[str, ...]] = METRICS
 
     def __init__(self, clock: Clock | None = None, before_step: Any = None) -> None:
