@@ -39,7 +39,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-import fleetgen  # noqa: E402
+from support import fleetgen  # noqa: E402
 
 NODES = int(os.environ.get("HPCBENCH_SCALE_NODES", "1000"))
 NIGHTS = int(os.environ.get("HPCBENCH_SCALE_NIGHTS", "10"))

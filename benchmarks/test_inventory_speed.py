@@ -21,7 +21,7 @@ import pynvml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from fakenvml import FakeNvml  # noqa: E402
+from support.fakenvml import FakeNvml  # noqa: E402
 
 from hpcbench.node import collector  # noqa: E402
 
