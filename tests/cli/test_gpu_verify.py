@@ -47,9 +47,11 @@ def test_with_a_driver_that_does_not_answer_one_line_and_exit_3(tmp_path: Path) 
 
 
 def test_the_make_target_runs_the_script() -> None:
+    # under `make test` the parent's MAKEFLAGS would add "make[1]: Leaving directory" lines
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
     r = subprocess.run(
-        ["make", "-n", "-W", "pyproject.toml", "gpu-verify", "GPU_VERIFY_ARGS=--gpu 1"],
-        cwd=ROOT, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+        ["make", "--no-print-directory", "-n", "-W", "pyproject.toml", "gpu-verify", "GPU_VERIFY_ARGS=--gpu 1"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL, env=env,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().splitlines()[-1] == ".venv/bin/python scripts/gpu_verify.py --gpu 1"
