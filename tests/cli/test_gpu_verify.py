@@ -50,7 +50,8 @@ def test_the_make_target_runs_the_script() -> None:
     # under `make test` the parent's MAKEFLAGS would add "make[1]: Leaving directory" lines
     env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
     r = subprocess.run(
-        ["make", "--no-print-directory", "-n", "-W", "pyproject.toml", "gpu-verify", "GPU_VERIFY_ARGS=--gpu 1"],
+        ["make", "--no-print-directory", "-n", "-W", "pyproject.toml", "gpu-verify",
+         "GPU_VERIFY_ARGS=--gpu 1"],
         cwd=ROOT, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL, env=env,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
