@@ -17,7 +17,6 @@ import socket
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import datetime, timezone
-from importlib import metadata
 from typing import Any
 
 from hpcbench import __version__
@@ -311,10 +310,9 @@ def _block_devices(root: str) -> list[dict[str, Any]]:
 
 
 def _package_version(name: str) -> str | None:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return None
+    from hpcbench.core.entrypoints import version
+
+    return version(name)
 
 
 def _gpus(root: str, nvml: Any) -> dict[str, Any]:

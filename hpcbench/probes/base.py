@@ -12,11 +12,19 @@ import shutil
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from hpcbench.core.errors import ParamError
-from hpcbench.core.measurement import Measurement, Unmeasured
-from hpcbench.node.inventory import Inventory
+
+if TYPE_CHECKING:  # `hpcbench list` reads probe headers: it needs neither a record nor an inventory
+    from hpcbench.core.measurement import Measurement, Unmeasured
+    from hpcbench.node.inventory import Inventory
+
+
+def _empty_inventory() -> Inventory:
+    from hpcbench.node.inventory import Inventory
+
+    return Inventory()
 
 
 @dataclass(frozen=True)
@@ -24,7 +32,7 @@ class ProbeContext:
     """What the runner hands a probe: its subject, the node's inventory, a scratch folder."""
 
     subject: str = "node"
-    inventory: Inventory = field(default_factory=Inventory)
+    inventory: Inventory = field(default_factory=_empty_inventory)
     workdir: str = ""
     timeout: float | None = None
     #: the GPUs (NVML indices) this run may use (--gpus, CUDA_VISIBLE_DEVICES); None: all of the node's

@@ -26,11 +26,11 @@ import types
 import typing
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Any
 
 from hpcbench.core import trust
+from hpcbench.core.entrypoints import Distribution, EntryPoint, find
 from hpcbench.core.errors import ConfigError
 from hpcbench.probes.base import EXPANSIONS, Requirement
 
@@ -243,22 +243,19 @@ def spec_of(cls: Any, name: str | None = None, package: str = "", source: str = 
 
 
 def _package(ep: EntryPoint) -> str:
-    dist = getattr(ep, "dist", None)
-    return _label(dist) if dist is not None else ""
+    return _label(ep.dist) if ep.dist is not None else ""
 
 
 @functools.cache
-def _label(dist: Any) -> str:
-    """``name version`` of a distribution: its METADATA parsed once, not twice for each of its probes
-    (``entry_points()`` hands every entry point of one package the same Distribution)."""
-    metadata = dist.metadata
-    return f"{metadata['Name']} {metadata['Version']}"
+def _label(dist: Distribution) -> str:
+    """``name version`` of a distribution: its METADATA read once, not once for each of its probes."""
+    return dist.label()
 
 
 def _entry_points() -> tuple[dict[str, EntryPoint], dict[str, BrokenProbe]]:
     found: dict[str, EntryPoint] = {}
     twice: dict[str, BrokenProbe] = {}
-    for ep in entry_points(group=GROUP):
+    for ep in find(GROUP):
         if ep.name in found and found[ep.name].value != ep.value:
             a, b = sorted((found[ep.name], ep), key=lambda e: e.value)
             twice[ep.name] = BrokenProbe(
@@ -277,9 +274,8 @@ def _location_problem(ep: EntryPoint) -> str | None:
     if not trust.strict():
         return None
     places = []
-    meta = getattr(getattr(ep, "dist", None), "_path", None)  # the .dist-info of entry_points.txt
-    if meta is not None:
-        places.append(Path(meta))
+    if ep.dist is not None and ep.dist.path:  # the .dist-info of entry_points.txt
+        places.append(Path(ep.dist.path))
     try:
         spec = importlib.util.find_spec(ep.module.split(".")[0])  # finds; imports nothing
     except (ImportError, ValueError):
