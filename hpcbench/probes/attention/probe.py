@@ -28,12 +28,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from hpcbench.core.errors import ProbeSkip
-from hpcbench.core.measurement import Conditions, Measurement
 from hpcbench.hw import gpu_probe as gp
 from hpcbench.probes.attention import calc as am
 from hpcbench.probes.base import GpuProbe, MetricNames, ProbeContext, check
 
 if TYPE_CHECKING:  # run() imports what it uses: `hpcbench list` reads only the header and Params
+    from hpcbench.core.measurement import Measurement
     from hpcbench.hw import torch_device as td
 
 CONVENTION = "FlashAttention: 4*b*h*s^2*d fwd, /2 causal, bwd 2.5x fwd; TFLOPS = 1e12 FLOP/s"
@@ -216,6 +216,7 @@ class Attention(GpuProbe):
     )
 
     def run(self, params: AttentionParams, ctx: ProbeContext) -> list[Measurement]:
+        from hpcbench.core.measurement import Conditions, Measurement
         from hpcbench.hw import torch_device as td
         from hpcbench.hw.telemetry import throttle_hint
 

@@ -28,14 +28,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from hpcbench.core.errors import ParamError, ProbeError, ProbeSkip
-from hpcbench.core.measurement import Conditions, Consensus, Measurement
-from hpcbench.hw import determinism, placement
 from hpcbench.hw import gpu_probe as gp
 from hpcbench.hw import matmul as mm
-from hpcbench.node.inventory import Inventory
 
 if TYPE_CHECKING:  # run() imports what it uses: `hpcbench list` reads only the header and Params
+    from hpcbench.core.measurement import Measurement
     from hpcbench.hw import torch_device as td
+    from hpcbench.node.inventory import Inventory
     from hpcbench.probes.burn import loop
     from hpcbench.probes.burn.watch import Watch
 
@@ -170,6 +169,8 @@ def _plan(
 ) -> tuple[int, list[int], dict[str, Any]]:
     """(the burn's CPU threads on the CPU device, 0 on a GPU; the CPUs of this child's host load;
     on a GPU, where its process runs: ``hw.placement``, its GPU's NUMA cores and their siblings)."""
+    from hpcbench.hw import placement
+
     allowed = sorted(os.sched_getaffinity(0))
     if rt.choice.is_cuda:
         indices = sorted(d.index for d in inventory.gpus.devices)
@@ -209,6 +210,7 @@ class Burn(GpuProbe):
         self.clock = clock  # of the timed run, its windows and the telemetry (tests pass a fixed one)
 
     def run(self, params: BurnParams, ctx: ProbeContext) -> list[Measurement]:
+        from hpcbench.hw import determinism
         from hpcbench.hw import torch_device as td
 
         warm = warmup_seconds(params, params.device != "cpu")  # auto: a GPU's unless told the CPU
@@ -387,6 +389,7 @@ class Burn(GpuProbe):
         precision: dict[str, Any],
         warmup: tuple[float, int] = (0.0, 0),
     ) -> list[Measurement]:
+        from hpcbench.core.measurement import Conditions, Consensus, Measurement
         from hpcbench.hw.telemetry import throttle_hint
         from hpcbench.probes.burn import checksum, faults
 

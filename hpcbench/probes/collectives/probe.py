@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from hpcbench.core.errors import ConfigError, ProbeError, ProbeSkip
-from hpcbench.core.measurement import Measurement
 from hpcbench.probes.base import ProbeContext, Requirement, check
 from hpcbench.probes.collectives import calc as cm
 
 if TYPE_CHECKING:  # run() imports what it uses: `hpcbench list` reads only the header and Params
+    from hpcbench.core.measurement import Measurement
     from hpcbench.launch.launcher import LaunchEnv
     from hpcbench.probes.collectives.rank import RankConfig
 
@@ -143,6 +143,8 @@ def _join(cfg: RankConfig, launch: LaunchEnv) -> dict[str, Any]:
 
 def measurements(result: dict[str, Any], subject: str, extra: dict[str, Any]) -> list[Measurement]:
     """busbw at the largest size and the average busbw of each op, with the per-size table."""
+    from hpcbench.core.measurement import Measurement
+
     world = int(result["world_size"])
     members = result["members"]
     common = {

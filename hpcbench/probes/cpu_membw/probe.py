@@ -28,13 +28,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from hpcbench.core.errors import ProbeError
-from hpcbench.core.measurement import Conditions, Measurement
-from hpcbench.core.stats import fastest
-from hpcbench.node.inventory import Inventory
 from hpcbench.probes.base import ProbeContext, Requirement, check
 
 if TYPE_CHECKING:  # run() imports what it uses: `hpcbench list` reads only the header and Params
+    from hpcbench.core.measurement import Measurement
     from hpcbench.hw.torch_device import Clock
+    from hpcbench.node.inventory import Inventory
 
 KERNELS: tuple[str, ...] = ("copy", "scale", "add", "triad")
 #: arrays each kernel reads plus writes (STREAM's counting)
@@ -165,6 +164,8 @@ def kernel_variants(torch: Any, a: Any, b: Any, c: Any) -> dict[str, dict[str, C
 
 def choose_variants(times: dict[str, dict[str, list[float]]]) -> dict[str, str]:
     """Per kernel, the implementation with the shortest median call; ``plain`` on a tie."""
+    from hpcbench.core.stats import fastest
+
     return {
         kernel: fastest(by_name, prefer="plain") if any(by_name.values()) else "plain"
         for kernel, by_name in times.items()
@@ -251,6 +252,8 @@ class CpuMembw:
         self.clock = clock  # None: time.perf_counter (tests pass fixed timings)
 
     def run(self, params: CpuMembwParams, ctx: ProbeContext) -> list[Measurement]:
+        from hpcbench.core.measurement import Conditions, Measurement
+
         inventory = ctx.inventory
         mem_bytes = inventory.memory.total_bytes
         n = params.array_size or default_array_size(inventory.cpu.llc_bytes, mem_bytes)

@@ -33,14 +33,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from hpcbench.core.errors import ParamError, ProbeSkip
-from hpcbench.core.measurement import Conditions, Measurement
-from hpcbench.core.stats import fastest
 from hpcbench.hw import gpu_probe as gp
 from hpcbench.hw import matmul as mm
 from hpcbench.probes.base import GpuProbe, MetricNames, ProbeContext, check
 from hpcbench.probes.gemm import calc as gm
 
 if TYPE_CHECKING:  # run() imports what it uses: `hpcbench list` reads only the header and Params
+    from hpcbench.core.measurement import Measurement
     from hpcbench.hw import torch_device as td
 
 CONVENTION = "2*m*n*k FLOPs per GEMM (MAMF-finder); TFLOPS = 1e12 FLOP/s"
@@ -187,6 +186,7 @@ def measure_case(
     alternated call by call, report the faster and verify every one's last output."""
     from contextlib import nullcontext
 
+    from hpcbench.core.stats import fastest
     from hpcbench.hw import cuda_only
     from hpcbench.hw import torch_device as td
 
@@ -362,6 +362,7 @@ class Gemm(GpuProbe):
     def _measurement(
         metric: str, dtype: str, case: Case, ctx: ProbeContext, common: dict[str, Any], tel: dict[str, Any]
     ) -> Measurement:
+        from hpcbench.core.measurement import Conditions, Measurement
         from hpcbench.hw.telemetry import throttle_hint
 
         return Measurement.from_samples(

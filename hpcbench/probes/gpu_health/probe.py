@@ -19,18 +19,19 @@ import ctypes
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from hpcbench.core import timeparse
 from hpcbench.core.errors import ProbeError, ProbeSkip
-from hpcbench.core.items import to_measurements as items_to_measurements
-from hpcbench.core.measurement import Measurement
 from hpcbench.hw import xid
-from hpcbench.hw.kernel_log import KernelLog, boot_time, read_kernel_log
-from hpcbench.node import nvml as seam
-from hpcbench.node.pci import PCI_DEVICES, normalize_bus, pci_gpus, read_text
+from hpcbench.node.pci import PCI_DEVICES
 from hpcbench.probes.base import ProbeContext, Requirement, check
-from hpcbench.probes.gpu_health.read import GPU_METRICS, Item, gpu_items, missing
+from hpcbench.probes.gpu_health.read import GPU_METRICS
+
+if TYPE_CHECKING:  # imported where used: `hpcbench list` reads only the header and Params
+    from hpcbench.core.measurement import Measurement
+    from hpcbench.hw.kernel_log import KernelLog
+    from hpcbench.probes.gpu_health.read import Item
 
 NAME = "gpu_health"
 NODE_METRICS = (
@@ -127,6 +128,8 @@ def libcuda_version() -> str | None:
 
     CUDA-only: no GPU is touched (cuDriverGetVersion needs no cuInit).
     """
+    from hpcbench.node import nvml as seam
+
     try:
         lib = ctypes.CDLL("libcuda.so.1")
         value = ctypes.c_int()
@@ -139,6 +142,8 @@ def libcuda_version() -> str | None:
 
 def xid_item(events: list[xid.XidEvent] | None, log: KernelLog, ignore: list[int], where: str) -> Item:
     """The ``xid_errors`` count of ``events`` (XIDs in ``ignore`` listed but not counted)."""
+    from hpcbench.probes.gpu_health.read import Item
+
     if events is None:
         return Item("xid_errors", not_measured=f"kernel log not readable: {log.unsupported}")
     counted = [e for e in events if e.code not in ignore]
@@ -152,6 +157,8 @@ def xid_item(events: list[xid.XidEvent] | None, log: KernelLog, ignore: list[int
 def to_measurements(items: list[Item], subject: str, settings: dict[str, Any]) -> list[Measurement]:
     """Measurements of the items with a value; the first also carries ``settings`` and the
     ``not_measured`` items with their reasons."""
+    from hpcbench.core.items import to_measurements as items_to_measurements
+
     return items_to_measurements(
         items, subject, settings, lambda metric: "kernel log" if metric == "xid_errors" else "NVML"
     )
@@ -193,6 +200,8 @@ class GpuHealth:
     def _xids(
         self, params: GpuHealthParams, start: float | None, settings: dict[str, Any]
     ) -> tuple[Any, Any]:
+        from hpcbench.hw.kernel_log import boot_time, read_kernel_log
+
         log = read_kernel_log(params.kernel_log)
         settings["kernel_log_source"] = log.source
         if log.text is None:
@@ -202,6 +211,10 @@ class GpuHealth:
     def _gpu(
         self, params: GpuHealthParams, ctx: ProbeContext, start: float | None, settings: dict[str, Any]
     ) -> list[Item]:
+        from hpcbench.node import nvml as seam
+        from hpcbench.node.pci import normalize_bus
+        from hpcbench.probes.gpu_health.read import Item, gpu_items
+
         assert params.gpu is not None
         errors: list[str] = []
         try:
@@ -228,6 +241,10 @@ class GpuHealth:
         return [nvml_errors, *items, xid_item(events, log, params.xid_ignore, where)]
 
     def _node(self, params: GpuHealthParams, start: float | None, settings: dict[str, Any]) -> list[Item]:
+        from hpcbench.node import nvml as seam
+        from hpcbench.node.pci import normalize_bus, pci_gpus, read_text
+        from hpcbench.probes.gpu_health.read import Item, missing
+
         errors: list[str] = []
         gpus: list[dict[str, Any]] = []
         unavailable = ""
@@ -298,6 +315,9 @@ class GpuHealth:
         gpus: list[dict[str, Any]], expected: int, given: int, on_pci: list[str] | None, unavailable: str
     ) -> Item:
         """``gpus_missing``: GPUs expected (the suite's count, else the PCI bus's) that NVML does not see."""
+        from hpcbench.node.pci import normalize_bus
+        from hpcbench.probes.gpu_health.read import Item
+
         whose = "expected by the suite" if given else "NVIDIA GPUs on the PCI bus"
         if not given and not on_pci:
             whose = "sysfs lists none: as many as NVML sees"
@@ -313,6 +333,8 @@ class GpuHealth:
     @staticmethod
     def _identity(nv: Any, index: int, errors: list[str]) -> dict[str, Any]:
         """Index, name, PCI address and firmware versions of one GPU (node scope)."""
+        from hpcbench.node import nvml as seam
+
         entry: dict[str, Any] = {"index": index}
         handle = seam.read(nv, nv.nvmlDeviceGetHandleByIndex, index)
         if not handle.ok:

@@ -20,11 +20,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from hpcbench.core.measurement import Conditions, Measurement
 from hpcbench.hw import gpu_probe as gp
 from hpcbench.probes.base import GpuProbe, ProbeContext, Requirement, check
 
 if TYPE_CHECKING:  # run() imports what it uses: `hpcbench list` reads only the header and Params
+    from hpcbench.core.measurement import Measurement
     from hpcbench.hw.torch_device import Clock
 
 NAME = "gpu_membw"
@@ -147,6 +147,7 @@ class GpuMembw(GpuProbe):
         self.clock = clock  # None: the device's own (tests pass fixed timings)
 
     def run(self, params: GpuMembwParams, ctx: ProbeContext) -> list[Measurement]:
+        from hpcbench.core.measurement import Conditions, Measurement
         from hpcbench.hw.telemetry import throttle_hint
         from hpcbench.hw.torch_device import sampler
 

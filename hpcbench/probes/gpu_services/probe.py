@@ -26,15 +26,15 @@ from __future__ import annotations
 import fnmatch
 import os
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from hpcbench.core.errors import ProbeSkip
-from hpcbench.core.items import Item, to_measurements
-from hpcbench.core.measurement import Measurement
-from hpcbench.hw.procs import Proc, processes
-from hpcbench.node import nvml as seam
-from hpcbench.node.pci import pci_gpus, read_text
 from hpcbench.probes.base import ProbeContext, Requirement, check, report_progress
+
+if TYPE_CHECKING:  # imported where used: `hpcbench list` reads only the header and Params
+    from hpcbench.core.items import Item
+    from hpcbench.core.measurement import Measurement
+    from hpcbench.hw.procs import Proc
 
 NAME = "gpu_services"
 METRICS = (
@@ -85,6 +85,8 @@ def loaded_modules(text: str) -> set[str]:
 
 
 def _count(metric: str, wrong: list[str], ok: str) -> Item:
+    from hpcbench.core.items import Item
+
     return Item(metric, float(len(wrong)), detail="; ".join(wrong) if wrong else ok)
 
 
@@ -93,6 +95,8 @@ def _names(procs: list[Proc] | None) -> set[str] | None:
 
 
 def process_items(running: set[str] | None, fabric: bool, params: GpuServicesParams) -> list[Item]:
+    from hpcbench.core.items import Item
+
     if running is None:
         return [Item(m, error="proc not readable") for m in ("persistenced_missing", "fabricmanager_missing")]
     out = [
@@ -120,6 +124,9 @@ def process_items(running: set[str] | None, fabric: bool, params: GpuServicesPar
 
 def gpu_items(nv: Any, count: int, params: GpuServicesParams) -> tuple[list[Item], bool]:
     """Persistence, fabric, MIG and application clocks of every GPU; and whether any has a fabric."""
+    from hpcbench.core.items import Item
+    from hpcbench.node import nvml as seam
+
     off, fabric_bad, mig_bad, locked = [], [], [], []
     fabric_gpus = 0
     clocks_read = 0
@@ -203,6 +210,11 @@ class GpuServices:
         self.pci_root = pci_root
 
     def run(self, params: GpuServicesParams, ctx: ProbeContext) -> list[Measurement]:
+        from hpcbench.core.items import Item, to_measurements
+        from hpcbench.hw.procs import processes
+        from hpcbench.node import nvml as seam
+        from hpcbench.node.pci import pci_gpus, read_text
+
         root = params.root
         report_progress(ctx, "NVML")
         nvml_items: list[Item] = []

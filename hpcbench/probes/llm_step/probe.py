@@ -29,14 +29,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:  # run() imports what it uses: `hpcbench list` reads only the header and Params
+    from hpcbench.core.measurement import Measurement, Unmeasured
     from hpcbench.hw.torch_device import Clock
 
 from hpcbench.core.errors import ConfigError, ProbeError, ProbeSkip
-from hpcbench.core.measurement import Conditions, Consensus, Measurement, Unmeasured
 from hpcbench.hw import gpu_probe as gp
-from hpcbench.launch.launcher import from_environ
 from hpcbench.probes.base import GpuProbe, ProbeContext, check
-from hpcbench.probes.llm_step import calc
 from hpcbench.probes.llm_step import flops as fl
 
 NAME = "llm_step"
@@ -168,6 +166,9 @@ def single_measurements(
     consensus_group: str,
 ) -> list[Measurement | Unmeasured]:
     """The measurements of one device's run. Pure: the run's losses and step seconds in."""
+    from hpcbench.core.measurement import Conditions, Consensus, Measurement, Unmeasured
+    from hpcbench.probes.llm_step import calc
+
     sanity = calc.loss_problem(losses, warmup, subject)
     bits = calc.float32_bits(losses[0])
     tflops, peak_source = peak
@@ -258,6 +259,9 @@ def ddp_measurements(
 
     A step of the node lasts as long as its slowest rank's; one rank alone runs at the median of
     the ranks' tokens/s when each trained alone (all at once, before DDP)."""
+    from hpcbench.core.measurement import Measurement, Unmeasured
+    from hpcbench.probes.llm_step import calc
+
     ranks = result["ranks"]
     world = len(ranks)
     members = [r["member"] for r in ranks]
@@ -389,6 +393,7 @@ class LlmStep(GpuProbe):
 
     def _ddp(self, params: LlmStepParams, ctx: ProbeContext) -> list[Measurement]:
         from hpcbench.launch import spawn
+        from hpcbench.launch.launcher import from_environ
         from hpcbench.probes.llm_step import ddp
 
         gpus = list(ctx.gpus) if ctx.gpus is not None else sorted(d.index for d in ctx.inventory.gpus.devices)

@@ -26,18 +26,16 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from hpcbench.core.errors import ProbeError
-from hpcbench.core.items import to_measurements
-from hpcbench.core.measurement import Measurement, Unmeasured
 from hpcbench.hw import counter_watch as cw
 from hpcbench.hw import gpu_probe as gp
-from hpcbench.node.inventory import Inventory
 
 if TYPE_CHECKING:  # run() imports what it uses: `hpcbench list` reads only the header and Params
+    from hpcbench.core.measurement import Measurement, Unmeasured
     from hpcbench.hw import torch_device as td
+    from hpcbench.node.inventory import Inventory
 
 from hpcbench.probes.base import GpuProbe, ProbeContext, check, report_progress
 from hpcbench.probes.memtest import calc
-from hpcbench.probes.memtest.passes import Env, Progress, Region, run_pattern
 
 NAME = "memtest"
 MIB = 2**20
@@ -187,6 +185,9 @@ class Memtest(GpuProbe):
         )
 
     def run(self, params: MemtestParams, ctx: ProbeContext) -> list[Measurement | Unmeasured]:
+        from hpcbench.core.items import to_measurements
+        from hpcbench.probes.memtest.passes import Env, Progress, Region, run_pattern
+
         os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
         import torch
 
@@ -273,6 +274,8 @@ class Memtest(GpuProbe):
     ) -> tuple[list[Measurement], list[Unmeasured]]:
         """The pattern test's measurements, and the metric it could not measure when the time
         ran out before any pattern covered the region."""
+        from hpcbench.core.measurement import Measurement, Unmeasured
+
         kind = "GPU" if rt.choice.is_cuda else "host"
         written = sum(r.bytes_written for r in results)
         read = sum(r.bytes_read for r in results)

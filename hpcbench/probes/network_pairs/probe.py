@@ -6,16 +6,16 @@ import os
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from hpcbench.core.errors import ConfigError, ProbeError, ProbeSkip
-from hpcbench.core.items import Item, missing, to_measurements
-from hpcbench.core.measurement import Measurement, Unmeasured
-from hpcbench.hw.net import health, perftest, procs, reader
-from hpcbench.launch.launcher import from_environ
-from hpcbench.node import nics
 from hpcbench.probes.base import ProbeContext, Requirement, check
 from hpcbench.probes.network_pairs import pairs
+
+if TYPE_CHECKING:  # imported where used: `hpcbench list` reads only the header and Params
+    from hpcbench.core.items import Item
+    from hpcbench.core.measurement import Measurement, Unmeasured
+    from hpcbench.hw.net import perftest, reader
 
 NAME = "network_pairs"
 
@@ -93,6 +93,8 @@ class NetworkPairs:
     record_per_node: ClassVar[bool] = True
 
     def run(self, params: NetworkPairsParams, ctx: ProbeContext) -> list[Measurement | Unmeasured]:
+        from hpcbench.core.items import to_measurements
+
         settings: dict[str, Any] = {}
         items = self._pairs(params, ctx, settings)
         if items and all(i.value is None for i in items):
@@ -101,6 +103,10 @@ class NetworkPairs:
         return to_measurements(items, ctx.subject, settings, convention=convention)
 
     def _pairs(self, p: NetworkPairsParams, ctx: ProbeContext, settings: dict[str, Any]) -> list[Item]:
+        from hpcbench.core.items import missing
+        from hpcbench.hw.net import procs, reader
+        from hpcbench.launch.launcher import from_environ
+
         try:
             launch = from_environ(os.environ)
         except ConfigError as exc:
@@ -159,6 +165,8 @@ class NetworkPairs:
 def ip_rails(root: str, ctx: ProbeContext) -> tuple[str, ...]:
     """The interfaces of the compute rails (IPoIB, RoCE) that carry an IPv4 address; () when none
     does (then one address, the route to MASTER_ADDR, carries the test)."""
+    from hpcbench.hw.net import reader
+    from hpcbench.node import nics
     from hpcbench.probes.network_pairs.run import interface_ipv4
 
     ports = nics.rdma_ports(root)
@@ -172,7 +180,8 @@ def rdma_rails(
 ) -> tuple[tuple[str, ...], tuple[perftest.Endpoint, ...]]:
     """The RDMA rails (``p.rails`` or the compute rails) and perftest's endpoint on each: GPU
     memory where GPUDirect and this perftest can (hpcbench.hw.net.rdma), else host memory."""
-    from hpcbench.hw.net import rdma
+    from hpcbench.hw.net import perftest, procs, rdma, reader
+    from hpcbench.node import nics
 
     procs.require("ib_write_bw")
     ports = nics.rdma_ports(p.root)
@@ -200,6 +209,9 @@ def rdma_rails(
 def traffic_counters(r: reader.Reader, rails: tuple[str, ...], settings: dict[str, Any]) -> Item:
     """``counters_grew`` over the pairs' traffic, summed over this node's RDMA ports that carried
     it (the rails' ports; a TCP rail's interface counts through the port it is the netdev of)."""
+    from hpcbench.core.items import Item
+    from hpcbench.hw.net import health, reader
+
     owner = {n: p.subject for p in r.ports for n in p.netdevs}
     subjects = [owner.get(x, x) for x in rails]
     subjects = [x for x in dict.fromkeys(subjects) if r.port(x) is not None]

@@ -10,13 +10,15 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from hpcbench.core.errors import ProbeError, ProbeSkip
-from hpcbench.core.items import Item, to_measurements
-from hpcbench.core.measurement import Measurement, Unmeasured
-from hpcbench.hw.net import health, reader, since_last
+from hpcbench.hw.net import health
 from hpcbench.probes.base import ProbeContext, Requirement, check
+
+if TYPE_CHECKING:  # imported where used: `hpcbench list` reads only the header and Params
+    from hpcbench.core.items import Item
+    from hpcbench.core.measurement import Measurement, Unmeasured
 
 NAME = "network_ports"
 METRICS = tuple(dict.fromkeys((*health.PORT_METRICS, *health.NODE_METRICS)))
@@ -99,6 +101,9 @@ class NetworkPorts:
         return float(params.get("interval", 2.0)) == 0
 
     def run(self, params: NetworkPortsParams, ctx: ProbeContext) -> list[Measurement | Unmeasured]:
+        from hpcbench.core.items import Item, to_measurements
+        from hpcbench.hw.net import reader, since_last
+
         p = params
         r = reader.Reader(p.root, list(p.ignore))
         rails = reader.rails_of(p.root, r.ports, ctx.inventory, list(p.rails))

@@ -14,13 +14,16 @@ from __future__ import annotations
 import fnmatch
 import time
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from hpcbench.core.errors import ProbeSkip
-from hpcbench.core.items import Item, missing, to_measurements
-from hpcbench.core.measurement import Measurement, Unmeasured
-from hpcbench.hw.net import health, rdma, reader
+from hpcbench.hw.net import rdma
 from hpcbench.probes.base import ProbeContext, Requirement, check
+
+if TYPE_CHECKING:  # imported where used: `hpcbench list` reads only the header and Params
+    from hpcbench.core.items import Item
+    from hpcbench.core.measurement import Measurement, Unmeasured
+    from hpcbench.hw.net import reader
 
 NAME = "network_rdma"
 
@@ -98,6 +101,9 @@ class NetworkRdma:
     record_per_node: ClassVar[bool] = True
 
     def run(self, params: NetworkRdmaParams, ctx: ProbeContext) -> list[Measurement | Unmeasured]:
+        from hpcbench.core.items import missing, to_measurements
+        from hpcbench.hw.net import reader
+
         p = params
         r = reader.Reader(p.root, list(p.ignore))  # the counters before the traffic
         ports = r.ports
@@ -128,6 +134,9 @@ class NetworkRdma:
 
 def around(r: reader.Reader, subject: str, p: NetworkRdmaParams, settings: dict[str, Any]) -> list[Item]:
     """``counters_grew`` of the port over its traffic, and its hw_counters' growth (reported)."""
+    from hpcbench.core.items import Item
+    from hpcbench.hw.net import health, reader
+
     seconds = time.monotonic() - r.started
     after = {subject: r.counters(subject)}
     before = r.before.get(subject, {})

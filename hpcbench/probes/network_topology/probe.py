@@ -5,19 +5,18 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from hpcbench.core import timeparse
 from hpcbench.core.errors import ProbeSkip
-from hpcbench.core.items import Item, missing, to_measurements
-from hpcbench.core.measurement import Measurement, Unmeasured
-from hpcbench.hw.kernel_log import boot_time, read_kernel_log
-from hpcbench.hw.net import acs, topology
-from hpcbench.hw.net.flaps import flap_item, flap_lines
-from hpcbench.node import nics
-from hpcbench.node.inventory import Inventory
-from hpcbench.node.pci import device_dir
+from hpcbench.hw.net import topology
 from hpcbench.probes.base import ProbeContext, Requirement, check
+
+if TYPE_CHECKING:  # imported where used: `hpcbench list` reads only the header and Params
+    from hpcbench.core.items import Item
+    from hpcbench.core.measurement import Measurement, Unmeasured
+    from hpcbench.node import nics
+    from hpcbench.node.inventory import Inventory
 
 NAME = "network_topology"
 
@@ -49,6 +48,8 @@ class NetworkTopologyParams:
 def topology_items(
     root: str, inventory: Inventory, ports: list[nics.RdmaPort], near: str
 ) -> tuple[list[Item], dict[str, Any]]:
+    from hpcbench.core.items import missing
+
     gpus = topology.gpu_devices(root, inventory)
     if not gpus:
         return missing((*topology.METRICS, "acs_redirect"), "no GPU on this node"), {}
@@ -85,6 +86,9 @@ class NetworkTopology:
     no_load: ClassVar[bool] = True
 
     def run(self, params: NetworkTopologyParams, ctx: ProbeContext) -> list[Measurement | Unmeasured]:
+        from hpcbench.core.items import to_measurements
+        from hpcbench.node import nics
+
         ports = nics.rdma_ports(params.root)
         items, settings = topology_items(params.root, ctx.inventory, ports, params.near_level)
         settings = {"root": params.root, **settings}
@@ -96,6 +100,10 @@ class NetworkTopology:
 
 def flaps(p: NetworkTopologyParams, settings: dict[str, Any]) -> Item:
     """``link_flaps`` since ``p.since``; the log of this node only when ``root`` is this node's."""
+    from hpcbench.core.items import Item
+    from hpcbench.hw.kernel_log import boot_time, read_kernel_log
+    from hpcbench.hw.net.flaps import flap_item, flap_lines
+
     start = timeparse.since(p.since)
     span = "since boot" if start is None else f"since {p.since}"
     if p.kernel_log in ("auto", "journalctl", "dmesg") and os.path.realpath(p.root) != "/":
@@ -110,6 +118,9 @@ def flaps(p: NetworkTopologyParams, settings: dict[str, Any]) -> Item:
 
 def acs_of(root: str, gpus: list[topology.Device], nic_devs: list[topology.Device]) -> Item:
     """``acs_redirect`` on the bridges between each GPU and its nearest NIC."""
+    from hpcbench.hw.net import acs
+    from hpcbench.node.pci import device_dir
+
     paths, configs = [], {}
     for g in gpus:
         found = topology.nearest(g, nic_devs)

@@ -16,14 +16,16 @@ from __future__ import annotations
 import os
 import socket
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from hpcbench.core.errors import ProbeSkip
-from hpcbench.core.items import Item, to_measurements
-from hpcbench.core.measurement import Measurement
-from hpcbench.node.pci import read_text
 from hpcbench.probes.base import ProbeContext, Requirement, check, report_progress
-from hpcbench.probes.node_config import catalog, read, specs
+from hpcbench.probes.node_config import specs
+
+if TYPE_CHECKING:  # imported where used: `hpcbench list` reads only the header and Params
+    from hpcbench.core.items import Item
+    from hpcbench.core.measurement import Measurement
+    from hpcbench.probes.node_config import catalog, read
 
 NAME = "node_config"
 METRICS = (
@@ -138,6 +140,9 @@ DAEMONS = (
 def observe(root: str, procs: list[read.Proc] | None) -> dict[str, Any]:
     """What this node is, for ``hpcbench baseline create --site-suite``: the values a site's
     health suite expects of nodes like it (read once more, cheaply, whatever the suite asked)."""
+    from hpcbench.node.pci import read_text
+    from hpcbench.probes.node_config import catalog, read
+
     layout = read.cpu_layout(root)
     meminfo = read.meminfo(read_text(os.path.join(root, "proc/meminfo")) or "")
     mounts = read.read_mounts(root) or {}
@@ -178,6 +183,10 @@ class NodeConfig:
         self.host = host
 
     def run(self, params: NodeConfigParams, ctx: ProbeContext) -> list[Measurement]:
+        from hpcbench.core.items import Item, to_measurements
+        from hpcbench.node.pci import read_text
+        from hpcbench.probes.node_config import catalog, read
+
         root = params.root
 
         def step(what: str) -> None:  # a read that may hang says what it is, for the watchdog

@@ -17,14 +17,15 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from hpcbench.core import timeparse
-from hpcbench.core.items import Item, missing, to_measurements
-from hpcbench.core.measurement import Measurement
-from hpcbench.hw.kernel_log import boot_time, read_kernel_log
 from hpcbench.probes.base import ProbeContext, Requirement, check
 from hpcbench.probes.node_health import aer, edac, klog, nvme
+
+if TYPE_CHECKING:  # imported where used: `hpcbench list` reads only the header and Params
+    from hpcbench.core.items import Item
+    from hpcbench.core.measurement import Measurement
 
 NAME = "node_health"
 SYSTEM_METRICS = ("memory_gib", "online_cpus", "cpus_offline", "memory_numa_balance", "mounts_missing")
@@ -103,6 +104,9 @@ def is_this_node(root: str) -> bool:
 
 def kernel_items(params: NodeHealthParams, start: float | None, settings: dict[str, Any]) -> list[Item]:
     """The kernel-log counts (``klog``); the log of this node only when ``root`` is this node's."""
+    from hpcbench.core.items import missing
+    from hpcbench.hw.kernel_log import boot_time, read_kernel_log
+
     span = _span(params.since, start)
     if params.kernel_log in ("auto", "journalctl", "dmesg") and not is_this_node(params.root):
         return missing(klog.METRICS, f"root is {params.root}, not this node: give kernel_log = <file>")
@@ -133,6 +137,7 @@ class NodeHealth:
         self.runner = runner  # None: nvme-cli (tests inject one that replays captured output)
 
     def run(self, params: NodeHealthParams, ctx: ProbeContext) -> list[Measurement]:
+        from hpcbench.core.items import to_measurements
         from hpcbench.probes.node_health import system  # here: `hpcbench list` imports only the header
 
         root = params.root

@@ -25,11 +25,13 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from hpcbench.core.errors import ProbeError
-from hpcbench.core.measurement import Measurement, Unmeasured
 from hpcbench.probes.base import ProbeContext, Requirement, check
+
+if TYPE_CHECKING:  # imported where used: `hpcbench list` reads only the header and Params
+    from hpcbench.core.measurement import Measurement, Unmeasured
 
 NAME = "pcie"
 METRICS = ("h2d", "d2h", "bidirectional", "link_gen_deficit", "link_width_deficit")
@@ -143,6 +145,8 @@ def build_measurements(
     result: Transfers, nbytes: int, link: dict[str, Any], subject: str, settings: dict[str, Any]
 ) -> list[Measurement | Unmeasured]:
     """The five measurements; link metrics NVML could not give are listed as not measured."""
+    from hpcbench.core.measurement import Measurement, Unmeasured
+
     gen_def, width_def, detail = link_deficits(
         result.link_samples, link.get("max_gen"), link.get("max_width")
     )
