@@ -16,9 +16,11 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from hpcbench.hw.kernel_log import KernelLog, boot_time, line_time, read_kernel_log, tool_of
-from hpcbench.node.pci import normalize_bus
+if TYPE_CHECKING:  # imported where used: `hpcbench list` imports this module for its constants
+    from hpcbench.hw.kernel_log import KernelLog
+
 
 #: application-caused XIDs (NVIDIA's XID catalogue: user app errors), not counted by default
 DEFAULT_IGNORE = (13, 31, 43, 45)
@@ -65,6 +67,9 @@ def parse_kernel_log(text: str, booted: float | None = None) -> list[XidEvent]:
 
     ``booted`` (the boot time, epoch seconds) turns plain dmesg's ``[ 1843.308145]`` into a time.
     """
+    from hpcbench.hw.kernel_log import line_time
+    from hpcbench.node.pci import normalize_bus
+
     events: list[XidEvent] = []
     lines = text.splitlines()
     fallen: list[XidEvent] = []
@@ -129,15 +134,19 @@ class XidWatch:
         bus: str | None,
         source: str = "auto",
         *,
-        reader: Callable[[str], KernelLog] = read_kernel_log,
+        reader: Callable[[str], KernelLog] | None = None,
         wall: Callable[[], float] = time.time,
-        booted: Callable[[], float | None] = boot_time,
+        booted: Callable[[], float | None] | None = None,
     ) -> None:
+        """``reader``/``booted``: the kernel log's (``hpcbench.hw.kernel_log``) unless given."""
+        from hpcbench.hw.kernel_log import boot_time, read_kernel_log
+        from hpcbench.node.pci import normalize_bus
+
         self.bus = normalize_bus(bus) if bus else None
         self.source = source
-        self._reader = reader
+        self._reader = reader or read_kernel_log
         self._wall = wall
-        self._booted = booted
+        self._booted = booted or boot_time
         self.pinned = source
         self.start: float | None = None
         self.before: list[XidEvent] | str = "not read"
@@ -149,6 +158,8 @@ class XidWatch:
         return [e for e in parse_kernel_log(log.text, self._booted()) if e.bus == self.bus], log
 
     def begin(self) -> None:
+        from hpcbench.hw.kernel_log import tool_of
+
         if self.bus is None:
             self.before = "the GPU's PCI address is unknown"
             return

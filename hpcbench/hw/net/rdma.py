@@ -15,15 +15,15 @@ from __future__ import annotations
 import os
 import subprocess
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hpcbench.core.errors import ProbeError
-from hpcbench.core.items import Item, missing
-from hpcbench.hw.net import perftest, procs, topology
-from hpcbench.node import nics
-from hpcbench.node.collector import parse_cpulist
-from hpcbench.node.inventory import Inventory
-from hpcbench.node.pci import full_address, local_cpulist
+
+if TYPE_CHECKING:  # imported where used: `hpcbench list` imports this module for its constants
+    from hpcbench.core.items import Item
+    from hpcbench.hw.net import perftest
+    from hpcbench.node import nics
+    from hpcbench.node.inventory import Inventory
 
 RDMA_METRICS = ("rdma_write_bw", "rdma_read_lat", "rdma_read_lat_p99")
 #: beyond a test's duration, how long a server or client may take before it is killed
@@ -37,6 +37,8 @@ NO_CUDA_HINT = (
 
 def capabilities(tool: str) -> perftest.Capabilities:
     """What ``tool --help`` announces (perftest exits 1 after its help: the text is what counts)."""
+    from hpcbench.hw.net import perftest
+
     try:
         done = subprocess.run(
             [tool, "--help"], capture_output=True, text=True, timeout=HELP_TIMEOUT_S, check=False
@@ -70,6 +72,8 @@ def choose_memory(
 ) -> Memory:
     """Where the port's test buffers live (see the module docstring); ProbeError only when
     ``use_cuda = on`` asks for GPU memory that cannot be had."""
+    from hpcbench.hw.net import perftest, topology
+    from hpcbench.node.pci import full_address
 
     def host(why: str) -> Memory:
         if use_cuda == "on":
@@ -108,6 +112,9 @@ def choose_memory(
 
 def local_cpus(root: str, port: nics.RdmaPort) -> frozenset[int] | None:
     """The NIC's local CPUs this process may use (its cgroup's share); None: no pinning."""
+    from hpcbench.node.collector import parse_cpulist
+    from hpcbench.node.pci import local_cpulist
+
     text = local_cpulist(root, port.pci_address) if port.pci_address else None
     if not text:
         return None
@@ -120,6 +127,9 @@ def rdma_items(
     p: Any, root: str, inventory: Inventory, ports: list[nics.RdmaPort], subject: str, workdir: str
 ) -> tuple[list[Item], dict[str, Any]]:
     """ib_write_bw and ib_read_lat between ``subject`` (server) and ``p.peer_device`` (client, "": itself)."""
+    from hpcbench.core.items import Item, missing
+    from hpcbench.hw.net import perftest, procs
+
     port = next((x for x in ports if x.subject == subject), None)
     if port is None:
         return missing(RDMA_METRICS, f"{subject} is not an RDMA port"), {}
@@ -205,6 +215,8 @@ def run_pair(
 ) -> Any:
     """A perftest server and its client; the parsed result, else ProbeError with the error line
     of whichever side printed one (the client's first, then the server's)."""
+    from hpcbench.hw.net import perftest, procs
+
     try:
         out_c, out_s, rc = procs.server_client(
             argv_s, argv_c, port, workdir, timeout, argv_s[0], perftest.error_line, cpus

@@ -9,12 +9,13 @@ FunctionNotFound make an item *not measured* (never a failure); any other NVML e
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from hpcbench.core.items import Item, missing
-from hpcbench.hw import gpu_counters as gc
 from hpcbench.hw.gpu_counters import ECC_COUNTERS
-from hpcbench.node import nvml as seam
+
+if TYPE_CHECKING:  # imported where used: `hpcbench list` imports this module for its constants
+    from hpcbench.core.items import Item, missing
+    from hpcbench.node import nvml as seam
 
 __all__ = ["GPU_METRICS", "Item", "gpu_items", "missing"]
 
@@ -32,6 +33,9 @@ def _reason(r: seam.Reading, errors: list[str]) -> str:
 
 
 def ecc_items(nvml: Any, h: Any, errors: list[str]) -> list[Item]:
+    from hpcbench.core.items import Item, missing
+    from hpcbench.hw import gpu_counters as gc
+
     counters = tuple(c[0] for c in ECC_COUNTERS)
     mode = gc.ecc_mode(nvml, h)
     if not mode.ok:
@@ -58,6 +62,9 @@ def ecc_items(nvml: Any, h: Any, errors: list[str]) -> list[Item]:
 
 
 def retired_pages_items(nvml: Any, h: Any, errors: list[str]) -> list[Item]:
+    from hpcbench.core.items import Item
+    from hpcbench.node import nvml as seam
+
     r = seam.read(nvml, nvml.nvmlDeviceGetRetiredPagesPendingStatus, h)
     if not r.ok:
         why = _reason(r, errors)
@@ -70,6 +77,9 @@ def retired_pages_items(nvml: Any, h: Any, errors: list[str]) -> list[Item]:
 
 
 def remapped_rows_items(nvml: Any, h: Any, errors: list[str]) -> list[Item]:
+    from hpcbench.core.items import Item, missing
+    from hpcbench.hw import gpu_counters as gc
+
     r = gc.remapped_rows(nvml, h)
     if not r.ok:
         return missing(("remapped_rows_pending", "remapped_rows_failed"), _reason(r, errors))
@@ -120,6 +130,9 @@ def active_reasons(nvml: Any, mask: int) -> list[str]:
 
 
 def clock_items(nvml: Any, h: Any, errors: list[str]) -> list[Item]:
+    from hpcbench.core.items import Item, missing
+    from hpcbench.node import nvml as seam
+
     r = seam.clock_event_reasons(nvml, h)  # falls back to the older ...ClocksThrottleReasons
     if not r.ok:
         return missing(("hw_slowdown", "sw_thermal_slowdown"), _reason(r, errors))
@@ -134,6 +147,9 @@ def clock_items(nvml: Any, h: Any, errors: list[str]) -> list[Item]:
 
 
 def temperature_items(nvml: Any, h: Any, errors: list[str]) -> list[Item]:
+    from hpcbench.core.items import Item
+    from hpcbench.node import nvml as seam
+
     temp = seam.read(nvml, nvml.nvmlDeviceGetTemperature, h, nvml.NVML_TEMPERATURE_GPU)
     limit = seam.read(
         nvml, nvml.nvmlDeviceGetTemperatureThreshold, h, nvml.NVML_TEMPERATURE_THRESHOLD_SLOWDOWN
@@ -146,6 +162,9 @@ def temperature_items(nvml: Any, h: Any, errors: list[str]) -> list[Item]:
 
 
 def power_items(nvml: Any, h: Any, errors: list[str]) -> list[Item]:
+    from hpcbench.core.items import Item
+    from hpcbench.node import nvml as seam
+
     enforced = seam.read(nvml, nvml.nvmlDeviceGetEnforcedPowerLimit, h)
     default = seam.read(nvml, nvml.nvmlDeviceGetPowerManagementDefaultLimit, h)
     for r in (enforced, default):
@@ -158,6 +177,9 @@ def power_items(nvml: Any, h: Any, errors: list[str]) -> list[Item]:
 
 
 def persistence_items(nvml: Any, h: Any, errors: list[str]) -> list[Item]:
+    from hpcbench.core.items import Item
+    from hpcbench.node import nvml as seam
+
     r = seam.read(nvml, nvml.nvmlDeviceGetPersistenceMode, h)
     if not r.ok:
         return [Item("persistence_mode", not_measured=_reason(r, errors))]
@@ -182,6 +204,9 @@ NVLINK_COUNTERS = (
 
 
 def nvlink_items(nvml: Any, h: Any, errors: list[str]) -> list[Item]:
+    from hpcbench.core.items import Item, missing
+    from hpcbench.node import nvml as seam
+
     states: dict[int, int] = {}
     why = "the GPU reports no NVLink"
     for link in range(int(nvml.NVML_NVLINK_MAX_LINKS)):
@@ -221,6 +246,9 @@ def nvlink_items(nvml: Any, h: Any, errors: list[str]) -> list[Item]:
 
 
 def process_items(nvml: Any, h: Any, errors: list[str]) -> list[Item]:
+    from hpcbench.core.items import Item
+    from hpcbench.node import nvml as seam
+
     r = seam.device_processes(nvml, h)
     if not r.ok:
         return [Item("processes", not_measured=_reason(r, errors))]
@@ -243,6 +271,9 @@ READERS = (
 
 def gpu_items(nvml: Any, index: int, errors: list[str]) -> tuple[list[Item], dict[str, Any]]:
     """Every per-GPU health item of GPU ``index``, and what identifies the GPU (name, bus, UUID)."""
+    from hpcbench.core.items import Item
+    from hpcbench.node import nvml as seam
+
     handle = seam.read(nvml, nvml.nvmlDeviceGetHandleByIndex, index)
     if not handle.ok:
         why = _reason(handle, errors)
@@ -269,6 +300,8 @@ def gpu_items(nvml: Any, index: int, errors: list[str]) -> tuple[list[Item], dic
 
 
 def _all_gpu_metrics() -> list[Item]:
+    from hpcbench.core.items import Item
+
     return [Item(m) for m in GPU_METRICS if m not in ("nvml_errors", "xid_errors")]
 
 

@@ -19,10 +19,11 @@ import shutil
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from hpcbench.core.items import Item, failed, missing
-from hpcbench.node.pci import read_text
+if TYPE_CHECKING:  # imported where used: `hpcbench list` imports this module for its constants
+    from hpcbench.core.items import Item
+
 
 NVME_CLASS = "sys/class/nvme"
 METRICS = (
@@ -111,6 +112,8 @@ class Smart:
 
 def controllers(root: str) -> list[Controller] | None:
     """The NVMe controllers under ``root`` (``/sys/class/nvme``); None when there is none."""
+    from hpcbench.node.pci import read_text
+
     base = os.path.join(root, NVME_CLASS)
     try:
         names = sorted(n for n in os.listdir(base) if n.startswith("nvme"))
@@ -214,6 +217,8 @@ def items(
 ) -> list[Item]:
     """The NVMe items of the node under ``root``. ``runner`` None: nvme-cli itself, which must be
     on PATH (missing while NVMe drives exist: ERROR with the package to install)."""
+    from hpcbench.core.items import Item, failed, missing
+
     found = controllers(root)
     if found is None:
         return missing(METRICS, f"no NVMe controller ({os.path.join(root, NVME_CLASS)} is absent or empty)")

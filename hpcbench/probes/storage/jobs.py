@@ -10,9 +10,12 @@ from __future__ import annotations
 import os
 import subprocess
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from hpcbench.core.errors import ProbeError
-from hpcbench.probes.storage.fio import FioOutputError, FioRun, parse_fio_json, stderr_reason
+
+if TYPE_CHECKING:  # imported where used: `hpcbench list` imports this module for its constants
+    from hpcbench.probes.storage.fio import FioRun
 
 
 @dataclass(frozen=True)
@@ -137,6 +140,8 @@ def engine_check_argv(filename: str, engine: str, raw: bool) -> list[str]:
 
 def run_fio(argv: list[str], timeout: float, what: str) -> FioRun:
     """Run one fio job; ProbeError with fio's stderr when it fails, times out or reports an error."""
+    from hpcbench.probes.storage.fio import FioOutputError, parse_fio_json, stderr_reason
+
     try:
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
