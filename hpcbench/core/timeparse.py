@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import datetime, timezone
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported where used: `hpcbench list` imports this module for its constants
+    from datetime import datetime
 
 UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 DURATION_HELP = "a duration such as 90s, 15m, 1h30m, 2d, 1w or plain seconds"
@@ -54,6 +57,8 @@ def format_duration(seconds: float) -> str:
 
 def parse_time(text: str) -> datetime:
     """An ISO 8601 time as an aware datetime (UTC where it names no zone); ValueError if not one."""
+    from datetime import datetime
+
     m = _ISO.match(text.strip())
     if not m:
         raise ValueError(f"expected an ISO 8601 time such as 2026-11-28T02:00:00Z, got {text!r}")
@@ -99,5 +104,7 @@ def since(text: str, now: float | None = None) -> float | None:
 
 def utc_stamp(now: datetime | None = None) -> str:
     """A UTC time to the second as records and logs write it: ``2026-11-28T02:00:13Z``."""
+    from datetime import datetime, timezone
+
     now = now or datetime.now(timezone.utc)
     return now.astimezone(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")

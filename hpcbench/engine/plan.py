@@ -16,6 +16,7 @@ from hpcbench.core.errors import ConfigError
 from hpcbench.engine.suite import CheckSpec
 from hpcbench.node.collector import gpu_absence
 from hpcbench.node.inventory import Inventory
+from hpcbench.probes.base import param_hints
 
 #: expansions whose subjects run at once, one child each (unless the probe says concurrent = False)
 CONCURRENT_EXPANSIONS = ("gpu", "rail")
@@ -48,7 +49,7 @@ def local_mounts(inventory: Inventory) -> list[str]:
 
 def _takes_list(probe_cls: Any, key: str) -> bool:
     """Whether the probe's expansion parameter ``key`` is a list (then each subject is [value])."""
-    return typing.get_origin(typing.get_type_hints(probe_cls.Params).get(key)) is list
+    return typing.get_origin(param_hints(probe_cls.Params).get(key)) is list
 
 
 @dataclass(frozen=True)

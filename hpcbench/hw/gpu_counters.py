@@ -9,9 +9,11 @@ is a ``Reading`` with ``error``. ``deltas`` is a pure function of two ``Counters
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from hpcbench.node import nvml as seam
+if TYPE_CHECKING:  # imported where used: `hpcbench list` imports this module for its constants
+    from hpcbench.node import nvml as seam
+
 
 #: (name, NVML memory error type, NVML counter type) of the ECC counts nvmlDeviceGetTotalEccErrors gives
 ECC_COUNTERS = (
@@ -33,6 +35,8 @@ DELTA_FIELDS = (
 
 def ecc_mode(nvml: Any, h: Any) -> seam.Reading:
     """(current, pending) ECC mode, NVML_FEATURE_ENABLED or _DISABLED."""
+    from hpcbench.node import nvml as seam
+
     r = seam.read(nvml, nvml.nvmlDeviceGetEccMode, h)
     return seam.Reading((int(r.value[0]), int(r.value[1]))) if r.ok else r
 
@@ -43,6 +47,8 @@ def ecc_enabled(nvml: Any, mode: tuple[int, int]) -> bool:
 
 def ecc_count(nvml: Any, h: Any, error_type: str, counter_type: str) -> seam.Reading:
     """One ECC count (``error_type``, ``counter_type``: the NVML constants' names)."""
+    from hpcbench.node import nvml as seam
+
     return seam.read(
         nvml, nvml.nvmlDeviceGetTotalEccErrors, h, getattr(nvml, error_type), getattr(nvml, counter_type)
     )
@@ -61,6 +67,8 @@ class RemappedRows:
 
 def remapped_rows(nvml: Any, h: Any) -> seam.Reading:
     """A Reading of RemappedRows."""
+    from hpcbench.node import nvml as seam
+
     r = seam.read(nvml, nvml.nvmlDeviceGetRemappedRows, h)
     if not r.ok:
         return r
@@ -70,6 +78,8 @@ def remapped_rows(nvml: Any, h: Any) -> seam.Reading:
 
 def pcie_replay(nvml: Any, h: Any) -> seam.Reading:
     """The PCIe replay counter (link-level retransmissions since the driver loaded)."""
+    from hpcbench.node import nvml as seam
+
     return seam.read(nvml, nvml.nvmlDeviceGetPcieReplayCounter, h)
 
 

@@ -8,6 +8,7 @@ decides no verdict and writes nothing but its own subject (inside
 from __future__ import annotations
 
 import dataclasses
+import functools
 import shutil
 import types
 import typing
@@ -212,9 +213,16 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
+@functools.cache
+def param_hints(params_cls: type) -> dict[str, Any]:
+    """The evaluated type hints of a Params class, once per class (``typing.get_type_hints``
+    compiles every annotation of a ``from __future__ import annotations`` module each call)."""
+    return typing.get_type_hints(params_cls)
+
+
 def param_specs(params_cls: type) -> list[ParamSpec]:
     """Name, type, default and help of every parameter of a probe."""
-    hints = typing.get_type_hints(params_cls)
+    hints = param_hints(params_cls)
     specs = []
     for f in dataclasses.fields(params_cls):
         if f.default is not dataclasses.MISSING:
@@ -295,7 +303,7 @@ def build_params(probe_cls: type, values: dict[str, Any], *, from_text: bool = F
     ``__post_init__`` validates ranges and raises ParamError itself.
     """
     params_cls = probe_cls.Params
-    hints = typing.get_type_hints(params_cls)
+    hints = param_hints(params_cls)
     known = {f.name for f in dataclasses.fields(params_cls)}
     unknown = sorted(set(values) - known)
     if unknown:

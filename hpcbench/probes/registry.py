@@ -32,7 +32,7 @@ from typing import Any
 from hpcbench.core import trust
 from hpcbench.core.entrypoints import Distribution, EntryPoint, find
 from hpcbench.core.errors import ConfigError
-from hpcbench.probes.base import EXPANSIONS, Requirement
+from hpcbench.probes.base import EXPANSIONS, Requirement, param_hints
 
 GROUP = "hpcbench.probes"
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -114,7 +114,7 @@ def _params_problems(params: Any) -> list[str]:
     if not params.__dataclass_params__.frozen:  # type: ignore[attr-defined]
         problems.append(f"Params {params.__name__} must be frozen (@dataclass(frozen=True))")
     try:
-        hints = typing.get_type_hints(params)
+        hints = param_hints(params)
     except Exception as exc:  # a bad annotation: NameError, TypeError, ...
         return [*problems, f"Params {params.__name__} has annotations that do not resolve: {exc}"]
     for f in dataclasses.fields(params):
@@ -267,17 +267,28 @@ def _entry_points() -> tuple[dict[str, EntryPoint], dict[str, BrokenProbe]]:
     return {n: ep for n, ep in found.items() if n not in twice}, twice
 
 
-def _location_problem(ep: EntryPoint) -> str | None:
+def _location_problem(ep: EntryPoint, memo: dict[tuple[str, str], str | None] | None = None) -> str | None:
     """As root: why the files behind an entry point (the metadata folder that names it, the
     top-level package its module lives in) are not under root's control (hpcbench.core.trust), else
-    None. Found without importing anything: a refused plugin's code never runs."""
+    None. Found without importing anything: a refused plugin's code never runs. ``memo``: answers
+    already found in this listing, by (metadata folder, top-level package)."""
     if not trust.strict():
         return None
+    key = (ep.dist.path if ep.dist is not None else "", ep.module.split(".")[0])
+    if memo is not None and key in memo:
+        return memo[key]
+    why = _places_problem(*key)
+    if memo is not None:
+        memo[key] = why
+    return why
+
+
+def _places_problem(meta: str, top: str) -> str | None:
     places = []
-    if ep.dist is not None and ep.dist.path:  # the .dist-info of entry_points.txt
-        places.append(Path(ep.dist.path))
+    if meta:  # the .dist-info of entry_points.txt
+        places.append(Path(meta))
     try:
-        spec = importlib.util.find_spec(ep.module.split(".")[0])  # finds; imports nothing
+        spec = importlib.util.find_spec(top)  # finds; imports nothing
     except (ImportError, ValueError):
         spec = None
     if spec is not None:
@@ -291,9 +302,11 @@ def _location_problem(ep: EntryPoint) -> str | None:
     return None
 
 
-def _load(name: str, ep: EntryPoint) -> ProbeSpec | BrokenProbe:
+def _load(
+    name: str, ep: EntryPoint, memo: dict[tuple[str, str], str | None] | None = None
+) -> ProbeSpec | BrokenProbe:
     package, source = _package(ep), ep.value
-    refused = _location_problem(ep)
+    refused = _location_problem(ep, memo)
     if refused:
         return BrokenProbe(name, refused, package, source)
     try:
@@ -320,8 +333,9 @@ def catalog(only: Collection[str] | None = None) -> Catalog:
     probes: dict[str, ProbeSpec] = {}
     if only is not None and set(only) <= set(good) | set(broken):
         good = {n: ep for n, ep in good.items() if n in only}
+    memo: dict[tuple[str, str], str | None] = {}
     for name in sorted(good):
-        loaded = _load(name, good[name])
+        loaded = _load(name, good[name], memo)
         if isinstance(loaded, ProbeSpec):
             probes[name] = loaded
         else:

@@ -13,7 +13,6 @@ CPUs. A missing tool raises ProbeError naming the package (ERROR).
 from __future__ import annotations
 
 import os
-import subprocess
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +36,8 @@ NO_CUDA_HINT = (
 
 def capabilities(tool: str) -> perftest.Capabilities:
     """What ``tool --help`` announces (perftest exits 1 after its help: the text is what counts)."""
+    import subprocess
+
     from hpcbench.hw.net import perftest
 
     try:

@@ -17,7 +17,6 @@ Formulas (each pinned by a test):
 
 from __future__ import annotations
 
-import statistics
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -126,6 +125,8 @@ def rate(windows: list[Window]) -> float:
 
 def stability(windows: list[Window], duration_s: float) -> Stability:
     """Sustained TFLOPS, stability and droop of a run's windows (the module's formulas)."""
+    import statistics
+
     if not windows:
         raise ValueError("no window was measured")
     warm = span(duration_s)
@@ -270,6 +271,8 @@ def run_telemetry(
     samples: list[tuple[float, dict[str, Any]]], t0: float, t1: float, limits: dict[str, float]
 ) -> RunTelemetry:
     """Clock, temperature, power and throttle seconds over the samples taken in [t0, t1]."""
+    import statistics
+
     from hpcbench.hw import telemetry as tm  # the NVML sampler's code: not for `hpcbench list`
     from hpcbench.hw import throttle  # imports the telemetry: only when a run is summed up
 

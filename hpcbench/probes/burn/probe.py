@@ -19,7 +19,6 @@ A window's progress line goes to the runner (``report_progress``); the probe pri
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from collections.abc import Callable
@@ -160,6 +159,8 @@ def make_step(torch: Any, rt: td.Runtime, dtype: str, x: mm.Operand, w: mm.Opera
 
 def digest(torch: Any, tensor: Any) -> str:
     """sha256 of a tensor's bytes (row-major), as the GPUs of one model must all compute them."""
+    import hashlib
+
     raw = tensor.contiguous().reshape(-1).view(torch.uint8).cpu().numpy()
     return hashlib.sha256(raw.tobytes()).hexdigest()
 

@@ -21,9 +21,11 @@ Conventions follow nccl-tests (``PERFORMANCE.md``):
 from __future__ import annotations
 
 import math
-import statistics
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # imported where used: `hpcbench list` imports this module for its constants
+    pass
 
 OPS: tuple[str, ...] = ("all_reduce", "all_gather", "reduce_scatter")
 DTYPES: dict[str, int] = {"float32": 4, "float64": 8}
@@ -155,6 +157,8 @@ def check_exact(dtype: str, ranks: int) -> bool:
 
 def rank_average(per_rank_seconds: list[float]) -> float:
     """The time nccl-tests reports by default: the mean over ranks."""
+    import statistics
+
     return statistics.fmean(per_rank_seconds)
 
 

@@ -15,7 +15,6 @@ other. A field NVML does not support, or a kernel log we may not read, is listed
 
 from __future__ import annotations
 
-import ctypes
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -128,6 +127,8 @@ def libcuda_version() -> str | None:
 
     CUDA-only: no GPU is touched (cuDriverGetVersion needs no cuInit).
     """
+    import ctypes
+
     from hpcbench.node import nvml as seam
 
     try:

@@ -23,7 +23,6 @@ gpu_health's ``gpus_missing`` (``expected_gpus``).
 
 from __future__ import annotations
 
-import fnmatch
 import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -210,6 +209,8 @@ class GpuServices:
         self.pci_root = pci_root
 
     def run(self, params: GpuServicesParams, ctx: ProbeContext) -> list[Measurement]:
+        import fnmatch
+
         from hpcbench.core.items import Item, to_measurements
         from hpcbench.hw.procs import processes
         from hpcbench.node import nvml as seam

@@ -22,8 +22,6 @@ The probe decides no verdict and prints nothing.
 from __future__ import annotations
 
 import os
-import resource
-import statistics
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -166,6 +164,8 @@ def single_measurements(
     consensus_group: str,
 ) -> list[Measurement | Unmeasured]:
     """The measurements of one device's run. Pure: the run's losses and step seconds in."""
+    import statistics
+
     from hpcbench.core.measurement import Conditions, Consensus, Measurement, Unmeasured
     from hpcbench.probes.llm_step import calc
 
@@ -259,6 +259,8 @@ def ddp_measurements(
 
     A step of the node lasts as long as its slowest rank's; one rank alone runs at the median of
     the ranks' tokens/s when each trained alone (all at once, before DDP)."""
+    import statistics
+
     from hpcbench.core.measurement import Measurement, Unmeasured
     from hpcbench.probes.llm_step import calc
 
@@ -349,6 +351,8 @@ class LlmStep(GpuProbe):
         self.before_step = before_step  # test seam: (step index, model) before each step
 
     def run(self, params: LlmStepParams, ctx: ProbeContext) -> list[Measurement | Unmeasured]:
+        import resource
+
         os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")  # before CUDA starts
         if params.mode == "ddp":
             return self._ddp(params, ctx)

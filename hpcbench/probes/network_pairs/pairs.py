@@ -19,7 +19,6 @@ the baseline still judge it).
 from __future__ import annotations
 
 import math
-import statistics
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -73,6 +72,8 @@ class Analysis:
 
 def analyse(names: list[str], results: list[PairResult], slow_fraction: float) -> Analysis:
     """Which pairs, nodes and links are slow (see the module docstring)."""
+    import statistics
+
     mine: dict[int, list[PairResult]] = {i: [] for i in range(len(names))}
     for r in results:
         mine[r.a].append(r)

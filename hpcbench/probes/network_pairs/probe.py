@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -103,6 +102,8 @@ class NetworkPairs:
         return to_measurements(items, ctx.subject, settings, convention=convention)
 
     def _pairs(self, p: NetworkPairsParams, ctx: ProbeContext, settings: dict[str, Any]) -> list[Item]:
+        import socket
+
         from hpcbench.core.items import missing
         from hpcbench.hw.net import procs, reader
         from hpcbench.launch.launcher import from_environ

@@ -11,7 +11,6 @@ hw_counters (retransmissions, congestion notifications) are reported.
 
 from __future__ import annotations
 
-import fnmatch
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -101,6 +100,8 @@ class NetworkRdma:
     record_per_node: ClassVar[bool] = True
 
     def run(self, params: NetworkRdmaParams, ctx: ProbeContext) -> list[Measurement | Unmeasured]:
+        import fnmatch
+
         from hpcbench.core.items import missing, to_measurements
         from hpcbench.hw.net import reader
 

@@ -14,13 +14,11 @@ SKIP. Everything is read under ``root`` (``/``, or a captured tree in tests).
 from __future__ import annotations
 
 import os
-import socket
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from hpcbench.core.errors import ProbeSkip
 from hpcbench.probes.base import ProbeContext, Requirement, check, report_progress
-from hpcbench.probes.node_config import specs
 
 if TYPE_CHECKING:  # imported where used: `hpcbench list` reads only the header and Params
     from hpcbench.core.items import Item
@@ -47,11 +45,18 @@ METRICS = (
 SQUEUE = ["squeue", "--noheader", "--nodelist", "{host}", "--format", "%u"]
 
 
-def _parsed(key: str, parse: Any, texts: list[str]) -> list[Any]:
+def _parsed(key: str, kind: str, texts: list[str]) -> list[Any]:
+    """``texts`` parsed by ``specs.<kind>``; ParamError naming ``key`` for the first refused. The
+    parsers are imported only where there is something to parse (``hpcbench list`` builds the
+    defaults, all empty)."""
+    if not texts:
+        return []
+    from hpcbench.probes.node_config import specs
+
     out = []
     for t in texts:
         try:
-            out.append(parse(t))
+            out.append(getattr(specs, kind)(t))
         except specs.SpecError as exc:
             check(False, NAME, key, str(exc))
     return out
@@ -107,11 +112,11 @@ class NodeConfigParams:
             check(getattr(self, key) >= 0, NAME, key, f"must be >= 0, got {getattr(self, key)}")
         check(0 <= self.memory_tolerance < 1, NAME, "memory_tolerance", "must be in [0, 1)")
         check(os.path.isdir(self.root), NAME, "root", f"{self.root!r} is not a folder")
-        _parsed("mounts", specs.mount, self.mounts)
-        _parsed("processes", specs.process, self.processes)
-        _parsed("files", specs.file, self.files)
-        _parsed("dmi", specs.dmi, self.dmi)
-        _parsed("commands", specs.command, self.commands)
+        _parsed("mounts", "mount", self.mounts)
+        _parsed("processes", "process", self.processes)
+        _parsed("files", "file", self.files)
+        _parsed("dmi", "dmi", self.dmi)
+        _parsed("commands", "command", self.commands)
         check(not self.check_job_users or bool(self.job_users_command), NAME, "job_users_command", "empty")
 
 
@@ -183,9 +188,11 @@ class NodeConfig:
         self.host = host
 
     def run(self, params: NodeConfigParams, ctx: ProbeContext) -> list[Measurement]:
+        import socket
+
         from hpcbench.core.items import Item, to_measurements
         from hpcbench.node.pci import read_text
-        from hpcbench.probes.node_config import catalog, read
+        from hpcbench.probes.node_config import catalog, read, specs
 
         root = params.root
 

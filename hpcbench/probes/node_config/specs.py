@@ -13,8 +13,11 @@ A suite gives each item of NHC's catalogue as a short text, parsed here (``shlex
 from __future__ import annotations
 
 import re
-import shlex
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported where used: `hpcbench list` imports this module for its constants
+    pass
 
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?)([KMGT]?)$", re.IGNORECASE)
 _SCALE = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
@@ -71,6 +74,8 @@ def amount(text: str, what: str) -> Amount:
 
 
 def _words(text: str) -> list[str]:
+    import shlex
+
     try:
         words = shlex.split(text)
     except ValueError as exc:
@@ -180,6 +185,8 @@ class CommandSpec:
     match: re.Pattern[str] | None = None
 
     def text(self) -> str:
+        import shlex
+
         return shlex.join(self.argv)
 
 

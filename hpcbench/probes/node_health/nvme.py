@@ -13,10 +13,7 @@ object ``{"value": 4, "available_spare": 0, ...}``.
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -52,6 +49,8 @@ Runner = Callable[[list[str], float], tuple[int, str, str]]
 
 def run_command(argv: list[str], timeout: float) -> tuple[int, str, str]:
     """The real runner: the command with an argv list and a timeout, no shell."""
+    import subprocess
+
     try:
         done = subprocess.run(
             argv, capture_output=True, text=True, errors="replace", timeout=timeout, stdin=subprocess.DEVNULL
@@ -146,6 +145,8 @@ def _number(value: Any, key: str) -> int:
 def parse_smart_log(text: str) -> Smart:
     """The fields the probe judges from ``nvme smart-log -o json`` (any nvme-cli version);
     ValueError with a one-line reason when the text is not such a log."""
+    import json
+
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -217,6 +218,8 @@ def items(
 ) -> list[Item]:
     """The NVMe items of the node under ``root``. ``runner`` None: nvme-cli itself, which must be
     on PATH (missing while NVMe drives exist: ERROR with the package to install)."""
+    import shutil
+
     from hpcbench.core.items import Item, failed, missing
 
     found = controllers(root)

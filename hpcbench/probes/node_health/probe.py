@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from hpcbench.core import timeparse
@@ -92,6 +91,8 @@ class NodeHealthParams:
 
 
 def _span(since: str, start: float | None) -> str:
+    from datetime import datetime, timezone
+
     if start is None:
         return "since boot"
     when = datetime.fromtimestamp(start, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")

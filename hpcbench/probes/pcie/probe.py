@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -145,6 +144,8 @@ def build_measurements(
     result: Transfers, nbytes: int, link: dict[str, Any], subject: str, settings: dict[str, Any]
 ) -> list[Measurement | Unmeasured]:
     """The five measurements; link metrics NVML could not give are listed as not measured."""
+    import statistics
+
     from hpcbench.core.measurement import Measurement, Unmeasured
 
     gen_def, width_def, detail = link_deficits(

@@ -8,7 +8,6 @@ reports in its JSON) into a ProbeError carrying fio's stderr.
 from __future__ import annotations
 
 import os
-import subprocess
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -140,6 +139,8 @@ def engine_check_argv(filename: str, engine: str, raw: bool) -> list[str]:
 
 def run_fio(argv: list[str], timeout: float, what: str) -> FioRun:
     """Run one fio job; ProbeError with fio's stderr when it fails, times out or reports an error."""
+    import subprocess
+
     from hpcbench.probes.storage.fio import FioOutputError, parse_fio_json, stderr_reason
 
     try:
@@ -165,6 +166,8 @@ def run_fio(argv: list[str], timeout: float, what: str) -> FioRun:
 
 
 def fio_version(timeout: float = 30.0) -> str:
+    import subprocess
+
     try:
         out = subprocess.run(
             ["fio", "--version"], capture_output=True, text=True, timeout=timeout, check=False

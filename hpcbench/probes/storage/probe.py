@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -167,6 +166,7 @@ def profile_measurements(
 @contextlib.contextmanager
 def stop_on_signals() -> Iterator[None]:
     """SIGTERM and SIGINT raise ProbeError (so ``finally`` blocks remove the test folder)."""
+    import signal
 
     def handler(signum: int, _frame: object) -> None:
         raise ProbeError(f"interrupted by {signal.Signals(signum).name}")
@@ -182,6 +182,8 @@ def stop_on_signals() -> Iterator[None]:
 @contextlib.contextmanager
 def signals_blocked() -> Iterator[None]:
     """Hold SIGTERM/SIGINT back (e.g. while creating or removing the test folder)."""
+    import signal
+
     mask = {signal.SIGTERM, signal.SIGINT}
     signal.pthread_sigmask(signal.SIG_BLOCK, mask)
     try:
