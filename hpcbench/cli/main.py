@@ -207,13 +207,13 @@ def _parse_kv(items: list[str]) -> dict[str, str]:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    import json
-
     from hpcbench.probes import registry
     from hpcbench.probes.base import param_specs
 
     found = registry.catalog()
     if args.format == "json":
+        import json
+
         out = [
             {
                 "name": n,

@@ -4,15 +4,15 @@ parse METADATA), a quarter of what ``hpcbench list`` used to spend starting up.
 
 What it reads, as ``importlib.metadata`` does (Python 3.10-3.13, ``MetadataPathFinder``):
 
-- every folder on ``sys.path`` in order (``""``: the current folder), its ``*.dist-info`` then
-  its ``*.egg-info`` folders, each in the order ``os.listdir`` gives them;
+- every folder on ``sys.path`` in order (``""``: the current folder), its ``*.dist-info`` and
+  ``*.egg-info`` folders in the order ``os.listdir`` gives them;
 - one distribution per normalized name, the first found (a package installed twice: the one
   Python would import);
 - ``entry_points.txt``: ``[group]`` sections of ``name = module:attr`` lines, ``#``/``;``
   comments and blank lines skipped;
 - the name and version for messages from METADATA's (or PKG-INFO's) header lines.
 
-Where ``sys.path`` holds a zip archive, or an import hook on ``sys.meta_path`` finds
+Where ``sys.path`` holds a zip archive or an ``.egg``, or an import hook on ``sys.meta_path`` finds
 distributions of its own, ``importlib.metadata`` itself is asked (``find``): those rare set-ups
 keep its exact behaviour, at its cost. tests/core/test_entrypoints.py compares the two on the
 installed packages and on planted folders.
@@ -46,8 +46,7 @@ class Distribution:
     @property
     def stem_name(self) -> str:
         """The name in the folder's name (``hpcbench_x-1.0.dist-info`` -> ``hpcbench_x``)."""
-        stem = os.path.splitext(os.path.basename(self.path.rstrip(os.sep)))[0]
-        return stem.partition("-")[0]
+        return os.path.basename(self.path.rstrip(os.sep)).rpartition(".")[0].partition("-")[0]
 
     def header(self) -> dict[str, str]:
         """METADATA's (PKG-INFO's) header fields, up to the first blank line; {} when unreadable."""
@@ -126,7 +125,9 @@ def parse(text: str, group: str) -> list[tuple[str, str]]:
 
 
 def distributions(path: Iterable[str]) -> Iterator[Distribution]:
-    """Every metadata folder on ``path``, first occurrence of each normalized name only."""
+    """Every metadata folder on ``path``, first occurrence of each normalized name only. In a
+    folder, its ``*.dist-info`` and ``*.egg-info`` grouped by name, in the order of each name's
+    first appearance in ``os.listdir`` (importlib.metadata's ``Lookup``)."""
     seen: set[str] = set()
     for entry in path:
         root = entry or "."
@@ -134,24 +135,23 @@ def distributions(path: Iterable[str]) -> Iterator[Distribution]:
             children = os.listdir(root)
         except OSError:
             continue
-        lowered = [(c, c.lower()) for c in children]
-        infos = [c for c, low in lowered if low.endswith(".dist-info")]
-        eggs = [c for c, low in lowered if low.endswith(".egg-info")]
-        for child in (*infos, *eggs):
-            dist = Distribution(os.path.join(root, child))
-            key = normalized(dist.stem_name)
-            if key in seen:
-                continue
-            seen.add(key)
-            yield dist
+        by_name: dict[str, Distribution] = {}
+        for child in children:
+            if child.lower().endswith((".dist-info", ".egg-info")):
+                dist = Distribution(os.path.join(root, child))
+                by_name.setdefault(normalized(dist.stem_name), dist)
+        for key, dist in by_name.items():
+            if key not in seen:
+                seen.add(key)
+                yield dist
 
 
 def _needs_the_library(path: Iterable[str]) -> bool:
-    """True where ``importlib.metadata`` would find what this reader does not: a zip archive on
-    the path, or a meta path finder of its own that finds distributions."""
+    """True where ``importlib.metadata`` would find what this reader does not: a zip archive or
+    an ``.egg`` on the path, or a meta path finder of its own that finds distributions."""
     import importlib.machinery
 
-    if any(os.path.isfile(p) for p in path if p):
+    if any(p.lower().endswith(".egg") or os.path.isfile(p) for p in path if p):
         return True
     return any(
         hasattr(finder, "find_distributions") and finder is not importlib.machinery.PathFinder

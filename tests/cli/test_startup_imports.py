@@ -31,8 +31,27 @@ NOT_FOR_THE_PARSER = (
     "subprocess",
     "dataclasses",
 )
-#: what only a probe's run() uses: the device, NVML sessions, workers, fio's and a burn's helpers
+#: what only a probe's run() uses (the device, NVML, the record's types, the inventory, the kernel
+#: log, workers, fio's and a burn's helpers, the standard library's heavier modules), and
+#: importlib.metadata (it imports the email package; hpcbench.core.entrypoints reads entry points)
 NOT_FOR_LIST = (
+    "importlib.metadata",
+    "email",
+    "hpcbench.core.measurement",
+    "hpcbench.core.items",
+    "hpcbench.core.codec",
+    "hpcbench.node.inventory",
+    "hpcbench.node.collector",
+    "hpcbench.node.nvml",
+    "hpcbench.node.nics",
+    "hpcbench.hw.kernel_log",
+    "hpcbench.launch.launcher",
+    "statistics",
+    "subprocess",
+    "hashlib",
+    "socket",
+    "ctypes",
+    "json",
     "hpcbench.hw.torch_device",
     "hpcbench.hw.cuda_only",
     "hpcbench.hw.telemetry",
@@ -55,7 +74,7 @@ LIST = (
 
 def imported_by(code: str) -> set[str]:
     """The modules a fresh interpreter holds after running ``code``."""
-    script = f"{code}\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"
+    script = f"{code}\nimport sys\n_held = sorted(sys.modules)\nimport json\nprint(json.dumps(_held))"
     out = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
     ).stdout

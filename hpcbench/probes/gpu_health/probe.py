@@ -28,9 +28,9 @@ from hpcbench.probes.base import ProbeContext, Requirement, check
 from hpcbench.probes.gpu_health.read import GPU_METRICS
 
 if TYPE_CHECKING:  # imported where used: `hpcbench list` reads only the header and Params
+    from hpcbench.core.items import Item
     from hpcbench.core.measurement import Measurement
     from hpcbench.hw.kernel_log import KernelLog
-    from hpcbench.probes.gpu_health.read import Item
 
 NAME = "gpu_health"
 NODE_METRICS = (
@@ -143,7 +143,7 @@ def libcuda_version() -> str | None:
 
 def xid_item(events: list[xid.XidEvent] | None, log: KernelLog, ignore: list[int], where: str) -> Item:
     """The ``xid_errors`` count of ``events`` (XIDs in ``ignore`` listed but not counted)."""
-    from hpcbench.probes.gpu_health.read import Item
+    from hpcbench.core.items import Item
 
     if events is None:
         return Item("xid_errors", not_measured=f"kernel log not readable: {log.unsupported}")
@@ -212,9 +212,10 @@ class GpuHealth:
     def _gpu(
         self, params: GpuHealthParams, ctx: ProbeContext, start: float | None, settings: dict[str, Any]
     ) -> list[Item]:
+        from hpcbench.core.items import Item
         from hpcbench.node import nvml as seam
         from hpcbench.node.pci import normalize_bus
-        from hpcbench.probes.gpu_health.read import Item, gpu_items
+        from hpcbench.probes.gpu_health.read import gpu_items
 
         assert params.gpu is not None
         errors: list[str] = []
@@ -242,9 +243,9 @@ class GpuHealth:
         return [nvml_errors, *items, xid_item(events, log, params.xid_ignore, where)]
 
     def _node(self, params: GpuHealthParams, start: float | None, settings: dict[str, Any]) -> list[Item]:
+        from hpcbench.core.items import Item, missing
         from hpcbench.node import nvml as seam
         from hpcbench.node.pci import normalize_bus, pci_gpus, read_text
-        from hpcbench.probes.gpu_health.read import Item, missing
 
         errors: list[str] = []
         gpus: list[dict[str, Any]] = []
@@ -316,8 +317,8 @@ class GpuHealth:
         gpus: list[dict[str, Any]], expected: int, given: int, on_pci: list[str] | None, unavailable: str
     ) -> Item:
         """``gpus_missing``: GPUs expected (the suite's count, else the PCI bus's) that NVML does not see."""
+        from hpcbench.core.items import Item
         from hpcbench.node.pci import normalize_bus
-        from hpcbench.probes.gpu_health.read import Item
 
         whose = "expected by the suite" if given else "NVIDIA GPUs on the PCI bus"
         if not given and not on_pci:
