@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from hpcbench.core.measurement import Measurement, Unmeasured
+if TYPE_CHECKING:  # imported where built: Item alone is what probes' helpers import
+    from hpcbench.core.measurement import Measurement, Unmeasured
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,8 @@ def failed(metrics: tuple[str, ...] | list[str], why: str) -> list[Item]:
 def unmeasured(items: list[Item]) -> list[Unmeasured]:
     """The items without a value, as Unmeasured entries (an item with ``error``: could not
     measure; otherwise not measured here)."""
+    from hpcbench.core.measurement import Unmeasured
+
     return [
         Unmeasured(i.metric, "could_not_measure", i.error)
         if i.error
@@ -65,6 +68,8 @@ def to_measurements(
     """A Measurement for each item with a value (the first also carries ``settings``, the
     provenance of the whole reading), then an Unmeasured entry for each item without one.
     ``convention``: where the values come from, one text or ``convention(metric)`` per metric."""
+    from hpcbench.core.measurement import Measurement
+
     named = convention if callable(convention) else (lambda _metric: convention)
     out: list[Measurement | Unmeasured] = []
     for item in (i for i in items if i.value is not None):

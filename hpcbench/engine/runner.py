@@ -333,7 +333,7 @@ class Runner:
             if k not in results:
                 continue
             r = results[k]
-            outcome = _from_result(job, _result_of(r.outcome), r.started, self.stopped)
+            outcome = _from_result(job, handoff.decode_result(r.outcome), r.started, self.stopped)
             outcome.duration = r.duration
             out[(job.check.id, job.subject)] = outcome
         return out
@@ -541,15 +541,6 @@ def _last_line(path: Path) -> str:
     return lines[-1][:300] if lines else ""
 
 
-def _result_of(data: dict[str, Any]) -> ChildResult:
-    """A batch child's result (or the runner's own error dict for a job it killed), decoded."""
-    try:
-        result: ChildResult = codec.decode(ChildResult, data, "result")
-    except ValueError as exc:  # DecodeError: a child that wrote nonsense
-        return ChildResult("error", reason=f"the probe's child wrote no readable result: {exc}")
-    return result
-
-
 def _from_result(job: Job, result: ChildResult, stamp: str, stopped: str | None) -> Outcome:
     """The outcome of a job from its child's result (``hpcbench.engine.child.run_job``)."""
     if stopped and result.status == "error":  # the probe stopped itself on the runner's SIGTERM
@@ -569,11 +560,7 @@ def _from_result(job: Job, result: ChildResult, stamp: str, stopped: str | None)
 def _read_outcome(job: Job, code: int, workdir: Path, stamp: str, stopped: str | None) -> Outcome:
     out_file = workdir / "out.json"
     if code == 0 and out_file.is_file():
-        try:
-            result = handoff.read_result(out_file)
-        except (OSError, ValueError) as exc:  # DecodeError is a ValueError: a child that wrote nonsense
-            return Outcome(job, "error", stamp, reason=f"the probe's child wrote no readable result: {exc}")
-        return _from_result(job, result, stamp, stopped)
+        return _from_result(job, handoff.read_result(out_file), stamp, stopped)
     if stopped:
         return Outcome(job, "interrupted", stamp, reason=f"interrupted by {stopped}")
     if code < 0:

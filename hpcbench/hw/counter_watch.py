@@ -14,8 +14,9 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from hpcbench.core.items import Item, missing
+
 if TYPE_CHECKING:  # imported where used: `hpcbench list` imports this module for its constants
-    from hpcbench.core.items import Item
     from hpcbench.hw import gpu_counters as gc
     from hpcbench.hw import xid
 
@@ -46,8 +47,6 @@ ECC_ERROR_TEXT = "uncorrectable ECC error"
 def delta_items(deltas: dict[str, Any], during: str = "the burn") -> list[Item]:
     """The counters' changes (``gpu_counters.deltas``) as count metrics: ``2 uncorrectable ECC
     errors during the burn (0 before, 2 after)``."""
-    from hpcbench.core.items import Item
-
     items = []
     for metric, (names, what) in DELTA_METRICS.items():
         ds = [deltas[n] for n in names]
@@ -68,7 +67,6 @@ def delta_items(deltas: dict[str, Any], during: str = "the burn") -> list[Item]:
 
 def xid_item(new: list[xid.XidEvent] | str, bus: str | None, ignore: tuple[int, ...], during: str) -> Item:
     """``xid_new``: the XIDs of this GPU logged during the test (a string: why not known)."""
-    from hpcbench.core.items import Item
     from hpcbench.hw import xid
 
     if isinstance(new, str):
@@ -147,7 +145,6 @@ class CounterWatch:
 
     def items(self) -> list[Item]:
         """Every metric of ``METRICS``; none measured when inactive (``why_none``)."""
-        from hpcbench.core.items import missing
         from hpcbench.hw import gpu_counters as gc
 
         if self.index is None:

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from hpcbench.core import timeparse
+
+if TYPE_CHECKING:  # imported where a tool is run: reading a saved log needs none of it
+    import subprocess
 
 TIMEOUT_S = 15.0
 _ISO = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:[,.]\d+)?(?:Z|[+-]\d{2}:?\d{2})?)\s")
@@ -55,6 +58,8 @@ def boot_time(proc_stat: str = "/proc/stat") -> float | None:
 
 
 def _run(argv: list[str], timeout: float) -> tuple[subprocess.CompletedProcess[str] | None, str]:
+    import subprocess
+
     try:
         done = subprocess.run(
             argv, capture_output=True, text=True, errors="replace", timeout=timeout, stdin=subprocess.DEVNULL

@@ -16,11 +16,9 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # imported where used: `hpcbench list` imports this module for its constants
-    from hpcbench.hw.kernel_log import KernelLog
-
+from hpcbench.hw.kernel_log import KernelLog, boot_time, line_time, read_kernel_log, tool_of
+from hpcbench.node.pci import normalize_bus
 
 #: application-caused XIDs (NVIDIA's XID catalogue: user app errors), not counted by default
 DEFAULT_IGNORE = (13, 31, 43, 45)
@@ -67,9 +65,6 @@ def parse_kernel_log(text: str, booted: float | None = None) -> list[XidEvent]:
 
     ``booted`` (the boot time, epoch seconds) turns plain dmesg's ``[ 1843.308145]`` into a time.
     """
-    from hpcbench.hw.kernel_log import line_time
-    from hpcbench.node.pci import normalize_bus
-
     events: list[XidEvent] = []
     lines = text.splitlines()
     fallen: list[XidEvent] = []
@@ -139,9 +134,6 @@ class XidWatch:
         booted: Callable[[], float | None] | None = None,
     ) -> None:
         """``reader``/``booted``: the kernel log's (``hpcbench.hw.kernel_log``) unless given."""
-        from hpcbench.hw.kernel_log import boot_time, read_kernel_log
-        from hpcbench.node.pci import normalize_bus
-
         self.bus = normalize_bus(bus) if bus else None
         self.source = source
         self._reader = reader or read_kernel_log
@@ -158,8 +150,6 @@ class XidWatch:
         return [e for e in parse_kernel_log(log.text, self._booted()) if e.bus == self.bus], log
 
     def begin(self) -> None:
-        from hpcbench.hw.kernel_log import tool_of
-
         if self.bus is None:
             self.before = "the GPU's PCI address is unknown"
             return

@@ -19,12 +19,8 @@ The error counters and their readers are ``hpcbench.hw.net.counters``.
 
 from __future__ import annotations
 
-import ctypes
-import fcntl
 import os
 import re
-import socket
-import struct
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
@@ -355,6 +351,11 @@ def is_subject(iface: Interface) -> bool:
 def ethtool_firmware(name: str) -> str | None:
     """An interface's firmware version from the kernel (ETHTOOL_GDRVINFO, as ``ethtool -i``);
     None when the driver has none or the call is not supported (``lo``)."""
+    import ctypes
+    import fcntl
+    import socket
+    import struct
+
     info = ctypes.create_string_buffer(196)  # struct ethtool_drvinfo
     struct.pack_into("I", info, 0, 0x00000003)  # ETHTOOL_GDRVINFO
     ifreq = bytearray(struct.pack("16sP", name.encode()[:15], ctypes.addressof(info)).ljust(40, b"\0"))

@@ -31,20 +31,17 @@ NOT_FOR_THE_PARSER = (
     "subprocess",
     "dataclasses",
 )
-#: what only a probe's run() uses (the device, NVML, the record's types, the inventory, the kernel
-#: log, workers, fio's and a burn's helpers, the standard library's heavier modules), and
+#: what only a probe's run() uses (the device, NVML, the record's types, the inventory, workers,
+#: fio's and a burn's helpers, the standard library's heavier modules), and
 #: importlib.metadata (it imports the email package; hpcbench.core.entrypoints reads entry points)
 NOT_FOR_LIST = (
     "importlib.metadata",
     "email",
     "hpcbench.core.measurement",
-    "hpcbench.core.items",
     "hpcbench.core.codec",
     "hpcbench.node.inventory",
     "hpcbench.node.collector",
     "hpcbench.node.nvml",
-    "hpcbench.node.nics",
-    "hpcbench.hw.kernel_log",
     "hpcbench.launch.launcher",
     "statistics",
     "subprocess",

@@ -36,12 +36,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # imported where used: `hpcbench list` imports this module for its constants
-    from hpcbench.core.items import Item
-    from hpcbench.node.nics import Interface, RdmaPort
-
+from hpcbench.core.items import Item
+from hpcbench.hw.net.counters import ETH_ERROR_COUNTERS, IB_ERROR_COUNTERS, saturated
+from hpcbench.node.nics import PHYS_STATE_HINT, Interface, RdmaPort
 
 PATH_METRICS = ("pcie_degraded", "roce_v2_missing")
 PORT_METRICS = (
@@ -121,8 +119,6 @@ def growth(
     """What counts as growth between two reads ``seconds`` apart, one phrase per counter: a
     saturated counter (it can no longer show growth), any increment of an event counter, or an
     error rate above ``rate_per_hour``."""
-    from hpcbench.hw.net.counters import saturated
-
     out = []
     for n in names:
         if n not in before or n not in after:
@@ -161,9 +157,6 @@ def counter_items(
 ) -> list[Item]:
     """``counters_grew`` (between the two reads, ``interval`` s apart) and ``counters_over_limit``
     (since boot or the last reset) over the error counters ``names``."""
-    from hpcbench.core.items import Item
-    from hpcbench.hw.net.counters import saturated
-
     present = [n for n in names if n in before]
     if not present:
         why = f"{who}: no error counter can be read"
@@ -210,8 +203,6 @@ def describe_port(p: RdmaPort) -> str:
 
 def port_down_reason(p: RdmaPort) -> str:
     """Why a port is not carrying traffic, with what to look at."""
-    from hpcbench.node.nics import PHYS_STATE_HINT
-
     why = [f"state {p.state or '?'}, physical state {p.phys_state or '?'}"]
     hint = PHYS_STATE_HINT.get(p.phys_state or "") or STATE_HINT.get(p.state or "")
     if p.phys_state == "LinkUp" and p.state in STATE_HINT:
@@ -225,9 +216,6 @@ def rdma_port_items(
     p: RdmaPort, before: dict[str, int], after: dict[str, int] | None, interval: float, expect: Expect
 ) -> list[Item]:
     """The health items of one RDMA port (``after`` None: one read only)."""
-    from hpcbench.core.items import Item
-    from hpcbench.hw.net.counters import IB_ERROR_COUNTERS
-
     if not p.active and not expect.is_rail(p.subject) and not p.in_use:
         unused = (
             f"{p.subject} is not a compute rail and its interface has no address: not in use "
@@ -277,8 +265,6 @@ def rdma_port_items(
 
 def path_items(p: RdmaPort) -> list[Item]:
     """``pcie_degraded`` and ``roce_v2_missing`` of one RDMA port."""
-    from hpcbench.core.items import Item
-
     if p.pcie_width is None or p.pcie_max_width is None:
         pcie = Item("pcie_degraded", not_measured=f"{p.subject}: sysfs shows no PCIe link width")
     else:
@@ -311,9 +297,6 @@ def interface_items(
     i: Interface, before: dict[str, int], after: dict[str, int] | None, interval: float, expect: Expect
 ) -> list[Item]:
     """The health items of one physical Ethernet interface."""
-    from hpcbench.core.items import Item
-    from hpcbench.hw.net.counters import ETH_ERROR_COUNTERS
-
     state = (
         f"{i.name} {i.operstate or '?'} ({i.driver or '?'}, {i.pci_address or 'no PCI address'}, MTU {i.mtu})"
     )
@@ -363,8 +346,6 @@ def interface_items(
 
 
 def _mismatch_item(who: str, bad: list[str], checked: list[str]) -> Item:
-    from hpcbench.core.items import Item
-
     if not checked:
         return Item(
             "mismatches",
@@ -386,8 +367,6 @@ def node_items(
 ) -> list[Item]:
     """The node's summary: active RDMA ports, and each count summed over the subjects with the
     details of the subjects that contribute. ``rdma_class``: /sys/class/infiniband exists."""
-    from hpcbench.core.items import Item
-
     items = []
     others = [p for p in ports if not expect.is_rail(p.subject)]
     ports = [p for p in ports if expect.is_rail(p.subject)]

@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from hpcbench.core.errors import ProbeError
+from hpcbench.core.items import Item, missing
+from hpcbench.node.pci import full_address, local_cpulist
 
 if TYPE_CHECKING:  # imported where used: `hpcbench list` imports this module for its constants
-    from hpcbench.core.items import Item
     from hpcbench.hw.net import perftest
     from hpcbench.node import nics
     from hpcbench.node.inventory import Inventory
@@ -74,7 +75,6 @@ def choose_memory(
     """Where the port's test buffers live (see the module docstring); ProbeError only when
     ``use_cuda = on`` asks for GPU memory that cannot be had."""
     from hpcbench.hw.net import perftest, topology
-    from hpcbench.node.pci import full_address
 
     def host(why: str) -> Memory:
         if use_cuda == "on":
@@ -114,7 +114,6 @@ def choose_memory(
 def local_cpus(root: str, port: nics.RdmaPort) -> frozenset[int] | None:
     """The NIC's local CPUs this process may use (its cgroup's share); None: no pinning."""
     from hpcbench.node.collector import parse_cpulist
-    from hpcbench.node.pci import local_cpulist
 
     text = local_cpulist(root, port.pci_address) if port.pci_address else None
     if not text:
@@ -128,7 +127,6 @@ def rdma_items(
     p: Any, root: str, inventory: Inventory, ports: list[nics.RdmaPort], subject: str, workdir: str
 ) -> tuple[list[Item], dict[str, Any]]:
     """ib_write_bw and ib_read_lat between ``subject`` (server) and ``p.peer_device`` (client, "": itself)."""
-    from hpcbench.core.items import Item, missing
     from hpcbench.hw.net import perftest, procs
 
     port = next((x for x in ports if x.subject == subject), None)

@@ -28,12 +28,13 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from hpcbench.node.pci import PciPath
+from hpcbench.core.items import Item
+from hpcbench.node.nics import RdmaPort
+from hpcbench.node.pci import LEVELS, PciPath, full_address, local_cpulist, numa_node, pci_path, read_text
+from hpcbench.node.pci import topo_level as level
 
 if TYPE_CHECKING:  # imported where used: `hpcbench list` imports this module for its constants
-    from hpcbench.core.items import Item
     from hpcbench.node.inventory import Inventory
-    from hpcbench.node.nics import RdmaPort
 
 LEGEND = (
     "  X    = Self",
@@ -64,8 +65,6 @@ class Device:
 
 def gpu_devices(root: str, inventory: Inventory) -> list[Device]:
     """The inventory's GPUs (NVML's bus ids) placed in sysfs."""
-    from hpcbench.node.pci import full_address, local_cpulist, numa_node, pci_path
-
     out = []
     for d in inventory.gpus.devices:
         address = full_address(d.pci_bus_id)
@@ -84,8 +83,6 @@ def gpu_devices(root: str, inventory: Inventory) -> list[Device]:
 
 def nic_devices(root: str, ports: list[RdmaPort]) -> list[Device]:
     """One entry per RDMA device (as nvidia-smi's NIC legend), in device order."""
-    from hpcbench.node.pci import local_cpulist, pci_path
-
     seen: dict[str, Device] = {}
     for p in ports:
         if p.device in seen:
@@ -99,8 +96,6 @@ def nic_devices(root: str, ports: list[RdmaPort]) -> list[Device]:
 
 
 def between(x: Device, y: Device) -> str:
-    from hpcbench.node.pci import topo_level as level
-
     if x.path is None or y.path is None:
         return "?"
     return level(x.path, y.path, x.numa, y.numa)
@@ -108,16 +103,12 @@ def between(x: Device, y: Device) -> str:
 
 def nearest_gpu(nic: Device, gpus: list[Device]) -> Device | None:
     """The GPU nearest an RDMA NIC (ties: the first GPU); None when there is none."""
-    from hpcbench.node.pci import LEVELS
-
     ranked = [(LEVELS.index(lv), i, g) for i, g in enumerate(gpus) if (lv := between(g, nic)) in LEVELS]
     return min(ranked)[2] if ranked else (gpus[0] if gpus else None)
 
 
 def nearest(gpu: Device, nics: list[Device]) -> tuple[Device, str] | None:
     """The NIC nearest a GPU and its level (ties: the first NIC)."""
-    from hpcbench.node.pci import LEVELS
-
     ranked = [(LEVELS.index(lv), i, n, lv) for i, n in enumerate(nics) if (lv := between(gpu, n)) in LEVELS]
     if not ranked:
         return None
@@ -143,9 +134,6 @@ def render(gpus: list[Device], nics: list[Device]) -> str:
 
 def near_items(gpus: list[Device], nics: list[Device], near: str) -> list[Item]:
     """``gpus_near_nic`` and ``gpus_without_near_nic``: GPUs with an RDMA NIC at ``near`` or nearer."""
-    from hpcbench.core.items import Item
-    from hpcbench.node.pci import LEVELS
-
     limit = LEVELS.index(near)
     good, bad = [], []
     for g in gpus:
@@ -175,8 +163,6 @@ def near_items(gpus: list[Device], nics: list[Device], near: str) -> list[Item]:
 def sharing_item(gpus: list[Device], nics: list[Device]) -> Item:
     """``gpus_sharing_nic``: GPUs whose nearest RDMA NIC is also another GPU's nearest (each GPU of an
     HGX has its own rail; two GPUs on one NIC halve what each can send)."""
-    from hpcbench.core.items import Item
-
     owners: dict[str, list[str]] = {}
     for g in gpus:
         found = nearest(g, nics)
@@ -224,8 +210,6 @@ def gpudirect(modules: list[str], nvidia_version: str | None, kernel: str | None
 
 def loaded_modules(root: str) -> list[str]:
     """Kernel modules loaded: /proc/modules' first column, and the /sys/module folders."""
-    from hpcbench.node.pci import read_text
-
     names = {
         line.split()[0]
         for line in (read_text(os.path.join(root, "proc/modules")) or "").splitlines()
@@ -238,8 +222,6 @@ def loaded_modules(root: str) -> list[str]:
 
 def gpudirect_at(root: str) -> tuple[bool, str]:
     """``gpudirect`` from what ``root``'s /proc and /sys say."""
-    from hpcbench.node.pci import read_text
-
     release = (read_text(os.path.join(root, "proc/sys/kernel/osrelease")) or "").strip() or None
     return gpudirect(
         loaded_modules(root), read_text(os.path.join(root, "proc/driver/nvidia/version")), release
@@ -247,7 +229,5 @@ def gpudirect_at(root: str) -> tuple[bool, str]:
 
 
 def gpudirect_item(root: str) -> Item:
-    from hpcbench.core.items import Item
-
     possible, why = gpudirect_at(root)
     return Item("gpudirect_rdma", 1.0 if possible else 0.0, "flag", True, why)

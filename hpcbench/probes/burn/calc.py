@@ -18,12 +18,10 @@ Formulas (each pinned by a test):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from hpcbench.core.items import Item, missing
 from hpcbench.hw import counter_watch
-
-if TYPE_CHECKING:  # imported where used: `hpcbench list` imports this module for its constants
-    from hpcbench.core.items import Item
 
 #: the warm-up and the droop's span: a minute, or a third of a shorter run
 SPAN_S = 60.0
@@ -308,7 +306,6 @@ def telemetry_items(t: RunTelemetry, counted: dict[str, float | str] | None = No
     """The telemetry metrics of a run, each with the numbers a WARN or FAIL quotes. ``counted``:
     reason metric -> seconds NVML's own violation counter gave over the run (``hw.throttle``),
     preferred to the sampled runs where there is a number."""
-    from hpcbench.core.items import Item, missing
     from hpcbench.hw import throttle  # imports the telemetry: only when a run is summed up
 
     if not t.samples:

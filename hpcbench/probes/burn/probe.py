@@ -469,7 +469,7 @@ class Burn(GpuProbe):
                     group=f"{model} {dtype} {shape.label} seed {params.seed}",
                     what="the sha256 of the first output",
                 ),
-                conditions=Conditions(gpu_clocks_held=throttle_hint(main_settings.get("telemetry"))),
+                conditions=Conditions(gpu_clocks_held=throttle_hint(watch.telemetry_summary(started, ended))),
             ),
             Measurement.from_samples(
                 "stability",

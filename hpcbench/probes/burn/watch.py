@@ -144,12 +144,18 @@ class Watch:
             return None
         return calc.run_telemetry(self.sampler.samples(), t0, t1, self.sampler.limits)
 
+    def telemetry_summary(self, t0: float, t1: float) -> dict[str, Any]:
+        """The run's telemetry summary (``hpcbench.hw.telemetry``), or why there is none."""
+        if not self.active:
+            return telemetry.unavailable(self.why_none)
+        tel = self.run_telemetry(t0, t1)
+        return {**self.sampler.summary(t0, t1), **(tel.as_dict() if tel else {})}
+
     def settings(self, t0: float, t1: float) -> dict[str, Any]:
         if not self.active:
-            return {"telemetry": telemetry.unavailable(self.why_none)}
-        tel = self.run_telemetry(t0, t1)
+            return {"telemetry": self.telemetry_summary(t0, t1)}
         out: dict[str, Any] = {
-            "telemetry": {**self.sampler.summary(t0, t1), **(tel.as_dict() if tel else {})},
+            "telemetry": self.telemetry_summary(t0, t1),
             "counters_before": self.before if isinstance(self.before, str) else self.before.as_dict(),
             "counters_after": self.after if isinstance(self.after, str) else self.after.as_dict(),
             "violation_seconds": throttle.violation_seconds(self.violations_before, self.violations_after),

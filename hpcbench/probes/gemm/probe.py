@@ -127,6 +127,8 @@ class Case:
     check: dict[str, Any]
     sanity: str | None
     settings: dict[str, Any]
+    #: the implementation the case reports: the fastest of those timed
+    implementation: str = ""
 
 
 def _calls(torch: Any, names: list[str], x: mm.Operand, w: mm.Operand) -> dict[str, Callable[[], Any]]:
@@ -223,7 +225,7 @@ def measure_case(
     if precision:
         settings["precision"] = precision
     del x, w, outs, calls
-    return Case(shape, tflops[chosen], checked, "; ".join(reasons) or None, settings)
+    return Case(shape, tflops[chosen], checked, "; ".join(reasons) or None, settings, chosen)
 
 
 def _shapes(params: GemmParams, rt: td.Runtime) -> list[mm.Shape]:
@@ -339,7 +341,7 @@ class Gemm(GpuProbe):
                     "shape": shape.label,
                     "median": float(f"{median:.6g}"),
                     "best": float(f"{max(case.tflops):.6g}"),
-                    "implementation": case.settings.get("implementation"),
+                    "implementation": case.implementation,
                 }
             )
             if case.sanity:

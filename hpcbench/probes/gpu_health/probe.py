@@ -22,15 +22,16 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from hpcbench.core import timeparse
 from hpcbench.core.errors import ProbeError, ProbeSkip
+from hpcbench.core.items import Item, missing
+from hpcbench.core.items import to_measurements as items_to_measurements
 from hpcbench.hw import xid
-from hpcbench.node.pci import PCI_DEVICES
+from hpcbench.hw.kernel_log import KernelLog, boot_time, read_kernel_log
+from hpcbench.node.pci import PCI_DEVICES, normalize_bus, pci_gpus, read_text
 from hpcbench.probes.base import ProbeContext, Requirement, check
 from hpcbench.probes.gpu_health.read import GPU_METRICS
 
 if TYPE_CHECKING:  # imported where used: `hpcbench list` reads only the header and Params
-    from hpcbench.core.items import Item
     from hpcbench.core.measurement import Measurement
-    from hpcbench.hw.kernel_log import KernelLog
 
 NAME = "gpu_health"
 NODE_METRICS = (
@@ -143,8 +144,6 @@ def libcuda_version() -> str | None:
 
 def xid_item(events: list[xid.XidEvent] | None, log: KernelLog, ignore: list[int], where: str) -> Item:
     """The ``xid_errors`` count of ``events`` (XIDs in ``ignore`` listed but not counted)."""
-    from hpcbench.core.items import Item
-
     if events is None:
         return Item("xid_errors", not_measured=f"kernel log not readable: {log.unsupported}")
     counted = [e for e in events if e.code not in ignore]
@@ -158,8 +157,6 @@ def xid_item(events: list[xid.XidEvent] | None, log: KernelLog, ignore: list[int
 def to_measurements(items: list[Item], subject: str, settings: dict[str, Any]) -> list[Measurement]:
     """Measurements of the items with a value; the first also carries ``settings`` and the
     ``not_measured`` items with their reasons."""
-    from hpcbench.core.items import to_measurements as items_to_measurements
-
     return items_to_measurements(
         items, subject, settings, lambda metric: "kernel log" if metric == "xid_errors" else "NVML"
     )
@@ -201,7 +198,6 @@ class GpuHealth:
     def _xids(
         self, params: GpuHealthParams, start: float | None, settings: dict[str, Any]
     ) -> tuple[Any, Any]:
-        from hpcbench.hw.kernel_log import boot_time, read_kernel_log
 
         log = read_kernel_log(params.kernel_log)
         settings["kernel_log_source"] = log.source
@@ -212,9 +208,7 @@ class GpuHealth:
     def _gpu(
         self, params: GpuHealthParams, ctx: ProbeContext, start: float | None, settings: dict[str, Any]
     ) -> list[Item]:
-        from hpcbench.core.items import Item
         from hpcbench.node import nvml as seam
-        from hpcbench.node.pci import normalize_bus
         from hpcbench.probes.gpu_health.read import gpu_items
 
         assert params.gpu is not None
@@ -243,9 +237,7 @@ class GpuHealth:
         return [nvml_errors, *items, xid_item(events, log, params.xid_ignore, where)]
 
     def _node(self, params: GpuHealthParams, start: float | None, settings: dict[str, Any]) -> list[Item]:
-        from hpcbench.core.items import Item, missing
         from hpcbench.node import nvml as seam
-        from hpcbench.node.pci import normalize_bus, pci_gpus, read_text
 
         errors: list[str] = []
         gpus: list[dict[str, Any]] = []
@@ -317,9 +309,6 @@ class GpuHealth:
         gpus: list[dict[str, Any]], expected: int, given: int, on_pci: list[str] | None, unavailable: str
     ) -> Item:
         """``gpus_missing``: GPUs expected (the suite's count, else the PCI bus's) that NVML does not see."""
-        from hpcbench.core.items import Item
-        from hpcbench.node.pci import normalize_bus
-
         whose = "expected by the suite" if given else "NVIDIA GPUs on the PCI bus"
         if not given and not on_pci:
             whose = "sysfs lists none: as many as NVML sees"

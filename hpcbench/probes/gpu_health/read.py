@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from hpcbench.core.items import Item, missing
 from hpcbench.hw.gpu_counters import ECC_COUNTERS
 
 if TYPE_CHECKING:  # imported where used: `hpcbench list` imports this module for its constants
-    from hpcbench.core.items import Item, missing
     from hpcbench.node import nvml as seam
 
 __all__ = ["GPU_METRICS", "Item", "gpu_items", "missing"]
@@ -33,7 +33,6 @@ def _reason(r: seam.Reading, errors: list[str]) -> str:
 
 
 def ecc_items(nvml: Any, h: Any, errors: list[str]) -> list[Item]:
-    from hpcbench.core.items import Item, missing
     from hpcbench.hw import gpu_counters as gc
 
     counters = tuple(c[0] for c in ECC_COUNTERS)
@@ -62,7 +61,6 @@ def ecc_items(nvml: Any, h: Any, errors: list[str]) -> list[Item]:
 
 
 def retired_pages_items(nvml: Any, h: Any, errors: list[str]) -> list[Item]:
-    from hpcbench.core.items import Item
     from hpcbench.node import nvml as seam
 
     r = seam.read(nvml, nvml.nvmlDeviceGetRetiredPagesPendingStatus, h)
@@ -77,7 +75,6 @@ def retired_pages_items(nvml: Any, h: Any, errors: list[str]) -> list[Item]:
 
 
 def remapped_rows_items(nvml: Any, h: Any, errors: list[str]) -> list[Item]:
-    from hpcbench.core.items import Item, missing
     from hpcbench.hw import gpu_counters as gc
 
     r = gc.remapped_rows(nvml, h)
@@ -130,7 +127,6 @@ def active_reasons(nvml: Any, mask: int) -> list[str]:
 
 
 def clock_items(nvml: Any, h: Any, errors: list[str]) -> list[Item]:
-    from hpcbench.core.items import Item, missing
     from hpcbench.node import nvml as seam
 
     r = seam.clock_event_reasons(nvml, h)  # falls back to the older ...ClocksThrottleReasons
@@ -147,7 +143,6 @@ def clock_items(nvml: Any, h: Any, errors: list[str]) -> list[Item]:
 
 
 def temperature_items(nvml: Any, h: Any, errors: list[str]) -> list[Item]:
-    from hpcbench.core.items import Item
     from hpcbench.node import nvml as seam
 
     temp = seam.read(nvml, nvml.nvmlDeviceGetTemperature, h, nvml.NVML_TEMPERATURE_GPU)
@@ -162,7 +157,6 @@ def temperature_items(nvml: Any, h: Any, errors: list[str]) -> list[Item]:
 
 
 def power_items(nvml: Any, h: Any, errors: list[str]) -> list[Item]:
-    from hpcbench.core.items import Item
     from hpcbench.node import nvml as seam
 
     enforced = seam.read(nvml, nvml.nvmlDeviceGetEnforcedPowerLimit, h)
@@ -177,7 +171,6 @@ def power_items(nvml: Any, h: Any, errors: list[str]) -> list[Item]:
 
 
 def persistence_items(nvml: Any, h: Any, errors: list[str]) -> list[Item]:
-    from hpcbench.core.items import Item
     from hpcbench.node import nvml as seam
 
     r = seam.read(nvml, nvml.nvmlDeviceGetPersistenceMode, h)
@@ -204,7 +197,6 @@ NVLINK_COUNTERS = (
 
 
 def nvlink_items(nvml: Any, h: Any, errors: list[str]) -> list[Item]:
-    from hpcbench.core.items import Item, missing
     from hpcbench.node import nvml as seam
 
     states: dict[int, int] = {}
@@ -246,7 +238,6 @@ def nvlink_items(nvml: Any, h: Any, errors: list[str]) -> list[Item]:
 
 
 def process_items(nvml: Any, h: Any, errors: list[str]) -> list[Item]:
-    from hpcbench.core.items import Item
     from hpcbench.node import nvml as seam
 
     r = seam.device_processes(nvml, h)
@@ -271,7 +262,6 @@ READERS = (
 
 def gpu_items(nvml: Any, index: int, errors: list[str]) -> tuple[list[Item], dict[str, Any]]:
     """Every per-GPU health item of GPU ``index``, and what identifies the GPU (name, bus, UUID)."""
-    from hpcbench.core.items import Item
     from hpcbench.node import nvml as seam
 
     handle = seam.read(nvml, nvml.nvmlDeviceGetHandleByIndex, index)
@@ -300,8 +290,6 @@ def gpu_items(nvml: Any, index: int, errors: list[str]) -> tuple[list[Item], dic
 
 
 def _all_gpu_metrics() -> list[Item]:
-    from hpcbench.core.items import Item
-
     return [Item(m) for m in GPU_METRICS if m not in ("nvml_errors", "xid_errors")]
 
 

@@ -28,10 +28,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from hpcbench.core.errors import ProbeSkip
+from hpcbench.core.items import Item, to_measurements
+from hpcbench.node.pci import pci_gpus, read_text
 from hpcbench.probes.base import ProbeContext, Requirement, check, report_progress
 
 if TYPE_CHECKING:  # imported where used: `hpcbench list` reads only the header and Params
-    from hpcbench.core.items import Item
     from hpcbench.core.measurement import Measurement
     from hpcbench.hw.procs import Proc
 
@@ -84,8 +85,6 @@ def loaded_modules(text: str) -> set[str]:
 
 
 def _count(metric: str, wrong: list[str], ok: str) -> Item:
-    from hpcbench.core.items import Item
-
     return Item(metric, float(len(wrong)), detail="; ".join(wrong) if wrong else ok)
 
 
@@ -94,8 +93,6 @@ def _names(procs: list[Proc] | None) -> set[str] | None:
 
 
 def process_items(running: set[str] | None, fabric: bool, params: GpuServicesParams) -> list[Item]:
-    from hpcbench.core.items import Item
-
     if running is None:
         return [Item(m, error="proc not readable") for m in ("persistenced_missing", "fabricmanager_missing")]
     out = [
@@ -123,7 +120,6 @@ def process_items(running: set[str] | None, fabric: bool, params: GpuServicesPar
 
 def gpu_items(nv: Any, count: int, params: GpuServicesParams) -> tuple[list[Item], bool]:
     """Persistence, fabric, MIG and application clocks of every GPU; and whether any has a fabric."""
-    from hpcbench.core.items import Item
     from hpcbench.node import nvml as seam
 
     off, fabric_bad, mig_bad, locked = [], [], [], []
@@ -211,10 +207,8 @@ class GpuServices:
     def run(self, params: GpuServicesParams, ctx: ProbeContext) -> list[Measurement]:
         import fnmatch
 
-        from hpcbench.core.items import Item, to_measurements
         from hpcbench.hw.procs import processes
         from hpcbench.node import nvml as seam
-        from hpcbench.node.pci import pci_gpus, read_text
 
         root = params.root
         report_progress(ctx, "NVML")

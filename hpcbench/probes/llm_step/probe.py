@@ -162,8 +162,10 @@ def single_measurements(
     peak_memory_bytes: int | None,
     settings: dict[str, Any],
     consensus_group: str,
+    gpu_clocks_held: str = "",
 ) -> list[Measurement | Unmeasured]:
-    """The measurements of one device's run. Pure: the run's losses and step seconds in."""
+    """The measurements of one device's run. Pure: the run's losses and step seconds in;
+    ``gpu_clocks_held``: what held the GPU's clocks down meanwhile (``throttle_hint``)."""
     import statistics
 
     from hpcbench.core.measurement import Conditions, Consensus, Measurement, Unmeasured
@@ -208,9 +210,7 @@ def single_measurements(
     agree = Consensus(
         "first_loss_bits", bits, consensus_group, "the float32 bit pattern of the first step's loss"
     )
-    from hpcbench.hw.telemetry import throttle_hint
-
-    held = Conditions(gpu_clocks_held=throttle_hint(settings.get("telemetry")))
+    held = Conditions(gpu_clocks_held=gpu_clocks_held)
 
     def m(
         metric: str, samples: list[float], unit: str, conv: str, *, higher: bool = True, s: Any = None
@@ -359,6 +359,7 @@ class LlmStep(GpuProbe):
         import torch
 
         from hpcbench.hw import torch_device as td
+        from hpcbench.hw.telemetry import throttle_hint
         from hpcbench.probes.llm_step import train
 
         rt = td.prepare(torch, params.device, ctx.inventory, params.threads, clock=self.clock)
@@ -393,6 +394,7 @@ class LlmStep(GpuProbe):
             peak_memory_bytes=timed.peak_memory_bytes,
             settings=settings,
             consensus_group=group,
+            gpu_clocks_held=throttle_hint(telemetry),
         )
 
     def _ddp(self, params: LlmStepParams, ctx: ProbeContext) -> list[Measurement]:

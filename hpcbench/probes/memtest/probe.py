@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # run() imports what it uses: `hpcbench list` reads only the 
     from hpcbench.hw import torch_device as td
     from hpcbench.node.inventory import Inventory
 
+from hpcbench.core.items import to_measurements
 from hpcbench.probes.base import GpuProbe, ProbeContext, check, report_progress
 from hpcbench.probes.memtest import calc
 
@@ -185,7 +186,6 @@ class Memtest(GpuProbe):
         )
 
     def run(self, params: MemtestParams, ctx: ProbeContext) -> list[Measurement | Unmeasured]:
-        from hpcbench.core.items import to_measurements
         from hpcbench.probes.memtest.passes import Env, Progress, Region, run_pattern
 
         os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")

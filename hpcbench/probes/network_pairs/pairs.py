@@ -20,11 +20,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # imported where used: `hpcbench list` imports this module for its constants
-    from hpcbench.core.items import Item
-
+from hpcbench.core.items import Item
 
 MEET = ("log", "all")
 METRICS = ("pair_bw", "slow_node", "slow_links")
@@ -124,8 +121,6 @@ def describe(pairs: list[PairResult], names: list[str], me: int) -> str:
 
 def node_items(names: list[str], results: list[PairResult], analysis: Analysis, me: int) -> list[Item]:
     """This node's items: its best pair, whether it is the slow node, its slow links."""
-    from hpcbench.core.items import Item
-
     pairs = [r for r in results if me in (r.a, r.b)]
     if not pairs:
         why = f"{names[me]} was in no pair" if len(names) > 1 else "one node: no pair"
@@ -164,8 +159,6 @@ def rail_items(
     rail analysed on its own): ``pair_bw`` is its best pair on its slowest rail; ``slow_node``
     when it is the slow node on any rail; ``slow_links`` counts its slow links over the rails.
     Every detail names the rail."""
-    from hpcbench.core.items import Item
-
     if len(per_rail) == 1:
         return node_items(names, per_rail[0], analyses[0], me)
     each = [node_items(names, res, an, me) for res, an in zip(per_rail, analyses, strict=True)]

@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from hpcbench.core.errors import ConfigError, ProbeError, ProbeSkip
+from hpcbench.core.items import Item, missing, to_measurements
 from hpcbench.probes.base import ProbeContext, Requirement, check
 from hpcbench.probes.network_pairs import pairs
 
 if TYPE_CHECKING:  # imported where used: `hpcbench list` reads only the header and Params
-    from hpcbench.core.items import Item
     from hpcbench.core.measurement import Measurement, Unmeasured
     from hpcbench.hw.net import perftest, reader
 
@@ -92,8 +92,6 @@ class NetworkPairs:
     record_per_node: ClassVar[bool] = True
 
     def run(self, params: NetworkPairsParams, ctx: ProbeContext) -> list[Measurement | Unmeasured]:
-        from hpcbench.core.items import to_measurements
-
         settings: dict[str, Any] = {}
         items = self._pairs(params, ctx, settings)
         if items and all(i.value is None for i in items):
@@ -104,7 +102,6 @@ class NetworkPairs:
     def _pairs(self, p: NetworkPairsParams, ctx: ProbeContext, settings: dict[str, Any]) -> list[Item]:
         import socket
 
-        from hpcbench.core.items import missing
         from hpcbench.hw.net import procs, reader
         from hpcbench.launch.launcher import from_environ
 
@@ -210,7 +207,6 @@ def rdma_rails(
 def traffic_counters(r: reader.Reader, rails: tuple[str, ...], settings: dict[str, Any]) -> Item:
     """``counters_grew`` over the pairs' traffic, summed over this node's RDMA ports that carried
     it (the rails' ports; a TCP rail's interface counts through the port it is the netdev of)."""
-    from hpcbench.core.items import Item
     from hpcbench.hw.net import health, reader
 
     owner = {n: p.subject for p in r.ports for n in p.netdevs}

@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from hpcbench.core.errors import ProbeError, ProbeSkip
+from hpcbench.core.items import Item, to_measurements
 from hpcbench.hw.net import health
 from hpcbench.probes.base import ProbeContext, Requirement, check
 
 if TYPE_CHECKING:  # imported where used: `hpcbench list` reads only the header and Params
-    from hpcbench.core.items import Item
     from hpcbench.core.measurement import Measurement, Unmeasured
 
 NAME = "network_ports"
@@ -101,7 +101,6 @@ class NetworkPorts:
         return float(params.get("interval", 2.0)) == 0
 
     def run(self, params: NetworkPortsParams, ctx: ProbeContext) -> list[Measurement | Unmeasured]:
-        from hpcbench.core.items import Item, to_measurements
         from hpcbench.hw.net import reader, since_last
 
         p = params

@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from hpcbench.core.errors import ProbeSkip
+from hpcbench.core.items import Item, missing, to_measurements
 from hpcbench.hw.net import rdma
 from hpcbench.probes.base import ProbeContext, Requirement, check
 
 if TYPE_CHECKING:  # imported where used: `hpcbench list` reads only the header and Params
-    from hpcbench.core.items import Item
     from hpcbench.core.measurement import Measurement, Unmeasured
     from hpcbench.hw.net import reader
 
@@ -102,7 +102,6 @@ class NetworkRdma:
     def run(self, params: NetworkRdmaParams, ctx: ProbeContext) -> list[Measurement | Unmeasured]:
         import fnmatch
 
-        from hpcbench.core.items import missing, to_measurements
         from hpcbench.hw.net import reader
 
         p = params
@@ -135,7 +134,6 @@ class NetworkRdma:
 
 def around(r: reader.Reader, subject: str, p: NetworkRdmaParams, settings: dict[str, Any]) -> list[Item]:
     """``counters_grew`` of the port over its traffic, and its hw_counters' growth (reported)."""
-    from hpcbench.core.items import Item
     from hpcbench.hw.net import health, reader
 
     seconds = time.monotonic() - r.started

@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from hpcbench.core.errors import ProbeError
+from hpcbench.core.items import Item, to_measurements
 from hpcbench.probes.base import ProbeContext, Requirement, check
 
 if TYPE_CHECKING:  # imported where used: `hpcbench list` reads only the header and Params
-    from hpcbench.core.items import Item
     from hpcbench.core.measurement import Measurement, Unmeasured
 
 NAME = "network_tcp"
@@ -43,15 +43,12 @@ class NetworkTcp:
     record_per_node: ClassVar[bool] = True
 
     def run(self, params: NetworkTcpParams, ctx: ProbeContext) -> list[Measurement | Unmeasured]:
-        from hpcbench.core.items import to_measurements
-
         items, settings = tcp_items(params, ctx.workdir)
         return to_measurements(items, ctx.subject, settings, convention="iperf3 receiver")
 
 
 def tcp_items(p: Any, workdir: str) -> tuple[list[Item], dict[str, Any]]:
     """iperf3 to ``p.peer`` (an iperf3 server someone runs there), or a loopback self-test."""
-    from hpcbench.core.items import Item
     from hpcbench.hw.net import iperf, procs
 
     procs.require("iperf3")

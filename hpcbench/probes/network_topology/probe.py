@@ -9,11 +9,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from hpcbench.core import timeparse
 from hpcbench.core.errors import ProbeSkip
+from hpcbench.core.items import Item, missing, to_measurements
+from hpcbench.hw.kernel_log import boot_time, read_kernel_log
 from hpcbench.hw.net import topology
+from hpcbench.node.pci import device_dir
 from hpcbench.probes.base import ProbeContext, Requirement, check
 
 if TYPE_CHECKING:  # imported where used: `hpcbench list` reads only the header and Params
-    from hpcbench.core.items import Item
     from hpcbench.core.measurement import Measurement, Unmeasured
     from hpcbench.node import nics
     from hpcbench.node.inventory import Inventory
@@ -48,7 +50,6 @@ class NetworkTopologyParams:
 def topology_items(
     root: str, inventory: Inventory, ports: list[nics.RdmaPort], near: str
 ) -> tuple[list[Item], dict[str, Any]]:
-    from hpcbench.core.items import missing
 
     gpus = topology.gpu_devices(root, inventory)
     if not gpus:
@@ -86,7 +87,6 @@ class NetworkTopology:
     no_load: ClassVar[bool] = True
 
     def run(self, params: NetworkTopologyParams, ctx: ProbeContext) -> list[Measurement | Unmeasured]:
-        from hpcbench.core.items import to_measurements
         from hpcbench.node import nics
 
         ports = nics.rdma_ports(params.root)
@@ -100,8 +100,6 @@ class NetworkTopology:
 
 def flaps(p: NetworkTopologyParams, settings: dict[str, Any]) -> Item:
     """``link_flaps`` since ``p.since``; the log of this node only when ``root`` is this node's."""
-    from hpcbench.core.items import Item
-    from hpcbench.hw.kernel_log import boot_time, read_kernel_log
     from hpcbench.hw.net.flaps import flap_item, flap_lines
 
     start = timeparse.since(p.since)
@@ -119,7 +117,6 @@ def flaps(p: NetworkTopologyParams, settings: dict[str, Any]) -> Item:
 def acs_of(root: str, gpus: list[topology.Device], nic_devs: list[topology.Device]) -> Item:
     """``acs_redirect`` on the bridges between each GPU and its nearest NIC."""
     from hpcbench.hw.net import acs
-    from hpcbench.node.pci import device_dir
 
     paths, configs = [], {}
     for g in gpus:

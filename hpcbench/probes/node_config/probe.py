@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from hpcbench.core.errors import ProbeSkip
+from hpcbench.core.items import Item, to_measurements
+from hpcbench.node.pci import read_text
 from hpcbench.probes.base import ProbeContext, Requirement, check, report_progress
 
 if TYPE_CHECKING:  # imported where used: `hpcbench list` reads only the header and Params
-    from hpcbench.core.items import Item
     from hpcbench.core.measurement import Measurement
     from hpcbench.probes.node_config import catalog, read
 
@@ -145,7 +146,6 @@ DAEMONS = (
 def observe(root: str, procs: list[read.Proc] | None) -> dict[str, Any]:
     """What this node is, for ``hpcbench baseline create --site-suite``: the values a site's
     health suite expects of nodes like it (read once more, cheaply, whatever the suite asked)."""
-    from hpcbench.node.pci import read_text
     from hpcbench.probes.node_config import catalog, read
 
     layout = read.cpu_layout(root)
@@ -190,8 +190,6 @@ class NodeConfig:
     def run(self, params: NodeConfigParams, ctx: ProbeContext) -> list[Measurement]:
         import socket
 
-        from hpcbench.core.items import Item, to_measurements
-        from hpcbench.node.pci import read_text
         from hpcbench.probes.node_config import catalog, read, specs
 
         root = params.root

@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # imported where used: `hpcbench list` imports this module for its constants
-    from hpcbench.core.items import Item
-
+from hpcbench.core.items import Item, missing
+from hpcbench.node.pci import describe_device, read_text
 
 PCI_DEVICES = "sys/bus/pci/devices"
 #: (metric, sysfs file, the kernel's total line, what the count is)
@@ -70,8 +68,6 @@ class DeviceAer:
 
 def read_aer(root: str) -> list[DeviceAer] | None:
     """The AER counters of every PCI function under ``root`` that has them; None when none has."""
-    from hpcbench.node.pci import describe_device, read_text
-
     base = os.path.join(root, PCI_DEVICES)
     try:
         entries = sorted(os.listdir(base))
@@ -92,8 +88,6 @@ def read_aer(root: str) -> list[DeviceAer] | None:
 def items(devices: list[DeviceAer] | None, root: str) -> list[Item]:
     """``aer_fatal``, ``aer_nonfatal``, ``aer_correctable``: sums over the devices, each device with
     errors named with its kind (GPU, NIC, NVMe, ...), vendor, driver and the errors that occurred."""
-    from hpcbench.core.items import Item, missing
-
     if devices is None:
         return missing(
             METRICS,

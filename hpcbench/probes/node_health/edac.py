@@ -17,11 +17,9 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # imported where used: `hpcbench list` imports this module for its constants
-    from hpcbench.core.items import Item
-
+from hpcbench.core.items import Item, missing
+from hpcbench.node.pci import read_text
 
 EDAC_MC = "sys/devices/system/edac/mc"
 METRICS = ("edac_uncorrected", "edac_corrected")
@@ -70,15 +68,11 @@ def _numbered(folder: str, prefix: str) -> list[str]:
 
 
 def _int(path: str) -> int:
-    from hpcbench.node.pci import read_text
-
     text = (read_text(path) or "").strip()
     return int(text) if text.lstrip("-").isdigit() else 0
 
 
 def _text(path: str) -> str:
-    from hpcbench.node.pci import read_text
-
     return (read_text(path) or "").strip()
 
 
@@ -159,8 +153,6 @@ def _where(controllers: list[Controller], kind: str) -> str:
 
 def items(controllers: list[Controller] | None, root: str) -> list[Item]:
     """``edac_uncorrected`` and ``edac_corrected``: the sums over the controllers, the DIMMs named."""
-    from hpcbench.core.items import Item, missing
-
     if controllers is None:
         return missing(
             METRICS,

@@ -17,11 +17,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # imported where used: `hpcbench list` imports this module for its constants
-    from hpcbench.core.items import Item
-
+from hpcbench.core.items import Item, missing
+from hpcbench.hw.kernel_log import line_time
 
 _QUOTE_CHARS = 240
 
@@ -150,8 +148,6 @@ def classify(line: str) -> str | None:
 
 def scan(text: str, booted: float | None, start: float | None) -> dict[str, Found]:
     """Every kind's lines in ``text`` at or after ``start`` (epoch seconds; None: all)."""
-    from hpcbench.hw.kernel_log import line_time
-
     counts: dict[str, int] = {}
     first: dict[str, tuple[str, float | None]] = {}
     for line in text.splitlines():
@@ -172,8 +168,6 @@ def _quote(line: str) -> str:
 
 def items(found: dict[str, Found] | None, why_unreadable: str, span: str) -> list[Item]:
     """One count per kind; the detail quotes the first line. ``span``: "since boot", "since ..."."""
-    from hpcbench.core.items import Item, missing
-
     if found is None:
         return missing(METRICS, f"kernel log not readable: {why_unreadable}")
     what = {k.metric: k.what for k in KINDS}

@@ -16,11 +16,10 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:  # imported where used: `hpcbench list` imports this module for its constants
-    from hpcbench.core.items import Item
-
+from hpcbench.core.items import Item, failed, missing
+from hpcbench.node.pci import read_text
 
 NVME_CLASS = "sys/class/nvme"
 METRICS = (
@@ -111,8 +110,6 @@ class Smart:
 
 def controllers(root: str) -> list[Controller] | None:
     """The NVMe controllers under ``root`` (``/sys/class/nvme``); None when there is none."""
-    from hpcbench.node.pci import read_text
-
     base = os.path.join(root, NVME_CLASS)
     try:
         names = sorted(n for n in os.listdir(base) if n.startswith("nvme"))
@@ -219,8 +216,6 @@ def items(
     """The NVMe items of the node under ``root``. ``runner`` None: nvme-cli itself, which must be
     on PATH (missing while NVMe drives exist: ERROR with the package to install)."""
     import shutil
-
-    from hpcbench.core.items import Item, failed, missing
 
     found = controllers(root)
     if found is None:

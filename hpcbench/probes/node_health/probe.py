@@ -19,11 +19,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from hpcbench.core import timeparse
+from hpcbench.core.items import Item, missing, to_measurements
+from hpcbench.hw.kernel_log import boot_time, read_kernel_log
 from hpcbench.probes.base import ProbeContext, Requirement, check
 from hpcbench.probes.node_health import aer, edac, klog, nvme
 
 if TYPE_CHECKING:  # imported where used: `hpcbench list` reads only the header and Params
-    from hpcbench.core.items import Item
     from hpcbench.core.measurement import Measurement
 
 NAME = "node_health"
@@ -105,9 +106,6 @@ def is_this_node(root: str) -> bool:
 
 def kernel_items(params: NodeHealthParams, start: float | None, settings: dict[str, Any]) -> list[Item]:
     """The kernel-log counts (``klog``); the log of this node only when ``root`` is this node's."""
-    from hpcbench.core.items import missing
-    from hpcbench.hw.kernel_log import boot_time, read_kernel_log
-
     span = _span(params.since, start)
     if params.kernel_log in ("auto", "journalctl", "dmesg") and not is_this_node(params.root):
         return missing(klog.METRICS, f"root is {params.root}, not this node: give kernel_log = <file>")
@@ -138,7 +136,6 @@ class NodeHealth:
         self.runner = runner  # None: nvme-cli (tests inject one that replays captured output)
 
     def run(self, params: NodeHealthParams, ctx: ProbeContext) -> list[Measurement]:
-        from hpcbench.core.items import to_measurements
         from hpcbench.probes.node_health import system  # here: `hpcbench list` imports only the header
 
         root = params.root

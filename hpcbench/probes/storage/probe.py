@@ -121,7 +121,11 @@ class StorageParams:
 
 
 def profile_measurements(
-    profile: Profile, runs: list[FioRun], subject: str, settings: dict[str, Any]
+    profile: Profile,
+    runs: list[FioRun],
+    subject: str,
+    settings: dict[str, Any],
+    warnings: tuple[str, ...] = (),
 ) -> list[Measurement]:
     """The profile's metrics from its repeats: the median of the runs, every run a sample."""
     from hpcbench.core.measurement import Measurement
@@ -142,7 +146,7 @@ def profile_measurements(
             statistic="median",
             convention="fio",
             settings=settings,
-            warnings=settings.get("warnings") or (),  # a tmpfs or a small file: said as a hint
+            warnings=warnings,  # a tmpfs or a small file: said as a hint
         )
 
     out = []
@@ -204,6 +208,8 @@ class Target:
     filename: str
     size: int
     settings: dict[str, Any]
+    #: what the operator should know of the target (a tmpfs, a file smaller than asked)
+    warnings: tuple[str, ...] = ()
 
 
 class Storage:
@@ -331,7 +337,11 @@ class Storage:
                 "bw_bytes": filled.write.bw_bytes,
             }
             return measure_profiles(
-                params, Target(path, filename, choice.size, settings), engine, how, ctx.subject
+                params,
+                Target(path, filename, choice.size, settings, tuple(warnings)),
+                engine,
+                how,
+                ctx.subject,
             )
         finally:
             with signals_blocked():
@@ -388,5 +398,5 @@ def measure_profiles(
         }
         if name == "randrw":
             settings["rwmixread"] = params.rwmixread
-        out += profile_measurements(profile, runs, subject, settings)
+        out += profile_measurements(profile, runs, subject, settings, t.warnings)
     return out

@@ -162,8 +162,10 @@ def test_stale_folder_of_a_dead_run_is_removed_and_reported(cli: Cli, target: Pa
     (stale / sfs.OWNER_FILE).write_text(json.dumps(owner))
     code, rec, err = probe_json(cli, "-p", f"targets={target}", *SMALL, "-p", "profiles=randread")
     assert code == ExitCode.OK, err
-    warnings = rec["checks"][0]["measurements"][0]["settings"]["warnings"]
+    measured = rec["checks"][0]["measurements"][0]
+    warnings = measured["settings"]["warnings"]
     assert any(str(stale) in w and "left by an hpcbench run" in w for w in warnings)
+    assert measured["warnings"] == warnings  # the typed field, which the hints read
     assert leftover_dirs(target) == []
 
 
