@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 
-from hpcbench.node.nics import IB_CLASS, NET_CLASS, parse_int
 from hpcbench.node.pci import read_text
 
 #: the IB error counters judged (ports/N/counters/<name>)
@@ -94,6 +93,8 @@ def saturated(name: str, value: int | None) -> bool:
 
 
 def _counters(folder: str, names: tuple[str, ...]) -> dict[str, int]:
+    from hpcbench.node.nics import parse_int
+
     values = {}
     for name in names:
         value = parse_int(read_text(os.path.join(folder, name)))
@@ -105,6 +106,8 @@ def _counters(folder: str, names: tuple[str, ...]) -> dict[str, int]:
 def rdma_counters(root: str, device: str, port: int) -> dict[str, int]:
     """The port's IB counters that can be read (a RoCE port's PMA counters may be unsupported),
     and its hw_counters as ``hw_counters/<name>``."""
+    from hpcbench.node.nics import IB_CLASS
+
     folder = os.path.join(root, IB_CLASS, device, "ports", str(port))
     values = _counters(os.path.join(folder, "counters"), IB_ERROR_COUNTERS + IB_OTHER_COUNTERS)
     hw = _counters(os.path.join(folder, "hw_counters"), HW_COUNTERS)
@@ -114,6 +117,8 @@ def rdma_counters(root: str, device: str, port: int) -> dict[str, int]:
 
 def interface_counters(root: str, name: str) -> dict[str, int]:
     """An interface's statistics and its carrier_changes."""
+    from hpcbench.node.nics import NET_CLASS, parse_int
+
     values = _counters(
         os.path.join(root, NET_CLASS, name, "statistics"), ETH_ERROR_COUNTERS + ETH_OTHER_COUNTERS
     )

@@ -36,10 +36,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from hpcbench.core.items import Item
 from hpcbench.hw.net.counters import ETH_ERROR_COUNTERS, IB_ERROR_COUNTERS, saturated
-from hpcbench.node.nics import PHYS_STATE_HINT, Interface, RdmaPort
+
+if TYPE_CHECKING:  # imported where used: `hpcbench list` imports this module for its constants
+    from hpcbench.node.nics import Interface, RdmaPort
 
 PATH_METRICS = ("pcie_degraded", "roce_v2_missing")
 PORT_METRICS = (
@@ -203,6 +206,8 @@ def describe_port(p: RdmaPort) -> str:
 
 def port_down_reason(p: RdmaPort) -> str:
     """Why a port is not carrying traffic, with what to look at."""
+    from hpcbench.node.nics import PHYS_STATE_HINT
+
     why = [f"state {p.state or '?'}, physical state {p.phys_state or '?'}"]
     hint = PHYS_STATE_HINT.get(p.phys_state or "") or STATE_HINT.get(p.state or "")
     if p.phys_state == "LinkUp" and p.state in STATE_HINT:

@@ -29,12 +29,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from hpcbench.core.items import Item
-from hpcbench.node.nics import RdmaPort
 from hpcbench.node.pci import LEVELS, PciPath, full_address, local_cpulist, numa_node, pci_path, read_text
 from hpcbench.node.pci import topo_level as level
 
 if TYPE_CHECKING:  # imported where used: `hpcbench list` imports this module for its constants
     from hpcbench.node.inventory import Inventory
+    from hpcbench.node.nics import RdmaPort
 
 LEGEND = (
     "  X    = Self",
