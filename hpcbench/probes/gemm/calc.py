@@ -5,11 +5,7 @@ and live in ``hpcbench.hw.matmul``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # imported where used: `hpcbench list` imports this module for its constants
-    from hpcbench.hw.matmul import Shape
-
+from hpcbench.hw.matmul import Shape
 
 GPU_DEFAULT_SIZE = 8192
 CPU_DEFAULT_SIZE = 512
@@ -48,8 +44,6 @@ def parse_range(values: list[int], default: tuple[int, int, int]) -> list[int]:
 
 def sweep_shapes(ms: list[int], ns: list[int], ks: list[int]) -> list[Shape]:
     """Every (m, n, k) of the three ranges, as MAMF-finder's brute-force search."""
-    from hpcbench.hw.matmul import Shape
-
     count = len(ms) * len(ns) * len(ks)
     if count > MAX_SWEEP_SHAPES:
         raise ValueError(f"the sweep has {count} shapes; at most {MAX_SWEEP_SHAPES} (widen the steps)")

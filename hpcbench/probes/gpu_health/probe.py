@@ -28,7 +28,7 @@ from hpcbench.hw import xid
 from hpcbench.hw.kernel_log import KernelLog, boot_time, read_kernel_log
 from hpcbench.node.pci import PCI_DEVICES, normalize_bus, pci_gpus, read_text
 from hpcbench.probes.base import ProbeContext, Requirement, check
-from hpcbench.probes.gpu_health.read import GPU_METRICS
+from hpcbench.probes.gpu_health.read import GPU_METRICS, gpu_items
 
 if TYPE_CHECKING:  # imported where used: `hpcbench list` reads only the header and Params
     from hpcbench.core.measurement import Measurement
@@ -209,7 +209,6 @@ class GpuHealth:
         self, params: GpuHealthParams, ctx: ProbeContext, start: float | None, settings: dict[str, Any]
     ) -> list[Item]:
         from hpcbench.node import nvml as seam
-        from hpcbench.probes.gpu_health.read import gpu_items
 
         assert params.gpu is not None
         errors: list[str] = []

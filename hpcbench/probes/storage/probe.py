@@ -25,14 +25,21 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from hpcbench.core.errors import ProbeError
 from hpcbench.probes.base import ProbeContext, Requirement, check, register_cleanup
-from hpcbench.probes.storage.jobs import PROFILES
+from hpcbench.probes.storage.jobs import (
+    FILL_MIN_RATE,
+    FIO_SLACK_S,
+    PROFILES,
+    Profile,
+    choose_engine,
+    fill_argv,
+    fio_argv,
+    fio_version,
+    run_fio,
+)
 
 if TYPE_CHECKING:  # imported where used: `hpcbench list` reads only the header and Params
     from hpcbench.core.measurement import Measurement
     from hpcbench.probes.storage.fio import FioRun
-    from hpcbench.probes.storage.jobs import (
-        Profile,
-    )
 
 LATENCY_SUFFIX = {50.0: "p50", 99.0: "p99", 99.9: "p999"}
 MAX_AUTO_NUMJOBS = 4
@@ -242,7 +249,6 @@ class Storage:
     # -- targets -----------------------------------------------------------------
     def _raw(self, params: StorageParams, ctx: ProbeContext, target: str) -> list[Measurement]:
         from hpcbench.probes.storage import fs as sfs  # here: `hpcbench list` imports only the header
-        from hpcbench.probes.storage.jobs import choose_engine
 
         path = os.path.realpath(target)
         if not sfs.is_block_device(path):
@@ -262,7 +268,6 @@ class Storage:
 
     def _directory(self, params: StorageParams, ctx: ProbeContext, target: str) -> list[Measurement]:
         from hpcbench.probes.storage import fs as sfs
-        from hpcbench.probes.storage.jobs import FILL_MIN_RATE, choose_engine, fill_argv, run_fio
 
         path = os.path.realpath(target)
         if sfs.is_block_device(path):
@@ -352,8 +357,6 @@ def measure_profiles(
     params: StorageParams, t: Target, engine: str, how: str, subject: str
 ) -> list[Measurement]:
     """Run the profiles of ``params`` on a prepared target: ``repeats`` fio runs each."""
-    from hpcbench.probes.storage.jobs import FIO_SLACK_S, fio_argv, fio_version, run_fio
-
     numjobs = params.numjobs or auto_numjobs(len(os.sched_getaffinity(0)))
     common = {
         **t.settings,
