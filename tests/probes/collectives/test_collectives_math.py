@@ -269,3 +269,10 @@ def test_nccl_tests_style_table_from_a_record(tmp_path: Path, capsys: pytest.Cap
     path.write_text(json.dumps(records.record().as_dict()))
     assert table.main([str(path)]) == 4
     assert "no collectives check" in capsys.readouterr().err
+    # a sweep without a field the table prints: one line naming it, exit 4, no traceback
+    del ms[1]["settings"]["world_size"]
+    rec = records.record(checks=[records.check("coll", probe="collectives", measurements=ms)])
+    path.write_text(json.dumps(rec.as_dict()))
+    assert table.main([str(path)]) == 4
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "checks.0.measurements.1.settings.world_size" in err, err
