@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from hpcbench.core.items import Item, missing
 from hpcbench.node.pci import describe_device, read_text
+from hpcbench.probes.node_health import metrics as names
 
 PCI_DEVICES = "sys/bus/pci/devices"
 #: (metric, sysfs file, the kernel's total line, what the count is)
@@ -26,7 +27,7 @@ KINDS = (
     ("aer_nonfatal", "aer_dev_nonfatal", "TOTAL_ERR_NONFATAL", "non-fatal"),
     ("aer_correctable", "aer_dev_correctable", "TOTAL_ERR_COR", "correctable"),
 )
-METRICS = tuple(k[0] for k in KINDS)
+METRICS = names.AER  # the metrics of KINDS, in its order
 #: devices named in a detail, the most errors first (a flapping switch can touch dozens)
 NAMED = 5
 

@@ -20,9 +20,10 @@ from dataclasses import dataclass
 
 from hpcbench.core.items import Item, missing
 from hpcbench.node.pci import read_text
+from hpcbench.probes.node_health import metrics as names
 
 EDAC_MC = "sys/devices/system/edac/mc"
-METRICS = ("edac_uncorrected", "edac_corrected")
+METRICS = names.EDAC
 #: DIMMs named per controller in a detail, the most errors first
 NAMED = 5
 _NUMBERED = re.compile(r"^(mc|dimm|rank|csrow)(\d+)$")

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from hpcbench.core.items import Item, missing
 from hpcbench.hw.kernel_log import line_time
+from hpcbench.probes.node_health import metrics as names
 
 _QUOTE_CHARS = 240
 
@@ -117,16 +118,7 @@ KINDS = (
     Kind("kernel_oom_kills", "OOM kill", _p(r"(?i)\bout of memory: kill(?:ed)? process \d+")),
 )
 #: the metrics in the order they are reported
-METRICS = (
-    "kernel_hw_errors",
-    "kernel_hung_tasks",
-    "kernel_lockups",
-    "kernel_io_errors",
-    "kernel_nvme_timeouts",
-    "kernel_fs_errors",
-    "kernel_oom_kills",
-    "kernel_link_errors",
-)
+METRICS = names.KLOG
 
 
 @dataclass(frozen=True)

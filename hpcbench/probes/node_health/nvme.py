@@ -20,15 +20,10 @@ from typing import Any
 
 from hpcbench.core.items import Item, failed, missing
 from hpcbench.node.pci import read_text
+from hpcbench.probes.node_health import metrics as names
 
 NVME_CLASS = "sys/class/nvme"
-METRICS = (
-    "nvme_critical_warnings",
-    "nvme_media_errors",
-    "nvme_spare_below_threshold",
-    "nvme_percent_used",
-    "nvme_smart_errors",
-)
+METRICS = names.NVME
 INSTALL = (
     "install nvme-cli (Debian/Ubuntu: apt-get install nvme-cli; RHEL/Rocky/Fedora: dnf install nvme-cli)"
 )

@@ -22,19 +22,21 @@ from hpcbench.core import timeparse
 from hpcbench.core.items import Item, missing, to_measurements
 from hpcbench.hw.kernel_log import boot_time, read_kernel_log
 from hpcbench.probes.base import ProbeContext, Requirement, check
-from hpcbench.probes.node_health import aer, edac, klog, nvme
+from hpcbench.probes.node_health import metrics as names
 
 if TYPE_CHECKING:  # imported where used: `hpcbench list` reads only the header and Params
     from hpcbench.core.measurement import Measurement
+    from hpcbench.probes.node_health import nvme
 
 NAME = "node_health"
-SYSTEM_METRICS = ("memory_gib", "online_cpus", "cpus_offline", "memory_numa_balance", "mounts_missing")
-METRICS = (*edac.METRICS, *aer.METRICS, *nvme.METRICS, *klog.METRICS, *SYSTEM_METRICS)
+SYSTEM_METRICS = names.SYSTEM
+#: the readers (aer, edac, klog, nvme) are imported where run() uses them
+METRICS = (*names.EDAC, *names.AER, *names.NVME, *names.KLOG, *SYSTEM_METRICS)
 _CONVENTIONS = {
-    **{m: "EDAC sysfs counters since boot" for m in edac.METRICS},
-    **{m: "PCIe AER sysfs counters since boot" for m in aer.METRICS},
-    **{m: "nvme smart-log (NVMe SMART / health log)" for m in nvme.METRICS},
-    **{m: "kernel log lines" for m in klog.METRICS},
+    **{m: "EDAC sysfs counters since boot" for m in names.EDAC},
+    **{m: "PCIe AER sysfs counters since boot" for m in names.AER},
+    **{m: "nvme smart-log (NVMe SMART / health log)" for m in names.NVME},
+    **{m: "kernel log lines" for m in names.KLOG},
     "memory_gib": "/proc/meminfo MemTotal, GiB = 2^30 bytes",
     "online_cpus": "/sys/devices/system/cpu/online",
     "cpus_offline": "/sys/devices/system/cpu/present minus online",
@@ -106,6 +108,8 @@ def is_this_node(root: str) -> bool:
 
 def kernel_items(params: NodeHealthParams, start: float | None, settings: dict[str, Any]) -> list[Item]:
     """The kernel-log counts (``klog``); the log of this node only when ``root`` is this node's."""
+    from hpcbench.probes.node_health import klog
+
     span = _span(params.since, start)
     if params.kernel_log in ("auto", "journalctl", "dmesg") and not is_this_node(params.root):
         return missing(klog.METRICS, f"root is {params.root}, not this node: give kernel_log = <file>")
@@ -136,7 +140,8 @@ class NodeHealth:
         self.runner = runner  # None: nvme-cli (tests inject one that replays captured output)
 
     def run(self, params: NodeHealthParams, ctx: ProbeContext) -> list[Measurement]:
-        from hpcbench.probes.node_health import system  # here: `hpcbench list` imports only the header
+        # here, not at the top: `hpcbench list` imports only the header
+        from hpcbench.probes.node_health import aer, edac, nvme, system
 
         root = params.root
         start = timeparse.since(params.since)

@@ -83,3 +83,16 @@ def test_an_amd_record_without_the_logged_line_is_a_hardware_error_item() -> Non
     assert all(
         items[m].value == 0 for m in klog.METRICS if m not in ("kernel_hw_errors", "kernel_link_errors")
     )
+
+
+def test_the_header_names_are_the_readers_tables() -> None:
+    """The probe's header lists its metrics from ``metrics`` (hpcbench list imports no reader);
+    each reader's table reports exactly those, in that order."""
+    from hpcbench.probes.node_health import aer, edac, nvme, probe
+    from hpcbench.probes.node_health import metrics as names
+
+    assert tuple(k[0] for k in aer.KINDS) == names.AER == aer.METRICS
+    assert sorted(k.metric for k in klog.KINDS) == sorted(names.KLOG) == sorted(klog.METRICS)
+    assert len(set(names.KLOG)) == len(klog.KINDS)
+    assert (edac.METRICS, nvme.METRICS) == (names.EDAC, names.NVME)
+    assert (*names.EDAC, *names.AER, *names.NVME, *names.KLOG, *names.SYSTEM) == probe.METRICS
