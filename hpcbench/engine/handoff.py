@@ -56,13 +56,17 @@ def read_job(path: str | Path) -> ChildJob:
     return result
 
 
+def _unreadable(exc: Exception) -> ChildResult:
+    return ChildResult("error", reason=f"the probe's child wrote no readable result: {exc}")
+
+
 def decode_result(data: Any) -> ChildResult:
     """A child's result from its JSON form (the out.json of a child of its own, a line of the
     no-load batch); where it is no result, an ``error`` result that says what was wrong."""
     try:
         result: ChildResult = codec.decode(ChildResult, data, "result")
     except ValueError as exc:  # DecodeError: a child that wrote nonsense
-        return ChildResult("error", reason=f"the probe's child wrote no readable result: {exc}")
+        return _unreadable(exc)
     return result
 
 
@@ -71,5 +75,5 @@ def read_result(path: str | Path) -> ChildResult:
     try:
         data = json.loads(Path(path).read_text())
     except (OSError, ValueError) as exc:
-        return ChildResult("error", reason=f"the probe's child wrote no readable result: {exc}")
+        return _unreadable(exc)
     return decode_result(data)

@@ -12,14 +12,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from hpcbench.core.items import Item, missing
-
-if TYPE_CHECKING:  # imported where used: `hpcbench list` imports this module for its constants
-    from hpcbench.hw import gpu_counters as gc
-    from hpcbench.hw import xid
-
+from hpcbench.hw import gpu_counters as gc
+from hpcbench.hw import xid
 
 #: counter delta metric -> (Counters field(s), what it counts)
 DELTA_METRICS: dict[str, tuple[tuple[str, ...], str]] = {
@@ -67,8 +64,6 @@ def delta_items(deltas: dict[str, Any], during: str = "the burn") -> list[Item]:
 
 def xid_item(new: list[xid.XidEvent] | str, bus: str | None, ignore: tuple[int, ...], during: str) -> Item:
     """``xid_new``: the XIDs of this GPU logged during the test (a string: why not known)."""
-    from hpcbench.hw import xid
-
     if isinstance(new, str):
         return Item("xid_new", not_measured=new)
     counted = [e for e in new if e.code not in ignore]
@@ -81,8 +76,7 @@ def xid_item(new: list[xid.XidEvent] | str, bus: str | None, ignore: tuple[int, 
 
 def read_counters(index: int, nvml: Any = None) -> gc.Counters | str:
     """GPU ``index``'s error counters now, or why NVML gave none."""
-    from hpcbench.hw import gpu_counters as gc
-    from hpcbench.node import nvml as seam
+    from hpcbench.node import nvml as seam  # here: `hpcbench list` reads this module's metric names
 
     try:
         with seam.session(nvml) as nv:
@@ -114,8 +108,6 @@ class CounterWatch:
         during: str = "the test",
         why_none: str = "",
     ) -> None:
-        from hpcbench.hw import xid
-
         self.index = index
         self.xids = xid.XidWatch(bus, kernel_log, wall=wall)
         self.xid_ignore = tuple(xid_ignore)
@@ -145,8 +137,6 @@ class CounterWatch:
 
     def items(self) -> list[Item]:
         """Every metric of ``METRICS``; none measured when inactive (``why_none``)."""
-        from hpcbench.hw import gpu_counters as gc
-
         if self.index is None:
             return missing(METRICS, self.why_none or "not watched")
         if isinstance(self.before, str) or isinstance(self.after, str):

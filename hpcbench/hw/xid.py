@@ -129,16 +129,15 @@ class XidWatch:
         bus: str | None,
         source: str = "auto",
         *,
-        reader: Callable[[str], KernelLog] | None = None,
+        reader: Callable[[str], KernelLog] = read_kernel_log,
         wall: Callable[[], float] = time.time,
-        booted: Callable[[], float | None] | None = None,
+        booted: Callable[[], float | None] = boot_time,
     ) -> None:
-        """``reader``/``booted``: the kernel log's (``hpcbench.hw.kernel_log``) unless given."""
         self.bus = normalize_bus(bus) if bus else None
         self.source = source
-        self._reader = reader or read_kernel_log
+        self._reader = reader
         self._wall = wall
-        self._booted = booted or boot_time
+        self._booted = booted
         self.pinned = source
         self.start: float | None = None
         self.before: list[XidEvent] | str = "not read"
