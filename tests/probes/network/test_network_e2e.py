@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from conftest import Cli
+from support.nodes import run_as_nodes
 
 from hpcbench.core.exitcodes import ExitCode
 from hpcbench.hw.net.procs import free_port
@@ -134,27 +135,11 @@ def start_nodes(
 ) -> list[subprocess.CompletedProcess[str]]:
     """Run each argv as a node: its own UTS namespace and host name (node-0, node-1, ...), its own lock."""
     unshare = _unshare()
-    procs = []
-    for n, (argv, env) in enumerate(zip(argvs, envs, strict=True)):
-        script = f'hostname node-{n} && exec "$@"'
-        full = [unshare, "--uts", "sh", "-c", script, "sh", *argv]
-        node_env = {**cli.env, "HPCBENCH_LOCK": str(cli.workdir / f"node{n}.lock"), **env}
-        procs.append(
-            subprocess.Popen(
-                full, cwd=cli.workdir, env=node_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-            )
-        )
-    done = []
-    try:
-        for p in procs:
-            out, err = p.communicate(timeout=240)
-            done.append(subprocess.CompletedProcess(p.args, p.returncode, out, err))
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-    return done
+    nodes = [
+        ([unshare, "--uts"], argv, {**cli.env, "HPCBENCH_LOCK": str(cli.workdir / f"node{n}.lock"), **env})
+        for n, (argv, env) in enumerate(zip(argvs, envs, strict=True))
+    ]
+    return run_as_nodes(cli.workdir, nodes, timeout=240)
 
 
 def node_record(folder: Path, host: str) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from conftest import Cli
 from support import TESTS, hgx_node
+from support.nodes import run_as_nodes
 
 from hpcbench.hw.net.procs import free_port
 
@@ -75,7 +76,7 @@ def run_nodes(
     cli: Cli, nodes: list[str], argv: list[str], extra: dict[str, str] | None = None
 ) -> list[subprocess.CompletedProcess[str]]:
     port = free_port()
-    running = []
+    runs = []
     for n, ns in enumerate(nodes):
         env = {
             **cli.env,
@@ -87,24 +88,8 @@ def run_nodes(
             "MASTER_PORT": str(port),
             **(extra or {}),
         }
-        script = f'hostname node-{n} && exec "$@"'
-        full = ["ip", "netns", "exec", ns, "unshare", "--uts", "sh", "-c", script, "sh", *argv]
-        running.append(
-            subprocess.Popen(
-                full, cwd=cli.workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-            )
-        )
-    done = []
-    try:
-        for p in running:
-            out, err = p.communicate(timeout=300)
-            done.append(subprocess.CompletedProcess(p.args, p.returncode, out, err))
-    finally:
-        for p in running:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-    return done
+        runs.append((["ip", "netns", "exec", ns, "unshare", "--uts"], argv, env))
+    return run_as_nodes(cli.workdir, runs, timeout=300)
 
 
 def record(cli: Cli, host: str) -> dict[str, Any]:
